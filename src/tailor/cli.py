@@ -1,0 +1,205 @@
+"""The `tailor` command line: one command per job.
+
+Every command takes `--home` (or `TAILOR_HOME`); commands that report take `--json`
+and then print exactly one JSON object on stdout (progress and prose go to stderr).
+Exit codes: 0 success, 1 a gate failed, 2 bad usage or input.
+
+Heavy libraries (pandas, pyarrow, duckdb, mlflow, ...) are imported inside the
+commands so that `tailor --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+
+from tailor.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    name="tailor",
+    help="Self-hosted ML personalization for online shops.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+HOME_OPTION = typer.Option(None, "--home", help="Tailor home folder (default: TAILOR_HOME or ./.tailor).")
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object on stdout instead of prose.")
+
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+log = logging.getLogger("tailor")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextmanager
+def _job(home: Optional[Path]) -> Iterator[Settings]:
+    """Load settings and turn known input errors into a clear message and exit code 2."""
+    _setup_logging()
+    from tailor.events.schema import ContractError
+
+    try:
+        yield load_settings(home=home)
+    except (ConfigError, ContractError, FileNotFoundError, IsADirectoryError, ValueError) as error:
+        _stderr_console().print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        _stderr_console().print(human, highlight=False)
+
+
+@app.command()
+def simulate(
+    customers: int = typer.Option(2_000, min=1, help="Number of customers."),
+    products: int = typer.Option(300, min=1, help="Number of products."),
+    days: int = typer.Option(60, min=1, help="Days of history."),
+    seed: int = typer.Option(7, help="Random seed: the same seed writes the same shop."),
+    faults: float = typer.Option(0.0, min=0.0, max=0.5, help="Share of event rows to corrupt, spread over the fault kinds."),
+    start: str = typer.Option("2026-01-05", help="First simulated day (ISO date, UTC)."),
+    out: Path = typer.Option(..., "--out", help="Folder for events.parquet, products.csv, customers.csv, ground_truth/."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write a synthetic shop: events, catalogue, customers and the ground truth behind them."""
+    with _job(home):
+        from tailor.simulate import ShopConfig, simulate_shop
+
+        config = ShopConfig(n_customers=customers, n_products=products, n_days=days, seed=seed,
+                            fault_rate=faults, start=start)
+        summary = simulate_shop(config, out)
+    _emit(summary.to_dict(), as_json,
+          f"simulated {summary.n_events:,} events from {summary.n_customers:,} customers "
+          f"over {summary.n_days} days; wrote {out}")
+
+
+@app.command()
+def ingest(
+    events: Path = typer.Argument(..., help="Events file (CSV or Parquet) in the data contract."),
+    products: Optional[Path] = typer.Option(None, help="Products file (CSV or Parquet)."),
+    customers: Optional[Path] = typer.Option(None, help="Customers file; PII columns go to the PII store only."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Load events (and optionally products and customers) into the event store."""
+    with _job(home) as settings:
+        from tailor.events.ingest import ingest_files
+
+        report = ingest_files(settings, events, products_path=products, customers_path=customers)
+    rejected = ", ".join(f"{reason} {count:,}" for reason, count in sorted(report.rejected.items())) or "none"
+    _emit(report.to_dict(), as_json,
+          f"accepted {report.accepted:,}; duplicates {report.duplicates:,}; rejected: {rejected}\n"
+          f"store: {settings.event_store_url}")
+
+
+@app.command()
+def validate(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the data-quality rules; exit 1 when a blocking rule fails (training then refuses to start)."""
+    with _job(home) as settings:
+        from tailor.quality import run_quality_gate
+
+        report = run_quality_gate(settings)
+    _emit(report.to_dict(), as_json, report.summary_text())
+    if not report.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+@app.command()
+def export(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Export new events to the Parquet lake (date/hour partitions); run it hourly, re-runs add nothing."""
+    with _job(home) as settings:
+        from tailor.events.lake import export_lake
+
+        summary = export_lake(settings)
+    _emit(summary.to_dict(), as_json,
+          f"exported {summary.events:,} events in {summary.files} files; lake: {summary.lake_root}")
+
+
+@app.command()
+def warehouse(
+    sql: Optional[str] = typer.Argument(None, help="A SQL query over events, customers, products, orders, sessions."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Refresh the DuckDB warehouse over the lake; with SQL, run a query and print the result."""
+    with _job(home) as settings:
+        from tailor.warehouse import refresh_warehouse, query_warehouse
+
+        tables = refresh_warehouse(settings)
+        result = query_warehouse(settings, sql) if sql else None
+    if result is not None:
+        _emit({"rows": json.loads(result.to_json(orient="records", date_format="iso"))}, as_json,
+              result.to_string(index=False))
+    else:
+        _emit({"tables": tables, "path": str(settings.warehouse_file)}, as_json,
+              "warehouse " + str(settings.warehouse_file) + ": "
+              + ", ".join(f"{name} {rows:,} rows" for name, rows in tables.items()))
+
+
+@app.command("config")
+def show_config(
+    example: bool = typer.Option(False, "--example", help="Print tailor.toml.example (every key and default)."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the resolved settings (after tailor.toml and TAILOR_* variables)."""
+    from tailor.config import example_toml
+
+    if example:
+        sys.stdout.write(example_toml())
+        return
+    with _job(home) as settings:
+        payload = dict(settings.values)
+    _emit(payload, as_json, "\n".join(f"{key} = {value!r}" for key, value in payload.items()))
+
+
+@app.command()
+def demo(
+    customers: int = typer.Option(2_000, min=50, help="Customers in the demo shop."),
+    products: int = typer.Option(300, min=20, help="Products in the demo shop."),
+    days: int = typer.Option(60, min=14, help="Days of history."),
+    seed: int = typer.Option(7, help="Random seed."),
+    home: Optional[Path] = HOME_OPTION,
+) -> None:
+    """The whole loop on a simulated shop, end to end, on embedded defaults (no services)."""
+    with _job(home) as settings:
+        from tailor.demo import run_demo
+
+        passed = run_demo(settings, customers=customers, products=products, days=days, seed=seed)
+    if not passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

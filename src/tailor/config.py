@@ -1,0 +1,276 @@
+"""Settings for every Tailor job, read once per command.
+
+Precedence, lowest first: the defaults below, `tailor.toml` (in the current
+directory, or the file named by `TAILOR_CONFIG`), environment variables
+`TAILOR_<SECTION>_<KEY>`, then command-line flags such as `--home`.
+
+Every key is declared once in `SETTINGS`; `tailor.toml.example` is generated from
+it (and a test keeps the two in step). Nothing here touches the disk or the
+network at import time: paths are created by the jobs that write to them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_HOME = ".tailor"
+
+
+class ConfigError(ValueError):
+    """A setting has a value of the wrong type or out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: where it lives in tailor.toml, its type, default and meaning."""
+
+    section: str  # "" for top-level keys
+    key: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def name(self) -> str:
+        """Attribute name on `Settings`, e.g. `quality_max_reject_rate`."""
+        return f"{self.section}_{self.key}" if self.section else self.key
+
+    @property
+    def env(self) -> str:
+        """Environment variable that overrides the key, e.g. `TAILOR_QUALITY_MAX_REJECT_RATE`."""
+        return "TAILOR_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("", "home", str, DEFAULT_HOME,
+            "Folder for every embedded store, model and report (created on first write)."),
+    Setting("", "database_url", str, "",
+            "Event store. Empty: SQLite at <home>/events.db. Or postgresql://user@host:5432/db."),
+    Setting("", "pii_database_url", str, "",
+            "Separate store for e-mail and name. Empty: SQLite at <home>/pii.db."),
+    Setting("", "lake_url", str, "",
+            "Parquet data lake (any fsspec URL, e.g. s3://bucket/tailor). Empty: <home>/lake."),
+    Setting("", "warehouse_path", str, "",
+            "DuckDB warehouse file. Empty: <home>/warehouse.duckdb."),
+    Setting("", "redis_url", str, "",
+            "Online feature store. Empty: Feast's SQLite store under <home>. Or redis://host:6379/0."),
+    Setting("", "mlflow_tracking_uri", str, "",
+            "MLflow tracking and registry. Empty: sqlite:///<home>/mlflow.db (MLFLOW_TRACKING_URI also works)."),
+    Setting("ingest", "chunk_rows", int, 200_000,
+            "Rows read, validated and written per chunk; bounds ingest memory."),
+    Setting("ingest", "max_future_seconds", int, 300,
+            "Timestamps further than this ahead of the receive time are rejected as future_timestamp."),
+    Setting("lake", "export_chunk_rows", int, 1_000_000,
+            "Events per lake file written by one export step."),
+    Setting("quality", "max_reject_rate", float, 0.001,
+            "A blocking row rule fails when its rejected share of received rows exceeds this."),
+    Setting("quality", "max_duplicate_rate", float, 0.05,
+            "Duplicate event ids above this share of received rows raise a warning (they are stored once)."),
+    Setting("quality", "volume_min_ratio", float, 0.5,
+            "The newest full day's volume below this ratio of the trailing median fails the gate."),
+    Setting("quality", "volume_max_ratio", float, 4.0,
+            "The newest full day's volume above this ratio of the trailing median fails the gate."),
+    Setting("quality", "volume_trailing_days", int, 7,
+            "Days before the newest full day that form the volume baseline."),
+    Setting("quality", "freshness_max_hours", float, 26.0,
+            "The newest event older than this many hours fails the freshness rule."),
+    Setting("quality", "freshness_blocking", bool, False,
+            "Whether a stale store blocks training (off by default: backfills are stale by design)."),
+    Setting("alerts", "webhook_url", str, "",
+            "POST a JSON alert here when the quality gate fails (Slack-compatible 'text' field)."),
+    Setting("alerts", "email_to", str, "",
+            "Comma-separated addresses that receive gate-failure alerts by e-mail."),
+    Setting("alerts", "email_from", str, "tailor@localhost", "Sender of alert e-mails."),
+    Setting("alerts", "smtp_host", str, "localhost", "SMTP server for alert e-mails."),
+    Setting("alerts", "smtp_port", int, 25, "SMTP port for alert e-mails."),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
+    """Convert a raw value from TOML or the environment to the setting's type."""
+    expected = setting.type
+    try:
+        if expected is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if expected is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(str(raw).replace("_", "")) if isinstance(raw, str) else int(raw)
+        if expected is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        if not isinstance(raw, (str, int, float)):
+            raise ValueError(raw)
+        return str(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{origin}: {setting.name} must be {expected.__name__}, got {raw!r}"
+        ) from None
+
+
+def _validate(values: dict[str, Any]) -> None:
+    for name in ("ingest_chunk_rows", "lake_export_chunk_rows", "quality_volume_trailing_days",
+                 "alerts_smtp_port"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
+    for name in ("quality_max_reject_rate", "quality_max_duplicate_rate"):
+        if not 0.0 <= values[name] <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1, got {values[name]!r}")
+    if values["quality_volume_min_ratio"] >= values["quality_volume_max_ratio"]:
+        raise ConfigError("quality_volume_min_ratio must be below quality_volume_max_ratio")
+    url = values["database_url"]
+    if url and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise ConfigError(
+            f"database_url must start with postgresql:// or sqlite:///, got {url.split('://')[0]}://…"
+        )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Flatten a tailor.toml into setting names; unknown keys are an error (typos matter)."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, dict):
+            for inner_key, inner_value in value.items():
+                flat[f"{key}_{inner_key}"] = (f"[{key}] {inner_key}", inner_value)
+        else:
+            flat[key] = (key, value)
+    values = {}
+    for name, (label, value) in flat.items():
+        if name not in _BY_NAME:
+            raise ConfigError(f"{path}: unknown key {label!r}")
+        values[name] = _coerce(_BY_NAME[name], value, str(path))
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with `load_settings`; derived paths are properties."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.values["home"]).expanduser()
+
+    @property
+    def event_store_url(self) -> str:
+        return self.values["database_url"] or f"sqlite:///{self.home_path / 'events.db'}"
+
+    @property
+    def pii_store_url(self) -> str:
+        return self.values["pii_database_url"] or f"sqlite:///{self.home_path / 'pii.db'}"
+
+    @property
+    def lake_root(self) -> str:
+        return self.values["lake_url"] or str(self.home_path / "lake")
+
+    @property
+    def warehouse_file(self) -> Path:
+        return Path(self.values["warehouse_path"] or self.home_path / "warehouse.duckdb")
+
+    @property
+    def reports_path(self) -> Path:
+        return self.home_path / "reports"
+
+    @property
+    def tracking_uri(self) -> str:
+        return (
+            self.values["mlflow_tracking_uri"]
+            or os.environ.get("MLFLOW_TRACKING_URI", "")
+            or f"sqlite:///{self.home_path.resolve() / 'mlflow.db'}"
+        )
+
+    def replace(self, **overrides: Any) -> "Settings":
+        """A copy with some settings changed (validated like any other source)."""
+        values = dict(self.values)
+        for name, raw in overrides.items():
+            if name not in _BY_NAME:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _coerce(_BY_NAME[name], raw, "override")
+        _validate(values)
+        return Settings(values)
+
+
+def load_settings(
+    home: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Resolve settings from defaults, tailor.toml, the environment and an explicit home.
+
+    Args:
+        home: `--home` from the command line; wins over everything else.
+        env: environment to read (default `os.environ`); tests pass their own.
+        config_file: a tailor.toml path; default `TAILOR_CONFIG` or `./tailor.toml` if present.
+
+    Returns:
+        The resolved `Settings`.
+
+    Raises:
+        ConfigError: a value has the wrong type, is out of range, or a key is unknown.
+    """
+    env = os.environ if env is None else env
+    values = {setting.name: setting.default for setting in SETTINGS}
+    path = config_file or env.get("TAILOR_CONFIG") or ""
+    if path:
+        if not Path(path).is_file():
+            raise ConfigError(f"TAILOR_CONFIG: no such file {path}")
+        values.update(_read_toml(Path(path)))
+    elif Path("tailor.toml").is_file():
+        values.update(_read_toml(Path("tailor.toml")))
+    for setting in SETTINGS:
+        if setting.env in env:
+            values[setting.name] = _coerce(setting, env[setting.env], setting.env)
+    if home is not None:
+        values["home"] = str(home)
+    _validate(values)
+    return Settings(values)
+
+
+def example_toml() -> str:
+    """The text of tailor.toml.example: every key with its default and a comment."""
+    lines = ["# tailor.toml: every key, its default and what it does.",
+             "# Environment variables TAILOR_<SECTION>_<KEY> override this file.", ""]
+    section = None
+    for setting in SETTINGS:
+        if setting.section != section:
+            section = setting.section
+            if section:
+                lines += ["", f"[{section}]"]
+        lines.append(f"# {setting.help} (env {setting.env})")
+        lines.append(f"{setting.key} = {_toml_literal(setting.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, int):
+        return f"{value:_}" if abs(value) >= 10_000 else str(value)
+    return repr(value)

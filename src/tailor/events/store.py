@@ -1,0 +1,133 @@
+"""The event store interface and the factory that picks its backend from a URL.
+
+`EventStore` is what every job talks to; `SqliteEventStore` (the embedded default)
+and `PostgresEventStore` implement it, and one test suite runs against both.
+Frames crossing this interface use the column names of `tailor.events.schema`;
+timestamps are always timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class IngestRun:
+    """What one ingest (file import or collector batch) did, as stored in `ingest_runs`."""
+
+    batch_id: str
+    source: str
+    started_at: "pd.Timestamp"
+    finished_at: "pd.Timestamp"
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Transactional store of events, the dead-letter table, products and pseudonymous customers.
+
+    Events are keyed by `event_id`: writing an id that is already stored changes
+    nothing and is counted as a duplicate. Each stored event gets an increasing
+    `seq` (the lake export's watermark) and a `received_at` time.
+    """
+
+    url: str
+
+    def initialize(self) -> None:
+        """Create the tables and indexes if they do not exist (idempotent)."""
+
+    def insert_events(self, events: "pd.DataFrame", batch_id: str) -> int:
+        """Store valid events (columns `EVENT_COLUMNS`); returns how many were new.
+
+        The write is committed before this returns: an acknowledged event is durable.
+        """
+
+    def insert_rejected(self, rejected: "pd.DataFrame", batch_id: str, source: str) -> None:
+        """Keep rejected rows (`row_number, reason, field, detail, raw`) in the dead-letter table."""
+
+    def record_ingest(self, run: IngestRun) -> None:
+        """Record the counts of one ingest run."""
+
+    def ingest_runs(self) -> "pd.DataFrame":
+        """All ingest runs, oldest first, with `rejected` as a dict per row."""
+
+    def rejected_counts(self, since: "pd.Timestamp | None" = None) -> dict[str, int]:
+        """Dead-letter rows per reason, optionally only those received since a time."""
+
+    def rejected_rows(self, reason: str | None = None, limit: int = 100) -> "pd.DataFrame":
+        """The newest dead-letter rows, optionally of one reason."""
+
+    def upsert_products(self, products: "pd.DataFrame") -> int:
+        """Insert or replace catalogue rows (columns `PRODUCT_COLUMNS`, extras kept as JSON)."""
+
+    def upsert_customers(self, customers: "pd.DataFrame") -> int:
+        """Insert or replace pseudonymous customer rows; PII columns must already be removed."""
+
+    def product_ids(self) -> set[str]:
+        """Ids of every product in the catalogue."""
+
+    def products(self) -> "pd.DataFrame":
+        """The catalogue."""
+
+    def customers(self) -> "pd.DataFrame":
+        """Pseudonymous customers (no PII)."""
+
+    def events_after(self, seq: int, limit: int) -> "pd.DataFrame":
+        """Up to `limit` events with `seq > seq`, in seq order, with `seq` and `received_at`."""
+
+    def max_seq(self) -> int:
+        """The highest stored seq (0 when empty)."""
+
+    def count_events(self) -> int:
+        """Number of stored events."""
+
+    def daily_counts(self) -> "pd.DataFrame":
+        """Events per UTC day of their timestamp: columns `date` (datetime.date), `events`."""
+
+    def latest_event_time(self) -> "pd.Timestamp | None":
+        """Timestamp of the newest event, or None when empty."""
+
+    def stored_violations(self, now: "pd.Timestamp") -> dict[str, int]:
+        """Rule checks on what is already stored (defence against other writers):
+        `missing_customer_id`, `nonpositive_price`, `future_timestamp`."""
+
+    def delete_customer(self, customer_id: str) -> int:
+        """Remove a customer's events and customer row; returns events removed."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def open_event_store(url: str) -> EventStore:
+    """Open (and initialise) the event store a URL names.
+
+    Args:
+        url: `sqlite:///path/to/events.db` or `postgresql://user@host:port/db`
+            (a `?options=-csearch_path%3Dschema` query selects a schema).
+
+    Returns:
+        An initialised `EventStore`.
+
+    Raises:
+        ValueError: the URL's scheme is not supported.
+    """
+    if url.startswith("sqlite:///"):
+        from tailor.events.sqlite_store import SqliteEventStore
+
+        store: EventStore = SqliteEventStore(url)
+    elif url.startswith(("postgresql://", "postgres://")):
+        from tailor.events.postgres_store import PostgresEventStore
+
+        store = PostgresEventStore(url)
+    else:
+        raise ValueError(f"database_url: unsupported scheme in {url.split('://')[0]!r}; "
+                         "use sqlite:/// or postgresql://")
+    store.initialize()
+    return store

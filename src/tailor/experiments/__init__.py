@@ -1,0 +1,1 @@
+"""A/B assignment, exposure log, attribution, statistics and promotion."""

@@ -1,0 +1,1 @@
+"""Feature computations (DuckDB SQL) and the Feast glue: filled by the feature-store issue."""

@@ -1,0 +1,1 @@
+"""Evidently drift and accuracy jobs, retrain and rollback policy, report mail."""

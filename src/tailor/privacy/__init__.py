@@ -1,0 +1,1 @@
+"""Deletion (right to be forgotten) and opt-out."""

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse over the Parquet lake: events, customers, products, orders, sessions."""
