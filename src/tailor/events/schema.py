@@ -224,7 +224,7 @@ def validate_events(
 
     too_long = pd.Series(False, index=chunk.index)
     for name in STRING_COLUMNS:
-        long_values = out[name].str.len().fillna(0) > MAX_STRING_LENGTH
+        long_values = out[name].str.len().astype("float64").fillna(0) > MAX_STRING_LENGTH
         reject(long_values, MALFORMED_ROW, name, f"{name}: longer than {MAX_STRING_LENGTH} characters")
         too_long |= long_values
     event_type = out["event_type"]

@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each sets itself up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | cksum | cut -d' ' -f1)
+DEMO_HOME ?= .tailor/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench clean help
+
+help:
+	@echo "make demo   - set up, then run the whole loop on a simulated shop (no services needed)"
+	@echo "make test   - set up, then run the test suite (skips service tests when PostgreSQL/Redis are down)"
+	@echo "make bench  - run the benchmarks in bench/ (minutes; results belong in docs/benchmarks.md)"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/tailor demo --home $(DEMO_HOME)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .tailor .pytest_cache

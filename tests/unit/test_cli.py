@@ -1,0 +1,50 @@
+"""The CLI contract: fast start (no heavy imports), --home everywhere, exit code 2 on bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tailor.cli import app
+
+HEAVY_MODULES = ("pandas", "numpy", "pyarrow", "duckdb", "mlflow", "feast", "bentoml", "xgboost")
+
+
+def test_importing_the_cli_imports_no_heavy_library() -> None:
+    code = (
+        "import sys, tailor.cli; "
+        f"print([m for m in {HEAVY_MODULES!r} if m in sys.modules])"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"
+
+
+def test_every_command_takes_home() -> None:
+    runner = CliRunner()
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "--home" in result.output, f"{name} has no --home"
+
+
+def test_config_json_prints_one_object(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["config", "--json", "--home", str(tmp_path)])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["home"] == str(tmp_path)
+
+
+def test_bad_setting_exits_2_with_the_key(tailor_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR_INGEST_CHUNK_ROWS", "lots")
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 2
+    assert "ingest_chunk_rows" in result.output
+
+
+def test_missing_events_file_exits_2(tailor_home: Path) -> None:
+    result = CliRunner().invoke(app, ["ingest", str(tailor_home / "nope.csv")])
+    assert result.exit_code == 2
+    assert "nope.csv" in result.output
