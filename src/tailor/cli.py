@@ -197,6 +197,150 @@ def demo(
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
+# -- feature store (issue 3) ---------------------------------------------------------------------
+
+
+@app.command()
+def features(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Compute the features from the warehouse, `feast apply` them and materialize the online store."""
+    with _job(home) as settings:
+        from tailor.features.pipeline import run_features
+
+        summary = run_features(settings, show_progress=not as_json)
+    _emit(summary.to_dict(), as_json, summary.summary_text())
+
+
+# -- models (issue 4) ----------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    model: str = typer.Argument(..., help="homepage, cross_sell, churn, checkout or all."),
+    trials: int = typer.Option(20, min=1, help="Optuna trials per model (1 = the defaults only)."),
+    force: bool = typer.Option(False, "--force",
+                               help="Train even though the data-quality gate fails."),
+    jobs: Optional[int] = typer.Option(None, min=1,
+                                       help="Parallel trials (default: models.optuna_jobs)."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Tune (Optuna), evaluate on the holdout, register in MLflow; promote only a better model."""
+    with _job(home) as settings:
+        from tailor.models.data import NotEnoughData
+        from tailor.quality import QualityGateFailed
+        from tailor.training import train_models
+
+        try:
+            results = train_models(settings, model, trials=trials, force=force, jobs=jobs)
+        except QualityGateFailed as error:
+            _stderr_console().print(f"[bold red]refused:[/] {error}", highlight=False)
+            raise typer.Exit(EXIT_GATE_FAILED) from None
+        except NotEnoughData as error:
+            raise ValueError(str(error)) from None
+    lines = [f"{result.model}: {result.status}"
+             + (f" v{result.version}, {result.reason}" if result.version else f" ({result.reason})")
+             for result in results]
+    _emit({"models": [result.to_dict() for result in results],
+           "tracking_uri": settings.tracking_uri}, as_json,
+          "\n".join(lines) + f"\nMLflow: {settings.tracking_uri}")
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="homepage, cross_sell, churn or checkout."),
+    cutoff: Optional[str] = typer.Option(
+        None, help="Split time (ISO 8601); default: the last 20% of the time range."),
+    split: str = typer.Option(
+        "time", help="time (one cutoff) or user (each customer's last 20% of events)."),
+    k: int = typer.Option(10, min=1, help="List length for the ranking metrics."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Backtest: fit with the champion's (or default) settings before the split, score after it."""
+    with _job(home) as settings:
+        from tailor.models.data import NotEnoughData
+        from tailor.training import evaluate_model
+
+        try:
+            payload = evaluate_model(settings, model, cutoff=cutoff, split=split, k=k)
+        except NotEnoughData as error:
+            raise ValueError(str(error)) from None
+    rows = [f"{name:<14} " + "  ".join(f"{key} {value:.4f}" for key, value in values.items()
+                                       if isinstance(value, float))
+            for name, values in [("model", payload["metrics"]), *payload["baselines"].items()]]
+    _emit(payload, as_json, f"{model} v{payload['version'] or '-'} ({payload['split']} split at "
+          f"{payload['cutoff']}, {payload['n_evaluated']:,} evaluated)\n" + "\n".join(rows)
+          + "".join(f"\nnote: {note}" for note in payload["notes"]))
+
+
+@app.command()
+def recommend(
+    customer: str = typer.Argument(..., help="The customer id."),
+    k: int = typer.Option(10, min=1, help="Number of products."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The champion homepage model's products for one customer, each with its reason."""
+    with _job(home) as settings:
+        from tailor.training import recommend_for_customer
+
+        try:
+            payload = recommend_for_customer(settings, customer, k=k)
+        except LookupError as error:
+            raise ValueError(str(error.args[0])) from None
+    lines = [f"{item['rank']:>2}. {item['product_id']}  {item['reason']}"
+             for item in payload["items"]]
+    _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
+
+
+# -- event collection (issue 6) ------------------------------------------------------------------
+
+
+@app.command()
+def collect(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every one)."),
+    port: int = typer.Option(8700, min=1, max=65535, help="TCP port."),
+    demo_shop: bool = typer.Option(False, "--demo-shop",
+                                   help="Also serve the demo shop at /shop/."),
+    home: Optional[Path] = HOME_OPTION,
+) -> None:
+    """Run the event collector (POST /v1/events, /tailor.js, /healthz, /metrics) until stopped."""
+    with _job(home) as settings:
+        from tailor.events.collector import serve_collector
+
+        serve_collector(settings, host=host, port=port, demo_shop=demo_shop or None)
+
+
+keys_app = typer.Typer(help="Collector API keys (stored hashed; the plain key is shown once).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create_key(
+    kind: str = typer.Argument(
+        ..., help="public (browser pages, events only) or secret (server to server)."),
+    label: str = typer.Option("", help="A note to recognise the key by (e.g. the shop's name)."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a collector key; prints it once (only its SHA-256 hash is kept)."""
+    with _job(home) as settings:
+        from tailor.events.keys import create_key as create_collector_key, keys_file_path
+
+        keys_file = keys_file_path(settings)
+        plain_key = create_collector_key(kind, keys_file, label=label)
+    if as_json:
+        _emit({"kind": kind, "key": plain_key, "keys_file": str(keys_file)}, True, "")
+    else:
+        sys.stdout.write(plain_key + "\n")
+        _stderr_console().print(f"{kind} key created; its hash is in {keys_file}. "
+                                "Copy it now: it cannot be shown again.", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -12,6 +12,7 @@ network at import time: paths are created by the jobs that write to them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,64 @@ SETTINGS: tuple[Setting, ...] = (
             "The newest event older than this many hours fails the freshness rule."),
     Setting("quality", "freshness_blocking", bool, False,
             "Whether a stale store blocks training (off by default: backfills are stale by design)."),
+    Setting("collector", "allowed_origins", str, "",
+            "Comma-separated shop origins (https://shop.example) whose pages may send events "
+            "with a public key; '*' allows any (development only)."),
+    Setting("collector", "max_batch_events", int, 500,
+            "Most events one POST /v1/events may carry; larger batches get 413."),
+    Setting("collector", "max_batch_bytes", int, 1_048_576,
+            "Largest request body in bytes; larger bodies get 413 (read no further)."),
+    Setting("collector", "keys_file", str, "",
+            "JSON file of key hashes written by `tailor keys create`. "
+            "Empty: <home>/collector_keys.json."),
+    Setting("collector", "public_key_hashes", str, "",
+            "Extra comma-separated sha256 hex hashes of public (browser, write-only) keys."),
+    Setting("collector", "secret_key_hashes", str, "",
+            "Extra comma-separated sha256 hex hashes of secret (server-to-server) keys."),
+    Setting("collector", "demo_shop", bool, False,
+            "Serve the demo shop pages under /shop/ (tailor collect --demo-shop turns it on)."),
+    Setting("collector", "ingest_run_seconds", int, 60,
+            "The collector sums its batches into one ingest_runs row per this many seconds."),
+    Setting("features", "project", str, "tailor",
+            "Feast project name (letters, digits, underscores); Redis keys and the registry use it."),
+    Setting("features", "snapshot_hours", int, 24,
+            "Cadence of historical feature snapshots in hours, aligned to 00:00 UTC (divides 24)."),
+    Setting("features", "batch_ttl_days", int, 365,
+            "Customer and product feature rows older than this are stale: served as defaults."),
+    Setting("features", "session_ttl_minutes", int, 30,
+            "Session features older than this are stale (the session has ended)."),
+    Setting("features", "online_timeout_ms", int, 250,
+            "Redis socket timeout of the online reader; a slower store is reported as unreachable."),
+    Setting("features", "definitions_dir", str, "",
+            "Feast definition modules rendered into <home>/feature_repo. Empty: the source tree's "
+            "feature_store/ folder."),
+    Setting("models", "collaborative_after_purchases", int, 1,
+            "Homepage: customers with this many purchases get collaborative filtering; with fewer "
+            "(but some views) content-based picks; with no history popular + trending."),
+    Setting("models", "diversity", str, "none",
+            "Homepage diversity: none, category_cap (at most category_cap per category) or mmr."),
+    Setting("models", "category_cap", int, 3,
+            "Homepage: most products of one category per list when diversity = category_cap."),
+    Setting("models", "mmr_lambda", float, 0.7,
+            "Homepage: weight of relevance against novelty when diversity = mmr (1 = none)."),
+    Setting("models", "churn_horizon_days", float, 90.0,
+            "Churn label: no purchase in this many days after the snapshot (shortened and "
+            "reported when the data after the cutoff is shorter)."),
+    Setting("models", "churn_threshold", float, 0.7,
+            "Customers above this churn probability are high risk and join the retention list."),
+    Setting("models", "checkout_threshold", float, 0.5,
+            "Carts above this P(abandon) may be offered an incentive."),
+    Setting("models", "checkout_margin_rate", float, 0.3,
+            "Gross margin as a share of cart value, for the incentive's expected gain."),
+    Setting("models", "checkout_shipping_cost", float, 5.99,
+            "What free shipping costs the shop per order."),
+    Setting("models", "checkout_budget", float, 500.0,
+            "Most expected incentive cost per scoring batch (e.g. per day)."),
+    Setting("models", "optuna_jobs", int, 0,
+            "Optuna trials run at once; 0 = one per CPU core (never more than the trials)."),
+    Setting("models", "optuna_storage", str, "",
+            "Optuna study storage, e.g. postgresql://... for workers on several machines; "
+            "empty keeps each study in memory."),
     Setting("alerts", "webhook_url", str, "",
             "POST a JSON alert here when the quality gate fails (Slack-compatible 'text' field)."),
     Setting("alerts", "email_to", str, "",
@@ -124,9 +183,33 @@ def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
 
 def _validate(values: dict[str, Any]) -> None:
     for name in ("ingest_chunk_rows", "lake_export_chunk_rows", "quality_volume_trailing_days",
-                 "alerts_smtp_port"):
+                 "alerts_smtp_port", "collector_max_batch_events", "collector_max_batch_bytes",
+                 "collector_ingest_run_seconds"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
+    for name in ("features_batch_ttl_days", "features_session_ttl_minutes",
+                 "features_online_timeout_ms"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
+    if values["features_snapshot_hours"] not in (1, 2, 3, 4, 6, 8, 12, 24):
+        raise ConfigError("features_snapshot_hours must divide 24 (1, 2, 3, 4, 6, 8, 12 or 24), "
+                          f"got {values['features_snapshot_hours']!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", values["features_project"]):
+        raise ConfigError("features_project must be letters, digits and underscores, "
+                          f"got {values['features_project']!r}")
+    if values["models_diversity"] not in ("none", "category_cap", "mmr"):
+        raise ConfigError("models_diversity must be none, category_cap or mmr, "
+                          f"got {values['models_diversity']!r}")
+    for name in ("models_churn_threshold", "models_checkout_threshold", "models_mmr_lambda",
+                 "models_checkout_margin_rate"):
+        if not 0.0 <= values[name] <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1, got {values[name]!r}")
+    for name in ("models_collaborative_after_purchases", "models_optuna_jobs"):
+        if values[name] < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {values[name]!r}")
+    for name in ("models_category_cap", "models_churn_horizon_days"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name} must be positive, got {values[name]!r}")
     for name in ("quality_max_reject_rate", "quality_max_duplicate_rate"):
         if not 0.0 <= values[name] <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {values[name]!r}")

@@ -1,8 +1,9 @@
 """`tailor demo`: the whole loop on a simulated shop, on embedded defaults.
 
 Reads nothing but its settings; writes the simulated shop under `<home>/shop`, the
-event store, lake, warehouse and reports under `<home>`. Each step says where its
-output went. Later issues add features, training, serving and experiments here.
+event store, lake, warehouse, reports and the MLflow store (runs, registered models)
+under `<home>`. Each step says where its output went. Later issues add features,
+training, serving and experiments here.
 """
 
 from __future__ import annotations
@@ -85,11 +86,66 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
         return ", ".join(f"{name} {rows:,}" for name, rows in tables.items()) + \
             f" -> {settings.warehouse_file}"
 
+    def train_step() -> str:
+        return _train_models(settings, state)
+
     steps = [("simulate", simulate_step), ("ingest", ingest_step), ("validate", validate_step),
              ("export", export_step), ("warehouse", warehouse_step)]
+    steps.append(("train", train_step))
     results = [_timed(name, step, console) for name, step in steps]
     _print_summary(console, results, state)
-    return bool(state.get("gate_passed"))
+    _print_model_metrics(console, state)
+    return bool(state.get("gate_passed")) and bool(state.get("trained"))
+
+
+DEMO_TRIALS = 3  # Optuna trials per model: enough to show tuning, small enough for the demo
+# The metric shown per model and where its baselines are read from.
+DEMO_METRICS: dict[str, tuple[str, ...]] = {
+    "homepage": ("precision@10", "recall@10", "coverage"), "cross_sell": ("hit_rate@10",),
+    "churn": ("roc_auc", "precision", "recall"), "checkout": ("roc_auc",),
+}
+
+
+def _train_models(settings: Settings, state: dict[str, object]) -> str:
+    """Train and register all four models; their results go into `state["training"]`."""
+    from tailor.quality import QualityGateFailed
+    from tailor.training import train_models
+
+    try:
+        results = train_models(settings, "all", trials=DEMO_TRIALS)
+    except QualityGateFailed as error:
+        state["trained"] = False
+        return f"refused: {error}"
+    state["training"] = results
+    state["tracking_uri"] = settings.tracking_uri
+    state["trained"] = all(result.status == "trained" for result in results)
+    return ", ".join(f"{result.model} v{result.version}"
+                     + (" (champion)" if result.promoted else "")
+                     if result.status == "trained" else f"{result.model} skipped"
+                     for result in results) + f" -> {settings.tracking_uri}"
+
+
+def _print_model_metrics(console: Console, state: dict[str, object]) -> None:
+    """The holdout metrics of every trained model beside its baselines."""
+    results = state.get("training") or []
+    if not results:
+        return
+    table = Table(title="Models on the holdout (last 20% of the history)")
+    for column in ("model", "metric", "value", "popularity", "random", "recency"):
+        table.add_column(column, justify="left" if column in ("model", "metric") else "right")
+    for result in results:
+        for metric in DEMO_METRICS.get(result.model, ()):
+            if metric not in result.metrics:
+                continue
+            baselines = [result.baselines.get(name, {}).get(metric)
+                         for name in ("popularity", "random", "recency")]
+            table.add_row(result.model, metric, f"{result.metrics[metric]:.4f}",
+                          *("-" if value is None else f"{value:.4f}" for value in baselines))
+    console.print(table)
+    for result in results:
+        console.print(f"{result.model}: {result.reason}", highlight=False)
+    console.print("browse the runs, registered models and aliases with: "
+                  f"mlflow ui --backend-store-uri {state.get('tracking_uri', '<tracking uri>')}")
 
 
 FUNNEL_SQL = """

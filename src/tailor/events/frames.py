@@ -65,17 +65,25 @@ def series_micros(values: pd.Series) -> list[int | None]:
 
 def micros_to_timestamps(values: Iterable[int | None]) -> pd.Series:
     """Epoch microseconds (None allowed) as a datetime64[ns, UTC] series."""
-    numbers = pd.array(list(values), dtype="Int64")
-    return pd.Series(pd.to_datetime(numbers, unit="us", utc=True))
+    values = values if isinstance(values, (list, tuple)) else list(values)
+    try:
+        micros = np.array(values, dtype="int64")  # the common case: no missing value
+    except (TypeError, ValueError):  # None (or NaN) somewhere
+        stamps = pd.to_datetime(pd.array(values, dtype="Int64"), unit="us", utc=True)
+        return pd.Series(stamps).astype("datetime64[ns, UTC]")
+    return pd.Series(micros * 1000, dtype="int64").astype("datetime64[ns, UTC]")
 
 
 def object_list(values: pd.Series) -> list[Any]:
     """A series as a Python list with None for every missing value (what drivers bind as NULL)."""
-    if values.dtype.kind == "f":
-        return [None if np.isnan(value) else value for value in values.tolist()]
     if values.dtype.kind in "iub":
         return values.tolist()
-    return values.astype(object).where(values.notna(), None).tolist()
+    missing = values.isna().to_numpy()
+    if not missing.any():
+        return values.tolist()
+    objects = values.to_numpy(dtype=object, copy=True)
+    objects[missing] = None
+    return objects.tolist()
 
 
 def complete_events(events: pd.DataFrame) -> pd.DataFrame:
@@ -88,8 +96,7 @@ def complete_events(events: pd.DataFrame) -> pd.DataFrame:
     missing = [name for name in EVENT_COLUMNS if name not in frame.columns]
     if missing:
         frame = frame.assign(**{name: None for name in missing})
-    if not isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype) or \
-            str(frame["timestamp"].dtype) != "datetime64[ns, UTC]":
+    if str(frame["timestamp"].dtype) != "datetime64[ns, UTC]":
         frame["timestamp"] = as_utc(frame["timestamp"])
     if frame["timestamp"].isna().any():
         raise ValueError("insert_events: timestamp missing or unparseable; validate events first")
@@ -115,25 +122,30 @@ def event_column_lists(events: pd.DataFrame) -> list[list[Any]]:
 
 
 def events_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.DataFrame:
-    """Rows of `events` (timestamps as epoch microseconds or datetimes) as a typed frame."""
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-    for name in ("timestamp", "received_at"):
-        if name in frame.columns:
-            frame[name] = _timestamps_column(frame[name])
-    for name in EVENT_FLOAT_COLUMNS:
-        if name in frame.columns:
-            frame[name] = frame[name].astype("float64")
-    if "seq" in frame.columns:
-        frame["seq"] = frame["seq"].astype("int64")
-    for name in frame.columns:
-        if name not in ("seq", "timestamp", "received_at") + EVENT_FLOAT_COLUMNS:
-            frame[name] = frame[name].astype(object)
+    """Rows of `events` (timestamps as epoch microseconds) as a typed frame.
+
+    One 2-D object array, then typed columns cut from it: faster than `from_records`
+    for the million-row pages the lake export reads.
+    """
+    names = list(columns)
+    matrix = np.empty((len(rows), len(names)), dtype=object)
+    if rows:
+        matrix[:] = rows
+    frame = pd.DataFrame(matrix, columns=names)
+    for position, name in enumerate(names):
+        if name in ("timestamp", "received_at"):
+            frame[name] = micros_to_timestamps(matrix[:, position].tolist())
+        elif name in EVENT_FLOAT_COLUMNS:
+            frame[name] = matrix[:, position].astype("float64")  # None becomes NaN
+        elif name == "seq":
+            frame[name] = matrix[:, position].astype("int64")
     return frame
 
 
 def _timestamps_column(values: pd.Series) -> pd.Series:
     """A result column of epoch microseconds or datetimes as datetime64[ns, UTC]."""
-    if values.dtype.kind in "iuf" or (len(values) and isinstance(values.iloc[0], (int, np.integer))):
+    first = values.iloc[0] if len(values) else None
+    if values.dtype.kind in "iuf" or isinstance(first, (int, np.integer)):
         return micros_to_timestamps(values.tolist()).set_axis(values.index)
     if len(values) == 0:
         return pd.Series([], index=values.index, dtype="datetime64[ns, UTC]")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 EVENT_TYPES: tuple[str, ...] = (
     "page_view", "product_view", "search", "add_to_cart", "remove_from_cart",
@@ -87,19 +89,68 @@ def check_event_columns(columns: Iterable[str]) -> None:
         )
 
 
+# Whole-value patterns; Arrow's vectorised kernels take the rows that match them and
+# pandas' slower, more lenient parsers see only the rest (usually none).
+_NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
+_ISO_ZONED_PATTERN = _ISO_DATE_TIME + r"(Z|[+-]\d{2}(:?\d{2})?)$"
+_ISO_NAIVE_PATTERN = _ISO_DATE_TIME + r"$"
+
+
+def _text_array(values: pd.Series) -> pa.Array | None:
+    """The values as an Arrow string array when every present value is text, else None."""
+    if isinstance(values.dtype, pd.ArrowDtype):  # already Arrow (file import): no conversion
+        array = pa.array(values.array)
+        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+        if pa.types.is_large_string(array.type):
+            array = array.cast(pa.string())
+        return array if pa.types.is_string(array.type) else None
+    if values.dtype.kind not in "OSU" and not isinstance(values.dtype, pd.StringDtype):
+        return None
+    try:
+        return pa.array(values.to_numpy(dtype=object, na_value=None), type=pa.string(),
+                        from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+def _trimmed(text: pa.Array) -> pa.Array:
+    """Text stripped of surrounding whitespace, with empty values as null."""
+    trimmed = pc.utf8_trim_whitespace(text)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+def _object_series(array: pa.Array, index: pd.Index) -> pd.Series:
+    """An Arrow array as an object series (None for nulls)."""
+    return pd.Series(array.to_numpy(zero_copy_only=False), index=index, dtype=object)
+
+
 def _clean_strings(values: pd.Series) -> pd.Series:
     """Strings stripped, empty and null-like values as None; numbers rendered without '.0'."""
+    return _clean_text_column(values)[0]
+
+
+def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """`_clean_strings` of the values, and a mask of values longer than MAX_STRING_LENGTH."""
     if values.dtype.kind in "iu":
-        return values.astype(str).astype(object)
-    if values.dtype.kind == "f":
+        cleaned = values.astype(str).astype(object)
+    elif values.dtype.kind == "f":
         rendered = values.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
-        return rendered.astype(object)
-    text = values.astype(object).where(values.notna(), None)
-    stripped = text.str.strip()  # NaN for non-strings, which are rendered below
-    others = text.notna() & stripped.isna()
-    if others.any():
-        stripped[others] = text[others].map(str).str.strip()
-    return stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
+        cleaned = rendered.astype(object)
+    else:
+        text = _text_array(values)
+        if text is not None:
+            trimmed = _trimmed(text)
+            too_long = np.asarray(pc.utf8_length(trimmed).fill_null(0)) > MAX_STRING_LENGTH
+            return _object_series(trimmed, values.index), too_long
+        text = values.astype(object).where(values.notna(), None)
+        stripped = text.str.strip()  # NaN for non-strings, which are rendered below
+        others = text.notna() & stripped.isna()
+        if others.any():
+            stripped[others] = text[others].map(str).str.strip()
+        cleaned = stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
+    too_long = cleaned.str.len().astype("float64").fillna(0).to_numpy() > MAX_STRING_LENGTH
+    return cleaned, too_long
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
@@ -113,12 +164,42 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
         return values.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
     if values.dtype.kind in "iuf":
         return pd.to_datetime(values, unit="s", utc=True, errors="coerce")
-    text = values.astype(object)
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    text = _text_array(values)
+    if text is None:
+        return _parse_timestamps_slowly(values.astype(object), parsed)
+    text = _trimmed(text)
+    rest = np.asarray(text.is_valid())
+    for pattern, arrow_type in ((_NUMBER_PATTERN, pa.float64()),
+                                (_ISO_ZONED_PATTERN, pa.timestamp("ns", tz="UTC")),
+                                (_ISO_NAIVE_PATTERN, pa.timestamp("ns"))):
+        matches = np.asarray(pc.match_substring_regex(text, pattern).fill_null(False)) & rest
+        if not matches.any():
+            continue
+        try:
+            converted = pc.cast(text.filter(pa.array(matches)), arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue  # e.g. month 13 or an out-of-range year: pandas decides below
+        if arrow_type == pa.float64():
+            parsed[matches] = pd.to_datetime(converted.to_numpy(zero_copy_only=False), unit="s",
+                                             utc=True, errors="coerce")
+        else:
+            nanos = converted.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            parsed[matches] = pd.to_datetime(nanos, unit="ns", utc=True)
+        rest &= ~matches
+    if rest.any():
+        leftovers = _object_series(text, values.index)[rest]
+        parsed[rest] = _parse_timestamps_slowly(leftovers, parsed[rest])
+    return parsed
+
+
+def _parse_timestamps_slowly(text: pd.Series, parsed: pd.Series) -> pd.Series:
+    """The lenient pandas path: epoch seconds, ISO 8601, then any format pandas can read."""
     numeric = pd.to_numeric(text, errors="coerce")
     is_numeric = numeric.notna()
-    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if is_numeric.any():
-        parsed[is_numeric] = pd.to_datetime(numeric[is_numeric], unit="s", utc=True, errors="coerce")
+        parsed[is_numeric] = pd.to_datetime(numeric[is_numeric], unit="s", utc=True,
+                                            errors="coerce")
     rest = ~is_numeric & text.notna()
     if rest.any():
         parsed[rest] = pd.to_datetime(text[rest], utc=True, errors="coerce", format="ISO8601")
@@ -132,9 +213,24 @@ def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Numbers as float and a mask of present values that are not numbers."""
     if values.dtype.kind in "iuf":
         return values.astype("float64"), pd.Series(False, index=values.index)
-    text = _clean_strings(values)
-    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
-    return numbers, text.notna() & numbers.isna()
+    text = _text_array(values)
+    if text is None:
+        cleaned = _clean_strings(values)
+        numbers = pd.to_numeric(cleaned, errors="coerce").astype("float64")
+        return numbers, cleaned.notna() & numbers.isna()
+    text = _trimmed(text)
+    present = np.asarray(text.is_valid())
+    plain = np.asarray(pc.match_substring_regex(text, _NUMBER_PATTERN).fill_null(False))
+    numbers = np.full(len(values), np.nan)
+    if plain.any():
+        plain_text = text.filter(pa.array(plain))
+        numbers[plain] = pc.cast(plain_text, pa.float64()).to_numpy(zero_copy_only=False)
+    others = present & ~plain
+    if others.any():  # forms only pandas reads ("inf", "1_000"), or not a number at all
+        other_text = _object_series(text.filter(pa.array(others)), pd.RangeIndex(others.sum()))
+        numbers[others] = pd.to_numeric(other_text, errors="coerce").to_numpy(dtype="float64")
+    result = pd.Series(numbers, index=values.index, dtype="float64")
+    return result, pd.Series(present & np.isnan(numbers), index=values.index)
 
 
 def _properties_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -156,9 +252,14 @@ def _properties_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
                 return json.dumps(parsed, sort_keys=True, separators=(",", ":")), False
         return None, True
 
-    pairs = [one(value) for value in values.astype(object)]
-    return (pd.Series([p[0] for p in pairs], index=values.index, dtype=object),
-            pd.Series([p[1] for p in pairs], index=values.index, dtype=bool))
+    text = pd.Series(None, index=values.index, dtype=object)
+    bad = pd.Series(False, index=values.index, dtype=bool)
+    present = values.notna().to_numpy()
+    if present.any():  # most events carry no properties: only present values are parsed
+        pairs = [one(value) for value in values[present].astype(object)]
+        text[present] = [pair[0] for pair in pairs]
+        bad[present] = [pair[1] for pair in pairs]
+    return text, bad
 
 
 def derive_event_ids(frame: pd.DataFrame) -> pd.Series:
@@ -198,78 +299,98 @@ def validate_events(
         ContractError: a required column is missing from the chunk.
     """
     check_event_columns(chunk.columns)
-    chunk = chunk.reset_index(drop=True)
+    if not chunk.index.equals(pd.RangeIndex(len(chunk))):
+        chunk = chunk.reset_index(drop=True)
     n_rows = len(chunk)
-    column = {name: (chunk[name] if name in chunk.columns else pd.Series([None] * n_rows, dtype=object))
-              for name in EVENT_COLUMNS}
+    absent = pd.Series(np.full(n_rows, None, dtype=object), index=chunk.index)
+    column = {name: (chunk[name] if name in chunk.columns else absent) for name in EVENT_COLUMNS}
     out = pd.DataFrame(index=chunk.index)
+    too_long = {}
     for name in STRING_COLUMNS:
-        out[name] = _clean_strings(column[name])
+        out[name], too_long[name] = _clean_text_column(column[name])
     out["timestamp"] = parse_timestamps(column["timestamp"])
     out["price"], bad_price = _parse_numbers(column["price"])
     out["quantity"], bad_quantity = _parse_numbers(column["quantity"])
     out["properties"], bad_properties = _properties_text(column["properties"])
 
-    reason = pd.Series(None, index=chunk.index, dtype=object)
-    field = pd.Series(None, index=chunk.index, dtype=object)
-    detail = pd.Series(None, index=chunk.index, dtype=object)
-
-    def reject(mask: pd.Series, why: str, where: str, message: pd.Series | str) -> None:
-        fresh = mask & reason.isna()
-        if not fresh.any():
-            return
-        reason[fresh] = why
-        field[fresh] = where
-        detail[fresh] = message[fresh] if isinstance(message, pd.Series) else message
-
-    too_long = pd.Series(False, index=chunk.index)
+    found = _Rejections(n_rows)
+    reject = found.reject
     for name in STRING_COLUMNS:
-        long_values = out[name].str.len().astype("float64").fillna(0) > MAX_STRING_LENGTH
-        reject(long_values, MALFORMED_ROW, name, f"{name}: longer than {MAX_STRING_LENGTH} characters")
-        too_long |= long_values
+        reject(too_long[name], MALFORMED_ROW, name,
+               f"{name}: longer than {MAX_STRING_LENGTH} characters")
     event_type = out["event_type"]
     unknown_type = event_type.notna() & ~event_type.isin(EVENT_TYPES)
     reject(unknown_type, MALFORMED_ROW, "event_type",
-           "event_type: " + event_type.astype(str).str.slice(0, 40).map(repr)
+           lambda rows: "event_type: " + event_type[rows].astype(str).str.slice(0, 40).map(repr)
            + " is not one of " + ", ".join(EVENT_TYPES))
     reject(event_type.isna(), MALFORMED_ROW, "event_type", "event_type: missing")
     raw_timestamp = column["timestamp"]
     reject(out["timestamp"].isna() & raw_timestamp.notna(), MALFORMED_ROW, "timestamp",
-           "timestamp: cannot parse " + raw_timestamp.astype(str).str.slice(0, 40).map(repr)
+           lambda rows: "timestamp: cannot parse "
+           + raw_timestamp[rows].astype(str).str.slice(0, 40).map(repr)
            + " as ISO 8601 or epoch seconds")
     reject(out["timestamp"].isna(), MALFORMED_ROW, "timestamp", "timestamp: missing")
     reject(bad_price, MALFORMED_ROW, "price", "price: not a number")
-    reject(bad_quantity | (out["quantity"] <= 0) | (out["quantity"] % 1 > 0), MALFORMED_ROW, "quantity",
-           "quantity: must be a whole number above 0")
+    reject(bad_quantity | (out["quantity"] <= 0) | (out["quantity"] % 1 > 0), MALFORMED_ROW,
+           "quantity", "quantity: must be a whole number above 0")
     reject(bad_properties, MALFORMED_ROW, "properties", "properties: must be a JSON object")
     reject(out["customer_id"].isna(), MISSING_CUSTOMER_ID, "customer_id",
            "customer_id: missing (every event must be attributed)")
     reject(event_type.isin(PRODUCT_EVENT_TYPES) & out["product_id"].isna(), MISSING_PRODUCT_ID,
-           "product_id", "product_id: missing for a " + event_type.astype(str) + " event")
+           "product_id",
+           lambda rows: "product_id: missing for a " + event_type[rows].astype(str) + " event")
     limit = now + pd.Timedelta(seconds=max_future_seconds)
     reject(out["timestamp"] > limit, FUTURE_TIMESTAMP, "timestamp",
-           "timestamp: " + out["timestamp"].astype(str) + f" is after the receive time {now.isoformat()}")
+           lambda rows: "timestamp: " + out["timestamp"][rows].astype(str)
+           + f" is after the receive time {now.isoformat()}")
     reject(out["price"] <= 0, NONPOSITIVE_PRICE, "price",
-           "price: " + out["price"].astype(str) + " is not above 0")
+           lambda rows: "price: " + out["price"][rows].astype(str) + " is not above 0")
     if known_products:
         unknown = out["product_id"].notna() & ~out["product_id"].isin(known_products)
         reject(unknown, UNKNOWN_PRODUCT, "product_id",
-               "product_id: " + out["product_id"].astype(str).str.slice(0, 40).map(repr)
+               lambda rows: "product_id: "
+               + out["product_id"][rows].astype(str).str.slice(0, 40).map(repr)
                + " is not in the product catalogue")
 
-    is_rejected = reason.notna()
-    valid = out.loc[~is_rejected, list(EVENT_COLUMNS)].copy()
+    is_rejected = ~found.open
+    valid = (out.loc[~is_rejected, list(EVENT_COLUMNS)] if is_rejected.any()
+             else out[list(EVENT_COLUMNS)])
+    valid.index = pd.RangeIndex(len(valid))  # `valid` is already a copy: no second one
     missing_id = valid["event_id"].isna()
     if missing_id.any():
         valid.loc[missing_id, "event_id"] = derive_event_ids(valid.loc[missing_id])
     rejected = pd.DataFrame({
-        "row_number": (chunk.index[is_rejected] + first_row_number).astype("int64"),
-        "reason": reason[is_rejected].astype(str).to_numpy(),
-        "field": field[is_rejected].astype(str).to_numpy(),
-        "detail": detail[is_rejected].astype(str).to_numpy(),
+        "row_number": (np.flatnonzero(is_rejected) + first_row_number).astype("int64"),
+        "reason": found.reason[is_rejected].astype(str).astype(object),
+        "field": found.field[is_rejected].astype(str).astype(object),
+        "detail": found.detail[is_rejected].astype(str).astype(object),
         "raw": rows_as_json(chunk.loc[is_rejected]),
     })
-    return ValidationResult(valid=valid.reset_index(drop=True), rejected=rejected)
+    return ValidationResult(valid=valid, rejected=rejected)
+
+
+class _Rejections:
+    """Reason, field and detail per row of a chunk; a row keeps the first reason it is given."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.reason = np.full(n_rows, None, dtype=object)
+        self.field = np.full(n_rows, None, dtype=object)
+        self.detail = np.full(n_rows, None, dtype=object)
+        self.open = np.ones(n_rows, dtype=bool)  # not rejected yet
+
+    def reject(self, mask: "pd.Series | np.ndarray", reason: str, field: str,
+               detail: "str | Callable[[np.ndarray], pd.Series]") -> None:
+        """Reject the masked rows not rejected before; `detail` may be built for those rows only."""
+        fresh = np.asarray(mask, dtype=bool) & self.open
+        if not fresh.any():
+            return
+        self.reason[fresh] = reason
+        self.field[fresh] = field
+        if isinstance(detail, str):
+            self.detail[fresh] = detail
+        else:
+            self.detail[fresh] = np.asarray(detail(fresh), dtype=object)
+        self.open &= ~fresh
 
 
 def rows_as_json(frame: pd.DataFrame) -> list[str]:

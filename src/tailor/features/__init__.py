@@ -1,1 +1,1 @@
-"""Feature computations (DuckDB SQL) and the Feast glue: filled by the feature-store issue."""
+"""Features: SQL over the warehouse, the Feast repo, online reads, training sets, live pushes."""

@@ -1,1 +1,1 @@
-"""The four models (homepage, cross-sell, churn, checkout) and their metrics: filled by the models issue."""
+"""The four models (homepage, cross-sell, churn, checkout), their data frames, metrics and backtest."""

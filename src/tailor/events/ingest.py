@@ -1,0 +1,697 @@
+"""File import (`tailor ingest`): products, customers and events from CSV or Parquet.
+
+Reads an events file (`.csv`, `.csv.gz`, `.parquet`, `.pq`) and optionally a products
+and a customers file; writes the catalogue and pseudonymous customers to the event
+store, customers' PII columns to the PII store only, valid events to `events` and
+every rejected row (with its reason and raw text) to `rejected_events`, and one
+`ingest_runs` row. Events stream through in chunks of `ingest_chunk_rows`, so memory
+stays bounded whatever the file size; re-importing a file stores nothing twice.
+
+Whole-file problems (missing file, unknown format, empty file, invalid UTF-8, a
+missing required column) raise before anything is written. Row problems never do:
+malformed lines and contract violations go to the dead-letter table and the rows
+around them are imported.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from tailor.events.pii import open_pii_store, pii_columns
+from tailor.events.schema import (
+    CUSTOMER_COLUMNS,
+    EVENT_COLUMNS,
+    MALFORMED_ROW,
+    PRODUCT_COLUMNS,
+    ContractError,
+    check_event_columns,
+    rows_as_json,
+    validate_events,
+)
+from tailor.events.store import EventStore, IngestRun, open_event_store
+
+log = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+ACCEPTED_FORMATS = ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES)
+CSV_BLOCK_BYTES = 4 << 20
+UTF8_SCAN_BYTES = 16 << 20
+# Contract columns whose values never span lines (query and properties may).
+ONE_LINE_COLUMNS = ("event_id", "customer_id", "event_type", "product_id", "timestamp",
+                    "session_id", "price", "quantity", "order_id", "device_type")
+# Lower-cased header names that map onto a contract column (e.g. "Customer_ID").
+_KNOWN_COLUMNS = set(EVENT_COLUMNS) | set(PRODUCT_COLUMNS) | set(CUSTOMER_COLUMNS)
+
+
+@dataclass
+class IngestReport:
+    """What one `ingest_files` call did; `to_dict` is the `ingest --json` payload."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    received: int = 0
+    products: int = 0
+    customers: int = 0
+    batch_id: str = ""
+    store: str = ""
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    pii_in_events: bool = False  # the events file has PII columns (dropped on read)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"accepted", "duplicates", "rejected": {reason: n}}` followed by the extra keys."""
+        payload: dict[str, Any] = {
+            "accepted": self.accepted, "duplicates": self.duplicates,
+            "rejected": dict(sorted(self.rejected.items())),
+            "received": self.received, "products": self.products, "customers": self.customers,
+            "batch_id": self.batch_id, "store": self.store, "seconds": round(self.seconds, 3),
+        }
+        if self.warnings:
+            payload["warnings"] = list(self.warnings)
+        return payload
+
+    def count_rejected(self, reasons: pd.Series) -> None:
+        """Add a chunk's rejection reasons to the per-reason counts."""
+        for reason, count in reasons.value_counts().items():
+            self.rejected[str(reason)] = self.rejected.get(str(reason), 0) + int(count)
+
+
+@dataclass
+class MalformedLine:
+    """A CSV record the parser could not split into the header's columns."""
+
+    row_number: int  # 1-based data row (the header is not counted)
+    text: str
+    fields_found: int
+    fields_expected: int
+
+
+@dataclass
+class Chunk:
+    """Rows of one chunk plus where they sit in the file and the malformed lines seen so far."""
+
+    frame: pd.DataFrame
+    row_numbers: np.ndarray  # 1-based data row of each frame row
+    malformed: list[MalformedLine]
+    line_break_in: np.ndarray | None = None  # per row: a one-line field holding a line break
+
+
+# -- file checks ------------------------------------------------------------------------------
+
+
+def file_format(path: Path) -> str:
+    """'csv' or 'parquet' from the file name.
+
+    Raises:
+        ValueError: any other extension (the message lists the accepted ones).
+    """
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise ValueError(f"{path}: unsupported file format; accepted formats: {ACCEPTED_FORMATS}")
+
+
+@dataclass
+class InputFile:
+    """A file that passed the whole-file checks."""
+
+    path: Path
+    kind: str  # 'csv' or 'parquet'
+    rows_estimate: int  # data rows (CSV: lines after the header, exact without quoted newlines)
+
+
+def check_input_file(path: Path, label: str) -> InputFile:
+    """Check a file can be imported, before anything is written.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: the path is not a file.
+        ValueError: unknown format, empty file, or (CSV) not valid UTF-8.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(f"{label} file {path} is a directory; "
+                                "expected a CSV or Parquet file")
+    if not path.exists():
+        raise FileNotFoundError(f"{label} file not found: {path}")
+    kind = file_format(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes); nothing to import")
+    if kind == "parquet":
+        return InputFile(path, kind, _parquet_rows(path))
+    lines, problem = scan_utf8_lines(path)
+    if problem:
+        raise ValueError(f"{path}: {problem}; the file was rejected as a whole and nothing "
+                         "from it was imported (re-encode it as UTF-8, e.g. "
+                         "`iconv -f latin1 -t utf-8`, and import again)")
+    return InputFile(path, kind, max(lines - 1, 0))
+
+
+def _parquet_rows(path: Path) -> int:
+    """Rows in a Parquet file's footer; ValueError when it is not Parquet."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
+
+
+def _open_bytes(path: Path) -> BinaryIO:
+    """The file's (decompressed) bytes."""
+    if path.name.lower().endswith(".gz"):
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
+def scan_utf8_lines(path: Path) -> tuple[int, str | None]:
+    """Lines of a (gzipped) text file, and its first invalid UTF-8 byte described (or None).
+
+    Lines count a last line without a final newline too.
+    """
+    offset, lines, carry, last = 0, 0, b"", b"\n"
+    decoder_error = codecs.lookup("utf-8").decode
+    with _open_bytes(path) as stream:
+        while True:
+            block = stream.read(UTF8_SCAN_BYTES)
+            data = carry + block
+            if not data:
+                return lines + (last != b"\n"), None
+            try:
+                decoder_error(data)
+                consumed, carry = len(data), b""
+            except UnicodeDecodeError as error:
+                # A character split across two blocks is fine: finish it with the next block.
+                if block and error.reason == "unexpected end of data":
+                    consumed, carry = error.start, data[error.start:]
+                else:
+                    line = lines + data.count(b"\n", 0, error.start) + 1
+                    bad = data[error.start:error.start + 1].hex()
+                    return line, (f"not valid UTF-8: byte 0x{bad} at byte offset "
+                                  f"{offset + error.start} (line {line}): {error.reason}")
+            lines += data.count(b"\n", 0, consumed)
+            offset += consumed
+            last = data[consumed - 1:consumed] or last
+
+
+def csv_header(path: Path) -> list[str]:
+    """The header's column names, normalised (see `normalise_columns`).
+
+    Raises:
+        ValueError: the file has no header line.
+    """
+    with _open_bytes(path) as stream:
+        text = io.TextIOWrapper(cast(BinaryIO, stream), encoding="utf-8-sig", newline="")
+        header = next(csv.reader(text), None)
+    if not header or all(not name.strip() for name in header):
+        raise ValueError(f"{path}: empty file (no header line); nothing to import")
+    return normalise_columns(header, path)
+
+
+def normalise_columns(names: list[str], path: Path) -> list[str]:
+    """Names stripped; contract names matched case-insensitively ("Customer_ID" → customer_id).
+
+    Raises:
+        ContractError: two columns end up with the same name.
+    """
+    normalised = []
+    for position, name in enumerate(names):
+        clean = str(name).strip()
+        if clean.lower() in _KNOWN_COLUMNS:
+            clean = clean.lower()
+        normalised.append(clean or f"column_{position + 1}")
+    repeated = sorted({name for name in normalised if normalised.count(name) > 1})
+    if repeated:
+        raise ContractError(f"{path}: duplicate column(s) {', '.join(repeated)} in the header")
+    return normalised
+
+
+def file_columns(path: Path, kind: str) -> list[str]:
+    """Column names of a CSV header or a Parquet schema (normalised)."""
+    if kind == "csv":
+        return csv_header(path)
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
+    return normalise_columns(names, path)
+
+
+def require_columns(path: Path, columns: list[str], required: tuple[str, ...]) -> None:
+    """Raise ContractError naming the file and each required column it lacks."""
+    missing = [name for name in required if name not in columns]
+    if missing:
+        raise ContractError(f"{path}: missing required column(s): {', '.join(missing)} "
+                            f"(found: {', '.join(columns) or 'none'})")
+
+
+# -- chunked reading ---------------------------------------------------------------------------
+
+
+def iter_chunks(path: Path, kind: str, columns: list[str], chunk_rows: int, *,
+                arrow_text: bool = False) -> Iterator[Chunk]:
+    """Stream a file as chunks of at most `chunk_rows` rows (CSV values as text).
+
+    Args:
+        path: the file; kind: 'csv' or 'parquet'; columns: its normalised column names.
+        chunk_rows: rows per chunk.
+        arrow_text: CSV text stays Arrow-backed (`pd.ArrowDtype`) instead of Python
+            objects; `validate_events` reads those without a conversion.
+
+    Raises:
+        ValueError: the file cannot be parsed past some point (rows before it were yielded).
+    """
+    if kind == "csv":
+        yield from _csv_chunks(path, columns, chunk_rows, arrow_text)
+    else:
+        yield from _parquet_chunks(path, columns, chunk_rows)
+
+
+def _parquet_chunks(path: Path, columns: list[str], chunk_rows: int) -> Iterator[Chunk]:
+    """Parquet record batches as chunks (native types kept)."""
+    done = 0
+    batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as error:
+            raise ValueError(f"{path}: cannot read the Parquet file past row {done:,} ({error}); "
+                             "rows before it were imported") from None
+        frame = batch.to_pandas()
+        frame.columns = columns
+        yield Chunk(frame, np.arange(done + 1, done + len(frame) + 1), [])
+        done += len(frame)
+
+
+def _csv_reader(stream: Any, columns: list[str],
+                malformed: list[MalformedLine]) -> pa.RecordBatchReader:
+    """A streaming pyarrow CSV reader with every column as text; bad lines go to `malformed`."""
+
+    def keep_malformed(row: Any) -> str:
+        # Serial parsing (use_threads=False) is what makes row.number known.
+        malformed.append(MalformedLine(int(row.number) - 1, row.text, row.actual_columns,
+                                       row.expected_columns))
+        return "skip"
+
+    return pa_csv.open_csv(
+        stream,
+        read_options=pa_csv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES,
+                                        skip_rows=1, column_names=columns),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True,
+                                          invalid_row_handler=keep_malformed),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in columns},
+            strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True),
+    )
+
+
+def _csv_chunks(path: Path, columns: list[str], chunk_rows: int,
+                arrow_text: bool) -> Iterator[Chunk]:
+    """CSV record batches regrouped into chunks of `chunk_rows`, with exact row numbers."""
+    malformed: list[MalformedLine] = []
+    with open(path, "rb") as raw:
+        stream = (pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")
+                  if path.name.lower().endswith(".gz") else raw)
+        reader = _csv_reader(stream, columns, malformed)
+        pending: list[pa.RecordBatch] = []
+        pending_rows, parsed, flushed = 0, 0, 0
+        for batch in _batches(reader, path):
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while pending_rows >= chunk_rows:
+                table = pa.Table.from_batches(pending).combine_chunks()
+                head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
+                yield _csv_chunk(head, parsed, malformed[flushed:], malformed, arrow_text)
+                flushed = len(malformed)
+                parsed += head.num_rows
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+        if pending_rows or len(malformed) > flushed:
+            table = (pa.Table.from_batches(pending) if pending
+                     else pa.Table.from_pylist([], schema=reader.schema))
+            yield _csv_chunk(table, parsed, malformed[flushed:], malformed, arrow_text)
+
+
+def _batches(reader: pa.RecordBatchReader, path: Path) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; a parse failure becomes a ValueError naming the file."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as error:
+            raise ValueError(f"{path}: cannot parse the CSV past this point ({error}); rows "
+                             "before it were imported (re-importing stores them once)") from None
+        yield batch
+
+
+def _csv_chunk(table: pa.Table, parsed_before: int, new_malformed: list[MalformedLine],
+               all_malformed: list[MalformedLine], arrow_text: bool) -> Chunk:
+    """A chunk whose rows carry their data-row numbers, counting the skipped malformed lines."""
+    skipped = np.sort(np.array([line.row_number for line in all_malformed], dtype="int64"))
+    # Good rows before skipped line j = its row number - 1 - j; row k has as many skipped
+    # lines before it as there are skipped lines with at most k good rows before them.
+    good_before = skipped - 1 - np.arange(len(skipped))
+    ordinals = np.arange(parsed_before, parsed_before + table.num_rows)
+    row_numbers = ordinals + 1 + np.searchsorted(good_before, ordinals, side="right")
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype if arrow_text else None)
+    return Chunk(frame, row_numbers, list(new_malformed), _line_breaks(table))
+
+
+def _line_breaks(table: pa.Table) -> np.ndarray | None:
+    """Per row, the first one-line contract field that holds a line break (else None).
+
+    An unterminated quote makes the CSV parser read the lines after it into one value;
+    such a row must not pass as valid, or the rows it swallowed would vanish unseen.
+    """
+    found = np.full(table.num_rows, None, dtype=object)
+    for name in ONE_LINE_COLUMNS:
+        if name in table.column_names:
+            hits = np.asarray(pc.match_substring(table.column(name), "\n").fill_null(False))
+            found[hits & (found == None)] = name  # noqa: E711 (elementwise comparison)
+    return found if (found != None).any() else None  # noqa: E711
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def malformed_frame(lines: list[MalformedLine], *, withhold_raw: bool = False) -> pd.DataFrame:
+    """Dead-letter rows for lines the CSV parser could not split (raw line kept verbatim).
+
+    With `withhold_raw` (the file has PII columns, which cannot be told apart in a line
+    of the wrong shape) the line is not kept, so no e-mail or name reaches the table.
+    """
+    return pd.DataFrame({
+        "row_number": [line.row_number for line in lines],
+        "reason": MALFORMED_ROW,
+        "field": "row",
+        "detail": [f"row: expected {line.fields_expected} fields, found {line.fields_found}"
+                   for line in lines],
+        "raw": [None if withhold_raw else line.text for line in lines],
+    })
+
+
+def drop_pii(frame: pd.DataFrame, path: Path, report: IngestReport) -> pd.DataFrame:
+    """The events frame without PII columns (they belong in the customers file only)."""
+    found = pii_columns(frame.columns)
+    if not found:
+        return frame
+    message = (f"{path}: dropped PII column(s) {', '.join(found)} from events "
+               "(PII belongs in the customers file, which keeps it in the PII store)")
+    if message not in report.warnings:
+        report.warnings.append(message)
+        log.warning(message)
+    return frame.drop(columns=found)
+
+
+def validate_chunk(chunk: Chunk, *, path: Path, now: pd.Timestamp,
+                   known_products: set[str] | None, max_future_seconds: int,
+                   report: IngestReport) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid rows and dead-letter rows (with file row numbers) of one chunk."""
+    frame, row_numbers = drop_pii(chunk.frame, path, report), chunk.row_numbers
+    parts = []
+    if chunk.malformed:
+        parts.append(malformed_frame(chunk.malformed, withhold_raw=report.pii_in_events))
+    if chunk.line_break_in is not None:
+        broken = chunk.line_break_in != None  # noqa: E711 (elementwise comparison)
+        parts.append(line_break_frame(frame[broken], row_numbers[broken],
+                                      chunk.line_break_in[broken]))
+        frame, row_numbers = frame[~broken].reset_index(drop=True), row_numbers[~broken]
+    result = validate_events(frame, now=now, known_products=known_products,
+                             max_future_seconds=max_future_seconds, first_row_number=0)
+    rejected = result.rejected
+    if not rejected.empty:
+        rejected = rejected.assign(row_number=row_numbers[rejected["row_number"].to_numpy()])
+    rejected = pd.concat([*parts, rejected], ignore_index=True) if parts else rejected
+    return result.valid, rejected
+
+
+def line_break_frame(rows: pd.DataFrame, row_numbers: np.ndarray,
+                     fields: np.ndarray) -> pd.DataFrame:
+    """Dead-letter rows for one-line fields that hold a line break (likely an open quote)."""
+    return pd.DataFrame({
+        "row_number": row_numbers, "reason": MALFORMED_ROW, "field": fields,
+        "detail": [f"{name}: contains a line break (an unterminated quote reads the lines "
+                   "after it into this field)" for name in fields],
+        "raw": rows_as_json(rows),
+    })
+
+
+class ChunkWriter:
+    """Writes validated chunks on a background thread while the next chunk is read and validated.
+
+    SQLite and libpq release the GIL while the database works, so reading, validating
+    and writing overlap on two cores. One chunk at most waits in the queue, so memory
+    stays bounded. Counts reach the report only once their chunk is committed.
+    """
+
+    def __init__(self, store: EventStore, report: IngestReport, source: str,
+                 on_written: Callable[[], None] | None = None) -> None:
+        self._store, self._report, self._source = store, report, source
+        self._on_written = on_written
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="tailor-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, valid: pd.DataFrame, rejected: pd.DataFrame) -> None:
+        """Queue one chunk (blocks while the writer is a chunk behind).
+
+        Raises:
+            Exception: the writer failed on an earlier chunk (re-raised here).
+        """
+        if self._error is not None:
+            raise self._error
+        self._queue.put((valid, rejected))
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, and re-raise a write failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:  # after a failure, drain the queue so submit never blocks
+                try:
+                    self._write(*item)
+                except BaseException as error:  # handed to the submitting thread
+                    self._error = error
+
+    def _write(self, valid: pd.DataFrame, rejected: pd.DataFrame) -> None:
+        inserted = self._store.insert_events(valid, self._report.batch_id)
+        self._store.insert_rejected(rejected, self._report.batch_id, self._source)
+        self._report.received += len(valid) + len(rejected)
+        self._report.accepted += inserted
+        self._report.duplicates += len(valid) - inserted
+        if not rejected.empty:
+            self._report.count_rejected(rejected["reason"])
+        if self._on_written is not None:
+            self._on_written()
+
+
+# -- products and customers -----------------------------------------------------------------
+
+
+def load_products(store: EventStore, source: InputFile, chunk_rows: int,
+                  report: IngestReport) -> None:
+    """Upsert the catalogue; rows without a product_id are skipped and counted in a warning."""
+    path, kind = source.path, source.kind
+    columns = file_columns(path, kind)
+    require_columns(path, columns, ("product_id",))
+    skipped, bad_numbers = 0, {name: 0 for name in ("price", "rating", "inventory")}
+    for chunk in iter_chunks(path, kind, columns, chunk_rows):
+        frame = chunk.frame
+        skipped += len(chunk.malformed) + int(_blank(frame["product_id"]).sum())
+        for name in bad_numbers:
+            if name in frame.columns:
+                numbers = pd.to_numeric(frame[name], errors="coerce")
+                bad_numbers[name] += int((frame[name].notna() & numbers.isna()).sum())
+        report.products += store.upsert_products(frame[~_blank(frame["product_id"])])
+    if skipped:
+        _warn(report, f"{path}: skipped {skipped:,} product row(s) without a product_id "
+                      "or with the wrong number of fields")
+    for name, count in bad_numbers.items():
+        if count:
+            _warn(report, f"{path}: {name}: {count:,} value(s) not a number, stored as empty")
+
+
+def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_rows: int,
+                   report: IngestReport) -> None:
+    """Upsert pseudonymous customers; PII columns go to the (encrypted) PII store only."""
+    path, kind = source.path, source.kind
+    columns = file_columns(path, kind)
+    require_columns(path, columns, ("customer_id",))
+    private = pii_columns(columns)
+    pii_store = open_pii_store(settings) if private else None
+    skipped = 0
+    try:
+        for chunk in iter_chunks(path, kind, columns, chunk_rows):
+            frame = chunk.frame[~_blank(chunk.frame["customer_id"])]
+            skipped += len(chunk.malformed) + len(chunk.frame) - len(frame)
+            if pii_store is not None:
+                pii_store.upsert(frame[["customer_id", *private]])
+            report.customers += store.upsert_customers(frame.drop(columns=private))
+    finally:
+        if pii_store is not None:
+            pii_store.close()
+    if skipped:  # counts only: these lines may hold PII, so they are neither logged nor kept
+        _warn(report, f"{path}: skipped {skipped:,} customer row(s) without a customer_id "
+                      "or with the wrong number of fields")
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    """Mask of missing or whitespace-only values."""
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
+def _warn(report: IngestReport, message: str) -> None:
+    report.warnings.append(message)
+    log.warning(message)
+
+
+# -- the job ---------------------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (safe for reports and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _progress_bar(enabled: bool) -> Any:
+    """A rich progress display on stderr (disabled: a no-op with the same interface)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled, transient=False)
+
+
+def ingest_files(settings: Any, events_path: Path | str, *, products_path: Path | str | None = None,
+                 customers_path: Path | str | None = None, now: pd.Timestamp | None = None,
+                 progress: bool = True) -> IngestReport:
+    """Import products, customers (PII split off) and events into the stores the settings name.
+
+    Args:
+        settings: resolved `Settings` (store URLs, chunk size, future-time tolerance, home).
+        events_path: events file (.csv, .csv.gz, .parquet, .pq).
+        products_path: optional catalogue file, loaded first (enables the unknown-product check).
+        customers_path: optional customers file; PII columns go to the PII store only.
+        now: the receive time for the future-timestamp check (default: the current time).
+        progress: show a rich progress bar on stderr.
+
+    Returns:
+        The `IngestReport` (accepted, duplicates, rejected per reason, ...).
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: a path is not a file.
+        ContractError: a required column is missing (nothing is written).
+        ValueError: unknown format, empty or non-UTF-8 file (nothing is written), or a CSV
+            that cannot be parsed past some point (rows before it are kept; re-run after fixing).
+    """
+    started = time.perf_counter()
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    plan = _check_inputs(Path(events_path), products_path, customers_path)
+    store = open_event_store(settings.event_store_url)
+    report = IngestReport(batch_id=f"import-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+                          store=redact_url(settings.event_store_url))
+    try:
+        if "products" in plan:
+            load_products(store, plan["products"], settings.ingest_chunk_rows, report)
+        if "customers" in plan:
+            load_customers(store, plan["customers"], settings, settings.ingest_chunk_rows, report)
+        _load_events(store, plan["events"], settings, now, progress, report)
+    finally:
+        report.seconds = time.perf_counter() - started
+        store.close()
+    log.info("ingest %s: accepted %d, duplicates %d, rejected %s", report.batch_id,
+             report.accepted, report.duplicates, report.rejected or "none")
+    return report
+
+
+def _check_inputs(events_path: Path, products_path: Path | str | None,
+                  customers_path: Path | str | None) -> dict[str, InputFile]:
+    """Check every file and header before anything is written; returns label → file."""
+    plan: dict[str, InputFile] = {}
+    for label, raw in (("products", products_path), ("customers", customers_path),
+                       ("events", events_path)):
+        if raw is not None:
+            plan[label] = check_input_file(Path(raw), label)
+    events = plan["events"]
+    try:
+        check_event_columns(file_columns(events.path, events.kind))
+    except ContractError as error:
+        raise ContractError(f"{events.path}: {error}") from None
+    for label, required in (("products", "product_id"), ("customers", "customer_id")):
+        if label in plan:
+            found = file_columns(plan[label].path, plan[label].kind)
+            require_columns(plan[label].path, found, (required,))
+    return plan
+
+
+def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Timestamp,
+                 progress: bool, report: IngestReport) -> None:
+    """Stream the events file through validation into the store; records the ingest run."""
+    path = source.path
+    columns = file_columns(path, source.kind)
+    report.pii_in_events = bool(pii_columns(columns))
+    known_products = store.product_ids() or None
+    run_started = pd.Timestamp.now(tz="UTC")
+    with _progress_bar(progress) as bar:
+        task = bar.add_task(f"ingest {path.name}", total=max(source.rows_estimate, 1))
+
+        def show_written() -> None:  # called from the writer thread; rich locks its state
+            bar.update(task, completed=min(report.received, source.rows_estimate))
+
+        writer = ChunkWriter(store, report, str(path), on_written=show_written)
+        try:
+            for chunk in iter_chunks(path, source.kind, columns, settings.ingest_chunk_rows,
+                                     arrow_text=True):
+                writer.submit(*validate_chunk(
+                    chunk, path=path, now=now, known_products=known_products,
+                    max_future_seconds=settings.ingest_max_future_seconds, report=report))
+        finally:
+            try:
+                writer.close()  # rows validated before a failure are still written
+            finally:
+                store.record_ingest(IngestRun(
+                    batch_id=report.batch_id, source=str(path), started_at=run_started,
+                    finished_at=pd.Timestamp.now(tz="UTC"), received=report.received,
+                    accepted=report.accepted, duplicates=report.duplicates,
+                    rejected=dict(report.rejected)))
+        bar.update(task, completed=source.rows_estimate)
+    if report.received == 0:
+        _warn(report, f"{path}: no data rows (header only); nothing imported")

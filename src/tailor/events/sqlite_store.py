@@ -1,0 +1,352 @@
+"""The embedded event store: one SQLite file (WAL mode), the default on a fresh machine.
+
+Reads and writes the file a `sqlite:///path` URL names (its folder is created on
+first use): tables `events`, `rejected_events`, `ingest_runs`, `products` and
+`customers` (no PII). Timestamps are stored as INTEGER epoch microseconds (UTC), so
+range queries are integer comparisons; frames coming out carry tz-aware UTC times.
+
+Durability: `synchronous=FULL` in WAL mode syncs the log on every commit, so an event
+acknowledged by `insert_events` survives a power cut, not only a process crash
+(`NORMAL` may lose the last commits on power loss). Each chunk is one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from itertools import repeat
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from tailor.events.frames import (
+    EVENT_TABLE_COLUMNS,
+    INGEST_RUN_COLUMNS,
+    MICROS_PER_DAY,
+    REJECTED_COLUMNS,
+    complete_events,
+    customer_column_lists,
+    customers_frame,
+    daily_counts_frame,
+    event_column_lists,
+    events_frame,
+    ingest_runs_frame,
+    product_column_lists,
+    products_frame,
+    rejected_column_lists,
+    rejected_frame,
+    timestamp_micros,
+    utc_now,
+)
+from tailor.events.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS, PRODUCT_COLUMNS
+from tailor.events.store import IngestRun
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a deleted seq is never reused
+    event_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT,
+    event_type TEXT NOT NULL,
+    product_id TEXT,
+    timestamp INTEGER NOT NULL,
+    session_id TEXT,
+    price REAL,
+    quantity REAL,
+    order_id TEXT,
+    device_type TEXT,
+    query TEXT,
+    properties TEXT,
+    received_at INTEGER NOT NULL,
+    batch_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_customer_time ON events (customer_id, timestamp);
+CREATE INDEX IF NOT EXISTS events_time ON events (timestamp);
+CREATE TABLE IF NOT EXISTS rejected_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    row_number INTEGER,
+    reason TEXT NOT NULL,
+    field TEXT,
+    detail TEXT,
+    raw TEXT,
+    customer_id TEXT
+);
+CREATE INDEX IF NOT EXISTS rejected_reason_time ON rejected_events (reason, received_at);
+CREATE INDEX IF NOT EXISTS rejected_customer ON rejected_events (customer_id);
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    batch_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    accepted INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL,
+    rejected TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS products (
+    product_id TEXT PRIMARY KEY,
+    name TEXT,
+    category TEXT,
+    price REAL,
+    rating REAL,
+    inventory INTEGER,
+    seasonal INTEGER,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id TEXT PRIMARY KEY,
+    signup_date INTEGER,
+    location TEXT,
+    device_type TEXT,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+_EVENT_INSERT = (
+    f"INSERT OR IGNORE INTO events ({', '.join(EVENT_TABLE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_TABLE_COLUMNS))})"
+)
+_EVENT_SELECT = "seq, " + ", ".join(EVENT_COLUMNS) + ", received_at"
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a `sqlite:///path` URL (`:memory:` allowed); query strings dropped.
+
+    Raises:
+        ValueError: the URL is not a sqlite:/// URL or names no file.
+    """
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a SQLite URL (expected sqlite:///path): {url!r}")
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    if not path:
+        raise ValueError(f"SQLite URL names no file: {url!r}")
+    return path
+
+
+def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
+    """INSERT … ON CONFLICT(key) DO UPDATE for every non-key column."""
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name != key)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
+
+
+class SqliteEventStore:
+    """`EventStore` on one SQLite file; safe to share between threads (calls are serialised)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._lock = threading.RLock()
+        self._connection: sqlite3.Connection | None = None
+
+    # -- connection and schema -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        """The open connection, created (with its folder and pragmas) on first use."""
+        if self._connection is None:
+            if self.path != ":memory:":
+                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE … COMMIT).
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=60.0,
+                                         check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA busy_timeout=60000")
+            connection.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay hot
+            connection.execute("PRAGMA temp_store=MEMORY")
+            self._connection = connection
+        return self._connection
+
+    def _write(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run a statement once per row, all in one immediate transaction; returns rows changed."""
+        with self._lock:
+            connection = self._connect()
+            before = connection.total_changes
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany(sql, rows)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return connection.total_changes - before
+
+    def _read(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        """All rows of one query."""
+        with self._lock:
+            return self._connect().execute(sql, parameters).fetchall()
+
+    def initialize(self) -> None:
+        """Create the tables and indexes if they do not exist (idempotent)."""
+        with self._lock:
+            self._connect().executescript(SCHEMA_SQL)
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def insert_events(self, events: pd.DataFrame, batch_id: str) -> int:
+        """Store events, skipping ids already stored (or repeated in the frame).
+
+        Args:
+            events: rows with the contract columns (as `validate_events` returns them).
+            batch_id: the ingest batch the rows belong to.
+
+        Returns:
+            How many rows were new; `len(events)` minus this is the duplicate count.
+            The transaction is committed (and synced) before this returns.
+        """
+        if events.empty:
+            return 0
+        frame = complete_events(events)
+        received = timestamp_micros(utc_now())
+        rows = zip(*event_column_lists(frame), repeat(received), repeat(batch_id))
+        return self._write(_EVENT_INSERT, rows)
+
+    def events_after(self, seq: int, limit: int) -> pd.DataFrame:
+        """Up to `limit` events with `seq` above the given one, in seq order."""
+        rows = self._read(f"SELECT {_EVENT_SELECT} FROM events WHERE seq > ? ORDER BY seq "
+                          "LIMIT ?", (int(seq), int(limit)))
+        return events_frame(rows, ["seq", *EVENT_COLUMNS, "received_at"])
+
+    def max_seq(self) -> int:
+        """The highest seq ever assigned to a stored event (0 when empty)."""
+        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
+    def count_events(self) -> int:
+        """Number of stored events."""
+        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
+
+    def daily_counts(self) -> pd.DataFrame:
+        """Events per UTC day of their timestamp: `date` (datetime.date), `events`, oldest first."""
+        # Floor division that is also right before 1970 (SQLite's / truncates towards 0).
+        day = (f"(CASE WHEN timestamp >= 0 THEN timestamp / {MICROS_PER_DAY} "
+               f"ELSE (timestamp - {MICROS_PER_DAY - 1}) / {MICROS_PER_DAY} END)")
+        rows = self._read(f"SELECT {day} AS day, COUNT(*) FROM events GROUP BY day ORDER BY day")
+        epoch = dt.date(1970, 1, 1)
+        return daily_counts_frame([(epoch + dt.timedelta(days=int(day)), count)
+                                   for day, count in rows])
+
+    def latest_event_time(self) -> pd.Timestamp | None:
+        """Timestamp of the newest event, or None when empty."""
+        value = self._read("SELECT MAX(timestamp) FROM events")[0][0]
+        return None if value is None else pd.Timestamp(int(value), unit="us", tz="UTC")
+
+    def stored_violations(self, now: pd.Timestamp) -> dict[str, int]:
+        """Stored rows breaking a rule: missing customer, price ≤ 0, timestamp after `now`."""
+        row = self._read(
+            "SELECT "
+            "COALESCE(SUM(customer_id IS NULL OR TRIM(customer_id) = ''), 0), "
+            "COALESCE(SUM(price IS NOT NULL AND price <= 0), 0), "
+            "COALESCE(SUM(timestamp > ?), 0) FROM events",
+            (timestamp_micros(now),))[0]
+        return {"missing_customer_id": int(row[0]), "nonpositive_price": int(row[1]),
+                "future_timestamp": int(row[2])}
+
+    def delete_customer(self, customer_id: str) -> int:
+        """Remove a customer's events, dead-letter rows and customer row; returns events gone."""
+        with self._lock:
+            connection = self._connect()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                removed = connection.execute("DELETE FROM events WHERE customer_id = ?",
+                                             (customer_id,)).rowcount
+                connection.execute("DELETE FROM rejected_events WHERE customer_id = ?",
+                                   (customer_id,))
+                connection.execute("DELETE FROM customers WHERE customer_id = ?", (customer_id,))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return int(removed)
+
+    # -- dead letter and ingest runs -------------------------------------------------------------
+
+    def insert_rejected(self, rejected: pd.DataFrame, batch_id: str, source: str) -> None:
+        """Keep rejected rows (`row_number, reason, field, detail, raw`) as dead letters."""
+        if rejected.empty:
+            return
+        received = timestamp_micros(utc_now())
+        rows = zip(repeat(batch_id), repeat(source), repeat(received),
+                   *rejected_column_lists(rejected))
+        self._write("INSERT INTO rejected_events (batch_id, source, received_at, row_number, "
+                    "reason, field, detail, raw, customer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows)
+
+    def rejected_counts(self, since: pd.Timestamp | None = None) -> dict[str, int]:
+        """Dead-letter rows per reason, optionally only those received at or after `since`."""
+        if since is None:
+            rows = self._read("SELECT reason, COUNT(*) FROM rejected_events GROUP BY reason")
+        else:
+            rows = self._read("SELECT reason, COUNT(*) FROM rejected_events "
+                              "WHERE received_at >= ? GROUP BY reason", (timestamp_micros(since),))
+        return {reason: int(count) for reason, count in rows}
+
+    def rejected_rows(self, reason: str | None = None, limit: int = 100) -> pd.DataFrame:
+        """The newest dead-letter rows (newest first), optionally of one reason."""
+        columns = ", ".join(REJECTED_COLUMNS)
+        if reason is None:
+            rows = self._read(f"SELECT {columns} FROM rejected_events ORDER BY id DESC LIMIT ?",
+                              (int(limit),))
+        else:
+            rows = self._read(f"SELECT {columns} FROM rejected_events WHERE reason = ? "
+                              "ORDER BY id DESC LIMIT ?", (reason, int(limit)))
+        return rejected_frame(rows)
+
+    def record_ingest(self, run: IngestRun) -> None:
+        """Record (or, for a batch id seen before, replace) the counts of one ingest run."""
+        values = (run.batch_id, run.source, timestamp_micros(run.started_at),
+                  timestamp_micros(run.finished_at), int(run.received), int(run.accepted),
+                  int(run.duplicates), json.dumps(dict(run.rejected), sort_keys=True))
+        self._write(_upsert_sql("ingest_runs", INGEST_RUN_COLUMNS, "batch_id"), [values])
+
+    def ingest_runs(self) -> pd.DataFrame:
+        """All ingest runs, oldest first, with `rejected` as a dict per row."""
+        rows = self._read(f"SELECT {', '.join(INGEST_RUN_COLUMNS)} FROM ingest_runs "
+                          "ORDER BY started_at, rowid")
+        return ingest_runs_frame(rows)
+
+    # -- catalogue and customers ----------------------------------------------------------------
+
+    def upsert_products(self, products: pd.DataFrame) -> int:
+        """Insert or replace catalogue rows (extra columns kept as JSON); returns rows written."""
+        if products.empty:
+            return 0
+        columns = PRODUCT_COLUMNS + ("extra",)
+        lists = product_column_lists(products)
+        self._write(_upsert_sql("products", columns, "product_id"), zip(*lists))
+        return len(lists[0])
+
+    def upsert_customers(self, customers: pd.DataFrame) -> int:
+        """Insert or replace pseudonymous customers; raises ValueError on any PII column."""
+        lists = customer_column_lists(customers)
+        if not lists[0]:
+            return 0
+        columns = CUSTOMER_COLUMNS + ("extra",)
+        self._write(_upsert_sql("customers", columns, "customer_id"), zip(*lists))
+        return len(lists[0])
+
+    def product_ids(self) -> set[str]:
+        """Ids of every product in the catalogue."""
+        return {row[0] for row in self._read("SELECT product_id FROM products")}
+
+    def products(self) -> pd.DataFrame:
+        """The catalogue: `PRODUCT_COLUMNS` plus `extra` (JSON text of the other columns)."""
+        columns = ", ".join(PRODUCT_COLUMNS + ("extra",))
+        return products_frame(self._read(f"SELECT {columns} FROM products ORDER BY product_id"))
+
+    def customers(self) -> pd.DataFrame:
+        """Pseudonymous customers: `CUSTOMER_COLUMNS` plus `extra`; signup_date tz-aware UTC."""
+        columns = ", ".join(CUSTOMER_COLUMNS + ("extra",))
+        return customers_frame(self._read(f"SELECT {columns} FROM customers ORDER BY customer_id"))

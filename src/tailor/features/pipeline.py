@@ -1,0 +1,128 @@
+"""`tailor features`: compute the features, apply the Feast definitions, materialize online.
+
+Reads the warehouse; writes `<home>/features/` (offline Parquet sources and manifest),
+`<home>/feature_repo/` (the rendered Feast repo and its registry) and the online store
+(SQLite under the home, or Redis). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from tailor.config import Settings
+from tailor.features import specs as catalogue
+from tailor.features.compute import FeatureBuild, compute_features
+from tailor.features.repo import ApplySummary, apply_definitions, materialize, open_feature_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeaturesSummary:
+    """What one `tailor features` run computed, applied and materialized, and where."""
+
+    build: FeatureBuild
+    applied: ApplySummary
+    materialized_until: str
+    online_store: str
+    features: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values."""
+        return {
+            "features": self.features,
+            "categories": self.build.categories,
+            "rows": self.build.rows,
+            "offline": self.build.feature_dir,
+            "first_snapshot": self.build.first_snapshot,
+            "newest_snapshot": self.build.newest_snapshot,
+            "repo": self.applied.repo_path,
+            "project": self.applied.project,
+            "applied": self.applied.applied,
+            "deleted": self.applied.deleted,
+            "online_store": self.online_store,
+            "materialized_until": self.materialized_until,
+            "seconds": self.seconds,
+        }
+
+    def summary_text(self) -> str:
+        """A few lines for people."""
+        rows = ", ".join(f"{table} {count:,}" for table, count in self.build.rows.items())
+        return (f"computed {self.features} features ({len(self.build.categories)} categories); "
+                f"rows: {rows}\n"
+                f"offline: {self.build.feature_dir}\n"
+                f"feast repo: {self.applied.repo_path} (project {self.applied.project}, "
+                f"{len(self.applied.applied)} objects applied, "
+                f"{len(self.applied.deleted)} deleted)\n"
+                f"online store: {self.online_store}, materialized until {self.materialized_until}")
+
+
+def _describe_online_store(settings: Settings) -> str:
+    if settings.redis_url:
+        return "redis " + settings.redis_url.split("@")[-1]  # never print a password
+    return f"sqlite {settings.home_path.resolve() / 'feature_repo' / 'data' / 'online_store.db'}"
+
+
+class _QuietStatus:
+    """Stands in for a rich status line when progress is off: logs each step instead."""
+
+    def update(self, message: str) -> None:
+        log.info(message)
+
+
+@contextlib.contextmanager
+def _status(enabled: bool) -> Iterator[Any]:
+    """A rich status line on stderr, or a logger when `enabled` is False."""
+    if not enabled:
+        yield _QuietStatus()
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("features: computing") as status:
+        yield status
+
+
+@contextlib.contextmanager
+def _feast_logs_at_warning() -> Iterator[None]:
+    """Feast logs every registry refresh at INFO; keep the job's output readable."""
+    feast_log = logging.getLogger("feast")
+    level = feast_log.level
+    feast_log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        feast_log.setLevel(level)
+
+
+def run_features(settings: Settings, now: datetime | None = None,
+                 show_progress: bool = True) -> FeaturesSummary:
+    """Compute, apply and materialize; the whole `tailor features` job.
+
+    Args:
+        settings: the Tailor settings.
+        now: the current time (default: the clock).
+        show_progress: show a rich status line on stderr.
+
+    Returns:
+        The `FeaturesSummary`.
+    """
+    started = time.perf_counter()
+    now = now or datetime.now(timezone.utc)
+    with _status(show_progress) as status, _feast_logs_at_warning():
+        build = compute_features(settings, now=now,
+                                 progress=lambda message: status.update(message))
+        status.update("features: feast apply")
+        applied = apply_definitions(settings)
+        status.update("features: materializing to the online store")
+        until = materialize(settings, end=now, store=open_feature_store(settings))
+    return FeaturesSummary(
+        build=build, applied=applied, materialized_until=until,
+        online_store=_describe_online_store(settings),
+        features=len(catalogue.all_specs(build.categories)),
+        seconds=round(time.perf_counter() - started, 3))

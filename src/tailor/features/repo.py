@@ -1,0 +1,327 @@
+"""The Feast repository inside a Tailor home: render it, apply it, materialize it, open it.
+
+Reads: the definition modules (`feature_store/*.py` of the source tree, or
+`features.definitions_dir`) and the settings. Writes `<home>/feature_repo/`:
+
+    feature_store.yaml   Feast configuration from the settings (SQLite or Redis online store)
+    *.py                 copies of the definition modules
+    tailor_home.json     the home the definitions read their files and manifest from
+    data/registry.db     Feast's registry (file registry)
+    data/online_store.db the SQLite online store (when no Redis URL is set)
+
+`apply_definitions` does what `feast apply` does, in-process; `materialize` loads the
+newest offline rows into the online store. The same configuration dictionary is rendered
+into the yaml (for the `feast` CLI) and passed to `FeatureStore` in-process, so both see
+one store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import shutil
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from tailor.config import Settings
+from tailor.features.definitions import HOME_MARKER
+
+RENDERED_REPO_DIR = "feature_repo"
+DEFINITION_MODULES: tuple[str, ...] = (
+    "entities.py", "data_sources.py", "features.py", "on_demand_features.py",
+    "feature_services.py",
+)
+ONLINE_WRITE_BATCH_SIZE = 20_000
+_IMPORT_LOCK = threading.Lock()
+
+
+@dataclass
+class ApplySummary:
+    """What applying the definitions changed in the registry."""
+
+    project: str
+    repo_path: str
+    online_store: str
+    applied: list[str]
+    deleted: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values."""
+        return dict(self.__dict__)
+
+
+def repo_dir(settings: Settings) -> Path:
+    """`<home>/feature_repo`, the rendered Feast repository."""
+    return settings.home_path.resolve() / RENDERED_REPO_DIR
+
+
+def definitions_source_dir(settings: Settings) -> Path:
+    """Where the definition modules come from (see `features.definitions_dir`).
+
+    Raises:
+        FileNotFoundError: the folder or one of its modules is missing.
+    """
+    configured = settings.features_definitions_dir
+    source_tree = Path(__file__).resolve().parents[3]
+    source = Path(configured) if configured else source_tree / "feature_store"
+    missing = [name for name in DEFINITION_MODULES if not (source / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Feast definitions not found in {source} (missing {', '.join(missing)}); "
+            "set features.definitions_dir (TAILOR_FEATURES_DEFINITIONS_DIR) to the "
+            "feature_store/ folder of the Tailor source tree")
+    return source
+
+
+def redis_connection_string(redis_url: str, timeout_seconds: float | None = None) -> str:
+    """Feast's Redis connection string (host:port,db=N,...) for a redis:// URL.
+
+    Raises:
+        ValueError: the URL is not redis:// or rediss://.
+    """
+    parts = urlsplit(redis_url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"redis_url: expected redis://host:port/db, got {parts.scheme}://…")
+    pieces = [f"{parts.hostname or 'localhost'}:{parts.port or 6379}"]
+    database = parts.path.strip("/") or "0"
+    pieces.append(f"db={int(database)}")
+    if parts.username:
+        pieces.append(f"username={unquote(parts.username)}")
+    if parts.password:
+        pieces.append(f"password={unquote(parts.password)}")
+    if parts.scheme == "rediss":
+        pieces.append("ssl=true")
+    if timeout_seconds is not None:
+        pieces += [f"socket_timeout={timeout_seconds}", f"socket_connect_timeout={timeout_seconds}"]
+    return ",".join(pieces)
+
+
+def online_store_config(settings: Settings, serving: bool = False) -> dict[str, Any]:
+    """The online_store section: SQLite under the home, or Redis when redis_url is set.
+
+    Args:
+        settings: uses `redis_url`, `home_path`, `features_batch_ttl_days`,
+            `features_online_timeout_ms`.
+        serving: add socket timeouts so a slow store fails fast (online reads only;
+            materialization writes large pipelines and must not time out).
+    """
+    if not settings.redis_url:
+        return {"type": "sqlite", "path": str(repo_dir(settings) / "data" / "online_store.db")}
+    timeout = settings.features_online_timeout_ms / 1000 if serving else None
+    return {
+        "type": "redis",
+        "connection_string": redis_connection_string(settings.redis_url, timeout),
+        # Keys of entities not written for a whole TTL expire: their features are stale anyway.
+        "key_ttl_seconds": settings.features_batch_ttl_days * 86_400,
+    }
+
+
+def repo_config_dict(settings: Settings, serving: bool = False) -> dict[str, Any]:
+    """The feature_store.yaml content for the settings."""
+    return {
+        "project": settings.features_project,
+        "provider": "local",
+        "registry": {"registry_type": "file",
+                     "path": str(repo_dir(settings) / "data" / "registry.db"),
+                     "cache_ttl_seconds": 60},
+        "online_store": online_store_config(settings, serving),
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+        "materialization": {"online_write_batch_size": ONLINE_WRITE_BATCH_SIZE},
+    }
+
+
+def render_feature_repo(settings: Settings) -> Path:
+    """Write `<home>/feature_repo/`: the yaml, the definition modules and the home marker.
+
+    Returns:
+        The rendered repo's path.
+    """
+    target = repo_dir(settings)
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    source = definitions_source_dir(settings)
+    for name in DEFINITION_MODULES:
+        shutil.copyfile(source / name, target / name)
+    header = ("# Rendered by `tailor features` from the settings; edit the settings, not this "
+              "file.\n")
+    config_file = target / "feature_store.yaml"
+    config_file.write_text(header + yaml.safe_dump(repo_config_dict(settings), sort_keys=False),
+                           encoding="utf-8")
+    config_file.chmod(0o600)  # may hold the Redis password
+    marker = {"home": str(settings.home_path.resolve()), "rendered_at": _now_iso()}
+    (target / HOME_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    return target
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@contextlib.contextmanager
+def _isolated_imports(directory: Path, names: list[str]) -> Iterator[None]:
+    """Import modules named `names` from `directory`, then forget them again.
+
+    The definitions import each other by plain module name (`from entities import
+    customer`), as in any Feast repo; repos of different homes must not share modules.
+    """
+    with _IMPORT_LOCK:
+        saved = {name: sys.modules.pop(name) for name in names if name in sys.modules}
+        sys.path.insert(0, str(directory))
+        try:
+            yield
+        finally:
+            sys.path.remove(str(directory))
+            for name in names:
+                sys.modules.pop(name, None)
+            sys.modules.update(saved)
+
+
+def load_definitions(directory: Path, project: str) -> Any:
+    """Import a Feast repo's modules and collect its objects, like `feast apply` does.
+
+    Args:
+        directory: the repo folder.
+        project: the Feast project the objects belong to (from feature_store.yaml).
+
+    Returns:
+        A `feast.repo_contents.RepoContents`.
+    """
+    from feast import Entity, FeatureService, FeatureView
+    from feast.data_source import DataSource, PushSource
+    from feast.feature_view import DUMMY_ENTITY
+    from feast.on_demand_feature_view import OnDemandFeatureView
+    from feast.project import Project
+    from feast.repo_contents import RepoContents
+
+    names = [path.stem for path in sorted(directory.glob("*.py"))]
+    found: dict[type, list[Any]] = {kind: [] for kind in
+                                    (DataSource, Entity, FeatureView, OnDemandFeatureView,
+                                     FeatureService)}
+    with _isolated_imports(directory, names):
+        for name in names:
+            module = importlib.import_module(name)
+            for value in vars(module).values():
+                for kind, objects in found.items():
+                    if isinstance(value, kind) and not any(value is seen for seen in objects):
+                        objects.append(value)
+    for source in list(found[DataSource]):
+        if isinstance(source, PushSource) and source.batch_source is not None \
+                and not any(source.batch_source is seen for seen in found[DataSource]):
+            found[DataSource].append(source.batch_source)
+    # Feast's placeholder entity for entity-less views (request_context), as parse_repo adds.
+    found[Entity].append(DUMMY_ENTITY)
+    return RepoContents(projects=[Project(name=project)], data_sources=found[DataSource],
+                        feature_views=found[FeatureView],
+                        on_demand_feature_views=found[OnDemandFeatureView],
+                        stream_feature_views=[], label_views=[], entities=found[Entity],
+                        feature_services=found[FeatureService], permissions=[])
+
+
+def open_feature_store(settings: Settings, serving: bool = False) -> Any:
+    """A `feast.FeatureStore` on the home's repo, configured from the settings.
+
+    Args:
+        settings: the Tailor settings.
+        serving: configure the online store for reads (short Redis timeouts).
+    """
+    from feast import FeatureStore, RepoConfig
+
+    target = repo_dir(settings)
+    config = RepoConfig(**repo_config_dict(settings, serving))
+    config.repo_path = target
+    store = FeatureStore(repo_path=str(target), config=config)
+    if serving and settings.redis_url:
+        limit_redis_retries(store)
+    return store
+
+
+def serving_retry() -> Any:
+    """One immediate retry: redis-py's default (3 retries with backoff) stalls a request
+    for about ten seconds when Redis is down; serving answers with defaults instead."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 1)
+
+
+def limit_redis_retries(store: Any) -> None:
+    """Give the Redis client inside Feast's online store the serving retry policy."""
+    online_store = store._get_provider().online_store
+    client = online_store._get_client(store.config.online_store)
+    client.set_retry(serving_retry())
+
+
+def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySummary:
+    """Render the repo and apply its definitions to the registry and online store.
+
+    Objects in the registry that the definitions no longer have are deleted, as with
+    `feast apply`.
+
+    Returns:
+        The `ApplySummary` (object names applied and deleted).
+    """
+    from feast.repo_operations import (
+        apply_total_with_repo_instance,
+        extract_objects_for_apply_delete,
+    )
+
+    target = render_feature_repo(settings)
+    contents = load_definitions(target, settings.features_project)
+    store = store or open_feature_store(settings)
+    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+        settings.features_project, store.registry, contents)
+    with contextlib.redirect_stdout(sys.stderr):  # Feast prints its plan to stdout
+        # The same call `feast apply` makes after parsing the repo: registry and
+        # infrastructure (online tables) are planned, applied and recorded together.
+        apply_total_with_repo_instance(store, settings.features_project, store.registry,
+                                       contents, skip_source_validation=False)
+    return ApplySummary(
+        project=settings.features_project, repo_path=str(target),
+        online_store=store.config.online_store.type,
+        applied=sorted(f"{type(item).__name__}:{item.name}" for item in to_apply),
+        deleted=sorted(f"{type(item).__name__}:{item.name}" for item in to_delete))
+
+
+def materialize(settings: Settings, end: datetime | None = None, store: Any | None = None) -> str:
+    """Load each entity's newest offline row within the view's TTL before `end` into the
+    online store (Feast `materialize` over [end - TTL, end], per view).
+
+    Not `materialize_incremental`: every run recomputes the offline history, and a
+    backfill or a late event can leave an entity's newest row stamped before the previous
+    run's end, where an incremental run would never look. A full window costs one pass
+    over the entities. On Redis the batch views are written in bulk in Feast's format
+    (`tailor.features.redis_writer`: Feast converts value by value, too slow for millions
+    of customers); the session view, and everything on SQLite, goes through Feast.
+
+    Returns:
+        The end time materialized to, ISO format.
+    """
+    store = store or open_feature_store(settings)
+    end = end or datetime.now(timezone.utc)
+    done: set[str] = set()
+    if settings.redis_url:
+        import redis
+
+        from tailor.features.redis_writer import materialize_batch_views
+
+        client = redis.Redis.from_url(settings.redis_url)
+        try:
+            done = set(materialize_batch_views(store, client, end))
+        finally:
+            client.close()
+    views_by_ttl: dict[Any, list[str]] = {}
+    for view in store.list_feature_views():
+        if view.online and view.ttl and view.name not in done:
+            views_by_ttl.setdefault(view.ttl, []).append(view.name)
+    with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress to stdout
+        for ttl, names in views_by_ttl.items():
+            store.materialize(start_date=end - ttl, end_date=end, feature_views=sorted(names))
+    return end.isoformat()

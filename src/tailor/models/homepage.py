@@ -1,0 +1,463 @@
+"""The homepage model: "what is this person interested in?", with a reason for every product.
+
+Reads and writes nothing (fits on a `ShopData`; `tailor.training` logs it to MLflow).
+
+Who gets what:
+  * no history (new or unknown customer): popular and trending products;
+  * views or carts but fewer than `collaborative_after_purchases` purchases: content-based,
+    from the categories and price tier the customer looked at;
+  * from that purchase on: implicit ALS on confidence-weighted interactions (purchase > cart >
+    view, decayed with age), blended with popularity where the customer's own signal is thin.
+Business filters (serving): out of stock, and already bought unless the category is
+consumable (inferred from repeat-purchase rates). Optional diversity: a category cap or MMR.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from tailor.models.constants import DEFAULT_K
+from tailor.models.data import ShopData
+from tailor.models.interactions import (
+    AlsParams, IdIndex, InteractionWeights, confidence_matrix, fit_als, indicator_matrix,
+    normalise_rows, product_events,
+)
+from tailor.models.popularity import (
+    consumable_categories, decayed_popularity, price_tiers, trending_scores,
+)
+from tailor.models.reranker import Reranker, candidate_features, fit_reranker
+
+log = logging.getLogger(__name__)
+
+DIVERSITY_MODES: tuple[str, ...] = ("none", "category_cap", "mmr")
+TIERS: tuple[str, ...] = ("cold_start", "content", "collaborative")
+SCORE_BATCH = 1024  # customers scored at once (bounds memory: batch x products floats)
+MIN_PRODUCTS_FOR_ALS = 3
+UNKNOWN_CATEGORY = "the shop"
+
+
+@dataclass(frozen=True)
+class HomepageParams:
+    """Hyper-parameters (tuned by Optuna) and serving settings (set by experiments)."""
+
+    factors: int = 24
+    regularization: float = 0.1
+    alpha: float = 2.0
+    iterations: int = 15
+    view_weight: float = 1.0
+    cart_weight: float = 2.0
+    purchase_weight: float = 5.0
+    half_life_days: float = 120.0
+    blend_shrink: float = 8.0
+    trending_weight: float = 0.3
+    popularity_half_life_days: float = 14.0
+    collaborative_after_purchases: int = 1
+    diversity: str = "none"
+    category_cap: int = 3
+    mmr_lambda: float = 0.7
+    rerank: bool = False
+    rerank_candidates: int = 50
+    seed: int = 7
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.diversity not in DIVERSITY_MODES:
+            raise ValueError(f"diversity: must be one of {DIVERSITY_MODES}, got {self.diversity!r}")
+        if self.collaborative_after_purchases < 0:
+            raise ValueError("collaborative_after_purchases: must be 0 or more")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "HomepageParams":
+        """Params from logged values (strings from MLflow are converted; unknown keys ignored)."""
+        return _params_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _params_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build a params dataclass from a dict, casting each value to the field's default type."""
+    known = {field.name: field for field in fields(cls)}
+    converted = {}
+    for name, value in values.items():
+        if name in known:
+            kind = type(known[name].default)
+            converted[name] = value if kind is str else kind(float(value)) if kind is int \
+                else (str(value).lower() in {"1", "true"} if kind is bool else kind(value))
+    return cls(**converted)
+
+
+@dataclass
+class HomepageModel:
+    """A fitted homepage model; build it with `fit_homepage`."""
+
+    params: HomepageParams
+    customers: IdIndex
+    products: IdIndex
+    categories: np.ndarray
+    names: np.ndarray
+    tiers: np.ndarray
+    in_stock: np.ndarray
+    consumable: np.ndarray
+    seen: sp.csr_matrix
+    bought: sp.csr_matrix
+    purchase_counts: np.ndarray
+    interaction_counts: np.ndarray
+    category_affinity: np.ndarray
+    preferred_tier: np.ndarray
+    popularity: np.ndarray
+    trending: np.ndarray
+    user_factors: np.ndarray | None
+    item_factors: np.ndarray | None
+    trained_until: pd.Timestamp
+    note: str = ""
+    reranker: Reranker | None = None
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def recommend(self, customer_ids: Sequence[str], k: int = DEFAULT_K,
+                  exclude_interacted: bool = False, business_filters: bool = True) -> pd.DataFrame:
+        """The top-k products of each customer, best first, each with a reason.
+
+        Args:
+            customer_ids: customers to score; unknown ids get the cold-start list.
+            k: products per customer.
+            exclude_interacted: leave out everything the customer viewed, carted or bought
+                (the evaluation protocol's rule).
+            business_filters: leave out out-of-stock products and already-bought products
+                of non-consumable categories (serving's rule).
+
+        Returns:
+            Columns customer_id, product_id, rank (1 = first), score, tier, reason.
+        """
+        ids = pd.Series(list(customer_ids), dtype=object).astype(str)
+        frames = [self._recommend_batch(ids.iloc[start:start + SCORE_BATCH], k,
+                                        exclude_interacted, business_filters)
+                  for start in range(0, len(ids), SCORE_BATCH)]
+        if not frames:
+            return pd.DataFrame(columns=["customer_id", "product_id", "rank", "score", "tier",
+                                         "reason"])
+        return pd.concat(frames, ignore_index=True)
+
+    def _recommend_batch(self, ids: pd.Series, k: int, exclude_interacted: bool,
+                         business_filters: bool) -> pd.DataFrame:
+        rows = self.customers.lookup(ids)
+        tiers = self.customer_tiers(rows)
+        scores, parts = self.score_matrix(rows, tiers)
+        scores = self._apply_filters(scores, rows, exclude_interacted, business_filters)
+        if self.reranker is not None:
+            scores = self._rerank(rows, scores)
+        chosen = [self._select(scores[position], k) for position in range(len(rows))]
+        lengths = np.array([len(items) for items in chosen])
+        positions = np.repeat(np.arange(len(rows)), lengths)
+        items = np.concatenate(chosen) if len(chosen) else np.zeros(0, dtype=np.int64)
+        reasons = [self.reason(rows[position], tiers[position], item, parts, position)
+                   for position, item in zip(positions, items)]
+        return pd.DataFrame({
+            "customer_id": ids.to_numpy()[positions], "product_id": self.products.ids[items],
+            "rank": np.concatenate([np.arange(1, n + 1) for n in lengths]) if len(lengths)
+            else np.zeros(0, dtype=np.int64),
+            "score": scores[positions, items],
+            "tier": np.asarray(TIERS, dtype=object)[tiers[positions]], "reason": reasons})
+
+    def _rerank(self, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Scores where only the top candidates remain, ordered by the re-ranker."""
+        order, features = candidate_features(self, rows, scores, self.reranker.candidates)
+        reranked = np.full(scores.shape, -np.inf)
+        row_index = np.nonzero(order >= 0)[0]
+        reranked[row_index, order[order >= 0]] = self.reranker.rescore(features)
+        return reranked
+
+    def customer_tiers(self, rows: np.ndarray) -> np.ndarray:
+        """0 cold start, 1 content-based, 2 collaborative, per customer row (-1 = unknown)."""
+        known = rows >= 0
+        interactions = np.where(known, self.interaction_counts[np.maximum(rows, 0)], 0)
+        purchases = np.where(known, self.purchase_counts[np.maximum(rows, 0)], 0)
+        tiers = np.where(interactions > 0, 1, 0)
+        threshold = max(self.params.collaborative_after_purchases, 0)
+        collaborative = (interactions > 0) & (purchases >= threshold)
+        return np.where(collaborative, 2, tiers).astype(np.int8)
+
+    def score_matrix(self, rows: np.ndarray, tiers: np.ndarray
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Scores (customers x products) and the parts they were blended from (for reasons)."""
+        n_items = len(self.products)
+        baseline = (self.popularity + self.params.trending_weight * self.trending) / \
+            (1.0 + self.params.trending_weight)
+        scores = np.tile(baseline, (len(rows), 1))
+        collaborative = np.zeros_like(scores)
+        weight = np.zeros(len(rows))
+        content_rows = np.flatnonzero(tiers == 1)
+        if len(content_rows):
+            scores[content_rows] = self._content_scores(rows[content_rows])
+        cf_rows = np.flatnonzero(tiers == 2)
+        if len(cf_rows) and self.user_factors is not None:
+            raw = self.user_factors[rows[cf_rows]] @ self.item_factors.T
+            low, high = raw.min(axis=1, keepdims=True), raw.max(axis=1, keepdims=True)
+            collaborative[cf_rows] = (raw - low) / np.where(high > low, high - low, 1.0)
+            counts = self.interaction_counts[rows[cf_rows]]
+            weight[cf_rows] = counts / (counts + self.params.blend_shrink)
+            scores[cf_rows] = weight[cf_rows, None] * collaborative[cf_rows] + \
+                (1.0 - weight[cf_rows, None]) * baseline[None, :]
+        assert scores.shape[1] == n_items
+        return scores, {"collaborative": collaborative, "weight": weight, "baseline": baseline}
+
+    def _content_scores(self, rows: np.ndarray) -> np.ndarray:
+        """Category affinity x price-tier match, tie-broken by popularity."""
+        affinity = self.category_affinity[rows][:, self._category_codes()]
+        tier_gap = np.abs(self.preferred_tier[rows][:, None] - self.tiers[None, :])
+        tier_match = 1.0 - 0.25 * tier_gap
+        return affinity * tier_match * (0.5 + 0.5 * self.popularity[None, :]) + \
+            0.05 * self.popularity[None, :]
+
+    def _category_codes(self) -> np.ndarray:
+        return pd.Categorical(self.categories, categories=self._category_list()).codes
+
+    def _category_list(self) -> list[str]:
+        return sorted(set(self.categories.tolist()))
+
+    def _apply_filters(self, scores: np.ndarray, rows: np.ndarray, exclude_interacted: bool,
+                       business_filters: bool) -> np.ndarray:
+        scores = scores.astype(np.float64, copy=True)
+        known = rows >= 0
+        if business_filters:
+            scores[:, ~self.in_stock] = -np.inf
+        for position in np.flatnonzero(known):
+            row = rows[position]
+            if exclude_interacted:
+                scores[position, self.seen[row].indices] = -np.inf
+            elif business_filters:
+                bought = self.bought[row].indices
+                scores[position, bought[~self.consumable[bought]]] = -np.inf
+        return scores
+
+    def _select(self, scores: np.ndarray, k: int) -> np.ndarray:
+        """Top-k indices, with the configured diversity rule."""
+        available = np.flatnonzero(np.isfinite(scores))
+        order = available[np.argsort(-scores[available], kind="stable")]
+        if self.params.diversity == "category_cap":
+            return _category_capped(order, self.categories, k, self.params.category_cap)
+        if self.params.diversity == "mmr" and self.item_factors is not None:
+            return _mmr(order[: max(k * 10, 50)], scores, normalise_rows(self.item_factors), k,
+                        self.params.mmr_lambda)
+        return order[:k]
+
+    # -- reasons ---------------------------------------------------------------------------------
+
+    def reason(self, row: int, tier: int, item: int, parts: dict[str, np.ndarray],
+               position: int) -> str:
+        """A sentence a shopper understands for why `item` is shown to customer `row`."""
+        category = self.categories[item] or UNKNOWN_CATEGORY
+        if tier == 2 and self.user_factors is not None:
+            weight = parts["weight"][position]
+            cf_part = weight * parts["collaborative"][position, item]
+            if cf_part >= (1.0 - weight) * parts["baseline"][item]:
+                return self._because(row, item)
+        if tier == 1:
+            return f"popular in {category}, which you have been looking at"
+        trend_part = self.params.trending_weight * self.trending[item]
+        if trend_part > self.popularity[item] and self.trending[item] > 0:
+            return "trending this week"
+        return f"popular in {category}"
+
+    def _because(self, row: int, item: int) -> str:
+        """'because you bought X' (or viewed X): the history item most like `item`."""
+        history, verb = self.bought[row].indices, "bought"
+        if len(history) == 0:
+            history, verb = self.seen[row].indices, "viewed"
+        history = history[history != item]
+        if len(history) == 0:
+            return f"popular in {self.categories[item] or UNKNOWN_CATEGORY}"
+        factors = normalise_rows(self.item_factors[np.append(history, item)])
+        similar = history[int(np.argmax(factors[:-1] @ factors[-1]))]
+        return f"because you {verb} {self.names[similar]}"
+
+    # -- serving glue ----------------------------------------------------------------------------
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """MLflow pyfunc entry: rows of customer_id (and optional k) -> recommendations."""
+        k = int(frame["k"].iloc[0]) if "k" in frame and len(frame) else DEFAULT_K
+        return self.recommend(frame["customer_id"].astype(str).tolist(), k=k)
+
+    def input_example(self) -> pd.DataFrame:
+        """A request as the serving layer sends it."""
+        customer = self.customers.ids[0] if len(self.customers) else "c-new"
+        return pd.DataFrame({"customer_id": [str(customer), "c-new-visitor"], "k": [DEFAULT_K] * 2})
+
+
+def _category_capped(order: np.ndarray, categories: np.ndarray, k: int, cap: int) -> np.ndarray:
+    """The first k of `order` with at most `cap` per category (topped up if the cap starves it)."""
+    counts: dict[str, int] = {}
+    chosen = []
+    for item in order:
+        category = categories[item]
+        if counts.get(category, 0) < cap:
+            chosen.append(item)
+            counts[category] = counts.get(category, 0) + 1
+        if len(chosen) == k:
+            return np.asarray(chosen)
+    rest = [item for item in order if item not in set(chosen)]
+    return np.asarray(chosen + rest[: k - len(chosen)], dtype=np.int64)
+
+
+def _mmr(candidates: np.ndarray, scores: np.ndarray, unit_factors: np.ndarray, k: int,
+         relevance_weight: float) -> np.ndarray:
+    """Maximal marginal relevance: trade score against similarity to the items already chosen."""
+    chosen: list[int] = []
+    remaining = list(candidates)
+    while remaining and len(chosen) < k:
+        if chosen:
+            similarity = (unit_factors[remaining] @ unit_factors[chosen].T).max(axis=1)
+        else:
+            similarity = np.zeros(len(remaining))
+        value = relevance_weight * scores[remaining] - (1.0 - relevance_weight) * similarity
+        chosen.append(remaining.pop(int(np.argmax(value))))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+# -- fitting -------------------------------------------------------------------------------------
+
+
+ModelHook = Callable[[int, "HomepageModel"], None]
+
+
+def fit_homepage(data: ShopData, params: HomepageParams = HomepageParams(), stages: int = 1,
+                 on_stage: ModelHook | None = None) -> HomepageModel:
+    """Fit the homepage model on everything in `data`.
+
+    Args:
+        data: the history known at training time.
+        params: hyper-parameters and serving settings.
+        stages: fit ALS in this many stages, calling `on_stage(stage, partial model)` between
+            them (Optuna prunes a hopeless trial there by raising).
+        on_stage: see `stages`.
+
+    Returns:
+        The fitted model (popularity-only, with a note saying why, when collaborative filtering
+        cannot work: fewer than 3 products, or no customer with two products).
+    """
+    interactions = product_events(data.events)
+    customers = IdIndex.from_values(interactions["customer_id"])
+    products = _product_index(interactions, data.products)
+    weights = InteractionWeights(params.view_weight, params.cart_weight, params.purchase_weight,
+                                 params.half_life_days)
+    confidence = confidence_matrix(interactions, customers, products, weights, data.end)
+    model = _base_model(data, params, interactions, customers, products, confidence)
+    model.note = _collaborative_gap(confidence, model.seen)
+    if model.note:
+        log.warning("homepage: %s", model.note)
+        return model
+
+    def stage_hook(stage: int, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+        on_stage(stage, replace(model, user_factors=user_factors, item_factors=item_factors))
+
+    als = AlsParams(params.factors, params.regularization, params.alpha, params.iterations,
+                    params.seed, params.threads)
+    model.user_factors, model.item_factors = fit_als(
+        confidence, als, stages, stage_hook if on_stage is not None else None)
+    if params.rerank:
+        model.reranker = _inner_reranker(data, params)
+        if model.reranker is None:
+            model.note = "re-ranker asked for, but too few purchases to train it: plain ALS"
+    return model
+
+
+def _inner_reranker(data: ShopData, params: HomepageParams) -> Reranker | None:
+    """A re-ranker trained on the last 20% of `data` with a model fitted on the rest."""
+    from tailor.models.data import NotEnoughData, make_split
+    from tailor.models.ranking_eval import homepage_targets
+
+    try:
+        inner = make_split(data, "time")
+    except NotEnoughData:
+        return None
+    inner_model = fit_homepage(inner.train, replace(params, rerank=False))
+    if inner_model.user_factors is None:
+        return None
+    truth = homepage_targets(inner).truth
+    return fit_reranker(inner_model, truth, params.rerank_candidates) if len(truth) else None
+
+
+def _base_model(data: ShopData, params: HomepageParams, interactions: pd.DataFrame,
+                customers: IdIndex, products: IdIndex, confidence: sp.csr_matrix) -> HomepageModel:
+    """Everything but the ALS factors: catalogue facts, histories, popularity, trending."""
+    catalogue = data.products.set_index("product_id").reindex(products.ids)
+    seen = indicator_matrix(interactions, customers, products)
+    bought = indicator_matrix(interactions[interactions["event_type"] == "purchase"],
+                              customers, products)
+    categories = catalogue["category"].fillna("").astype(str).to_numpy(dtype=object)
+    tiers = price_tiers(catalogue["price"], catalogue["category"])
+    names = catalogue["name"].where(catalogue["name"].notna(), catalogue.index.to_series())
+    consumables = consumable_categories(data.purchases(), data.products)
+    return HomepageModel(
+        params=params, customers=customers, products=products, categories=categories,
+        names=names.astype(str).to_numpy(dtype=object), tiers=tiers,
+        in_stock=~(catalogue["inventory"].fillna(1).to_numpy(float) <= 0),
+        consumable=np.isin(categories, list(consumables)), seen=seen, bought=bought,
+        purchase_counts=_order_counts(data, customers),
+        interaction_counts=np.asarray(seen.sum(axis=1)).ravel(),
+        category_affinity=_category_affinity(confidence, categories),
+        preferred_tier=_preferred_tier(confidence, tiers),
+        popularity=decayed_popularity(interactions, products, data.end,
+                                      params.popularity_half_life_days),
+        trending=_scaled(trending_scores(interactions, products, data.end)),
+        user_factors=None, item_factors=None, trained_until=data.end)
+
+
+def _product_index(interactions: pd.DataFrame, catalogue: pd.DataFrame) -> IdIndex:
+    """Products with interactions (first-appearance order), then catalogue-only products."""
+    seen = pd.Series(pd.unique(interactions["product_id"].astype(str)), dtype=object)
+    rest = catalogue["product_id"].astype(str)
+    return IdIndex.from_values(pd.concat([seen, rest[~rest.isin(seen)]], ignore_index=True))
+
+
+def _collaborative_gap(confidence: sp.csr_matrix, seen: sp.csr_matrix) -> str:
+    """Why collaborative filtering cannot work on this data ('' when it can)."""
+    if confidence.shape[1] < MIN_PRODUCTS_FOR_ALS:
+        return (f"{confidence.shape[1]} product(s) in the catalogue: popularity is all there is; "
+                "collaborative filtering needs at least 3")
+    if not (np.diff(seen.indptr) >= 2).any():
+        return "no customer interacted with two products: popularity only"
+    return ""
+
+
+def _order_counts(data: ShopData, customers: IdIndex) -> np.ndarray:
+    """Orders (not products) each customer placed: the 'Nth purchase' of the tier rule."""
+    orders = data.purchases().groupby("customer_id")["order_key"].nunique()
+    counts = np.zeros(len(customers))
+    positions = customers.lookup(orders.index.to_series())
+    counts[positions[positions >= 0]] = orders.to_numpy()[positions >= 0]
+    return counts
+
+
+def _category_affinity(confidence: sp.csr_matrix, categories: np.ndarray) -> np.ndarray:
+    """Customers x categories (sorted names): share of each customer's confidence per category."""
+    names = sorted(set(categories.tolist()))
+    codes = pd.Categorical(categories, categories=names).codes
+    one_hot = sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)),
+                            shape=(len(codes), max(len(names), 1)))
+    totals = np.asarray((confidence @ one_hot).todense())
+    sums = totals.sum(axis=1, keepdims=True)
+    return totals / np.where(sums > 0, sums, 1.0)
+
+
+def _preferred_tier(confidence: sp.csr_matrix, tiers: np.ndarray) -> np.ndarray:
+    """Confidence-weighted mean price tier of each customer's interactions (1 without any)."""
+    weighted = np.asarray(confidence @ tiers.astype(float)).ravel()
+    totals = np.asarray(confidence.sum(axis=1)).ravel()
+    return np.where(totals > 0, weighted / np.where(totals > 0, totals, 1.0), 1.0)
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    return values / values.max() if len(values) and values.max() > 0 else values
+
+
+def with_settings(params: HomepageParams, **serving: Any) -> HomepageParams:
+    """A copy with serving settings (diversity, collaborative_after_purchases, ...) replaced."""
+    return replace(params, **{key: value for key, value in serving.items() if value is not None})

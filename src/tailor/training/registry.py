@@ -1,0 +1,167 @@
+"""The MLflow side of a model: tracking setup, logging as pyfunc, registry versions and aliases.
+
+Reads and writes the MLflow tracking store and model registry at `settings.tracking_uri`
+(SQLite under the Tailor home by default) and, for local stores, artifacts under
+`<home>/mlartifacts/<experiment>`. Each model is registered as `tailor-<model>`; a new
+version always gets the alias `challenger` and takes `champion` only when it beats the
+current champion and the baselines on the same holdout. The decision and its reason are
+tags on the version and on the training run.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from tailor.config import Settings
+from tailor.models.evaluate import BacktestResult
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_ARTIFACT = "model"
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_entry.py")  # MLflow "model from code" file
+REQUIREMENTS = ("mlflow", "pandas", "numpy", "scipy", "scikit-learn", "xgboost", "implicit",
+                "cloudpickle")
+
+
+def use_tracking(settings: Settings) -> str:
+    """Point MLflow (tracking and registry) at the settings' store; returns the URI."""
+    uri = settings.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def tracking_store_exists(settings: Settings) -> bool:
+    """False for a local SQLite store that was never created (nothing registered yet)."""
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).is_file()
+    return True
+
+
+def experiment_id(settings: Settings, name: str) -> str:
+    """The experiment's id, creating it (with artifacts under the home for local stores)."""
+    client = MlflowClient()
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if settings.tracking_uri.startswith("sqlite:"):
+        folder = settings.home_path.resolve() / "mlartifacts" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        location = folder.as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _requirements() -> list[str]:
+    pins = []
+    for package in REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def log_model(fitted: Any, registered_name: str) -> str:
+    """Log `fitted` as a pyfunc model in the active run and register it.
+
+    Args:
+        fitted: a model from `tailor.models` (it provides `predict_frame` and `input_example`).
+        registered_name: e.g. tailor-homepage.
+
+    Returns:
+        The new registered version (as a string).
+    """
+    example = fitted.input_example()
+    signature = infer_signature(example, fitted.predict_frame(example))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.pkl"
+        with path.open("wb") as handle:
+            pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT, python_model=str(PYFUNC_CODE), artifacts={"model": str(path)},
+            signature=signature, input_example=example, pip_requirements=_requirements(),
+            registered_model_name=registered_name)
+    return str(info.registered_model_version)
+
+
+def alias_version(client: MlflowClient, registered_name: str, alias: str) -> Any | None:
+    """The model version holding `alias`, or None (no such model or alias)."""
+    try:
+        return client.get_model_version_by_alias(registered_name, alias)
+    except MlflowException:
+        return None
+
+
+def logged_params(client: MlflowClient, version: Any) -> dict[str, str]:
+    """The parameters logged by the run that produced `version`."""
+    return dict(client.get_run(version.run_id).data.params)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What happened to a new version."""
+
+    version: str
+    promoted: bool
+    reason: str
+    previous_champion: str | None
+
+
+def decide_promotion(challenger: BacktestResult, champion: BacktestResult | None,
+                     champion_version: str | None) -> tuple[bool, str]:
+    """Whether the challenger should become champion, and why (same holdout for both)."""
+    beats, why = challenger.beats_baselines()
+    if not beats:
+        return False, f"not promoted: {why}"
+    if champion is None:
+        return True, f"promoted: no champion yet and {why}"
+    name = challenger.primary_metric
+    if challenger.primary > champion.primary:
+        return True, (f"promoted: {name} {challenger.primary:.4f} beats champion v"
+                      f"{champion_version} ({champion.primary:.4f}) on the same holdout and "
+                      "every baseline")
+    return False, (f"not promoted: {name} {challenger.primary:.4f} does not beat champion v"
+                   f"{champion_version} ({champion.primary:.4f}) on the same holdout")
+
+
+def apply_aliases(client: MlflowClient, registered_name: str, version: str, promoted: bool,
+                  reason: str, champion_version: str | None) -> Promotion:
+    """Give `version` the challenger alias, and the champion alias when promoted; tag why."""
+    client.set_registered_model_alias(registered_name, CHALLENGER, version)
+    if promoted:
+        client.set_registered_model_alias(registered_name, CHAMPION, version)
+    client.set_model_version_tag(registered_name, version, "promotion", reason)
+    log.info("%s v%s: %s", registered_name, version, reason)
+    return Promotion(version, promoted, reason, champion_version)
+
+
+def load_champion(settings: Settings, registered_name: str) -> tuple[Any, str]:
+    """The champion's fitted model object and its version.
+
+    Raises:
+        LookupError: nothing is registered under `registered_name` with a champion alias.
+    """
+    if not tracking_store_exists(settings):
+        raise LookupError(f"no {registered_name} model yet: run `tailor train` first")
+    use_tracking(settings)
+    version = alias_version(MlflowClient(), registered_name, CHAMPION)
+    if version is None:
+        raise LookupError(f"{registered_name} has no champion: run `tailor train` first "
+                          "(a version only becomes champion when it beats the baselines)")
+    loaded = mlflow.pyfunc.load_model(f"models:/{registered_name}@{CHAMPION}")
+    return loaded.unwrap_python_model().model, str(version.version)

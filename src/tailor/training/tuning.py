@@ -1,0 +1,169 @@
+"""Optuna tuning of one model, every trial a nested MLflow run under the training run.
+
+Reads: the training side of the holdout split (a `ShopData`). Writes: one child MLflow run
+per trial (its parameters, validation metrics and state) and, when
+`models_optuna_storage` is set, the study to that database (so workers on other machines
+can join it). Trials score on an inner split of the training data (its last 20%), never on
+the holdout. Trial 0 is always the current defaults, so tuning cannot end worse than them
+on validation. Trials run in parallel threads (`models_optuna_jobs`), and a median pruner
+stops trials whose intermediate validation score (ALS stages, boosting rounds) falls
+behind the median of earlier trials at the same step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import mlflow
+import optuna
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from tailor.config import Settings
+from tailor.models.constants import DEFAULT_K
+from tailor.models.data import NotEnoughData, ShopData
+from tailor.models.evaluate import backtest
+from tailor.training.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuningResult:
+    """The outcome of a study."""
+
+    best_params: Any
+    best_value: float | None
+    completed: int
+    pruned: int
+    failed: int
+    note: str = ""
+
+
+def parallel_jobs(settings: Settings, trials: int) -> int:
+    """Trials to run at once: the setting, or one per core, never more than the trials."""
+    wanted = settings.models_optuna_jobs or (os.cpu_count() or 1)
+    return max(1, min(wanted, trials))
+
+
+def _child_run(client: MlflowClient, experiment_id: str, parent_run_id: str, number: int) -> str:
+    run = client.create_run(experiment_id, tags={MLFLOW_PARENT_RUN_ID: parent_run_id,
+                                                 MLFLOW_RUN_NAME: f"trial-{number}"})
+    return run.info.run_id
+
+
+def _log_trial(client: MlflowClient, run_id: str, params: Any, metrics: dict[str, float],
+               state: str) -> None:
+    """Params, metrics (names made MLflow-safe) and the trial state of one child run."""
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id, params=[Param(name, str(value)) for name, value in asdict(params).items()],
+        metrics=[Metric(metric_key(name), float(value), now, 0) for name, value in metrics.items()],
+        tags=[RunTag("optuna_state", state)])
+    client.set_terminated(run_id, "FINISHED" if state != "FAILED" else "FAILED")
+
+
+def metric_key(name: str) -> str:
+    """An MLflow metric name for a protocol metric: 'precision@10' -> 'precision_at_10'."""
+    return name.replace("@", "_at_")
+
+
+def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, parent_run_id: str,
+         k: int = DEFAULT_K, jobs: int | None = None, seed: int = 7) -> TuningResult:
+    """Search `spec`'s parameters on an inner time split of `train`.
+
+    Args:
+        spec: the model.
+        train: the data before the holdout cut.
+        settings: business settings (applied to every trial) and Optuna storage.
+        trials: number of trials (1 = the defaults only).
+        parent_run_id: the MLflow run the trials nest under.
+        k: list length of the ranking metrics.
+        jobs: parallel trials (default: `parallel_jobs`).
+        seed: sampler seed.
+
+    Returns:
+        The best parameters (the defaults when no trial completed, with a note saying why).
+    """
+    defaults = spec.default_params(settings)
+    jobs = jobs or parallel_jobs(settings, trials)
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+        storage=settings.models_optuna_storage or None,
+        study_name=f"{spec.registered_name}-{parent_run_id}", load_if_exists=True)
+    study.enqueue_trial({name: value for name, value in asdict(defaults).items()
+                         if not isinstance(value, str)})
+    # Parallel trials share the cores, so each one gets a single thread.
+    threads = 1 if jobs > 1 else 0
+    errors: list[str] = []
+    objective = _objective(spec, train, settings, defaults, threads, k, client, experiment_id,
+                           parent_run_id, errors)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=trials, n_jobs=jobs, catch=(NotEnoughData,))
+    return _result(study, spec, defaults, settings, errors)
+
+
+def _objective(spec: ModelSpec, train: ShopData, settings: Settings, defaults: Any, threads: int,
+               k: int, client: MlflowClient, experiment_id: str, parent_run_id: str,
+               errors: list[str]):
+    def objective(trial: optuna.Trial) -> float:
+        params = replace(spec.with_settings(replace(defaults, **spec.suggest(trial)), settings),
+                         threads=threads)
+        run_id = _child_run(client, experiment_id, parent_run_id, trial.number)
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"step {step}: {value:.4f} behind the median")
+
+        try:
+            result = backtest(spec.name, train, params, "time", None, k, report)
+        except optuna.TrialPruned:
+            _log_trial(client, run_id, params, {}, "PRUNED")
+            raise
+        except NotEnoughData as error:
+            errors.append(str(error))
+            client.set_tag(run_id, "error", str(error))
+            _log_trial(client, run_id, params, {}, "FAILED")
+            raise
+        _log_trial(client, run_id, params, result.metrics, "COMPLETE")
+        return result.primary
+
+    return objective
+
+
+def _result(study: optuna.Study, spec: ModelSpec, defaults: Any, settings: Settings,
+            errors: list[str]) -> TuningResult:
+    states = [trial.state for trial in study.trials]
+    completed = states.count(optuna.trial.TrialState.COMPLETE)
+    pruned = states.count(optuna.trial.TrialState.PRUNED)
+    failed = states.count(optuna.trial.TrialState.FAIL)
+    if completed == 0:
+        note = ("no trial could be scored on the inner validation split, so the defaults are "
+                "used" + (f": {errors[0]}" if errors else ""))
+        log.warning("%s: %s", spec.name, note)
+        return TuningResult(defaults, None, 0, pruned, failed, note)
+    best = spec.from_values({**asdict(defaults), **study.best_params}, settings)
+    return TuningResult(best, float(study.best_value), completed, pruned, failed)
+
+
+def start_parent_run(experiment_id: str, run_name: str) -> mlflow.ActiveRun:
+    """Start the training run, or resume the one `mlflow run` created (MLFLOW_RUN_ID)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        try:
+            MlflowClient().get_run(run_id)
+            return mlflow.start_run(run_id=run_id)
+        except mlflow.exceptions.MlflowException:
+            log.warning("MLFLOW_RUN_ID %s is not in %s; starting a new run", run_id,
+                        mlflow.get_tracking_uri())
+            os.environ.pop("MLFLOW_RUN_ID", None)
+    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name)

@@ -1,0 +1,333 @@
+"""tailor.js in a real browser: headless Chromium shops in the demo shop of `tailor collect`.
+
+Needs Debian's `chromium` and `chromium-driver` packages and the `selenium` dev extra.
+Without them the tests are skipped with the reason; with CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pandas as pd
+import pytest
+
+from collector_process import CollectorProcess, free_port, start_collector
+from tailor.events.keys import create_key
+from tailor.events.store import open_event_store
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run")
+CUSTOMER_ID = "c-4242"
+# The journey below, in the order its events happen (each page's page_view is stamped
+# when the page loads, and sent with its time_on_page when the page is left).
+JOURNEY_EVENTS = [
+    "page_view",                                      # home
+    "page_view", "product_view",                      # a product
+    "page_view", "search",                            # search results for "jacket"
+    "page_view", "product_view", "add_to_cart",       # the jacket, into the cart
+    "page_view", "checkout_start",                    # cart, then checkout
+    "page_view", "click", "purchase",                 # sign in (identify), buy
+]
+
+
+def _browser_paths() -> tuple[str, str]:
+    """Chromium and chromedriver, or a skip (a failure under CI) naming what is missing."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    missing = [name for name, path in (("chromium", chromium), ("chromium-driver", driver))
+               if not path]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip install -e '.[dev]')")
+    if missing:
+        message = ("browser test needs " + ", ".join(missing)
+                   + "; install with: apt-get install -y chromium chromium-driver")
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    return str(chromium), str(driver)
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    _browser_paths()
+    process = start_collector(tmp_path_factory.mktemp("browser") / "home", demo_shop=True)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def new_browser(tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """Starts browsers with a fresh profile each (no shared localStorage); quits them after."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = _browser_paths()
+    drivers = []
+
+    def start() -> Any:
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(options=options, service=Service(driver_path))
+        driver.implicitly_wait(5)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+
+
+def stored_events(collector: CollectorProcess) -> pd.DataFrame:
+    """Every event in the collector's store, in timestamp order."""
+    store = open_event_store(f"sqlite:///{collector.home / 'events.db'}")
+    try:
+        events = store.events_after(0, 10_000)
+        return events.sort_values(["timestamp", "seq"]).reset_index(drop=True)
+    finally:
+        store.close()
+
+
+def wait_for_events(collector: CollectorProcess, count: int, timeout: float = 20.0) -> pd.DataFrame:
+    """The stored events once there are at least `count` (or whatever arrived by the timeout)."""
+    deadline = time.monotonic() + timeout
+    events = stored_events(collector)
+    while len(events) < count and time.monotonic() < deadline:
+        time.sleep(0.25)
+        events = stored_events(collector)
+    return events
+
+
+def collector_metric(collector: CollectorProcess, name: str) -> float:
+    """The sum of a metric's samples (every label) from the collector's /metrics."""
+    text = httpx.get(f"{collector.url}/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith((name + " ", name + "{")))
+
+
+def collector_requests(collector: CollectorProcess) -> float:
+    """POST /v1/events requests the collector has answered."""
+    return collector_metric(collector, "tailor_collector_requests_total")
+
+
+def shop_the_journey(driver: Any, shop: str) -> str:
+    """Browse, search, add to cart, sign in and buy; returns the browser's anonymous id."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{shop}/index.html")
+    driver.find_element(By.ID, "product-p-100").click()
+    driver.find_element(By.ID, "search-query").send_keys("jacket")
+    driver.find_element(By.ID, "search-button").click()
+    driver.find_element(By.ID, "product-p-103").click()
+    driver.find_element(By.ID, "add-to-cart").click()
+    driver.find_element(By.ID, "cart-link").click()
+    driver.find_element(By.ID, "checkout").click()
+    anonymous_id = driver.execute_script("return tailor.anonymousId()")
+    driver.find_element(By.ID, "customer-id").send_keys(CUSTOMER_ID)
+    driver.find_element(By.ID, "sign-in").click()
+    driver.find_element(By.ID, "place-order").click()
+    assert "Thank you" in driver.find_element(By.ID, "confirmation").text
+    return anonymous_id
+
+
+def test_a_shopping_journey_arrives_in_order_with_session_and_customer(
+        collector: CollectorProcess, new_browser: Callable[[], Any]) -> None:
+    driver = new_browser()
+    before = len(stored_events(collector))
+    anonymous_id = shop_the_journey(driver, f"{collector.url}/shop")
+    driver.get("about:blank")  # leave the shop: the last page's events go by sendBeacon
+    events = wait_for_events(collector, before + len(JOURNEY_EVENTS)).iloc[before:]
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+    assert list(events["event_type"]) == JOURNEY_EVENTS, errors
+    assert events["session_id"].nunique() == 1 and events["session_id"].iloc[0].startswith("s-")
+    properties = events["properties"].map(json.loads)
+    assert anonymous_id.startswith("anon-")
+    assert set(properties.map(lambda p: p["anonymous_id"])) == {anonymous_id}
+    identified = events.index[events["event_type"] == "click"][0]
+    assert set(events.loc[:identified - 1, "customer_id"]) == {anonymous_id}
+    assert set(events.loc[identified:, "customer_id"]) == {CUSTOMER_ID}
+    assert properties[identified]["action"] == "identify"
+    purchase = events[events["event_type"] == "purchase"].iloc[0]
+    assert (purchase["product_id"], purchase["price"], purchase["quantity"]) == ("p-103", 89.0, 1)
+    assert purchase["order_id"].startswith("o-")
+    assert events.loc[events["event_type"] == "search", "query"].tolist() == ["jacket"]
+    page_views = properties[events["event_type"] == "page_view"]
+    assert all(view["time_on_page"] >= 0 for view in page_views)
+    assert set(events["device_type"]) == {"desktop"}  # from HeadlessChrome's User-Agent
+    assert events["event_id"].is_unique
+
+
+def test_an_opted_out_shopper_sends_nothing(collector: CollectorProcess,
+                                            new_browser: Callable[[], Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = new_browser()
+    events_before, requests_before = len(stored_events(collector)), collector_requests(collector)
+    driver.get(f"{collector.url}/shop/index.html")
+    driver.find_element(By.ID, "opt-out").click()
+    driver.refresh()  # the choice is persisted, not kept in the page
+    assert driver.execute_script("return tailor.isTracking()") is False
+    shop_the_journey(driver, f"{collector.url}/shop")
+    driver.get("about:blank")
+    time.sleep(3)  # longer than the shop's 1 s flush interval
+    assert len(stored_events(collector)) == events_before
+    assert collector_requests(collector) == requests_before  # not even a refused request
+
+
+def test_where_consent_is_required_nothing_is_sent_before_it(
+        collector: CollectorProcess, new_browser: Callable[[], Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = new_browser()
+    events_before, requests_before = len(stored_events(collector)), collector_requests(collector)
+    driver.get(f"{collector.url}/shop/index.html?consent=required")
+    driver.find_element(By.ID, "product-p-102").click()
+    time.sleep(2)  # two flush intervals
+    assert collector_requests(collector) == requests_before
+    driver.find_element(By.ID, "consent").click()
+    driver.find_element(By.ID, "add-to-cart").click()
+    driver.get("about:blank")
+    events = wait_for_events(collector, events_before + 1).iloc[events_before:]
+    time.sleep(1)
+    events = stored_events(collector).iloc[events_before:]
+    assert list(events["event_type"]) == ["add_to_cart"]  # not the views before consent
+    assert events["product_id"].iloc[0] == "p-102"
+
+
+def test_a_session_ends_after_30_idle_minutes(collector: CollectorProcess,
+                                             new_browser: Callable[[], Any]) -> None:
+    driver = new_browser()
+    driver.get(f"{collector.url}/shop/product.html?id=p-101")
+    session = "JSON.parse(localStorage.getItem('tailor:session'))"
+
+    def idle_for(minutes: int) -> None:  # pretend the last event was this long ago
+        driver.execute_script(f"const s = {session}; s.last = Date.now() - {minutes} * 60000;"
+                              "localStorage.setItem('tailor:session', JSON.stringify(s));")
+
+    first = driver.execute_script(f"return {session}.id")
+    idle_for(29)
+    driver.execute_script("tailor.click('after-29-minutes')")
+    idle_for(31)
+    driver.execute_script("tailor.click('after-31-minutes')")
+    second = driver.execute_script(f"return {session}.id")
+    driver.get("about:blank")
+    deadline = time.monotonic() + 20
+    clicks = pd.DataFrame()
+    while len(clicks) < 2 and time.monotonic() < deadline:
+        events = stored_events(collector)
+        clicks = events[events["properties"].str.contains("after-")]
+        time.sleep(0.25)
+    targets = clicks["properties"].map(lambda p: json.loads(p)["target"])
+    assert dict(zip(targets, clicks["session_id"])) == {
+        "after-29-minutes": first, "after-31-minutes": second}
+    assert first != second
+
+
+def test_events_wait_offline_in_local_storage_and_arrive_once_back_online(
+        collector: CollectorProcess, new_browser: Callable[[], Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = new_browser()
+    duplicates_before = collector_metric(collector, "tailor_collector_events_duplicate_total")
+    driver.get(f"{collector.url}/shop/product.html?id=p-104")
+    anonymous_id = driver.execute_script("return tailor.anonymousId()")
+    time.sleep(1.5)  # the product_view goes out while online
+    driver.set_network_conditions(offline=True, latency=0, throughput=1_000_000)
+    driver.find_element(By.ID, "add-to-cart").click()
+    time.sleep(2.5)  # a flush fails and a retry is scheduled
+    queued = json.loads(driver.execute_script("return localStorage.getItem('tailor:queue')"))
+    assert [item["event"]["event_type"] for item in queued if not item["held"]] == ["add_to_cart"]
+
+    def carts() -> pd.DataFrame:
+        events = stored_events(collector)
+        return events[(events["event_type"] == "add_to_cart")
+                      & (events["customer_id"] == anonymous_id)]
+
+    assert carts().empty
+    driver.delete_network_conditions()
+    deadline = time.monotonic() + 20
+    while carts().empty and time.monotonic() < deadline:
+        time.sleep(0.25)
+    time.sleep(1.5)  # room for a second copy to arrive, if the tracker sent one
+    assert len(carts()) == 1 and carts()["product_id"].iloc[0] == "p-104"
+    assert collector_metric(collector, "tailor_collector_events_duplicate_total") \
+        == duplicates_before  # sent once, not stored once out of several copies
+    queued = json.loads(driver.execute_script("return localStorage.getItem('tailor:queue')"))
+    assert [item for item in queued if not item["held"]] == []
+
+
+# -- a shop on another origin: real CORS ------------------------------------------------------
+
+
+SHOP_PAGE = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>another shop</title></head><body>
+<script src="{collector}/tailor.js"></script>
+<script>
+  tailor.init({{endpoint: "{collector}/v1/events", key: "{key}", batchSize: 2}});
+  tailor.productView("{product}");           // these two go by fetch, after a preflight
+  tailor.addToCart("{product}", {{price: 5}});
+</script></body></html>"""
+
+
+@pytest.fixture
+def shop_origins(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Two static web servers on their own ports (so their own origins), serving one folder."""
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    servers = {name: http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+               for name in ("allowed", "refused")}
+    for server in servers.values():
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {name: f"http://127.0.0.1:{server.server_address[1]}" for name, server in servers.items()}
+    for server in servers.values():
+        server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+
+def test_cors_lets_configured_shops_in_and_keeps_others_out(
+        tmp_path: Path, shop_origins: dict[str, str], new_browser: Callable[[], Any]) -> None:
+    home = tmp_path / "home"
+    key = create_key("public", home / "collector_keys.json")
+    collector = start_collector(home, settings={
+        "TAILOR_COLLECTOR_ALLOWED_ORIGINS": shop_origins["allowed"]})
+    try:
+        for name in ("allowed", "refused"):
+            (tmp_path / f"{name}.html").write_text(SHOP_PAGE.format(
+                collector=collector.url, key=key, product=f"p-{name}"))
+        driver = new_browser()
+        for name in ("allowed", "refused"):
+            driver.get(f"{shop_origins[name]}/{name}.html")
+            time.sleep(1)  # let the fetch go out before leaving
+            driver.get("about:blank")  # the held page_view goes by sendBeacon
+        events = wait_for_events(collector, 3)
+        time.sleep(1)
+        events = stored_events(collector)
+        metrics = httpx.get(f"{collector.url}/metrics").text
+    finally:
+        collector.stop()
+    assert sorted(events["event_type"]) == ["add_to_cart", "page_view", "product_view"]
+    assert set(events["product_id"].dropna()) == {"p-allowed"}
+    assert {json.loads(p)["page"] for p in events["properties"]} == {"/allowed.html"}
+    assert 'tailor_collector_requests_total{status="403"}' in metrics  # the refused beacon

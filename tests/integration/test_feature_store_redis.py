@@ -1,0 +1,171 @@
+"""The feature store on the real Redis online store (TAILOR_TEST_REDIS_URL): online equals
+offline for the Feast SDK path and the direct-HMGET fast path, defaults with flags for
+unknown, stale and unreachable, and the real-time push. Each run uses its own Feast
+project (the suffix of every Redis key it writes) and deletes its keys afterwards."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tailor.config import Settings, load_settings
+from tailor.events.ingest import ingest_files
+from tailor.events.lake import export_lake
+from tailor.features.online import OnlineFeatureReader
+from tailor.features.pipeline import run_features
+from tailor.features.realtime import (
+    background_pusher,
+    notify_events_committed,
+    stop_background_pushers,
+)
+from tailor.features.training import training_frame
+from tailor.simulate import ShopConfig, simulate_shop
+from tailor.warehouse import refresh_warehouse
+
+pytestmark = pytest.mark.redis
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+START = (NOW - timedelta(days=40)).date().isoformat()
+
+
+@pytest.fixture(scope="module")
+def redis_home(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
+    import redis
+
+    folder = tmp_path_factory.mktemp("redis_features")
+    project = f"t_{uuid.uuid4().hex[:10]}"
+    settings = load_settings(home=folder / "home", env={}).replace(
+        redis_url=redis_url, features_project=project)
+    shop = folder / "shop"
+    simulate_shop(ShopConfig(n_customers=300, n_products=100, n_days=30, seed=9, start=START,
+                             show_progress=False), shop)
+    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
+                 customers_path=shop / "customers.csv", progress=False)
+    export_lake(settings)
+    refresh_warehouse(settings)
+    summary = run_features(settings, now=NOW, show_progress=False)
+    events = pd.read_parquet(shop / "events.parquet")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield settings, summary, events
+    finally:
+        stop_background_pushers()
+        keys = list(client.scan_iter(match=b"*" + project.encode(), count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def _same(online: dict, offline: pd.Series) -> list[str]:
+    wrong = []
+    for name, value in online.items():
+        other = offline[name]
+        if isinstance(value, list):
+            same = list(other) == value
+        elif isinstance(value, float):
+            same = other == pytest.approx(value, rel=1e-9, abs=1e-9)
+        else:
+            same = other == value
+        if not same:
+            wrong.append(f"{name}: online {value!r} offline {other!r}")
+    return wrong
+
+
+def test_online_store_is_redis_with_this_runs_keys(redis_home, redis_url) -> None:
+    import redis
+
+    settings, summary, _ = redis_home
+    assert summary.online_store.startswith("redis")
+    client = redis.Redis.from_url(redis_url)
+    ours = list(client.scan_iter(match=b"*" + settings.features_project.encode(), count=1000))
+    assert len(ours) >= 300  # customers and products, one hash each
+
+
+@pytest.mark.parametrize("service", ["homepage", "checkout", "cross_sell"])
+def test_fast_path_sdk_and_offline_agree(redis_home, service) -> None:
+    settings, _, events = redis_home
+    fast = OnlineFeatureReader(settings, service)
+    sdk = OnlineFeatureReader(settings, service, fast_path=False)
+    assert fast.fast_path and not sdk.fast_path
+    key = fast.join_key
+    ids = sorted(events[key].dropna().unique())[:40] + ["never-seen"]
+    by_fast = fast.read_many(ids, request_time=NOW)
+    by_sdk = sdk.read_many(ids, request_time=NOW)
+    rows = pd.DataFrame({key: ids, "event_timestamp": [NOW] * len(ids)})
+    offline = training_frame(settings, rows, service)
+    problems = []
+    for index, entity_id in enumerate(ids):
+        a, b = by_fast[index], by_sdk[index]
+        if (a.missing_views, a.stale_views, a.error) != (b.missing_views, b.stale_views, b.error):
+            problems.append(f"{entity_id}: flags {a} vs {b}")
+        problems += [f"{entity_id} fast/offline {w}" for w in _same(a.values, offline.iloc[index])]
+        problems += [f"{entity_id} sdk/offline {w}" for w in _same(b.values, offline.iloc[index])]
+    assert not problems, problems[:5]
+    assert by_fast[-1].missing and not by_fast[0].error
+
+
+def test_stale_rows_are_defaults_with_a_flag(redis_home) -> None:
+    settings, _, events = redis_home
+    customer = events.loc[events["event_type"] == "purchase", "customer_id"].iloc[0]
+    reader = OnlineFeatureReader(settings, "churn")
+    assert reader.read(customer, request_time=NOW).values["orders_lifetime"] >= 1
+    vector = reader.read(customer, request_time=NOW + timedelta(days=400))
+    assert vector.stale and set(vector.stale_views) == {"customer_activity", "customer_categories"}
+    assert vector.values["orders_lifetime"] == 0 and vector.values["rfm_score"] == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_redis_gives_defaults_fast_and_never_raises(redis_home) -> None:
+    settings, _, _ = redis_home
+    down = settings.replace(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    for fast_path in (True, False):
+        reader = OnlineFeatureReader(down, "homepage", fast_path=fast_path, warm_up=False)
+        started = time.perf_counter()
+        vectors = reader.read_many(["c000001", "c000002"])
+        failed_after = time.perf_counter() - started
+        again = reader.read("c000001")  # within the retry pause: no new connection attempt
+        assert all(vector.error for vector in vectors + [again])
+        assert vectors[0].values["orders_lifetime"] == 0
+        assert vectors[0].values["session_viewed_categories"] == []
+        assert failed_after < 0.5  # no retry back-off on the serving path
+        reader._down_until = 0.0  # the pause is over: the next read tries Redis again
+        assert reader.read("c000001").error
+
+
+def test_new_cart_is_online_within_a_second(redis_home) -> None:
+    settings, _, events = redis_home
+    customer = sorted(events["customer_id"].unique())[5]
+    viewed = events.loc[events["event_type"] == "product_view"].iloc[0]
+    reader = OnlineFeatureReader(settings, "checkout")
+    pusher = background_pusher(settings)
+    assert pusher.ready.wait(30)
+    when = datetime.now(timezone.utc) - timedelta(seconds=5)
+    batch = pd.DataFrame([
+        {"event_id": "redis-rt-1", "customer_id": customer, "event_type": "product_view",
+         "product_id": viewed["product_id"], "timestamp": when, "session_id": "redis-rt",
+         "price": 19.0, "quantity": None, "device_type": "desktop"},
+        {"event_id": "redis-rt-2", "customer_id": customer, "event_type": "add_to_cart",
+         "product_id": viewed["product_id"], "timestamp": when + timedelta(seconds=2),
+         "session_id": "redis-rt", "price": 19.0, "quantity": 3.0, "device_type": "desktop"},
+    ])
+    started = time.perf_counter()
+    notify_events_committed(settings, batch)
+    while True:
+        vector = reader.read(customer)
+        if vector.values["session_cart_value"] == pytest.approx(57.0):
+            break
+        assert time.perf_counter() - started < 1.0, f"not online after a second: {vector}"
+        time.sleep(0.01)
+    assert vector.values["session_cart_items"] == 3.0
+    assert "session_context" not in vector.missing_views + vector.stale_views
+    assert pusher.failures == 0

@@ -1,0 +1,322 @@
+"""The feature store end to end on Feast's SQLite online store, one simulated shop built once:
+point-in-time correctness against an independent pandas reference (leakage), online equals
+offline (parity), defaults with flags, the real-time push, the `feast` CLI and no PII."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reference import churn_features, load_shop, sample_times
+from tailor.config import Settings, load_settings
+from tailor.events.ingest import ingest_files
+from tailor.events.lake import export_lake
+from tailor.events.schema import PII_COLUMNS
+from tailor.features.online import OnlineFeatureReader
+from tailor.features.pipeline import FeaturesSummary, run_features
+from tailor.features.realtime import (
+    SessionFeaturePusher,
+    background_pusher,
+    notify_events_committed,
+    stop_background_pushers,
+)
+from tailor.features.repo import apply_definitions, open_feature_store
+from tailor.features.training import training_frame
+from tailor.simulate import ShopConfig, simulate_shop
+from tailor.warehouse import refresh_warehouse
+
+REPO = Path(__file__).resolve().parents[3]
+FEAST = Path(os.sys.executable).with_name("feast")
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+START = (NOW - timedelta(days=40)).date().isoformat()  # the shop ends ten days ago
+SERVICES = ("homepage", "churn", "checkout", "cross_sell")
+
+
+def build_shop_home(folder: Path, settings: Settings, seed: int = 3) -> Path:
+    """Simulate a small shop and take it through ingest, lake and warehouse."""
+    shop = folder / "shop"
+    simulate_shop(ShopConfig(n_customers=300, n_products=100, n_days=30, seed=seed, start=START,
+                             show_progress=False), shop)
+    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
+                 customers_path=shop / "customers.csv", progress=False)
+    export_lake(settings)
+    refresh_warehouse(settings)
+    return shop
+
+
+@pytest.fixture(scope="module")
+def store_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path, FeaturesSummary]:
+    folder = tmp_path_factory.mktemp("feature_store")
+    settings = load_settings(home=folder / "home", env={})
+    shop = build_shop_home(folder, settings)
+    summary = run_features(settings, now=NOW, show_progress=False)
+    return settings, shop, summary
+
+
+@pytest.fixture(scope="module")
+def shop(store_home):
+    return load_shop(store_home[1])
+
+
+def test_run_reports_what_it_did(store_home) -> None:
+    settings, _, summary = store_home
+    report = summary.to_dict()
+    assert report["features"] >= 50 and len(report["categories"]) >= 2
+    assert report["online_store"].startswith("sqlite")
+    assert {"FeatureView:customer_activity", "FeatureService:homepage",
+            "PushSource:session_push"} <= set(report["applied"])
+    assert all(count > 0 for count in report["rows"].values())
+    assert Path(report["repo"], "feature_store.yaml").is_file()
+
+
+def test_training_features_use_only_events_before_their_time(store_home, shop) -> None:
+    """Leakage: for sampled (customer, t), every churn feature equals the reference value
+    recomputed by hand from the raw events strictly before t's snapshot."""
+    settings = store_home[0]
+    rng = np.random.default_rng(5)
+    active = sorted(shop.events["customer_id"].unique())
+    silent = sorted(set(shop.profiles.index) - set(active))[:2]
+    customers = list(rng.choice(active, size=25, replace=False)) + silent
+    pairs = sample_times(shop, customers, rng)
+    entity_df = pd.DataFrame({"customer_id": [c for c, _ in pairs],
+                              "event_timestamp": [t for _, t in pairs]})
+    frame = training_frame(settings, entity_df, "churn")
+    assert len(frame) == len(pairs)
+    mismatches = []
+    for index, (customer, moment) in enumerate(pairs):
+        expected = churn_features(shop, customer, moment)
+        for name, value in expected.items():
+            actual = frame.at[index, name]
+            same = (actual == value if isinstance(value, (str, bool, np.bool_))
+                    else actual == pytest.approx(value, rel=1e-9, abs=1e-9))
+            if not same:
+                mismatches.append((customer, str(moment), name, actual, value))
+    assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:5]}"
+    checked = set(churn_features(shop, customers[0], pd.Timestamp(NOW)))
+    assert set(frame.columns) - {"customer_id", "event_timestamp"} == checked  # every feature
+
+
+def _compare(online: dict, offline: pd.Series) -> list[str]:
+    wrong = []
+    for name, value in online.items():
+        other = offline[name]
+        if isinstance(value, list):
+            same = list(other) == value
+        elif isinstance(value, float):
+            same = other == pytest.approx(value, rel=1e-9, abs=1e-9)
+        else:
+            same = other == value
+        if not same:
+            wrong.append(f"{name}: online {value!r} offline {other!r}")
+    return wrong
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_online_equals_offline_at_materialization_time(store_home, shop, service) -> None:
+    settings = store_home[0]
+    reader = OnlineFeatureReader(settings, service)
+    if service == "cross_sell":
+        ids = sorted(shop.events["product_id"].dropna().unique())[:30] + ["no-such-product"]
+    else:
+        ids = sorted(shop.profiles.index)[:30] + ["no-such-customer"]
+    vectors = reader.read_many(ids, request_time=NOW)
+    entity_df = pd.DataFrame({reader.join_key: ids, "event_timestamp": [NOW] * len(ids)})
+    offline = training_frame(settings, entity_df, service)
+    problems = [f"{entity_id}: {wrong}"
+                for index, (entity_id, vector) in enumerate(zip(ids, vectors))
+                for wrong in _compare(vector.values, offline.iloc[index])]
+    assert not problems, problems[:5]
+    assert all(vector.error is None for vector in vectors)
+    assert not vectors[0].missing_views or service in ("homepage", "checkout")
+    assert vectors[-1].missing  # the made-up entity
+
+
+def test_unknown_entity_gets_defaults_and_a_flag(store_home) -> None:
+    reader = OnlineFeatureReader(store_home[0], "churn")
+    vector = reader.read("nobody-at-all", request_time=NOW)
+    assert vector.missing and not vector.stale and vector.error is None
+    assert set(vector.missing_views) == {"customer_activity", "customer_categories"}
+    assert vector.values["orders_lifetime"] == 0 and vector.values["region"] == "unknown"
+    assert vector.values["days_since_last_purchase"] == 3650.0
+
+
+def test_rows_older_than_the_ttl_are_stale_defaults_online_and_offline(store_home, shop) -> None:
+    settings = store_home[0]
+    customer = shop.events.loc[shop.events["event_type"] == "purchase", "customer_id"].iloc[0]
+    later = NOW + timedelta(days=400)  # beyond the 365-day TTL of the batch views
+    fresh = OnlineFeatureReader(settings, "churn").read(customer, request_time=NOW)
+    assert fresh.values["orders_lifetime"] >= 1 and not fresh.stale
+    vector = OnlineFeatureReader(settings, "churn").read(customer, request_time=later)
+    assert vector.stale and not vector.missing and vector.error is None
+    assert set(vector.stale_views) == {"customer_activity", "customer_categories"}
+    assert vector.values["orders_lifetime"] == 0
+    assert vector.values["days_since_last_purchase"] == 3650.0  # derived from a stale view
+    offline = training_frame(settings, pd.DataFrame({"customer_id": [customer],
+                                                     "event_timestamp": [later]}), "churn")
+    assert not _compare(vector.values, offline.iloc[0])
+
+
+def test_unreadable_store_gives_defaults_and_an_error_never_an_exception(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "never_built", env={})
+    reader = OnlineFeatureReader(settings, "homepage")
+    vector = reader.read("c000001")
+    assert vector.error and "homepage" in vector.error
+    assert vector.values["orders_lifetime"] == 0 and vector.values["top_category"] == "unknown"
+    assert reader.read_many(["a", "b"])[1].error
+
+
+def test_first_read_is_as_fast_as_later_ones(store_home) -> None:
+    reader = OnlineFeatureReader(store_home[0], "homepage")
+    timings = []
+    for _ in range(30):
+        started = time.perf_counter()
+        reader.read("c000001")
+        timings.append(time.perf_counter() - started)
+    assert timings[0] < 5 * float(np.median(timings[10:])) + 0.002
+
+
+def _cart_events(customer_id: str, product_id: str, price: float, when: datetime) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"event_id": f"rt-{when.timestamp()}-1", "customer_id": customer_id,
+         "event_type": "page_view", "product_id": None, "timestamp": when, "session_id": "rt-s1",
+         "price": None, "quantity": None, "device_type": "mobile"},
+        {"event_id": f"rt-{when.timestamp()}-2", "customer_id": customer_id,
+         "event_type": "product_view", "product_id": product_id,
+         "timestamp": when + timedelta(seconds=5), "session_id": "rt-s1", "price": price,
+         "quantity": None, "device_type": "mobile"},
+        {"event_id": f"rt-{when.timestamp()}-3", "customer_id": customer_id,
+         "event_type": "add_to_cart", "product_id": product_id,
+         "timestamp": when + timedelta(seconds=9), "session_id": "rt-s1", "price": price,
+         "quantity": 2.0, "device_type": "mobile"},
+    ])
+
+
+def test_pushed_session_features_fold_across_batches(store_home, shop) -> None:
+    settings = store_home[0]
+    customer = sorted(shop.events["customer_id"].unique())[3]
+    product = shop.events.loc[shop.events["event_type"] == "product_view"].iloc[0]
+    when = datetime.now(timezone.utc) - timedelta(seconds=20)
+    events = _cart_events(customer, product["product_id"], 12.5, when)
+    pusher = SessionFeaturePusher(settings)
+    assert pusher.push_events(events.iloc[:2]) == 1
+    assert pusher.push_events(events.iloc[2:]) == 1  # the cart arrives in a second batch
+    assert pusher.push_events(events.iloc[1:]) == 0  # a client retry: already folded
+    vector = OnlineFeatureReader(settings, "checkout").read(customer)
+    values = vector.values
+    assert "session_context" not in vector.missing_views + vector.stale_views
+    assert (values["session_events"], values["session_page_views"]) == (3, 2)
+    assert (values["session_cart_items"], values["session_cart_value"]) == (2.0, 25.0)
+    assert values["session_viewed_categories"] == [product["category"]]
+    assert values["session_is_returning_visitor"] and values["session_device_type"] == "mobile"
+    assert values["session_length_seconds"] == pytest.approx(9.0, abs=1.0)
+
+
+def test_a_cart_posted_to_the_collector_is_online_within_a_second(store_home, shop) -> None:
+    """The collector's commit hook folds the events into the session and pushes them."""
+    import warnings
+
+    from tailor.events.collector import create_collector_app
+    from tailor.events.keys import create_key, keys_file_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    settings = store_home[0]
+    customer = sorted(shop.events["customer_id"].unique())[7]
+    product = shop.events.loc[shop.events["event_type"] == "product_view"].iloc[-1]
+    key = create_key("secret", keys_file_path(settings), label="feature test")
+    reader = OnlineFeatureReader(settings, "checkout")
+    pusher = background_pusher(settings)  # the one the collector's hook will use
+    assert pusher.ready.wait(30)  # started: the feature store is open in its thread
+    events = _cart_events(customer, product["product_id"], 40.0,
+                          datetime.now(timezone.utc) - timedelta(seconds=10))
+    body = {"events": [{**row, "timestamp": row["timestamp"].isoformat()}
+                       for row in events.astype(object).where(events.notna(), None)
+                       .to_dict("records")]}
+    try:
+        with TestClient(create_collector_app(settings)) as client:
+            response = client.post("/v1/events", json=body, headers={"X-Tailor-Key": key})
+            acknowledged = time.perf_counter()
+            assert response.status_code == 200 and response.json()["accepted"] == 3
+            while reader.read(customer).values["session_cart_value"] != 80.0:
+                assert time.perf_counter() - acknowledged < 1.0, "not online within a second"
+                time.sleep(0.01)
+    finally:
+        stop_background_pushers([pusher])
+    assert pusher.failures == 0
+
+
+def test_hook_never_raises_when_the_store_is_missing(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "no_store", env={})
+    notify_events_committed(settings, _cart_events("c1", "p1", 1.0, datetime.now(timezone.utc)))
+    notify_events_committed(settings, None)
+    stop_background_pushers()
+
+
+def test_feast_cli_works_on_the_repo(store_home, tmp_path: Path) -> None:
+    """`feast plan` and `feast feature-views list` on feature_store/ (TAILOR_HOME = the
+    built home), and `feast apply` of the same definitions on a clean home, all at once."""
+    settings = store_home[0]
+    clean_home = tmp_path / "clean_home"
+    base = {key: value for key, value in os.environ.items() if not key.startswith("TAILOR_")}
+    commands = {
+        "plan": (["plan"], settings.home_path.resolve()),
+        "list": (["feature-views", "list"], settings.home_path.resolve()),
+        "apply": (["apply"], clean_home),
+    }
+    running = {name: subprocess.Popen([str(FEAST), "-c", str(REPO / "feature_store"), *args],
+                                      env={**base, "TAILOR_HOME": str(home)}, cwd=tmp_path,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for name, (args, home) in commands.items()}
+    outputs = {name: process.communicate(timeout=120)[0] for name, process in running.items()}
+    for name, process in running.items():
+        assert process.returncode == 0, f"feast {name} failed:\n{outputs[name][-2000:]}"
+    assert "No changes to infrastructure" in outputs["plan"]
+    listed = set(re.findall(r"^(\w+)\s", outputs["list"], flags=re.MULTILINE))
+    assert {"customer_activity", "customer_categories", "product_activity", "product_catalogue",
+            "session_context", "customer_recency", "request_context"} <= listed
+    assert (clean_home / "feature_repo" / "data" / "registry.db").is_file()
+
+
+def test_no_pii_in_any_source_view_or_service(store_home) -> None:
+    settings = store_home[0]
+    store = open_feature_store(settings)
+    names: set[str] = set()
+    for view in store.list_feature_views():
+        names |= {field.name for field in view.features} | {c.name for c in view.entity_columns}
+    for view in store.list_on_demand_feature_views():
+        names |= {field.name for field in view.features}
+    for service in store.list_feature_services():
+        for projection in service.feature_view_projections:
+            names |= {field.name for field in projection.features}
+    for source in store.list_data_sources():
+        names |= {field.name for field in getattr(source, "schema", None) or []}
+    for entity in store.list_entities():
+        names.add(entity.join_key)
+    assert names and not names & set(PII_COLUMNS)
+    email = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
+    for path in Path(settings.home_path, "features").glob("*.parquet"):
+        frame = pd.read_parquet(path)
+        assert not set(frame.columns) & set(PII_COLUMNS), path.name
+        text = frame.select_dtypes(include="object").astype(str)
+        assert not text.apply(lambda column: column.str.contains(email).any()).any(), path.name
+
+
+def test_definitions_apply_on_a_clean_home_in_process(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "fresh", env={})
+    summary = apply_definitions(settings)
+    store = open_feature_store(settings)
+    assert {view.name for view in store.list_feature_views()} >= {"customer_activity",
+                                                                  "session_context"}
+    categories = store.get_feature_view("customer_categories")
+    assert [field.name for field in categories.features] == ["top_category"]  # no catalogue yet
+    assert "FeatureService:checkout" in summary.applied
