@@ -61,6 +61,25 @@ def _job(home: Optional[Path]) -> Iterator[Settings]:
     except (ConfigError, ContractError, FileNotFoundError, IsADirectoryError, ValueError) as error:
         _stderr_console().print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except Exception as error:
+        if not _is_unavailable_service(error):
+            raise
+        _stderr_console().print(f"[bold red]error:[/] {type(error).__name__}: {error}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _is_unavailable_service(error: Exception) -> bool:
+    """A store that cannot be reached or is busy: a clear message, not a traceback."""
+    from tailor.events.lake import ExportInProgress
+
+    if isinstance(error, (ExportInProgress, ConnectionError)):
+        return True
+    name, module = type(error).__name__, type(error).__module__
+    if module.startswith("psycopg"):
+        return name == "OperationalError"
+    if module.startswith("redis"):
+        return name in {"ConnectionError", "TimeoutError"}
+    return False
 
 
 def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:

@@ -48,3 +48,10 @@ def test_missing_events_file_exits_2(tailor_home: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(tailor_home / "nope.csv")])
     assert result.exit_code == 2
     assert "nope.csv" in result.output
+
+
+def test_unreachable_postgres_exits_2_with_a_message(tailor_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
+    result = CliRunner().invoke(app, ["validate"])
+    assert result.exit_code == 2
+    assert "OperationalError" in result.output

@@ -108,3 +108,11 @@ def test_every_row_is_in_exactly_one_output() -> None:
     valid, rejected = run(rows)
     assert len(valid) + len(rejected) == len(rows)
     assert sorted(valid["event_id"]) == ["e0", "e3", "e4"]
+
+
+@pytest.mark.parametrize("value", [1e20, "1e20", -1e19])
+def test_out_of_range_epoch_seconds_are_malformed_not_a_crash(value: object) -> None:
+    valid, rejected = run([GOOD | {"event_id": "good"}, GOOD | {"timestamp": value}])
+    assert list(valid["event_id"]) == ["good"]
+    assert rejected["reason"].tolist() == ["malformed_row"]
+    assert rejected["field"].tolist() == ["timestamp"]

@@ -232,7 +232,7 @@ def products_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         frame[name] = pd.to_numeric(frame[name]).astype("float64")
     frame["inventory"] = pd.array(frame["inventory"].tolist(), dtype="Int64")
     frame["seasonal"] = pd.array(
-        [None if value is None else bool(value) for value in frame["seasonal"].tolist()],
+        [None if pd.isna(value) else bool(value) for value in frame["seasonal"].tolist()],
         dtype="boolean")
     return frame
 

@@ -163,7 +163,7 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     if values.dtype.kind == "M":
         return values.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
     if values.dtype.kind in "iuf":
-        return pd.to_datetime(values, unit="s", utc=True, errors="coerce")
+        return from_epoch_seconds(values)
     parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     text = _text_array(values)
     if text is None:
@@ -181,8 +181,7 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue  # e.g. month 13 or an out-of-range year: pandas decides below
         if arrow_type == pa.float64():
-            parsed[matches] = pd.to_datetime(converted.to_numpy(zero_copy_only=False), unit="s",
-                                             utc=True, errors="coerce")
+            parsed[matches] = from_epoch_seconds(converted.to_numpy(zero_copy_only=False))
         else:
             nanos = converted.cast(pa.int64()).to_numpy(zero_copy_only=False)
             parsed[matches] = pd.to_datetime(nanos, unit="ns", utc=True)
@@ -193,13 +192,30 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     return parsed
 
 
+# Epoch seconds that fit pandas' nanosecond range (years 1677-2262); others are unparseable.
+_EPOCH_SECONDS_LIMIT = 9.2e9
+
+
+def from_epoch_seconds(numbers: "pd.Series | np.ndarray") -> "pd.Series | pd.DatetimeIndex":
+    """Epoch seconds as UTC timestamps; NaT for values out of range (never OverflowError).
+
+    A Series comes back as a Series on the same index; an array as a DatetimeIndex
+    (assigned positionally by the callers).
+    """
+    seconds = np.asarray(numbers, dtype="float64").copy()
+    seconds[np.abs(seconds) > _EPOCH_SECONDS_LIMIT] = np.nan
+    converted = pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
+    if isinstance(numbers, pd.Series):
+        return pd.Series(converted, index=numbers.index)
+    return converted
+
+
 def _parse_timestamps_slowly(text: pd.Series, parsed: pd.Series) -> pd.Series:
     """The lenient pandas path: epoch seconds, ISO 8601, then any format pandas can read."""
     numeric = pd.to_numeric(text, errors="coerce")
     is_numeric = numeric.notna()
     if is_numeric.any():
-        parsed[is_numeric] = pd.to_datetime(numeric[is_numeric], unit="s", utc=True,
-                                            errors="coerce")
+        parsed[is_numeric] = from_epoch_seconds(numeric[is_numeric])
     rest = ~is_numeric & text.notna()
     if rest.any():
         parsed[rest] = pd.to_datetime(text[rest], utc=True, errors="coerce", format="ISO8601")
@@ -395,6 +411,8 @@ class _Rejections:
 
 def rows_as_json(frame: pd.DataFrame) -> list[str]:
     """Each row as JSON text, with values as they came (kept verbatim in the dead-letter table)."""
+    if frame.empty:
+        return []
 
     def plain(value: object) -> object:
         if value is None or (isinstance(value, float) and np.isnan(value)):

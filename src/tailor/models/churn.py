@@ -49,7 +49,7 @@ class ChurnParams:
     colsample_bytree: float = 0.9
     reg_lambda: float = 1.0
     seed: int = 7
-    threads: int = 1
+    threads: int = 0  # 0: decided by the data's size (see classifier)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ChurnParams":

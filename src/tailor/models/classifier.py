@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 RoundReporter = Callable[[int, float], None]
 REPORT_EVERY = 10  # boosting rounds between two validation reports (for Optuna pruning)
 MIN_CALIBRATION_ROWS = 30
+PARALLEL_ROWS = 100_000  # below this many rows, extra threads cost more than they save
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class ClassifierParams:
     early_stopping_rounds: int = 30
     calibration_share: float = 0.25
     seed: int = 7
-    threads: int = 1
+    threads: int = 0  # 0: one thread below PARALLEL_ROWS rows, every core above
 
 
 @dataclass
@@ -109,12 +110,13 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(values, -35, 35)))
 
 
-def _booster_params(params: ClassifierParams, base_rate: float) -> dict:
+def _booster_params(params: ClassifierParams, base_rate: float, rows: int) -> dict:
     return {"objective": "binary:logistic", "eval_metric": "auc", "tree_method": "hist",
             "max_depth": params.max_depth, "eta": params.learning_rate,
             "min_child_weight": params.min_child_weight, "subsample": params.subsample,
             "colsample_bytree": params.colsample_bytree, "lambda": params.reg_lambda,
-            "seed": params.seed, "nthread": params.threads or (os.cpu_count() or 1),
+            "seed": params.seed,
+            "nthread": params.threads or ((os.cpu_count() or 1) if rows >= PARALLEL_ROWS else 1),
             "base_score": float(np.clip(base_rate, 0.01, 0.99))}
 
 
@@ -190,7 +192,7 @@ def _boost(fit_part: pd.DataFrame, calibration_part: pd.DataFrame, names: list[s
         evals, stopping = [(valid, "valid")], params.early_stopping_rounds
         if report is not None:
             callbacks.append(_Reporter(report))
-    booster = xgb.train(_booster_params(params, base_rate), train,
+    booster = xgb.train(_booster_params(params, base_rate, len(fit_part)), train,
                         num_boost_round=params.max_rounds, evals=evals,
                         early_stopping_rounds=stopping, callbacks=callbacks, verbose_eval=False)
     if stopping is not None and booster.best_iteration is not None:

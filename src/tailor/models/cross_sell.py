@@ -51,7 +51,7 @@ class CrossSellParams:
     purchase_weight: float = 10.0
     half_life_days: float = 60.0
     seed: int = 7
-    threads: int = 1
+    threads: int = 0  # 0: decided by the data's size
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "CrossSellParams":

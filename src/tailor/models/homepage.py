@@ -64,7 +64,7 @@ class HomepageParams:
     rerank: bool = False
     rerank_candidates: int = 50
     seed: int = 7
-    threads: int = 1
+    threads: int = 0  # 0: decided by the data's size (see interactions.fit_als)
 
     def __post_init__(self) -> None:
         if self.diversity not in DIVERSITY_MODES:
@@ -122,7 +122,8 @@ class HomepageModel:
     # -- scoring ---------------------------------------------------------------------------------
 
     def recommend(self, customer_ids: Sequence[str], k: int = DEFAULT_K,
-                  exclude_interacted: bool = False, business_filters: bool = True) -> pd.DataFrame:
+                  exclude_interacted: bool = False, business_filters: bool = True,
+                  with_reasons: bool = True) -> pd.DataFrame:
         """The top-k products of each customer, best first, each with a reason.
 
         Args:
@@ -132,13 +133,14 @@ class HomepageModel:
                 (the evaluation protocol's rule).
             business_filters: leave out out-of-stock products and already-bought products
                 of non-consumable categories (serving's rule).
+            with_reasons: write the reason column (backtests skip it: it costs time).
 
         Returns:
             Columns customer_id, product_id, rank (1 = first), score, tier, reason.
         """
         ids = pd.Series(list(customer_ids), dtype=object).astype(str)
         frames = [self._recommend_batch(ids.iloc[start:start + SCORE_BATCH], k,
-                                        exclude_interacted, business_filters)
+                                        exclude_interacted, business_filters, with_reasons)
                   for start in range(0, len(ids), SCORE_BATCH)]
         if not frames:
             return pd.DataFrame(columns=["customer_id", "product_id", "rank", "score", "tier",
@@ -146,7 +148,7 @@ class HomepageModel:
         return pd.concat(frames, ignore_index=True)
 
     def _recommend_batch(self, ids: pd.Series, k: int, exclude_interacted: bool,
-                         business_filters: bool) -> pd.DataFrame:
+                         business_filters: bool, with_reasons: bool) -> pd.DataFrame:
         rows = self.customers.lookup(ids)
         tiers = self.customer_tiers(rows)
         scores, parts = self.score_matrix(rows, tiers)
@@ -158,7 +160,7 @@ class HomepageModel:
         positions = np.repeat(np.arange(len(rows)), lengths)
         items = np.concatenate(chosen) if len(chosen) else np.zeros(0, dtype=np.int64)
         reasons = [self.reason(rows[position], tiers[position], item, parts, position)
-                   for position, item in zip(positions, items)]
+                   for position, item in zip(positions, items)] if with_reasons else ""
         return pd.DataFrame({
             "customer_id": ids.to_numpy()[positions], "product_id": self.products.ids[items],
             "rank": np.concatenate([np.arange(1, n + 1) for n in lengths]) if len(lengths)

@@ -9,6 +9,7 @@ yields the same matrices and therefore the same model: the invariance the model 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
+PARALLEL_NNZ = 1_000_000  # below this many interactions, extra threads cost more than they save
 INTERACTION_KINDS: dict[str, str] = {"product_view": "view", "add_to_cart": "cart",
                                      "purchase": "purchase"}
 
@@ -107,7 +109,7 @@ class AlsParams:
     alpha: float = 10.0
     iterations: int = 15
     seed: int = 7
-    threads: int = 1
+    threads: int = 0  # 0: one thread for small matrices, every core for large ones
 
 
 StageHook = Callable[[int, np.ndarray, np.ndarray], None]
@@ -131,13 +133,14 @@ def fit_als(confidence: sp.csr_matrix, params: AlsParams, stages: int = 1,
     from implicit.cpu.als import AlternatingLeastSquares
 
     factors = int(max(1, min(params.factors, confidence.shape[1] - 1)))
+    threads = params.threads or ((os.cpu_count() or 1) if confidence.nnz >= PARALLEL_NNZ else 1)
     stages = int(max(1, min(stages, params.iterations)))
     chunks = np.diff(np.linspace(0, params.iterations, stages + 1).round().astype(int))
     # implicit parallelises itself; a BLAS thread pool underneath it only contends.
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(factors=factors, regularization=params.regularization,
                                         alpha=params.alpha, iterations=int(chunks[0]),
-                                        random_state=params.seed, num_threads=params.threads)
+                                        random_state=params.seed, num_threads=threads)
         for stage, iterations in enumerate(chunks):
             model.iterations = int(iterations)
             model.fit(confidence, show_progress=False)  # later stages continue from the factors

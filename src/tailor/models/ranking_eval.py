@@ -100,7 +100,7 @@ def cross_sell_targets(split: Split) -> RankingTargets:
 def homepage_predictions(model: HomepageModel, targets: RankingTargets, k: int) -> pd.DataFrame:
     """The model's top k for every target customer, the protocol's exclusions applied."""
     return model.recommend(targets.units.tolist(), k=k, exclude_interacted=True,
-                           business_filters=False)
+                           business_filters=False, with_reasons=False)
 
 
 def cross_sell_predictions(model: CrossSellModel, targets: RankingTargets, k: int) -> pd.DataFrame:

@@ -102,7 +102,7 @@ def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, pare
     study.enqueue_trial({name: value for name, value in asdict(defaults).items()
                          if not isinstance(value, str)})
     # Parallel trials share the cores, so each one gets a single thread.
-    threads = 1 if jobs > 1 else 0
+    threads = 1 if jobs > 1 else defaults.threads
     errors: list[str] = []
     objective = _objective(spec, train, settings, defaults, threads, k, client, experiment_id,
                            parent_run_id, errors)

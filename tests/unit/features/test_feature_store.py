@@ -4,9 +4,11 @@ offline (parity), defaults with flags, the real-time push, the `feast` CLI and n
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,13 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reference import churn_features, load_shop, sample_times
+from typer.testing import CliRunner
+
+from tailor.cli import app as cli_app
 from tailor.config import Settings, load_settings
 from tailor.events.ingest import ingest_files
 from tailor.events.lake import export_lake
 from tailor.events.schema import PII_COLUMNS
 from tailor.features.online import OnlineFeatureReader
-from tailor.features.pipeline import FeaturesSummary, run_features
 from tailor.features.realtime import (
     SessionFeaturePusher,
     background_pusher,
@@ -33,8 +36,10 @@ from tailor.features.training import training_frame
 from tailor.simulate import ShopConfig, simulate_shop
 from tailor.warehouse import refresh_warehouse
 
+from reference import churn_features, load_shop, sample_times
+
 REPO = Path(__file__).resolve().parents[3]
-FEAST = Path(os.sys.executable).with_name("feast")
+FEAST = Path(sys.executable).with_name("feast")
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 START = (NOW - timedelta(days=40)).date().isoformat()  # the shop ends ten days ago
 SERVICES = ("homepage", "churn", "checkout", "cross_sell")
@@ -53,12 +58,18 @@ def build_shop_home(folder: Path, settings: Settings, seed: int = 3) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path, FeaturesSummary]:
+def store_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path, dict]:
+    """A simulated shop through ingest, lake and warehouse, then `tailor features --json`."""
     folder = tmp_path_factory.mktemp("feature_store")
     settings = load_settings(home=folder / "home", env={})
     shop = build_shop_home(folder, settings)
-    summary = run_features(settings, now=NOW, show_progress=False)
-    return settings, shop, summary
+    with pytest.MonkeyPatch.context() as patch:  # the caller's TAILOR_* must not leak in
+        for key in [key for key in os.environ if key.startswith("TAILOR_")]:
+            patch.delenv(key)
+        result = CliRunner().invoke(cli_app, ["features", "--home", str(settings.home_path),
+                                              "--json"])
+    assert result.exit_code == 0, result.output
+    return settings, shop, json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +77,8 @@ def shop(store_home):
     return load_shop(store_home[1])
 
 
-def test_run_reports_what_it_did(store_home) -> None:
-    settings, _, summary = store_home
-    report = summary.to_dict()
+def test_cli_prints_what_it_computed_applied_and_materialized(store_home) -> None:
+    settings, _, report = store_home  # stdout held exactly one JSON object
     assert report["features"] >= 50 and len(report["categories"]) >= 2
     assert report["online_store"].startswith("sqlite")
     assert {"FeatureView:customer_activity", "FeatureService:homepage",

@@ -139,5 +139,4 @@ SELECT
     w.orders_lifetime > 0 AS is_returning_customer,
     {top_category} AS top_category{category_columns}
 FROM snapshot_rows AS w
-LEFT JOIN customers AS c ON c.customer_id = w.customer_id
-ORDER BY w.customer_id, event_timestamp;
+LEFT JOIN customers AS c ON c.customer_id = w.customer_id;

@@ -17,5 +17,4 @@ SELECT
     COALESCE(p.season, 'none') AS product_season
 FROM product_tiers AS p
 CROSS JOIN (SELECT DISTINCT bucket FROM (VALUES ({first_bucket}), ({horizon_bucket})) AS v(bucket))
-    AS stamp
-ORDER BY p.product_id, event_timestamp;
+    AS stamp;

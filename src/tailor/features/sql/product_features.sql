@@ -79,5 +79,4 @@ SELECT
     CASE WHEN views_30d > 0 THEN cart_adds_30d * 1.0 / views_30d ELSE 0.0 END
         AS product_cart_rate_30d
 FROM windowed
-WHERE is_snapshot
-ORDER BY product_id, event_timestamp;
+WHERE is_snapshot;

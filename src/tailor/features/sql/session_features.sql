@@ -1,7 +1,6 @@
 -- Session state after every site event, stamped one microsecond after the event so the
 -- row holds only events strictly before its timestamp. E-mail events are not part of a
--- session. When two events of one customer share a timestamp, the later one (by seq)
--- wins. The real-time update (tailor.features.realtime) applies the same rules to
+-- session. When events of a session share a timestamp, one row holds them all. The real-time update (tailor.features.realtime) applies the same rules to
 -- arriving events and pushes the result through the session push source.
 CREATE OR REPLACE TEMP TABLE session_features AS
 WITH first_events AS (
@@ -55,6 +54,7 @@ running AS (
         LAST_VALUE(v.viewed IGNORE NULLS) OVER in_session AS viewed,
         BOOL_OR(event_type = 'checkout_start') OVER in_session AS session_checkout_started,
         FIRST_VALUE(device_type IGNORE NULLS) OVER in_session AS session_device_type,
+        LEAD(event_time) OVER in_session AS next_event_time,
         customer_first_event_at
     FROM site
     LEFT JOIN viewed_lists AS v USING (seq)
@@ -80,4 +80,5 @@ SELECT
     COALESCE(session_device_type, 'unknown') AS session_device_type,
     customer_first_event_at < session_started_at AS session_is_returning_visitor
 FROM running
-QUALIFY ROW_NUMBER() OVER (PARTITION BY customer_id, event_time ORDER BY seq DESC) = 1;
+-- Several events at one instant (clients that send whole seconds) leave one row: the last.
+WHERE next_event_time IS NULL OR next_event_time > event_time;
