@@ -10,6 +10,7 @@ Each figure is wall-clock rows/s; beside it, this process's CPU seconds (all thr
 tell a slow machine from a busy one (a PostgreSQL server's own CPU is not included).
 
 Run: .venv/bin/python bench/bench_ingest.py [--rows 1000000] [--backend sqlite|postgres|both]
+     [--format csv|parquet]
 PostgreSQL: TAILOR_BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test);
 a fresh schema is created and dropped.
 """
@@ -73,6 +74,14 @@ def generate_events(n_rows: int, seed: int = 7) -> pd.DataFrame:
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """The frame as a CSV file (nulls as empty fields)."""
     pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), str(path))
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """The frame as Parquet with typed columns, as an exporting system would write it."""
+    typed = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True),
+                         price=pd.to_numeric(frame["price"]),
+                         quantity=pd.to_numeric(frame["quantity"]))
+    typed.to_parquet(path, index=False)
 
 
 def validated_chunks(frame: pd.DataFrame, chunk_rows: int) -> list[pd.DataFrame]:
@@ -208,6 +217,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--chunk-rows", type=int, default=200_000)
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                        help="File format ingested end to end (the same rows either way).")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at start")
@@ -216,10 +227,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tailor-bench-") as tmp:
         folder = Path(tmp)
         frame = generate_events(args.rows)
-        csv_path = folder / "events.csv"
-        write_csv(frame, csv_path)
+        csv_path = folder / f"events.{args.format}"
+        (write_csv if args.format == "csv" else write_parquet)(frame, csv_path)
         chunks = validated_chunks(frame, args.chunk_rows)
-        print(f"{args.rows:,} events, CSV {csv_path.stat().st_size / 1e6:.0f} MB, "
+        print(f"{args.rows:,} events, {args.format} {csv_path.stat().st_size / 1e6:.0f} MB, "
               f"chunks of {args.chunk_rows:,}; "
               f"target >= {TARGET_ROWS_PER_SECOND:,} rows/s end to end")
         for backend in backends:
