@@ -67,7 +67,8 @@ def write_catalogue(lake: Path, args: argparse.Namespace, rng: np.random.Generat
         "name": [f"product {i}" for i in range(args.products)],
         "category": [f"category{i % args.categories}" for i in range(args.products)],
         "price": prices, "rating": np.round(rng.uniform(1, 5, args.products), 1),
-        "inventory": rng.integers(0, 100, args.products), "seasonal": rng.random(args.products) < .1,
+        "inventory": rng.integers(0, 100, args.products),
+        "seasonal": rng.random(args.products) < .1,
     })
     (lake / "products").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(products, preserve_index=False,
@@ -76,7 +77,8 @@ def write_catalogue(lake: Path, args: argparse.Namespace, rng: np.random.Generat
     signup = START - pd.to_timedelta(rng.integers(0, 700, args.customers), unit="D")
     customers = pd.DataFrame({
         "customer_id": [f"c{i}" for i in range(args.customers)], "signup_date": signup,
-        "location": np.array(["north", "south", "east", "west"])[rng.integers(0, 4, args.customers)],
+        "location": np.array(["north", "south", "east", "west"])[
+            rng.integers(0, 4, args.customers)],
         "device_type": np.array(["mobile", "desktop"])[rng.integers(0, 2, args.customers)],
     })
     (lake / "customers").mkdir(parents=True, exist_ok=True)
@@ -137,8 +139,10 @@ def write_day(lake: Path, frame: pd.DataFrame) -> None:
     """Append one day's events to the lake's hive partitions (date=/hour=)."""
     stamps = pd.to_datetime(frame["timestamp_us"], unit="us", utc=True)
     table = pa.table({
-        "seq": frame["seq"].to_numpy(), "event_id": np.char.add("e", frame["seq"].to_numpy().astype(str)),
-        "customer_id": frame["customer_id"].to_numpy(), "event_type": frame["event_type"].to_numpy(),
+        "seq": frame["seq"].to_numpy(),
+        "event_id": np.char.add("e", frame["seq"].to_numpy().astype(str)),
+        "customer_id": frame["customer_id"].to_numpy(),
+        "event_type": frame["event_type"].to_numpy(),
         "product_id": frame["product_id"].to_numpy(), "timestamp": stamps,
         "session_id": frame["session_id"].to_numpy(), "price": frame["price"].to_numpy(),
         "quantity": frame["quantity"].to_numpy(), "order_id": frame["order_id"].to_numpy(),
@@ -171,7 +175,8 @@ def baseline_seconds(settings: Settings) -> float:
     connection = open_warehouse(settings, read_only=True)
     try:
         started = time.perf_counter()
-        connection.execute("SELECT customer_id, COUNT(*) FROM events GROUP BY customer_id").fetchall()
+        connection.execute(
+            "SELECT customer_id, COUNT(*) FROM events GROUP BY customer_id").fetchall()
         return time.perf_counter() - started
     finally:
         connection.close()

@@ -101,6 +101,14 @@ def feature_dir(settings: Settings) -> Path:
     return settings.home_path / FEATURES_DIR
 
 
+def fetch_one(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The single row of an aggregate query."""
+    row = connection.execute(sql).fetchone()
+    if row is None:  # aggregates without GROUP BY always return a row
+        raise RuntimeError(f"no row from: {sql}")
+    return row
+
+
 def catalogue_categories(connection: duckdb.DuckDBPyConnection) -> list[str]:
     """The shop's categories (from product_tiers), sorted; 'unknown' for products without one."""
     rows = connection.execute(
@@ -125,8 +133,7 @@ def plan_snapshots(connection: duckdb.DuckDBPyConnection, snapshot_hours: int,
     """
     bucket_seconds = snapshot_hours * SECONDS_PER_HOUR
     now_bucket = int(now.timestamp() // bucket_seconds)
-    oldest, newest = connection.execute(
-        "SELECT MIN(bucket), MAX(bucket) FROM keyed_events").fetchone()
+    oldest, newest = fetch_one(connection, "SELECT MIN(bucket), MAX(bucket) FROM keyed_events")
     if oldest is None:
         return SnapshotPlan(bucket_seconds, now_bucket, now_bucket, has_events=False)
     horizon = min(now_bucket, int(newest) + 1)
@@ -165,11 +172,13 @@ def run_feature_sql(connection: duckdb.DuckDBPyConnection, plan: SnapshotPlan,
     common = {"bucket_seconds": plan.bucket_seconds, "horizon_bucket": plan.horizon_bucket,
               "first_bucket": plan.first_bucket, "w30_plus_1": days["w30"] + 1, **days}
     parts = _category_sql(categories)
-    steps = [("customer_buckets", {**common, "category_counts": parts["category_counts"]}),
-             ("customer_features", {**common, **parts}),
-             ("product_features", common),
-             ("product_catalogue", common),
-             ("session_features", common)]
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("customer_buckets", {**common, "category_counts": parts["category_counts"]}),
+        ("customer_features", {**common, **parts}),
+        ("product_features", common),
+        ("product_catalogue", common),
+        ("session_features", common),
+    ]
     for name, values in steps:
         progress(f"features: {name}")
         connection.execute(load_sql(name).format(**values))
@@ -202,9 +211,9 @@ def check_output(connection: duckdb.DuckDBPyConnection, table: str,
         raise RuntimeError(f"{table}: column order differs from the feature catalogue: "
                            f"sql {list(actual)}, catalogue {list(wanted)}")
     required = [name for name, dtype in wanted.items() if dtype != "timestamp"]
-    counts = connection.execute(
-        "SELECT COUNT(*), " + ", ".join(f"COUNT(*) - COUNT({name})" for name in required)
-        + f" FROM {table}").fetchone()
+    counts = fetch_one(connection, "SELECT COUNT(*), "
+                       + ", ".join(f"COUNT(*) - COUNT({name})" for name in required)
+                       + f" FROM {table}")
     nulls = [name for name, count in zip(required, counts[1:]) if count]
     if nulls:
         raise RuntimeError(f"{table}: null values in {', '.join(nulls)}")

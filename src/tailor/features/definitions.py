@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from tailor.config import SETTINGS
 from tailor.features import specs as catalogue
@@ -48,7 +48,7 @@ class DefinitionContext:
         return str(self.home / FEATURES_DIR / f"{table}.parquet")
 
 
-def repo_home(repo_dir: Path, env: dict[str, str] | None = None) -> Path:
+def repo_home(repo_dir: Path, env: Mapping[str, str] | None = None) -> Path:
     """The Tailor home a Feast repo belongs to (see the module docstring).
 
     Raises:
@@ -57,12 +57,12 @@ def repo_home(repo_dir: Path, env: dict[str, str] | None = None) -> Path:
     marker = repo_dir / HOME_MARKER
     if marker.is_file():
         return Path(json.loads(marker.read_text(encoding="utf-8"))["home"])
-    env = os.environ if env is None else env
-    if not env.get("TAILOR_HOME"):
+    variables = os.environ if env is None else env
+    if not variables.get("TAILOR_HOME"):
         raise RuntimeError(
             f"{repo_dir}: set TAILOR_HOME to the absolute path of a Tailor home before running "
             "feast on this repo (feature_store.yaml and the data sources point into it)")
-    return Path(env["TAILOR_HOME"]).expanduser().resolve()
+    return Path(variables["TAILOR_HOME"]).expanduser().resolve()
 
 
 def definition_context(module_file: str | Path) -> DefinitionContext:

@@ -35,6 +35,9 @@ from tailor.config import Settings
 from tailor.features import specs as catalogue
 from tailor.features.compute import read_manifest
 
+# Row key of the fast path (tailor.features.redis_fetch): view -> its row time in seconds.
+VIEW_SECONDS = "__view_seconds__"
+
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
@@ -129,16 +132,20 @@ def _as_utc(moment: datetime | None) -> datetime:
 
 def vector_from_row(layout: ServiceLayout, row: Mapping[str, Any],
                     request_time: datetime) -> FeatureVector:
-    """Turn one row of Feast's answer (values and `<feature>__ts` seconds) into a vector.
+    """Turn one row into a vector: Feast's answer (values and `<feature>__ts` seconds) or
+    the fast path's (values and VIEW_SECONDS).
 
     A view is missing when all its features are null and carry no timestamp; stale when
     its timestamp is older than its TTL at `request_time`.
     """
     missing, stale = [], []
     now = request_time.timestamp()
+    view_seconds = row.get(VIEW_SECONDS)  # the fast path's per-view times
     for view, ttl in layout.ttl_by_view.items():
         names = layout.features_by_view[view]
-        seconds = row.get(f"{names[0]}__ts") or 0  # every feature of a view shares its row's
+        # Every feature of a view carries its row's time; 0 when the view has no row.
+        seconds = (view_seconds.get(view, 0) if view_seconds is not None
+                   else row.get(f"{names[0]}__ts") or 0)
         if seconds == 0 and all(row.get(name) is None for name in names):
             missing.append(view)
         elif ttl is not None and now - seconds > ttl.total_seconds():
@@ -147,12 +154,15 @@ def vector_from_row(layout: ServiceLayout, row: Mapping[str, Any],
     for view, sources in layout.sources_by_on_demand_view.items():
         if unusable.intersection(sources):
             unusable.add(view)
-    values = {}
+    values: dict[str, Any] = {}
+    defaults = layout.defaults
     for view, names in layout.features_by_view.items():
+        if view in unusable:
+            values.update((name, _fresh(defaults[name])) for name in names)
+            continue
         for name in names:
             value = row.get(name)
-            usable = view not in unusable and value is not None
-            values[name] = value if usable else _fresh(layout.defaults[name])
+            values[name] = value if value is not None else _fresh(defaults[name])
     return FeatureVector(values, missing=bool(missing), stale=bool(stale),
                          missing_views=tuple(missing), stale_views=tuple(stale))
 
@@ -205,20 +215,20 @@ class OnlineFeatureReader:
 
     def _fast_fetcher(self) -> Any | None:
         """The direct Redis reader, or None on SQLite or for services it cannot compute."""
-        if self._store.config.online_store.type != "redis" or not self.settings.redis_url:
+        store, layout = self._store, self._layout
+        assert store is not None and layout is not None  # called by _load after both
+        if store.config.online_store.type != "redis" or not self.settings.redis_url:
             return None
         import redis
 
         from tailor.features.redis_fetch import FastPathUnsupported, RedisFeatureFetcher
-
         from tailor.features.repo import serving_retry
 
         timeout = self.settings.features_online_timeout_ms / 1000
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=timeout,
                                       socket_connect_timeout=timeout, retry=serving_retry())
-        layout = self._layout
         try:
-            return RedisFeatureFetcher(self._store, client, layout.join_key,
+            return RedisFeatureFetcher(store, client, layout.join_key,
                                        layout.features_by_view,
                                        set(layout.sources_by_on_demand_view))
         except FastPathUnsupported as reason:
@@ -280,11 +290,11 @@ class OnlineFeatureReader:
         """Rows of Feast's answer: feature values plus `<feature>__ts` seconds."""
         if self._fetcher is not None:
             return self._fetcher.fetch(entity_ids, moment)
-        layout = self._layout
+        store, layout = self._store, self._layout
+        assert store is not None and layout is not None  # read_many checked the layout
         entity_rows = [{layout.join_key: str(entity_id), "request_time": moment}
                        for entity_id in entity_ids]
-        response = self._store.get_online_features(features=layout.service,
-                                                   entity_rows=entity_rows)
+        response = store.get_online_features(features=layout.service, entity_rows=entity_rows)
         columns = response.to_dict(include_event_timestamps=True)
         return [{name: values[index] for name, values in columns.items()}
                 for index in range(len(entity_ids))]

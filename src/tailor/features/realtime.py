@@ -202,12 +202,16 @@ class SessionFeaturePusher:
         if "event_id" not in frame.columns:
             return frame
         ids = frame["event_id"].astype(str)
-        fresh = frame[~ids.isin(self._seen) & ~ids.duplicated()]
-        for event_id in fresh["event_id"].astype(str):
+        return frame[~ids.isin(self._seen) & ~ids.duplicated()]
+
+    def _remember(self, frame: pd.DataFrame) -> None:
+        """Note the events just pushed (the newest SEEN_EVENT_IDS are kept)."""
+        if "event_id" not in frame.columns:
+            return
+        for event_id in frame["event_id"].astype(str):
             self._seen[event_id] = None
         while len(self._seen) > SEEN_EVENT_IDS:
             self._seen.popitem(last=False)
-        return fresh
 
     def push_events(self, events: pd.DataFrame) -> int:
         """Fold `events` (columns of the event contract) into their customers' sessions.
@@ -228,11 +232,13 @@ class SessionFeaturePusher:
                 state = fold_event(state, event, customer_id,
                                    categories.get(event.get("product_id")),
                                    seen_before or state is not None)
-            rows.append(state.to_row(customer_id))
+            if state is not None:  # always: the group has at least one event
+                rows.append(state.to_row(customer_id))
         push_frame = pd.DataFrame(rows)
         from feast.data_source import PushMode
 
         self.store.push(PUSH_SOURCE, push_frame, to=PushMode.ONLINE)
+        self._remember(frame)
         return len(rows)
 
     def _stored_states(self, customers: list[str]) -> dict[str, tuple[SessionState | None, bool]]:
@@ -296,6 +302,13 @@ class BackgroundSessionPusher:
 
     def _open(self) -> SessionFeaturePusher | None:
         """A pusher on the home's feature store, or None (logged) when it is not set up."""
+        from tailor.features.repo import registry_path
+
+        if not registry_path(self.settings).is_file():  # no `tailor features` yet: skip Feast
+            log.warning("session features: not pushed, no feature store in %s yet (run `tailor "
+                        "features`); looking again in %d s", self.settings.home_path,
+                        REOPEN_SECONDS)
+            return None
         try:
             pusher = SessionFeaturePusher(self.settings)
             pusher.store.get_data_source(PUSH_SOURCE)  # raises before `tailor features` ran

@@ -166,7 +166,8 @@ def newest_rows(group: SourceGroup, end: datetime) -> pa.Table:
     connection = duckdb.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        return connection.execute(query, {"end": end, "ttl": group.ttl_seconds}).to_arrow_table()
+        parameters = {"end": end, "ttl": group.ttl_seconds}
+        return connection.sql(query, params=parameters).to_arrow_table()
     finally:
         connection.close()
 

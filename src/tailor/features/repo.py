@@ -23,6 +23,7 @@ import json
 import shutil
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,13 +125,17 @@ def online_store_config(settings: Settings, serving: bool = False) -> dict[str, 
     }
 
 
+def registry_path(settings: Settings) -> Path:
+    """Feast's registry file inside the home (exists once the definitions were applied)."""
+    return repo_dir(settings) / "data" / "registry.db"
+
+
 def repo_config_dict(settings: Settings, serving: bool = False) -> dict[str, Any]:
     """The feature_store.yaml content for the settings."""
     return {
         "project": settings.features_project,
         "provider": "local",
-        "registry": {"registry_type": "file",
-                     "path": str(repo_dir(settings) / "data" / "registry.db"),
+        "registry": {"registry_type": "file", "path": str(registry_path(settings)),
                      "cache_ttl_seconds": 60},
         "online_store": online_store_config(settings, serving),
         "offline_store": {"type": "file"},
@@ -278,7 +283,10 @@ def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySumm
     store = store or open_feature_store(settings)
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         settings.features_project, store.registry, contents)
-    with contextlib.redirect_stdout(sys.stderr):  # Feast prints its plan to stdout
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        # Feast prints its plan to stdout, and warns on every apply that on-demand views
+        # are experimental (known: docs/features.md).
+        warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
         # The same call `feast apply` makes after parsing the repo: registry and
         # infrastructure (online tables) are planned, applied and recorded together.
         apply_total_with_repo_instance(store, settings.features_project, store.registry,

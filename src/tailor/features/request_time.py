@@ -85,23 +85,29 @@ def whole_seconds(value: Any) -> datetime | None:
     return moment.replace(microsecond=0) if moment is not None else None
 
 
-def customer_recency_row(row: dict[str, Any]) -> dict[str, Any]:
-    """The customer_recency features of one entity row (see `customer_recency_features`)."""
-    now = whole_seconds(row.get("request_time"))
-    last_purchase = as_utc(row.get("last_purchase_at"))
+RECENCY_FEATURES: tuple[str, ...] = (
+    "days_since_last_purchase", "days_since_last_visit", "days_since_signup",
+    "recency_score", "frequency_score", "monetary_score", "rfm_score",
+)
+RECENCY_INPUTS: tuple[str, ...] = (
+    "last_purchase_at", "last_seen_at", "signup_at", "orders_lifetime", "revenue_lifetime",
+    "request_time",
+)
+
+
+def customer_recency_row(last_purchase_at: Any, last_seen_at: Any, signup_at: Any,
+                         orders_lifetime: Any, revenue_lifetime: Any,
+                         request_time: Any) -> tuple[Any, ...]:
+    """The customer_recency features of one entity, in RECENCY_FEATURES order."""
+    now = whole_seconds(request_time)
+    last_purchase = as_utc(last_purchase_at)
     days_purchase = days_between(last_purchase, now, NO_HISTORY_DAYS)
     recency = recency_score(days_purchase if last_purchase is not None and now else None)
-    frequency = frequency_score(_number(row.get("orders_lifetime")))
-    monetary = monetary_score(_number(row.get("revenue_lifetime")))
-    return {
-        "days_since_last_purchase": days_purchase,
-        "days_since_last_visit": days_between(row.get("last_seen_at"), now, NO_HISTORY_DAYS),
-        "days_since_signup": days_between(row.get("signup_at"), now, 0.0),
-        "recency_score": recency,
-        "frequency_score": frequency,
-        "monetary_score": monetary,
-        "rfm_score": recency + frequency + monetary,
-    }
+    frequency = frequency_score(_number(orders_lifetime))
+    monetary = monetary_score(_number(revenue_lifetime))
+    return (days_purchase, days_between(last_seen_at, now, NO_HISTORY_DAYS),
+            days_between(signup_at, now, 0.0), recency, frequency, monetary,
+            recency + frequency + monetary)
 
 
 def customer_recency_features(inputs: dict[str, Sequence[Any]]) -> dict[str, list[Any]]:
@@ -109,20 +115,17 @@ def customer_recency_features(inputs: dict[str, Sequence[Any]]) -> dict[str, lis
 
     Args:
         inputs: lists `last_purchase_at`, `last_seen_at`, `signup_at`, `orders_lifetime`,
-            `revenue_lifetime` and `request_time` (one item per entity row).
+            `revenue_lifetime` and `request_time` (one item per entity row; a missing list
+            counts as all missing).
 
     Returns:
         Lists `days_since_last_purchase`, `days_since_last_visit`, `days_since_signup`,
         `recency_score`, `frequency_score`, `monetary_score`, `rfm_score`.
     """
-    keys = ("last_purchase_at", "last_seen_at", "signup_at", "orders_lifetime",
-            "revenue_lifetime", "request_time")
     size = len(inputs["request_time"])
-    rows = [{key: (inputs[key][i] if key in inputs else None) for key in keys} for i in range(size)]
-    results = [customer_recency_row(row) for row in rows]
-    names = ("days_since_last_purchase", "days_since_last_visit", "days_since_signup",
-             "recency_score", "frequency_score", "monetary_score", "rfm_score")
-    return {name: [result[name] for result in results] for name in names}
+    columns = [inputs.get(name) or [None] * size for name in RECENCY_INPUTS]
+    rows = [customer_recency_row(*values) for values in zip(*columns)]
+    return {name: [row[index] for row in rows] for index, name in enumerate(RECENCY_FEATURES)}
 
 
 def time_of_day(hour: int) -> str:

@@ -1,7 +1,8 @@
 -- Session state after every site event, stamped one microsecond after the event so the
 -- row holds only events strictly before its timestamp. E-mail events are not part of a
--- session. When events of a session share a timestamp, one row holds them all. The real-time update (tailor.features.realtime) applies the same rules to
--- arriving events and pushes the result through the session push source.
+-- session. When events of a session share a timestamp, one row holds them all. The
+-- real-time update (tailor.features.realtime) applies the same rules to arriving events
+-- and pushes the result through the session push source.
 CREATE OR REPLACE TEMP TABLE session_features AS
 WITH first_events AS (
     SELECT customer_id, MIN(event_time) AS customer_first_event_at
