@@ -216,7 +216,7 @@ def demo(
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
-# -- feature store (issue 3) ---------------------------------------------------------------------
+# -- feature store (issue 3) ----------------------------------------------------------------------
 
 
 @app.command()
@@ -224,7 +224,7 @@ def features(
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Compute the features from the warehouse, `feast apply` them and materialize the online store."""
+    """Compute features from the warehouse, `feast apply` them, materialize the online store."""
     with _job(home) as settings:
         from tailor.features.pipeline import run_features
 

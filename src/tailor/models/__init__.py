@@ -1,1 +1,1 @@
-"""The four models (homepage, cross-sell, churn, checkout), their data frames, metrics and backtest."""
+"""The four models (homepage, cross-sell, churn, checkout), their frames, metrics and backtest."""

@@ -192,9 +192,17 @@ class CheckoutModel:
 def checkout_frame(data: ShopData) -> pd.DataFrame:
     """Every cart snapshot with its features and label.
 
+    The frame is cached on `data` (tuning, holdout and the final fit all reuse it).
+
     Raises:
         NotEnoughData: fewer than `MIN_CARTS` sessions added to the cart.
     """
+    if "checkout_frame" not in data.cache:
+        data.cache["checkout_frame"] = _build_checkout_frame(data)
+    return data.cache["checkout_frame"]
+
+
+def _build_checkout_frame(data: ShopData) -> pd.DataFrame:
     snapshots = cart_snapshots(data)
     if len(snapshots) < MIN_CARTS:
         raise NotEnoughData(f"checkout: {len(snapshots)} session(s) added to the cart; the model "

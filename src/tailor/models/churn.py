@@ -22,7 +22,9 @@ from tailor.models.classifier import (
 )
 from tailor.models.constants import DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CHURN_THRESHOLD
 from tailor.models.data import NotEnoughData, ShopData
-from tailor.models.feature_frames import churn_features, churn_labels, churn_snapshot_entities
+from tailor.models.feature_frames import (
+    churn_features, churn_labels, churn_snapshot_entities, feature_source, local_churn_features,
+)
 from tailor.models.homepage import _params_from_dict
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class ChurnParams:
     snapshots: int = 6
     snapshot_step_days: float = 7.0
     min_history_days: float = 14.0
-    max_depth: int = 3
+    max_depth: int = 2
     learning_rate: float = 0.05
     max_rounds: int = 400
     min_child_weight: float = 2.0
@@ -92,7 +94,7 @@ def plan_horizon(requested_days: float, available_days: float, what: str) -> Hor
     note = (f"the data after {what} covers {available_days:.1f} days, less than the "
             f"{requested_days:g}-day churn horizon: the label is 'no purchase in "
             f"{available_days:.1f} days'")
-    log.warning("churn: %s", note)
+    log.info("churn: %s", note)  # the note travels with the results; no need to shout each fit
     return Horizon(requested_days, float(available_days), note)
 
 
@@ -152,6 +154,7 @@ class ChurnModel:
     horizon: Horizon
     trained_until: pd.Timestamp
     training_rows: int
+    feature_source: str = "local"
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated P(churn) for rows of churn features."""
@@ -165,7 +168,9 @@ class ChurnModel:
             probability, highest first.
         """
         entities = churn_snapshot_entities(data, as_of)
-        features = churn_features(data, entities)
+        # Score with features from where the model learnt them (the store may be newer).
+        features = local_churn_features(data, entities) if self.feature_source == "local" \
+            else churn_features(data, entities)
         return self.explain(features)
 
     def explain(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -202,6 +207,7 @@ def top_feature_text(contributions: pd.DataFrame, features: pd.DataFrame,
     for row, contribution in enumerate(values):
         order = np.argsort(-contribution)[:top]
         parts = [f"{names[i]}={_short(features[names[i]].iloc[row])} ({contribution[i]:+.2f})"
+                 if names[i] in features else f"{names[i]}=missing ({contribution[i]:+.2f})"
                  for i in order if contribution[i] > 0]
         texts.append("; ".join(parts))
     return texts
@@ -235,13 +241,17 @@ def fit_churn(data: ShopData, params: ChurnParams = ChurnParams(),
         available = (end - data.start) / pd.Timedelta(days=1) / 2.0
         horizon = plan_horizon(params.horizon_days, available, "the earliest usable snapshot")
     return fit_churn_frame(churn_training_frame(data, end, horizon, params), params, end, horizon,
-                           report)
+                           report, feature_source(data, "churn"))
 
 
-def fit_churn_frame(frame: pd.DataFrame, params: ChurnParams, end: pd.Timestamp, horizon: Horizon,
-                    report: RoundReporter | None = None) -> ChurnModel:
-    """Fit on a ready `churn_training_frame` (features, label, event_timestamp)."""
+def fit_churn_frame(frame: pd.DataFrame, params: ChurnParams, end: pd.Timestamp,
+                    horizon: Horizon, report: RoundReporter | None = None,
+                    source: str = "local") -> ChurnModel:
+    """Fit on a ready `churn_training_frame` (features, label, event_timestamp).
+
+    `source` says where the frame's features came from (`feature_frames.feature_source`).
+    """
     names = numeric_feature_names(frame, CHURN_KEYS)
     classifier = fit_classifier(frame, names, "label", "event_timestamp", params.classifier(),
                                 report)
-    return ChurnModel(params, classifier, horizon, end, len(frame))
+    return ChurnModel(params, classifier, horizon, end, len(frame), source)

@@ -101,7 +101,8 @@ def numeric_feature_names(frame: pd.DataFrame, exclude: Sequence[str]) -> list[s
     for column in frame.columns:
         if column in exclude:
             continue
-        if pd.api.types.is_bool_dtype(frame[column]) or pd.api.types.is_numeric_dtype(frame[column]):
+        kind = frame[column].dtype
+        if pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind):
             names.append(column)
     return names
 

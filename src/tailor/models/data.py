@@ -128,18 +128,22 @@ def session_keys(events: pd.DataFrame) -> pd.Series:
         gaps = unsessioned.groupby("customer_id", sort=False)["timestamp"].diff()
         starts = (gaps.isna() | (gaps > SESSION_GAP)).astype(int)
         number = starts.groupby(unsessioned["customer_id"], sort=False).cumsum()
-        keys[missing] = "derived:" + unsessioned["customer_id"].astype(str) + ":" + number.astype(str)
+        keys[missing] = ("derived:" + unsessioned["customer_id"].astype(str) + ":"
+                         + number.astype(str))
     return keys
 
 
 def order_keys(events: pd.DataFrame) -> pd.Series:
     """Order id per purchase (null for other events); derived like the warehouse's orders."""
     is_purchase = events["event_type"] == "purchase"
-    day = events["timestamp"].dt.strftime("%Y-%m-%d")
-    fallback = "derived:" + events["customer_id"].astype(str) + ":" + \
-        events["session_id"].astype(object).where(events["session_id"].notna(), day).astype(str)
-    keys = events["order_id"].astype(object).where(events["order_id"].notna(), fallback)
-    return keys.where(is_purchase, None)
+    keys = events["order_id"].astype(object).where(is_purchase, None)
+    missing = is_purchase & events["order_id"].isna()
+    if missing.any():
+        rows = events.loc[missing]
+        day = rows["timestamp"].dt.strftime("%Y-%m-%d")
+        basket = rows["session_id"].astype(object).where(rows["session_id"].notna(), day)
+        keys[missing] = "derived:" + rows["customer_id"].astype(str) + ":" + basket.astype(str)
+    return keys
 
 
 def _catalogue(products: pd.DataFrame | None, events: pd.DataFrame) -> pd.DataFrame:
@@ -190,7 +194,8 @@ def load_shop_data(settings: Settings, excluded_customers: Iterable[str] = ()) -
 
     connection = open_warehouse(settings, read_only=True)
     try:
-        excluded = pd.DataFrame({"customer_id": pd.Series(sorted(excluded_customers), dtype=object)})
+        excluded = pd.DataFrame({"customer_id": pd.Series(sorted(excluded_customers),
+                                                          dtype=object)})
         connection.register("excluded_customers", excluded)
         events = connection.execute(EVENTS_SQL).df()
         products = connection.execute("SELECT * FROM products").df()
@@ -206,7 +211,8 @@ def load_shop_data(settings: Settings, excluded_customers: Iterable[str] = ()) -
 
 def data_version(data: ShopData) -> str:
     """A short fingerprint of the history (event count, time range, catalogue size)."""
-    text = f"{len(data.events)}|{data.start.isoformat()}|{data.end.isoformat()}|{len(data.products)}"
+    text = (f"{len(data.events)}|{data.start.isoformat()}|{data.end.isoformat()}|"
+            f"{len(data.products)}")
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -283,7 +289,8 @@ def split_by_user(data: ShopData, test_share: float = DEFAULT_TEST_SHARE) -> Spl
     return Split("user", replace(data, events=events[~is_test]), test_events, cutoff)
 
 
-def make_split(data: ShopData, kind: str = "time", cutoff: str | pd.Timestamp | None = None) -> Split:
+def make_split(data: ShopData, kind: str = "time",
+               cutoff: str | pd.Timestamp | None = None) -> Split:
     """The protocol's split: "time" at `cutoff` (default: last 20%), or "user".
 
     Raises:

@@ -27,7 +27,9 @@ from tailor.models.classifier import rule_baseline
 from tailor.models.constants import DEFAULT_K
 from tailor.models.cross_sell import CrossSellParams, fit_cross_sell
 from tailor.models.data import NotEnoughData, ShopData, Split, make_split
-from tailor.models.feature_frames import churn_features, churn_labels, churn_snapshot_entities
+from tailor.models.feature_frames import (
+    churn_features, churn_labels, churn_snapshot_entities, feature_source,
+)
 from tailor.models.homepage import (
     MIN_PRODUCTS_FOR_ALS, HomepageModel, HomepageParams, fit_homepage,
 )
@@ -188,7 +190,8 @@ def _churn(data: ShopData, split: Split, params: ChurnParams, k: int,
     train_rows = _cached(data, ("churn_train", split.cutoff, horizon.used_days, params.snapshots,
                                 params.snapshot_step_days, params.min_history_days),
                          lambda: churn_training_frame(split.train, split.cutoff, horizon, params))
-    fitted = fit_churn_frame(train_rows, params, split.cutoff, horizon, report)
+    fitted = fit_churn_frame(train_rows, params, split.cutoff, horizon, report,
+                             feature_source(split.train, "churn"))
     test = _cached(data, ("churn_test", split.cutoff, horizon.used_days),
                    lambda: _churn_test_rows(data, split, horizon))
     probability = fitted.predict_proba(test)
@@ -215,7 +218,7 @@ def _churn_test_rows(data: ShopData, split: Split, horizon: Horizon) -> pd.DataF
 
 def _checkout(data: ShopData, split: Split, params: CheckoutParams, k: int,
               report: Reporter | None) -> BacktestResult:
-    frame = _cached(data, ("checkout_frame",), lambda: checkout_frame(data))
+    frame = checkout_frame(data)
     if split.kind == "time":
         is_test = frame["event_timestamp"] >= split.cutoff
     else:

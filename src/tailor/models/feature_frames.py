@@ -68,12 +68,20 @@ def churn_features(data: ShopData, entities: pd.DataFrame) -> pd.DataFrame:
 
 
 def local_churn_features(data: ShopData, entities: pd.DataFrame) -> pd.DataFrame:
-    """The churn features computed here from the events (no feature store needed)."""
-    frames = [_customer_snapshot(data, group, moment)
-              for moment, group in entities.groupby("event_timestamp", sort=True)]
-    if not frames:
-        return entities.assign(**{name: pd.Series(dtype=float) for name in CHURN_FEATURES})
-    return pd.concat(frames, ignore_index=True)
+    """The churn features computed here from the events (no feature store needed).
+
+    One DuckDB aggregation over (entity row x that customer's earlier events), so every
+    snapshot of every customer costs one pass, whatever the number of snapshots.
+    """
+    rows = entities.reset_index(drop=True)
+    aggregates = _churn_aggregates(data, rows)
+    features = rows.join(aggregates, how="left")
+    counts = [name for name in aggregates.columns if not name.startswith(("first_", "last_"))]
+    features[counts] = features[counts].fillna(0.0)
+    moment = features["event_timestamp"]
+    _add_ratios(features, moment)
+    return features.drop(columns=["first_seen", "last_seen", "last_purchase", "orders_prior_30d",
+                                  "sessions_prior_7d", "email_opens_prior_30d"])
 
 
 CHURN_FEATURES: tuple[str, ...] = (
@@ -87,94 +95,99 @@ CHURN_FEATURES: tuple[str, ...] = (
     "sessions_per_week", "orders_per_session",
 )
 
-
-def _customer_snapshot(data: ShopData, entities: pd.DataFrame, moment: pd.Timestamp
-                       ) -> pd.DataFrame:
-    """Churn features of `entities` (all at one `moment`) from the events before it."""
-    events = data.events[(data.events["timestamp"] < moment)
-                         & data.events["customer_id"].isin(set(entities["customer_id"]))]
-    age = (moment - events["timestamp"]) / DAY
-    features = pd.DataFrame(index=pd.Index(entities["customer_id"].unique(), name="customer_id"))
-    purchases = events["event_type"] == "purchase"
-    orders = events[purchases].groupby("customer_id")["order_key"]
-    recent_orders = events[purchases & (age < 30)].groupby("customer_id")["order_key"].nunique()
-    prior_orders = events[purchases & (age >= 30) & (age < 60)].groupby("customer_id")[
-        "order_key"].nunique()
-    features["orders_lifetime"] = orders.nunique()
-    features["orders_30d"] = recent_orders
-    features["orders_90d"] = events[purchases & (age < 90)].groupby("customer_id")[
-        "order_key"].nunique()
-    revenue = (events["price"] * events["quantity"].fillna(1)).where(purchases)
-    features["revenue_lifetime"] = revenue.groupby(events["customer_id"]).sum()
-    features["revenue_90d"] = revenue.where(age < 90).groupby(events["customer_id"]).sum()
-    features = features.fillna(0.0)
-    features["avg_order_value"] = features["revenue_lifetime"] / \
-        features["orders_lifetime"].where(features["orders_lifetime"] > 0)
-    features["purchase_frequency_trend"] = (recent_orders.reindex(features.index).fillna(0) + 1) / \
-        (prior_orders.reindex(features.index).fillna(0) + 1)
-    _add_activity(features, events, age)
-    _add_recency(features, events, moment)
-    result = entities.merge(features.reset_index(), on="customer_id", how="left")
-    return result.fillna({name: 0.0 for name in CHURN_FEATURES})
-
-
-def _count(events: pd.DataFrame, mask: pd.Series, index: pd.Index, column: str = "") -> pd.Series:
-    """Events (or distinct values of `column`) per customer under `mask`, 0 where none."""
-    grouped = events[mask].groupby("customer_id")
-    counts = grouped[column].nunique() if column else grouped.size()
-    return counts.reindex(index).fillna(0.0)
-
-
-def _add_activity(features: pd.DataFrame, events: pd.DataFrame, age: pd.Series) -> None:
-    """Session, browsing, cart and e-mail counts over their windows."""
-    index, kind = features.index, events["event_type"]
-    site = kind.isin(SITE_EVENTS)
-    features["sessions_7d"] = _count(events, site & (age < 7), index, "session_key")
-    features["sessions_30d"] = _count(events, site & (age < 30), index, "session_key")
-    prior_sessions = _count(events, site & (age >= 7) & (age < 14), index, "session_key")
-    features["session_trend"] = (features["sessions_7d"] + 1) / (prior_sessions + 1)
-    days = events["timestamp"].dt.floor("D")
-    features["active_days_30d"] = _count(events.assign(day=days), site & (age < 30), index, "day")
-    features["product_page_views_30d"] = _count(events, (kind == "product_view") & (age < 30), index)
-    features["searches_30d"] = _count(events, (kind == "search") & (age < 30), index)
-    features["cart_adds_30d"] = _count(events, (kind == "add_to_cart") & (age < 30), index)
-    features["email_opens_90d"] = _count(events, (kind == "email_open") & (age < 90), index)
-    features["email_clicks_90d"] = _count(events, (kind == "email_click") & (age < 90), index)
-    features["email_open_trend"] = _count(events, (kind == "email_open") & (age < 30), index) - \
-        _count(events, (kind == "email_open") & (age >= 30) & (age < 60), index)
+_SITE = ", ".join(f"'{kind}'" for kind in SITE_EVENTS)
+CHURN_AGGREGATES_SQL = f"""
+WITH history AS (
+    SELECT entity.row_id, event.event_type, event.order_key, event.session_key,
+           event.price * COALESCE(event.quantity, 1) AS amount, event."timestamp" AS moment,
+           event.event_type IN ({_SITE}) AS site,
+           epoch(entity.event_timestamp - event."timestamp") / 86400.0 AS age
+    FROM entities AS entity
+    JOIN events AS event
+      ON event.customer_id = entity.customer_id AND event."timestamp" < entity.event_timestamp
+)
+SELECT row_id,
+    COUNT(DISTINCT order_key) FILTER (WHERE event_type = 'purchase') AS orders_lifetime,
+    COUNT(DISTINCT order_key) FILTER (WHERE event_type = 'purchase' AND age < 30) AS orders_30d,
+    COUNT(DISTINCT order_key) FILTER (WHERE event_type = 'purchase' AND age < 90) AS orders_90d,
+    COUNT(DISTINCT order_key) FILTER (WHERE event_type = 'purchase' AND age >= 30 AND age < 60)
+        AS orders_prior_30d,
+    COALESCE(SUM(amount) FILTER (WHERE event_type = 'purchase'), 0) AS revenue_lifetime,
+    COALESCE(SUM(amount) FILTER (WHERE event_type = 'purchase' AND age < 90), 0) AS revenue_90d,
+    COUNT(DISTINCT session_key) FILTER (WHERE site AND age < 7) AS sessions_7d,
+    COUNT(DISTINCT session_key) FILTER (WHERE site AND age < 30) AS sessions_30d,
+    COUNT(DISTINCT session_key) FILTER (WHERE site AND age >= 7 AND age < 14) AS sessions_prior_7d,
+    COUNT(DISTINCT session_key) FILTER (WHERE site) AS sessions_lifetime,
+    COUNT(DISTINCT date_trunc('day', moment)) FILTER (WHERE site AND age < 30) AS active_days_30d,
+    COUNT(DISTINCT date_trunc('day', moment)) AS active_days_lifetime,
+    COUNT(*) FILTER (WHERE event_type = 'product_view' AND age < 30) AS product_page_views_30d,
+    COUNT(*) FILTER (WHERE event_type = 'search' AND age < 30) AS searches_30d,
+    COUNT(*) FILTER (WHERE event_type = 'add_to_cart' AND age < 30) AS cart_adds_30d,
+    COUNT(*) FILTER (WHERE event_type = 'email_open' AND age < 90) AS email_opens_90d,
+    COUNT(*) FILTER (WHERE event_type = 'email_click' AND age < 90) AS email_clicks_90d,
+    COUNT(*) FILTER (WHERE event_type = 'email_open' AND age < 30) AS email_opens_30d,
+    COUNT(*) FILTER (WHERE event_type = 'email_open' AND age >= 30 AND age < 60)
+        AS email_opens_prior_30d,
+    MAX(moment) FILTER (WHERE event_type = 'purchase') AS last_purchase,
+    MAX(moment) AS last_seen,
+    MIN(moment) AS first_seen
+FROM history
+GROUP BY row_id
+"""
 
 
-def _add_recency(features: pd.DataFrame, events: pd.DataFrame, moment: pd.Timestamp) -> None:
-    """Days since the last purchase, last visit and first event; order rhythm."""
-    index = features.index
-    by_customer = events.groupby("customer_id")["timestamp"]
-    last_purchase = events[events["event_type"] == "purchase"].groupby("customer_id")[
-        "timestamp"].max().reindex(index)
-    first_seen = by_customer.min().reindex(index)
-    features["days_since_last_purchase"] = ((moment - last_purchase) / DAY).fillna(NO_HISTORY_DAYS)
-    features["days_since_last_visit"] = ((moment - by_customer.max().reindex(index)) / DAY) \
-        .fillna(NO_HISTORY_DAYS)
-    features["days_since_first_seen"] = ((moment - first_seen) / DAY).fillna(0.0)
-    orders = features["orders_lifetime"].where(features["orders_lifetime"] > 0)
-    features["mean_days_between_orders"] = (features["days_since_first_seen"] / orders) \
-        .fillna(NO_HISTORY_DAYS)
+def _churn_aggregates(data: ShopData, entities: pd.DataFrame) -> pd.DataFrame:
+    """Per entity row, the counts, sums and times the churn features derive from."""
+    import duckdb
+
+    events = data.events[data.events["customer_id"].isin(set(entities["customer_id"]))]
+    events = events[["customer_id", "event_type", "order_key", "session_key", "price",
+                     "quantity", "timestamp"]]
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("events", events)
+        connection.register("entities", entities[["customer_id", "event_timestamp"]]
+                            .assign(row_id=np.arange(len(entities))))
+        aggregates = connection.execute(CHURN_AGGREGATES_SQL).df()
+    finally:
+        connection.close()
+    return aggregates.set_index("row_id").sort_index()
+
+
+def _days(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    return (pd.to_datetime(later, utc=True) - pd.to_datetime(earlier, utc=True)) / DAY
+
+
+def _add_ratios(features: pd.DataFrame, moment: pd.Series) -> None:
+    """Trends, recency and rhythms from the aggregates (missing history -> catalogue defaults)."""
+    orders = features["orders_lifetime"]
+    features["email_open_trend"] = features.pop("email_opens_30d") - \
+        features["email_opens_prior_30d"]
+    features["avg_order_value"] = (features["revenue_lifetime"] / orders.where(orders > 0)) \
+        .fillna(0.0)
+    features["purchase_frequency_trend"] = (features["orders_30d"] + 1) / \
+        (features["orders_prior_30d"] + 1)
+    features["session_trend"] = (features["sessions_7d"] + 1) / (features["sessions_prior_7d"] + 1)
+    features["days_since_last_purchase"] = _days(moment, features["last_purchase"]).fillna(
+        NO_HISTORY_DAYS)
+    features["days_since_last_visit"] = _days(moment, features["last_seen"]).fillna(
+        NO_HISTORY_DAYS)
+    features["days_since_first_seen"] = _days(moment, features["first_seen"]).fillna(0.0)
+    features["mean_days_between_orders"] = (features["days_since_first_seen"]
+                                            / orders.where(orders > 0)).fillna(NO_HISTORY_DAYS)
     features["purchase_overdue_ratio"] = (features["days_since_last_purchase"]
                                           / features["mean_days_between_orders"].clip(lower=1.0))
-    active_days = events.assign(day=events["timestamp"].dt.floor("D")).groupby("customer_id")[
-        "day"].nunique().reindex(index).fillna(0.0)
-    features["active_days_lifetime"] = active_days
+    active = features["active_days_lifetime"]
     features["mean_days_between_visits"] = (features["days_since_first_seen"]
-                                            / active_days.where(active_days > 0)).fillna(
-        NO_HISTORY_DAYS)
+                                            / active.where(active > 0)).fillna(NO_HISTORY_DAYS)
     features["visit_overdue_ratio"] = (features["days_since_last_visit"]
                                        / features["mean_days_between_visits"].clip(lower=1.0))
-    site = events[events["event_type"].isin(SITE_EVENTS)]
-    sessions = site.groupby("customer_id")["session_key"].nunique().reindex(index).fillna(0.0)
     weeks = (features["days_since_first_seen"] / 7.0).clip(lower=1.0)
-    features["sessions_lifetime"] = sessions
-    features["orders_per_week"] = features["orders_lifetime"] / weeks
+    sessions = features["sessions_lifetime"]
+    features["orders_per_week"] = orders / weeks
     features["sessions_per_week"] = sessions / weeks
-    features["orders_per_session"] = features["orders_lifetime"] / sessions.clip(lower=1.0)
+    features["orders_per_session"] = orders / sessions.clip(lower=1.0)
 
 
 def churn_snapshot_entities(data: ShopData, moment: pd.Timestamp) -> pd.DataFrame:
@@ -186,7 +199,7 @@ def churn_snapshot_entities(data: ShopData, moment: pd.Timestamp) -> pd.DataFram
 
 
 def churn_labels(data: ShopData, entities: pd.DataFrame, horizon: pd.Timedelta) -> pd.Series:
-    """1 when the customer bought nothing in [event_timestamp, event_timestamp + horizon), else 0."""
+    """1 when the customer bought nothing in [event_timestamp, event_timestamp + horizon)."""
     rows = entities[["customer_id", "event_timestamp"]].reset_index(names="row")
     joined = rows.merge(data.purchases()[["customer_id", "timestamp"]], on="customer_id")
     inside = joined[(joined["timestamp"] >= joined["event_timestamp"])

@@ -43,7 +43,8 @@ class IdIndex:
 
     def lookup(self, values: pd.Series | np.ndarray) -> np.ndarray:
         """Positions of `values`; -1 for values not in the index."""
-        return pd.Series(values).astype(str).map(self.positions).fillna(-1).astype(np.int64).to_numpy()
+        positions = pd.Series(values).astype(str).map(self.positions)
+        return positions.fillna(-1).astype(np.int64).to_numpy()
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,8 @@ def pr_auc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndar
     return float(average_precision_score(labels, scores))
 
 
-def precision_recall_at(labels: Sequence[int] | np.ndarray, probabilities: Sequence[float] | np.ndarray,
+def precision_recall_at(labels: Sequence[int] | np.ndarray,
+                        probabilities: Sequence[float] | np.ndarray,
                         threshold: float) -> tuple[float, float]:
     """Precision and recall of flagging every probability strictly above `threshold`.
 
@@ -202,7 +203,8 @@ def classification_metrics(labels: Sequence[int] | np.ndarray,
             "positive_rate": float(labels.mean()) if len(labels) else 0.0}
 
 
-def calibration_table(labels: Sequence[int] | np.ndarray, probabilities: Sequence[float] | np.ndarray,
+def calibration_table(labels: Sequence[int] | np.ndarray,
+                      probabilities: Sequence[float] | np.ndarray,
                       n_bins: int = 10) -> pd.DataFrame:
     """Observed rate against mean predicted probability in equal-width probability bins.
 

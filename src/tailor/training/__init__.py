@@ -1,4 +1,4 @@
-"""MLflow runs, Optuna tuning and registry aliases shared by all models, and the jobs around them."""
+"""MLflow runs, Optuna tuning and registry aliases shared by all models; the jobs around them."""
 
 from tailor.training.jobs import evaluate_model, recommend_for_customer, write_retention_list
 from tailor.training.privacy import excluded_customer_ids

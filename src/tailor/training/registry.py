@@ -11,6 +11,7 @@ tags on the version and on the training run.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import ColSpec, Schema
 from mlflow.tracking import MlflowClient
 
 from tailor.config import Settings
@@ -32,6 +34,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_entry.py")  # MLflow "model from code" file
+KEY_COLUMNS = frozenset({"customer_id", "product_id", "session_key"})
 REQUIREMENTS = ("mlflow", "pandas", "numpy", "scipy", "scikit-learn", "xgboost", "implicit",
                 "cloudpickle")
 
@@ -39,8 +42,15 @@ REQUIREMENTS = ("mlflow", "pandas", "numpy", "scipy", "scikit-learn", "xgboost",
 def use_tracking(settings: Settings) -> str:
     """Point MLflow (tracking and registry) at the settings' store; returns the URI."""
     uri = settings.tracking_uri
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow also exports the URI to the environment, where the next Settings (another home
+    # in the same process) would pick it up; put the environment back as it was.
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
     return uri
 
 
@@ -76,6 +86,14 @@ def _requirements() -> list[str]:
     return pins
 
 
+def _optional_features(signature: ModelSignature) -> ModelSignature:
+    """The signature with only the key column required: a missing feature is a missing value
+    (the models handle those), so callers may send just what they know."""
+    columns = [ColSpec(column.type, column.name, required=column.name in KEY_COLUMNS)
+               for column in signature.inputs.inputs]
+    return ModelSignature(inputs=Schema(columns), outputs=signature.outputs)
+
+
 def log_model(fitted: Any, registered_name: str) -> str:
     """Log `fitted` as a pyfunc model in the active run and register it.
 
@@ -87,7 +105,7 @@ def log_model(fitted: Any, registered_name: str) -> str:
         The new registered version (as a string).
     """
     example = fitted.input_example()
-    signature = infer_signature(example, fitted.predict_frame(example))
+    signature = _optional_features(infer_signature(example, fitted.predict_frame(example)))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.pkl"
         with path.open("wb") as handle:

@@ -39,7 +39,9 @@ from tailor.training.registry import (
     log_model, logged_params, use_tracking,
 )
 from tailor.training.specs import ModelSpec, get_spec
-from tailor.training.tuning import TuningResult, metric_key, start_parent_run, tune
+from tailor.training.tuning import (
+    TuningResult, metric_key, project_run_id, start_parent_run, tune,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ def feature_version(model: str, data: ShopData, holdout: BacktestResult) -> str:
 
 def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopData | None = None,
                 split: str = "time", cutoff: str | None = None, k: int = DEFAULT_K,
-                jobs: int | None = None, gate_forced: bool = False) -> TrainResult:
+                jobs: int | None = None, gate_forced: bool = False,
+                project_run: str | None = None, resume_project_run: bool = True
+                ) -> TrainResult:
     """Tune, evaluate, register and (maybe) promote one model. The gate must have run already.
 
     Args:
@@ -90,6 +94,8 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
         split, cutoff, k: the holdout protocol.
         jobs: parallel trials (default from settings).
         gate_forced: the quality gate failed and training was forced (logged as a tag).
+        project_run: the run `mlflow run` opened (`tuning.project_run_id()`), if any.
+        resume_project_run: log into `project_run` (False: into a child of it).
 
     Returns:
         The `TrainResult`.
@@ -104,7 +110,8 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
     use_tracking(settings)
     experiment = experiment_id(settings, spec.registered_name)
     holdout_split = make_split(data, split, cutoff)
-    with start_parent_run(experiment, f"train-{model}") as run:
+    with start_parent_run(experiment, f"train-{model}", project_run,
+                          resume_project_run) as run:
         _tag_run(spec, data, settings, gate_forced, trials)
         mlflow.log_params({f"{RUN_PARAM_PREFIX}split": split, f"{RUN_PARAM_PREFIX}k": k,
                            f"{RUN_PARAM_PREFIX}cutoff": holdout_split.cutoff.isoformat(),
@@ -115,7 +122,8 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
             tuning, holdout = _choose_reranker(data, tuning, holdout, split, k)
         _log_holdout(tuning, holdout)
         mlflow.set_tag("feature_version", feature_version(model, data, holdout))
-        champion, champion_version = _champion_on_holdout(spec, data, settings, holdout, split, k)
+        champion, champion_version = _champion_on_holdout(spec, data, settings, holdout,
+                                                          tuning.best_params, split, k)
         final = spec.fit_final(data, tuning.best_params, holdout)
         version = log_model(final, spec.registered_name)
         promoted, reason = decide_promotion(holdout, champion, champion_version)
@@ -178,7 +186,7 @@ def _log_holdout(tuning: TuningResult, holdout: BacktestResult) -> None:
 
 
 def _champion_on_holdout(spec: ModelSpec, data: ShopData, settings: Settings,
-                         holdout: BacktestResult, split: str, k: int
+                         holdout: BacktestResult, holdout_params: Any, split: str, k: int
                          ) -> tuple[BacktestResult | None, str | None]:
     """The current champion's parameters backtested on the same holdout (None without one)."""
     client = MlflowClient()
@@ -186,11 +194,15 @@ def _champion_on_holdout(spec: ModelSpec, data: ShopData, settings: Settings,
     if version is None:
         return None, None
     params = spec.from_values(logged_params(client, version), settings)
-    try:
-        result = backtest(spec.name, data, params, split, holdout.cutoff, k)
-    except NotEnoughData as error:
-        log.warning("champion v%s could not be re-evaluated: %s", version.version, error)
-        return None, None
+    if params == holdout_params:
+        # Same parameters, same data, same split: the backtest is deterministic, reuse it.
+        result = holdout
+    else:
+        try:
+            result = backtest(spec.name, data, params, split, holdout.cutoff, k)
+        except NotEnoughData as error:
+            log.warning("champion v%s could not be re-evaluated: %s", version.version, error)
+            return None, None
     mlflow.log_metrics({f"champion_{metric_key(name)}": float(value)
                         for name, value in result.metrics.items()})
     mlflow.set_tag("champion_version", str(version.version))
@@ -227,12 +239,16 @@ def train_models(settings: Settings, model: str, trials: int = 20, force: bool =
     names = list(MODEL_NAMES) if model == "all" else [get_spec(model).name]
     report = require_passing_gate(settings, force=force)
     data = load_shop_data(settings, excluded_customer_ids(settings))
+    use_tracking(settings)
+    project_run = project_run_id()
     results = []
     for name in names:
         try:
             results.append(train_model(settings, name, trials, data=data, split=split,
                                        cutoff=cutoff, k=k, jobs=jobs,
-                                       gate_forced=not report.passed))
+                                       gate_forced=not report.passed,
+                                       project_run=project_run,
+                                       resume_project_run=len(names) == 1))
         except NotEnoughData as error:
             if model != "all":
                 raise

@@ -92,6 +92,7 @@ def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, pare
     """
     defaults = spec.default_params(settings)
     jobs = jobs or parallel_jobs(settings, trials)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     client = MlflowClient()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     study = optuna.create_study(
@@ -106,7 +107,6 @@ def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, pare
     errors: list[str] = []
     objective = _objective(spec, train, settings, defaults, threads, k, client, experiment_id,
                            parent_run_id, errors)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=trials, n_jobs=jobs, catch=(NotEnoughData,))
     return _result(study, spec, defaults, settings, errors)
 
@@ -155,15 +155,43 @@ def _result(study: optuna.Study, spec: ModelSpec, defaults: Any, settings: Setti
     return TuningResult(best, float(study.best_value), completed, pruned, failed)
 
 
-def start_parent_run(experiment_id: str, run_name: str) -> mlflow.ActiveRun:
-    """Start the training run, or resume the one `mlflow run` created (MLFLOW_RUN_ID)."""
+def project_run_id() -> str | None:
+    """The run `mlflow run` opened for this process (MLFLOW_RUN_ID), if it is in our store.
+
+    Read it once, before any run ends: MLflow drops the variable when a run ends.
+    """
     run_id = os.environ.get("MLFLOW_RUN_ID")
-    if run_id:
-        try:
-            MlflowClient().get_run(run_id)
-            return mlflow.start_run(run_id=run_id)
-        except mlflow.exceptions.MlflowException:
-            log.warning("MLFLOW_RUN_ID %s is not in %s; starting a new run", run_id,
-                        mlflow.get_tracking_uri())
-            os.environ.pop("MLFLOW_RUN_ID", None)
+    if run_id and not _run_exists(run_id):
+        log.warning("MLFLOW_RUN_ID %s is not in %s; training starts its own runs", run_id,
+                    mlflow.get_tracking_uri())
+        os.environ.pop("MLFLOW_RUN_ID", None)
+        return None
+    return run_id
+
+
+def start_parent_run(experiment_id: str, run_name: str, project_run: str | None = None,
+                     resume: bool = True) -> mlflow.ActiveRun:
+    """Start the training run of one model.
+
+    Under `mlflow run` (`project_run` from `project_run_id`) training logs into the run MLflow
+    opened when `resume` is true (one model per project), or into a child of it otherwise
+    (several models from one entry point, each needing its own parameters).
+    """
+    if project_run and resume:
+        return mlflow.start_run(run_id=project_run)
+    if project_run:
+        # Open the child beside its parent (the UI nests runs within one experiment).
+        client = MlflowClient()
+        parent_experiment = client.get_run(project_run).info.experiment_id
+        child = client.create_run(parent_experiment, tags={MLFLOW_PARENT_RUN_ID: project_run,
+                                                           MLFLOW_RUN_NAME: run_name})
+        return mlflow.start_run(run_id=child.info.run_id)
     return mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+
+
+def _run_exists(run_id: str) -> bool:
+    try:
+        MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True

@@ -1,4 +1,4 @@
-"""Small hand-made shops for the model unit tests: plain rows in, a `ShopData` out (no simulator)."""
+"""Small hand-made shops for the model unit tests: plain rows in, a `ShopData` out."""
 
 from __future__ import annotations
 
