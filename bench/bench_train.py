@@ -8,7 +8,7 @@ preparation is timed but not part of the target), then measures:
     MLflow logging, registration and plots it does in production;
   * unit costs for docs/scaling.md: ALS seconds per million interactions and iteration, and
     XGBoost seconds per million rows and boosting round, on synthetic data of known size;
-  * Optuna: the same study run with 1 and 2 parallel jobs (wall time, pruned trials).
+  * Optuna: the same study with 1 and 2 worker processes (wall time, pruned trials).
 
 Run: .venv/bin/python bench/bench_train.py [--events 10000000] [--skip-optuna]
      [--keep DIR (reuse a prepared shop)]
@@ -132,22 +132,23 @@ def xgboost_unit_cost(rows: int = 1_000_000, features: int = 30, rounds: int = 5
 
 
 def optuna_parallel(settings: Settings, trials: int = 6) -> None:
-    """The churn study with 1 and 2 parallel jobs: wall time and pruned trials."""
+    """The churn study with 1 and 2 worker processes: wall time and pruned trials."""
     import mlflow
 
     from tailor.models.data import make_split
     from tailor.training.registry import experiment_id, use_tracking
     from tailor.training.specs import get_spec
-    from tailor.training.tuning import tune
+    from tailor.training.tuning import Reload, tune
 
     history = load_shop_data(settings)
     use_tracking(settings)
     for jobs in (1, 2):
-        data = make_split(history, "time").train   # a fresh copy: no feature frames cached
+        split = make_split(history, "time")        # a fresh copy: no feature frames cached
         with mlflow.start_run(experiment_id=experiment_id(settings, "bench-optuna")) as run:
             started = time.perf_counter()
-            result = tune(get_spec("churn"), data, settings, trials, run.info.run_id, jobs=jobs)
-            print(f"optuna churn, {trials} trials, {jobs} job(s): "
+            result = tune(get_spec("churn"), split.train, settings, trials, run.info.run_id,
+                          jobs=jobs, reload=Reload("time", split.cutoff))
+            print(f"optuna churn, {trials} trials, {jobs} process(es): "
                   f"{time.perf_counter() - started:.1f} s; completed {result.completed}, "
                   f"pruned {result.pruned}")
 

@@ -56,8 +56,9 @@ class ShopData:
         events: `EVENT_FRAME_COLUMNS`; timestamps in UTC; one row per event.
         products: `PRODUCT_FRAME_COLUMNS` (missing columns are filled with nulls).
         customers: customer_id, signup_date (may be empty).
-        feature_settings: the settings of the Feast feature store built from the same
-            warehouse (None for frames built in memory: features are then computed locally).
+        warehouse_settings: the settings of the warehouse this history was read from, and so
+            of the Feast store built from it (None for frames built in memory: features are
+            then computed locally, and tuning cannot reload the data in worker processes).
         cache: frames derived from this exact history (feature frames that do not change
             between Optuna trials); a cut-down copy starts with an empty one.
     """
@@ -65,7 +66,7 @@ class ShopData:
     events: pd.DataFrame
     products: pd.DataFrame
     customers: pd.DataFrame
-    feature_settings: Settings | None = None
+    warehouse_settings: Settings | None = None
     cache: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
@@ -206,7 +207,7 @@ def load_shop_data(settings: Settings, excluded_customers: Iterable[str] = ()) -
         connection.close()
     log.info("loaded %d events, %d products, %d customers from the warehouse",
              len(events), len(products), len(customers))
-    return replace(build_shop_data(events, products, customers), feature_settings=settings)
+    return replace(build_shop_data(events, products, customers), warehouse_settings=settings)
 
 
 def data_version(data: ShopData) -> str:

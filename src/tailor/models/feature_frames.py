@@ -41,7 +41,7 @@ def feature_source(data: ShopData, model: str) -> str:
 
 def feast_store_built(data: ShopData) -> bool:
     """Whether the history came from a warehouse whose Feast store has been built."""
-    settings = data.feature_settings
+    settings = data.warehouse_settings
     if settings is None:
         return False
     from tailor.features.compute import read_manifest
@@ -53,7 +53,7 @@ def churn_features(data: ShopData, entities: pd.DataFrame) -> pd.DataFrame:
     """Customer features as of each row's `event_timestamp`: the churn feature service.
 
     Args:
-        data: the history (its `feature_settings` name the Feast store, when there is one).
+        data: the history (its `warehouse_settings` name the Feast store, when there is one).
         entities: customer_id, event_timestamp (one row per customer and snapshot), plus any
             label columns to carry along.
 
@@ -63,7 +63,7 @@ def churn_features(data: ShopData, entities: pd.DataFrame) -> pd.DataFrame:
     if feature_source(data, "churn") == "feast:churn":
         from tailor.features.training import training_frame
 
-        return training_frame(data.feature_settings, entities, "churn")
+        return training_frame(data.warehouse_settings, entities, "churn")
     return local_churn_features(data, entities)
 
 

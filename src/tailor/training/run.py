@@ -40,7 +40,7 @@ from tailor.training.registry import (
 )
 from tailor.training.specs import ModelSpec, get_spec
 from tailor.training.tuning import (
-    TuningResult, metric_key, project_run_id, start_parent_run, tune,
+    Reload, TuningResult, metric_key, project_run_id, start_parent_run, tune,
 )
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,11 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
         mlflow.log_params({f"{RUN_PARAM_PREFIX}split": split, f"{RUN_PARAM_PREFIX}k": k,
                            f"{RUN_PARAM_PREFIX}cutoff": holdout_split.cutoff.isoformat(),
                            f"{RUN_PARAM_PREFIX}trials": trials})
-        tuning = tune(spec, holdout_split.train, settings, trials, run.info.run_id, k, jobs)
+        # Worker processes can rebuild the tuning data only if it came from the warehouse.
+        reload = Reload(split, holdout_split.cutoff) if data.warehouse_settings is not None \
+            else None
+        tuning = tune(spec, holdout_split.train, settings, trials, run.info.run_id, k, jobs,
+                      reload=reload)
         holdout = backtest(model, data, tuning.best_params, split, holdout_split.cutoff, k)
         if model == "homepage":
             tuning, holdout = _choose_reranker(data, tuning, holdout, split, k)

@@ -5,21 +5,28 @@ per trial (its parameters, validation metrics and state) and, when
 `models_optuna_storage` is set, the study to that database (so workers on other machines
 can join it). Trials score on an inner split of the training data (its last 20%), never on
 the holdout. Trial 0 is always the current defaults, so tuning cannot end worse than them
-on validation. Trials run in parallel threads (`models_optuna_jobs`), and a median pruner
-stops trials whose intermediate validation score (ALS stages, boosting rounds) falls
-behind the median of earlier trials at the same step.
+on validation. Trials run in parallel worker processes (`models_optuna_jobs`; a worker
+reloads the data from the warehouse and shares the study through a journal file under
+`<home>/optuna/` or the configured database), and a median pruner stops trials whose
+intermediate validation score (ALS stages, boosting rounds) falls behind the median of
+earlier trials at the same step.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import mlflow
+import numpy as np
 import optuna
+import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -31,6 +38,9 @@ from tailor.models.evaluate import backtest
 from tailor.training.specs import ModelSpec
 
 log = logging.getLogger(__name__)
+
+JOURNAL_PREFIX = "journal:"
+WORKER_SETTINGS = "TAILOR_WORKER_SETTINGS"  # the parent's resolved settings, as JSON
 
 
 @dataclass
@@ -46,9 +56,46 @@ class TuningResult:
 
 
 def parallel_jobs(settings: Settings, trials: int) -> int:
-    """Trials to run at once: the setting, or one per core, never more than the trials."""
-    wanted = settings.models_optuna_jobs or (os.cpu_count() or 1)
-    return max(1, min(wanted, trials))
+    """Worker processes for a study: the setting, else one per core once every process gets
+    two trials or more (a worker first reloads the data, so one-trial workers do not pay)."""
+    if settings.models_optuna_jobs:
+        return max(1, min(settings.models_optuna_jobs, trials))
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, trials // 2))
+
+
+@dataclass(frozen=True)
+class Reload:
+    """How a worker process rebuilds the tuning data: the holdout split of the warehouse."""
+
+    split: str
+    cutoff: pd.Timestamp
+
+
+def storage_spec(settings: Settings, study_name: str, workers: int) -> str | None:
+    """Where the study lives: the configured database, a journal file for local worker
+    processes, or nowhere (in memory) for a single process."""
+    if settings.models_optuna_storage:
+        return settings.models_optuna_storage
+    if workers == 0:
+        return None
+    folder = settings.home_path / "optuna"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"{JOURNAL_PREFIX}{folder / (study_name + '.log')}"
+
+
+def open_storage(spec: str | None) -> Any:
+    """An Optuna storage for `storage_spec`'s answer."""
+    if spec and spec.startswith(JOURNAL_PREFIX):
+        backend = optuna.storages.journal.JournalFileBackend(spec[len(JOURNAL_PREFIX):])
+        return optuna.storages.JournalStorage(backend)
+    return spec
+
+
+def sampler_and_pruner(seed: int) -> tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner]:
+    """The TPE sampler and the median pruner every process of a study uses."""
+    return (optuna.samplers.TPESampler(seed=seed),
+            optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
 
 
 def _child_run(client: MlflowClient, experiment_id: str, parent_run_id: str, number: int) -> str:
@@ -74,7 +121,8 @@ def metric_key(name: str) -> str:
 
 
 def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, parent_run_id: str,
-         k: int = DEFAULT_K, jobs: int | None = None, seed: int = 7) -> TuningResult:
+         k: int = DEFAULT_K, jobs: int | None = None, seed: int = 7,
+         reload: Reload | None = None) -> TuningResult:
     """Search `spec`'s parameters on an inner time split of `train`.
 
     Args:
@@ -84,36 +132,72 @@ def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, pare
         trials: number of trials (1 = the defaults only).
         parent_run_id: the MLflow run the trials nest under.
         k: list length of the ranking metrics.
-        jobs: parallel trials (default: `parallel_jobs`).
-        seed: sampler seed.
+        jobs: processes running trials (default: `parallel_jobs`).
+        seed: sampler seed (worker processes use seed + their number).
+        reload: how worker processes rebuild `train` from the warehouse; without it (data
+            built in memory) the trials run in threads of this process instead.
 
     Returns:
         The best parameters (the defaults when no trial completed, with a note saying why).
     """
     defaults = spec.default_params(settings)
     jobs = jobs or parallel_jobs(settings, trials)
+    workers = jobs - 1 if reload is not None and jobs > 1 else 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    client = MlflowClient()
-    experiment_id = client.get_run(parent_run_id).info.experiment_id
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-        storage=settings.models_optuna_storage or None,
-        study_name=f"{spec.registered_name}-{parent_run_id}", load_if_exists=True)
+    study_name = f"{spec.registered_name}-{parent_run_id}"
+    storage = storage_spec(settings, study_name, workers)
+    sampler, pruner = sampler_and_pruner(seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
+                                storage=open_storage(storage), study_name=study_name,
+                                load_if_exists=True)
     study.enqueue_trial({name: value for name, value in asdict(defaults).items()
                          if not isinstance(value, str)})
-    # Parallel trials share the cores, so each one gets a single thread.
+    # Trials running side by side share the cores, so each one gets a single thread.
     threads = 1 if jobs > 1 else defaults.threads
     errors: list[str] = []
-    objective = _objective(spec, train, settings, defaults, threads, k, client, experiment_id,
-                           parent_run_id, errors)
-    study.optimize(objective, n_trials=trials, n_jobs=jobs, catch=(NotEnoughData,))
+    objective = make_objective(spec, train, settings, threads, k, parent_run_id, errors)
+    shares = np.array_split(np.arange(trials), jobs)
+    processes = [_start_worker(spec, settings, study_name, storage, len(share), parent_run_id,
+                               reload, k, seed + number + 1)
+                 for number, share in enumerate(shares[1:workers + 1])]
+    in_threads = 1 if workers else jobs
+    own_trials = trials - sum(len(share) for share in shares[1:workers + 1])
+    study.optimize(objective, n_trials=own_trials, n_jobs=in_threads, catch=(NotEnoughData,))
+    _wait_for(processes)
     return _result(study, spec, defaults, settings, errors)
 
 
-def _objective(spec: ModelSpec, train: ShopData, settings: Settings, defaults: Any, threads: int,
-               k: int, client: MlflowClient, experiment_id: str, parent_run_id: str,
-               errors: list[str]):
+def _start_worker(spec: ModelSpec, settings: Settings, study_name: str, storage: str | None,
+                  trials: int, parent_run_id: str, reload: Reload | None, k: int,
+                  seed: int) -> subprocess.Popen:
+    """Start `python -m tailor.training.worker` on a share of the study's trials."""
+    arguments = [sys.executable, "-m", "tailor.training.worker", "--model", spec.name,
+                 "--study", study_name, "--storage", str(storage), "--trials", str(trials),
+                 "--parent-run", parent_run_id, "--split", reload.split,
+                 "--cutoff", reload.cutoff.isoformat(), "--k", str(k), "--seed", str(seed)]
+    environment = {**os.environ, WORKER_SETTINGS: json.dumps(dict(settings.values)),
+                   "MLFLOW_TRACKING_URI": settings.tracking_uri}
+    environment.pop("MLFLOW_RUN_ID", None)
+    return subprocess.Popen(arguments, env=environment)
+
+
+def _wait_for(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.wait() != 0:
+            log.warning("an Optuna worker process exited with %d; its trials are missing",
+                        process.returncode)
+
+
+def make_objective(spec: ModelSpec, train: ShopData, settings: Settings, threads: int, k: int,
+                   parent_run_id: str, errors: list[str]) -> Callable[[optuna.Trial], float]:
+    """The study's objective: backtest one suggestion on `train`'s inner split, log a child run.
+
+    NotEnoughData messages are appended to `errors` (the trial fails, the study goes on).
+    """
+    defaults = spec.default_params(settings)
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+
     def objective(trial: optuna.Trial) -> float:
         params = replace(spec.with_settings(replace(defaults, **spec.suggest(trial)), settings),
                          threads=threads)
