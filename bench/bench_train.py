@@ -146,9 +146,9 @@ def optuna_parallel(settings: Settings, trials: int = 6) -> None:
         split = make_split(history, "time")        # a fresh copy: no feature frames cached
         with mlflow.start_run(experiment_id=experiment_id(settings, "bench-optuna")) as run:
             started = time.perf_counter()
-            result = tune(get_spec("churn"), split.train, settings, trials, run.info.run_id,
+            result = tune(get_spec(MODEL), split.train, settings, trials, run.info.run_id,
                           jobs=jobs, reload=Reload("time", split.cutoff))
-            print(f"optuna churn, {trials} trials, {jobs} process(es): "
+            print(f"optuna {MODEL}, {trials} trials, {jobs} process(es): "
                   f"{time.perf_counter() - started:.1f} s; completed {result.completed}, "
                   f"pruned {result.pruned}")
 

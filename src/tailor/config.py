@@ -135,7 +135,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("models", "checkout_budget", float, 500.0,
             "Most expected incentive cost per scoring batch (e.g. per day)."),
     Setting("models", "optuna_jobs", int, 0,
-            "Optuna trials run at once; 0 = one per CPU core (never more than the trials)."),
+            "Optuna worker processes per study; 0 = auto: one per two cores for histories of "
+            "2M+ events on machines with more than 2 cores, else one."),
     Setting("models", "optuna_storage", str, "",
             "Optuna study storage, e.g. postgresql://... for workers on several machines; "
             "empty keeps each study in memory."),

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 JOURNAL_PREFIX = "journal:"
 WORKER_SETTINGS = "TAILOR_WORKER_SETTINGS"  # the parent's resolved settings, as JSON
+PARALLEL_EVENTS = 2_000_000  # below this, a worker's start-up costs more than its trials save
 
 
 @dataclass
@@ -55,13 +56,17 @@ class TuningResult:
     note: str = ""
 
 
-def parallel_jobs(settings: Settings, trials: int) -> int:
-    """Worker processes for a study: the setting, else one per core once every process gets
-    two trials or more (a worker first reloads the data, so one-trial workers do not pay)."""
+def parallel_jobs(settings: Settings, trials: int, events: int) -> int:
+    """Processes for a study: the setting; else, on auto, one for small histories or small
+    machines, and otherwise one per two cores (each process keeps two threads for ALS and
+    XGBoost) as long as every process gets two trials or more. A worker first pays a Python
+    start and a data reload; docs/scaling.md has the measurements behind these limits."""
     if settings.models_optuna_jobs:
         return max(1, min(settings.models_optuna_jobs, trials))
     cores = os.cpu_count() or 1
-    return max(1, min(cores, trials // 2))
+    if events < PARALLEL_EVENTS or cores <= 2:
+        return 1
+    return max(1, min(cores // 2, trials // 2))
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, pare
         The best parameters (the defaults when no trial completed, with a note saying why).
     """
     defaults = spec.default_params(settings)
-    jobs = jobs or parallel_jobs(settings, trials)
+    jobs = jobs or parallel_jobs(settings, trials, len(train.events))
     workers = jobs - 1 if reload is not None and jobs > 1 else 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_name = f"{spec.registered_name}-{parent_run_id}"
