@@ -72,8 +72,9 @@ def synthetic_column(spec: catalogue.FeatureSpec, size: int, rng: np.random.Gene
         return np.round(rng.exponential(20, size), 4)
     if spec.dtype == "bool":
         return rng.random(size) < 0.5
-    if spec.dtype == "timestamp":
-        return stamp - pd.to_timedelta(rng.integers(1, 400 * 86_400, size), unit="s")
+    if spec.dtype == "timestamp":  # microseconds, as DuckDB writes the real files
+        times = stamp - pd.to_timedelta(rng.integers(1, 400 * 86_400, size), unit="s")
+        return times.astype("datetime64[us, UTC]")
     if spec.dtype == "string_list":
         return [[CATEGORIES[i % len(CATEGORIES)]] for i in range(size)]
     options = np.array(["mobile", "desktop", "north", "south", "low", "high"] + CATEGORIES)
@@ -85,6 +86,7 @@ def synthetic_table(table: str, ids: list[str], stamp: pd.Timestamp,
     """One offline feature file's rows: every column of its views, one row per entity."""
     key, views = OUTPUTS[table]
     frame = pd.DataFrame({key: ids, "event_timestamp": stamp})
+    frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[us, UTC]")
     for view in views:
         for spec in catalogue.specs_for_view(view, CATEGORIES):
             frame[spec.name] = synthetic_column(spec, len(ids), rng, stamp)

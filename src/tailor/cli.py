@@ -15,11 +15,14 @@ import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
 from tailor.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from tailor.server import ServerProcess
 
 app = typer.Typer(
     name="tailor",
@@ -221,6 +224,9 @@ def demo(
 
 @app.command()
 def features(
+    full: bool = typer.Option(False, "--full",
+                              help="Reload every view's whole TTL window into the online store "
+                                   "(after it lost its data), not only what changed."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -228,7 +234,7 @@ def features(
     with _job(home) as settings:
         from tailor.features.pipeline import run_features
 
-        summary = run_features(settings, show_progress=not as_json)
+        summary = run_features(settings, show_progress=not as_json, full=full)
     _emit(summary.to_dict(), as_json, summary.summary_text())
 
 
@@ -313,6 +319,72 @@ def recommend(
     lines = [f"{item['rank']:>2}. {item['product_id']}  {item['reason']}"
              for item in payload["items"]]
     _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
+
+
+# -- serving (issue 5) ---------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(
+        None, help="Interface to listen on (default serving.host; 0.0.0.0 for every one)."),
+    port: Optional[int] = typer.Option(None, min=1, max=65535,
+                                       help="TCP port (default serving.port)."),
+    workers: Optional[int] = typer.Option(None, min=1,
+                                          help="Worker processes (default serving.workers)."),
+    home: Optional[Path] = HOME_OPTION,
+) -> None:
+    """Serve recommendations, offers and the event collector (bentoml serve) until stopped."""
+    with _job(home) as settings:
+        from tailor.server import start_server, stop_on_termination
+
+        has_secret_key = _has_secret_key(settings)
+        stop_on_termination()
+        server = start_server(settings, host=host, port=port, workers=workers)
+    try:
+        _announce_server(settings, server, workers, has_secret_key)
+        if not server.wait_ready():
+            _stderr_console().print(f"[bold red]error:[/] the server exited (code "
+                                    f"{server.process.poll()}) before it was ready; its log "
+                                    "is above", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        _stderr_console().print(f"ready: {server.url}/readyz answers 200 (Ctrl-C stops)",
+                                highlight=False)
+        code = server.process.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        server.stop()
+    raise typer.Exit(code)
+
+
+def _has_secret_key(settings: Settings) -> bool:
+    """Whether any secret key exists (raises ValueError on a malformed keys file)."""
+    from tailor.events.keys import keys_file_path, read_key_entries
+
+    return bool(settings.collector_secret_key_hashes) or any(
+        entry["kind"] == "secret" for entry in read_key_entries(keys_file_path(settings)))
+
+
+def _announce_server(settings: Settings, server: ServerProcess, workers: Optional[int],
+                     has_secret_key: bool) -> None:
+    """Where the server listens, how to get a key, and its endpoints."""
+    from tailor.server import ENDPOINTS
+
+    console = _stderr_console()
+    batching = "on" if settings.serving_adaptive_batching else "off"
+    console.print(f"Tailor serving on {server.url} (workers {workers or settings.serving_workers}"
+                  f", adaptive batching {batching}), home {settings.home_path.resolve()}",
+                  highlight=False, soft_wrap=True)
+    if has_secret_key:
+        console.print("API calls need a secret key: header 'Authorization: Bearer <key>' or "
+                      "'X-Tailor-Key: <key>'", highlight=False, soft_wrap=True)
+    else:
+        console.print("no secret key yet: create one with `tailor keys create secret --home "
+                      f"{settings.home_path}` and send it as 'Authorization: Bearer <key>'",
+                      highlight=False, soft_wrap=True)
+    for endpoint, meaning in ENDPOINTS:
+        console.print(f"  {endpoint:<30} {meaning}", highlight=False, soft_wrap=True)
 
 
 # -- event collection (issue 6) ------------------------------------------------------------------

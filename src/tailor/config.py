@@ -147,6 +147,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alerts", "email_from", str, "tailor@localhost", "Sender of alert e-mails."),
     Setting("alerts", "smtp_host", str, "localhost", "SMTP server for alert e-mails."),
     Setting("alerts", "smtp_port", int, 25, "SMTP port for alert e-mails."),
+    Setting("serving", "host", str, "127.0.0.1",
+            "Address `tailor serve` listens on (0.0.0.0 to accept connections from other machines)."),
+    Setting("serving", "port", int, 3000, "Port `tailor serve` listens on."),
+    Setting("serving", "workers", int, 1,
+            "Server worker processes; each loads every model once (memory grows per worker)."),
+    Setting("serving", "reload_seconds", float, 30.0,
+            "How often the service looks up the model aliases in the registry and loads a "
+            "version that moved there (in the background; the old one serves until it is ready)."),
+    Setting("serving", "timeout_ms", int, 100,
+            "Time budget of one request inside the service; past it the answer is the "
+            "popularity fallback (\"fallback\": true, reason \"timeout\")."),
+    Setting("serving", "max_request_bytes", int, 65_536,
+            "Largest request body in bytes on the model endpoints; larger bodies get 413."),
+    Setting("serving", "max_k", int, 100,
+            "Most products one request may ask for (k); a larger k is refused with 400."),
+    Setting("serving", "adaptive_batching", bool, False,
+            "Group concurrent requests into one model call (BentoML adaptive batching); off "
+            "by default because on few cores the batching wait costs more than it saves "
+            "(see docs/benchmarks.md)."),
+    Setting("serving", "max_batch_size", int, 32,
+            "Most requests in one adaptive batch."),
+    Setting("serving", "max_latency_ms", int, 10,
+            "Longest a request may wait for its adaptive batch to fill."),
+    Setting("serving", "fallback_size", int, 100,
+            "Length of the popularity list served when personalisation is unavailable "
+            "(overall and per category)."),
+    Setting("serving", "session_share", float, 0.3,
+            "Homepage: at least this share of the list comes from the categories the visitor "
+            "is browsing now (the session's viewed categories), promoted from the model's "
+            "candidates; 0 turns the session re-ranking off."),
+    Setting("serving", "threads", int, 8,
+            "Worker threads that run requests within the timeout budget (per worker process)."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -208,6 +240,19 @@ def _validate(values: dict[str, Any]) -> None:
     for name in ("models_collaborative_after_purchases", "models_optuna_jobs"):
         if values[name] < 0:
             raise ConfigError(f"{name} must be 0 or more, got {values[name]!r}")
+    for name in ("serving_workers", "serving_timeout_ms", "serving_max_request_bytes",
+                 "serving_max_k", "serving_max_batch_size", "serving_max_latency_ms",
+                 "serving_fallback_size", "serving_threads"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
+    if not 1 <= values["serving_port"] <= 65_535:
+        raise ConfigError(f"serving_port must be between 1 and 65535, got {values['serving_port']!r}")
+    if values["serving_reload_seconds"] <= 0:
+        raise ConfigError("serving_reload_seconds must be positive, "
+                          f"got {values['serving_reload_seconds']!r}")
+    if not 0.0 <= values["serving_session_share"] <= 1.0:
+        raise ConfigError("serving_session_share must be between 0 and 1, "
+                          f"got {values['serving_session_share']!r}")
     for name in ("models_category_cap", "models_churn_horizon_days"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive, got {values[name]!r}")

@@ -1,9 +1,11 @@
 """`tailor demo`: the whole loop on a simulated shop, on embedded defaults.
 
 Reads nothing but its settings; writes the simulated shop under `<home>/shop`, the
-event store, lake, warehouse, reports and the MLflow store (runs, registered models)
-under `<home>`. Each step says where its output went. Later issues add features,
-training, serving and experiments here.
+event store, lake, warehouse, features (Feast repo and online store), reports, the
+MLflow store (runs, registered models), a demo secret key and the server's log
+(`<home>/server.log`) under `<home>`. Each step says where its output went. The last
+step starts the BentoML server, asks it for a known buyer, a new visitor and a cart,
+prints the answers with their reasons, and stops it. Later issues add experiments here.
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ def _timed(name: str, step: Callable[[], str], console: Console) -> StepResult:
 
 
 def run_demo(settings: Settings, *, customers: int, products: int, days: int, seed: int) -> bool:
-    """Simulate a shop, ingest it, check its quality, export the lake and summarise the warehouse.
+    """Simulate a shop, ingest, check, export, build the warehouse and features, train, serve.
 
     Args:
         settings: resolved settings; every output goes under `settings.home_path`.
         customers, products, days, seed: size and seed of the simulated shop.
 
     Returns:
-        True when every step passed (the quality gate included).
+        True when every step passed (the quality gate included, and every served answer 200).
     """
     from tailor.events.ingest import ingest_files
     from tailor.events.lake import export_lake
@@ -86,16 +88,27 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
         return ", ".join(f"{name} {rows:,}" for name, rows in tables.items()) + \
             f" -> {settings.warehouse_file}"
 
+    def features_step() -> str:
+        from tailor.features.pipeline import run_features
+
+        summary = run_features(settings, show_progress=False)
+        return (f"{summary.features} features -> {summary.online_store} "
+                f"(materialized until {summary.materialized_until})")
+
     def train_step() -> str:
         return _train_models(settings, state)
 
+    def serve_step() -> str:
+        return _serve_and_ask(settings, state)
+
     steps = [("simulate", simulate_step), ("ingest", ingest_step), ("validate", validate_step),
-             ("export", export_step), ("warehouse", warehouse_step)]
-    steps.append(("train", train_step))
+             ("export", export_step), ("warehouse", warehouse_step),
+             ("features", features_step), ("train", train_step), ("serve", serve_step)]
     results = [_timed(name, step, console) for name, step in steps]
     _print_summary(console, results, state)
     _print_model_metrics(console, state)
-    return bool(state.get("gate_passed")) and bool(state.get("trained"))
+    _print_answers(console, state)
+    return all(bool(state.get(flag)) for flag in ("gate_passed", "trained", "served"))
 
 
 DEMO_TRIALS = 3  # Optuna trials per model: enough to show tuning, small enough for the demo
@@ -146,6 +159,113 @@ def _print_model_metrics(console: Console, state: dict[str, object]) -> None:
         console.print(f"{result.model}: {result.reason}", highlight=False)
     console.print("browse the runs, registered models and aliases with: "
                   f"mlflow ui --backend-store-uri {state.get('tracking_uri', '<tracking uri>')}")
+
+
+DEMO_K = 5  # products per answer shown by the serve step
+BUYER_SQL = "SELECT customer_id FROM orders GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+TOP_PRODUCTS_SQL = """
+SELECT e.product_id, max(p.price) AS price
+FROM events e JOIN products p USING (product_id)
+WHERE e.event_type = 'purchase'
+GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 3
+"""
+
+
+@dataclass
+class ServedAnswer:
+    """One demo call to the server: who asked, where, and what came back."""
+
+    label: str
+    path: str
+    status: int
+    body: dict
+
+
+def _demo_calls(settings: Settings) -> list[tuple[str, str, dict]]:
+    """(label, path, JSON body) for a known buyer, a new visitor, a product and a cart."""
+    from tailor.warehouse import query_warehouse
+
+    buyer = str(query_warehouse(settings, BUYER_SQL).customer_id.iloc[0])
+    top = query_warehouse(settings, TOP_PRODUCTS_SQL)
+    cart = [{"product_id": str(row.product_id), "quantity": 1, "price": float(row.price)}
+            for row in top.itertuples()]
+    return [
+        (f"known buyer {buyer}", "/homepage", {"customer_id": buyer, "k": DEMO_K}),
+        ("new visitor", "/homepage", {"customer_id": "demo-new-visitor", "k": DEMO_K}),
+        (f"product {cart[0]['product_id']}", "/also_bought",
+         {"product_id": cart[0]["product_id"], "k": DEMO_K}),
+        (f"cart of {buyer}", "/checkout_offer",
+         {"customer_id": buyer, "session_id": "demo-checkout", "cart": cart}),
+    ]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _call(url: str, key: str, label: str, path: str, body: dict) -> ServedAnswer:
+    """POST one demo request with the secret key."""
+    import httpx
+
+    response = httpx.post(url + path, json=body, headers={"Authorization": f"Bearer {key}"},
+                          timeout=30.0)
+    return ServedAnswer(label, path, response.status_code, response.json())
+
+
+def _serve_and_ask(settings: Settings, state: dict[str, object]) -> str:
+    """Start the server (as `tailor serve` does), call each endpoint once, stop it."""
+    from tailor.events.keys import create_key, keys_file_path
+    from tailor.server import start_server
+
+    key = create_key("secret", keys_file_path(settings), label="demo")
+    calls = _demo_calls(settings)
+    log_path = settings.home_path / "server.log"
+    with log_path.open("ab") as log:
+        server = start_server(settings, host="127.0.0.1", port=_free_port(), log=log)
+    try:
+        if not server.wait_ready(timeout=180):
+            state["served"] = False
+            return f"the server did not become ready; its log: {log_path}"
+        answers = [_call(server.url, key, *call) for call in calls]
+    finally:
+        server.stop()
+    state["answers"] = answers
+    state["served"] = all(answer.status == 200 for answer in answers)
+    return (f"{len(answers)} answers from {server.url} (bentoml serve bentos.service:Tailor), "
+            f"statuses {sorted({answer.status for answer in answers})}; log: {log_path}")
+
+
+def _print_answers(console: Console, state: dict[str, object]) -> None:
+    """Each served answer as a table: the products and their reasons, or the offer."""
+    for answer in state.get("answers") or []:
+        body = answer.body
+        title = (f"POST {answer.path} for {answer.label}: status {answer.status}, "
+                 f"model v{body.get('model_version') or '-'}"
+                 + (f", fallback ({body.get('fallback_reason')})" if body.get("fallback") else ""))
+        if answer.status != 200:
+            console.print(f"{title}: {body}", highlight=False)
+        else:
+            console.print(_answer_table(title, body))
+
+
+def _answer_table(title: str, body: dict) -> Table:
+    """A product list with scores and reasons, or a checkout offer with its reason."""
+    table = Table(title=title)
+    if "items" in body:
+        for column in ("#", "product", "score", "reason"):
+            table.add_column(column, justify="right" if column in ("#", "score") else "left")
+        for rank, item in enumerate(body["items"], start=1):
+            table.add_row(str(rank), item["product_id"], f"{item['score']:.3f}", item["reason"])
+        return table
+    for column in ("P(abandon)", "offer", "reason"):
+        table.add_column(column)
+    p_abandon = body["p_abandon"]
+    table.add_row("-" if p_abandon is None else f"{p_abandon:.2f}", body["offer"], body["reason"])
+    return table
 
 
 FUNNEL_SQL = """

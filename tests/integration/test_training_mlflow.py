@@ -110,6 +110,8 @@ def test_the_run_logs_trials_metrics_baselines_plots_and_versions(trained: dict)
         assert plot in artifacts
     churn_run = client.get_run(trained["churn"].run_id)
     assert churn_run.data.tags["feature_version"].startswith("feast:churn")
+    checkout_run = client.get_run(trained["checkout"].run_id)
+    assert checkout_run.data.tags["feature_version"].startswith("feast:checkout")
     assert "plots/calibration.png" in {item.path for item in
                                        client.list_artifacts(churn_run.info.run_id, "plots")}
     assert "reranker" in client.get_run(trained["homepage"].run_id).data.tags

@@ -3,11 +3,17 @@ commands its services run are run natively."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,24 +24,23 @@ def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 
-def test_every_service_has_a_healthcheck_or_waits_for_healthy_ones() -> None:
+def test_every_service_has_a_healthcheck_and_waits_for_healthy_ones() -> None:
     services = compose()["services"]
-    assert {"postgres", "redis", "mlflow", "scheduler"} <= set(services)
+    assert {"postgres", "redis", "mlflow", "tailor", "scheduler"} <= set(services)
     for name, service in services.items():
-        waits = service.get("depends_on", {})
-        assert "healthcheck" in service or waits, name
-        for dependency, condition in waits.items():
-            assert dependency in services
-            assert "healthcheck" in services[dependency], f"{name} waits for {dependency} without a healthcheck"
-            assert condition == {"condition": "service_healthy"}
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} waits for an unknown {dependency}"
+            assert condition == {"condition": "service_healthy"}, (name, dependency)
+    assert set(services["tailor"]["depends_on"]) == {"postgres", "redis", "mlflow"}
 
 
 def test_tailor_services_read_the_same_settings_as_the_cli() -> None:
     from tailor.config import SETTINGS
 
     known = {setting.env for setting in SETTINGS} | {"MLFLOW_TRACKING_URI"}
-    environment = compose()["services"]["scheduler"]["environment"]
-    assert set(environment) <= known
+    for name in ("tailor", "scheduler"):
+        assert set(compose()["services"][name]["environment"]) <= known, name
 
 
 def test_the_scheduler_commands_run_natively(tmp_path: Path) -> None:
@@ -47,3 +52,66 @@ def test_the_scheduler_commands_run_natively(tmp_path: Path) -> None:
                                    capture_output=True, text=True, timeout=120)
         # An empty store exports nothing and its gate passes: both must exit 0.
         assert completed.returncode == 0, completed.stderr[-1500:]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ready(url: str, process: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def _home_with_a_warehouse(folder: Path) -> Path:
+    """A small shop up to its warehouse: enough for the popularity fallback, no models."""
+    from tailor.config import load_settings
+    from tailor.events.ingest import ingest_files
+    from tailor.events.lake import export_lake
+    from tailor.simulate import ShopConfig, simulate_shop
+    from tailor.warehouse import refresh_warehouse
+
+    settings = load_settings(home=folder / "home", env={})
+    shop = folder / "shop"
+    simulate_shop(ShopConfig(n_customers=60, n_products=20, n_days=14, seed=3,
+                             show_progress=False), shop)
+    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
+                 progress=False)
+    export_lake(settings)
+    refresh_warehouse(settings)
+    return settings.home_path
+
+
+@pytest.mark.slow
+def test_the_tailor_service_command_serves_natively(tmp_path: Path) -> None:
+    """The compose command, on a free port, over a home without models: ready (it serves
+    the popularity fallback), answers /readyz like the healthcheck asks, wants a key."""
+    service = compose()["services"]["tailor"]
+    command = list(service["command"])
+    assert command[:2] == ["tailor", "serve"]
+    port = command.index("--port") + 1
+    assert f"localhost:{command[port]}/readyz" in " ".join(service["healthcheck"]["test"])
+    command[0], command[port] = TAILOR, str(_free_port())
+    home = _home_with_a_warehouse(tmp_path)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TAILOR_")}
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen([*command, "--home", str(home)], env=environment,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{command[port]}"
+    try:
+        assert _ready(url + "/readyz", process, timeout=120), (tmp_path / "serve.log").read_text()
+        assert httpx.post(url + "/homepage", json={"customer_id": "c1"}).status_code == 401
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # as `docker stop` would
+        process.wait(timeout=30)
+        log.close()
+    assert process.returncode == 0, (tmp_path / "serve.log").read_text()[-2000:]

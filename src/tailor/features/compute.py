@@ -7,7 +7,10 @@ read-only connection. Writes, under `<home>/features/` (each file replaced atomi
     product_features.parquet    product_activity snapshots
     product_catalogue.parquet   catalogue attributes (first and newest snapshot)
     session_features.parquet    session state after every site event (push source backfill)
-    manifest.json               categories, snapshot range, TTLs, row counts
+    manifest.json               categories, snapshot range, the newest event, TTLs, row
+                                counts, and per file
+                                the oldest stamp of an entity's newest row that differs
+                                from the previous build's (what materialization must redo)
 
 The SQL lives in `sql/*.sql` beside this file. Snapshot rows are stamped at period
 boundaries (every `features.snapshot_hours`, aligned to 00:00 UTC) and hold only events
@@ -67,6 +70,8 @@ class FeatureBuild:
     rows: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    changed_since: dict[str, str | None] = field(default_factory=dict)
+    newest_event: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The build as JSON-ready values."""
@@ -220,6 +225,40 @@ def check_output(connection: duckdb.DuckDBPyConnection, table: str,
     return int(counts[0])
 
 
+def _newest_rows_sql(source: str, join_key: str, columns: Sequence[tuple[str, str]]) -> str:
+    """Each entity's newest row of `source`, doubles rounded to 9 decimals: a parallel SUM
+    adds in no fixed order, so the last bits of a recomputed value can differ."""
+    values = ", ".join(f'ROUND("{name}", 9)' if kind == "DOUBLE" else f'"{name}"'
+                       for name, kind in columns)
+    return (f"SELECT {values} FROM {source} QUALIFY ROW_NUMBER() OVER "
+            f'(PARTITION BY "{join_key}" ORDER BY event_timestamp DESC) = 1')
+
+
+def earliest_change(connection: duckdb.DuckDBPyConnection, table: str,
+                    previous: Path) -> str | None:
+    """The oldest stamp of an entity's newest row that the previous build's file lacks.
+
+    Online stores hold each entity's newest row, so materialization must redo the rows
+    from this stamp on (a late event or a catalogue change can alter a row stamped before
+    the last materialization); newer rows are new anyway.
+
+    Returns:
+        An ISO time; the oldest newest-row stamp when there is no comparable previous file
+        (none, or other columns); None when no entity's newest row changed.
+    """
+    join_key = OUTPUTS[table][0]
+    columns = [(row[0], row[1]) for row in connection.execute(f"DESCRIBE {table}").fetchall()]
+    fresh = _newest_rows_sql(table, join_key, columns)
+    source = f"read_parquet({sql_literal(str(previous))})"
+    comparable = previous.is_file() and [(row[0], row[1]) for row in connection.execute(
+        f"DESCRIBE SELECT * FROM {source}").fetchall()] == columns
+    query = (f"SELECT MIN(event_timestamp) FROM ({fresh} EXCEPT "
+             f"{_newest_rows_sql(source, join_key, columns)})" if comparable
+             else f"SELECT MIN(event_timestamp) FROM ({fresh})")
+    stamp = fetch_one(connection, query)[0]
+    return stamp.astimezone(timezone.utc).isoformat() if stamp is not None else None
+
+
 def write_parquet(connection: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
     """Write a table to Parquet through a hidden temporary file and an atomic rename."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -287,11 +326,13 @@ def compute_features(settings: Settings, now: datetime | None = None,
         categories = catalogue_categories(connection)
         run_feature_sql(connection, plan, categories, progress)
         rows = {table: check_output(connection, table, categories) for table in OUTPUTS}
+        newest_event = fetch_one(connection, "SELECT MAX(event_time) FROM keyed_events")[0]
         directory.mkdir(parents=True, exist_ok=True)
-        files = {}
+        files, changed = {}, {}
         for table in OUTPUTS:
             progress(f"features: writing {table}.parquet")
             files[table] = str(directory / f"{table}.parquet")
+            changed[table] = earliest_change(connection, table, Path(files[table]))
             write_parquet(connection, table, Path(files[table]))
     finally:
         connection.close()
@@ -300,7 +341,8 @@ def compute_features(settings: Settings, now: datetime | None = None,
         snapshot_hours=settings.features_snapshot_hours,
         first_snapshot=plan.stamp(plan.first_bucket) if plan.has_events else None,
         newest_snapshot=plan.stamp(plan.horizon_bucket), rows=rows, files=files,
-        seconds=round(time.perf_counter() - started, 3))
+        seconds=round(time.perf_counter() - started, 3), changed_since=changed,
+        newest_event=newest_event.astimezone(timezone.utc).isoformat() if newest_event else None)
     write_manifest(directory, build, settings)
     log.info("features: wrote %s (%s)", directory,
              ", ".join(f"{table} {count:,} rows" for table, count in rows.items()))

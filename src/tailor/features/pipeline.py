@@ -2,7 +2,8 @@
 
 Reads the warehouse; writes `<home>/features/` (offline Parquet sources and manifest),
 `<home>/feature_repo/` (the rendered Feast repo and its registry) and the online store
-(SQLite under the home, or Redis). Progress goes to stderr.
+(SQLite under the home, or Redis): incrementally, what is new or changed since the last
+run (`tailor.features.repo.materialize`). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any, Iterator
 from tailor.config import Settings
 from tailor.features import specs as catalogue
 from tailor.features.compute import FeatureBuild, compute_features
-from tailor.features.repo import ApplySummary, apply_definitions, materialize, open_feature_store
+from tailor.features.repo import (
+    ApplySummary,
+    ViewWindow,
+    apply_definitions,
+    materialize,
+    open_feature_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ class FeaturesSummary:
     build: FeatureBuild
     applied: ApplySummary
     materialized_until: str
+    windows: list[ViewWindow]
     online_store: str
     features: int
     seconds: float
@@ -48,19 +56,23 @@ class FeaturesSummary:
             "deleted": self.applied.deleted,
             "online_store": self.online_store,
             "materialized_until": self.materialized_until,
+            "materialized": [window.to_dict() for window in self.windows],
             "seconds": self.seconds,
         }
 
     def summary_text(self) -> str:
         """A few lines for people."""
         rows = ", ".join(f"{table} {count:,}" for table, count in self.build.rows.items())
+        windows = ", ".join(f"{window.view} {window.mode} from {window.start:%Y-%m-%d %H:%M}"
+                            for window in self.windows)
         return (f"computed {self.features} features ({len(self.build.categories)} categories); "
                 f"rows: {rows}\n"
                 f"offline: {self.build.feature_dir}\n"
                 f"feast repo: {self.applied.repo_path} (project {self.applied.project}, "
                 f"{len(self.applied.applied)} objects applied, "
                 f"{len(self.applied.deleted)} deleted)\n"
-                f"online store: {self.online_store}, materialized until {self.materialized_until}")
+                f"online store: {self.online_store}, materialized until {self.materialized_until}"
+                f"\n  {windows}")
 
 
 def _describe_online_store(settings: Settings) -> str:
@@ -101,13 +113,15 @@ def _feast_logs_at_warning() -> Iterator[None]:
 
 
 def run_features(settings: Settings, now: datetime | None = None,
-                 show_progress: bool = True) -> FeaturesSummary:
+                 show_progress: bool = True, full: bool = False) -> FeaturesSummary:
     """Compute, apply and materialize; the whole `tailor features` job.
 
     Args:
         settings: the Tailor settings.
         now: the current time (default: the clock).
         show_progress: show a rich status line on stderr.
+        full: materialize every view's whole TTL window, not only what is new or changed
+            since the last run (after the online store lost its data).
 
     Returns:
         The `FeaturesSummary`.
@@ -120,9 +134,10 @@ def run_features(settings: Settings, now: datetime | None = None,
         status.update("features: feast apply")
         applied = apply_definitions(settings)
         status.update("features: materializing to the online store")
-        until = materialize(settings, end=now, store=open_feature_store(settings))
+        windows = materialize(settings, end=now, store=open_feature_store(settings),
+                              incremental=not full, changed_since=build.changed_since)
     return FeaturesSummary(
-        build=build, applied=applied, materialized_until=until,
+        build=build, applied=applied, materialized_until=now.isoformat(), windows=windows,
         online_store=_describe_online_store(settings),
         features=len(catalogue.all_specs(build.categories)),
         seconds=round(time.perf_counter() - started, 3))

@@ -6,13 +6,15 @@ Reads: the definition modules (`feature_store/*.py` of the source tree, or
     feature_store.yaml   Feast configuration from the settings (SQLite or Redis online store)
     *.py                 copies of the definition modules
     tailor_home.json     the home the definitions read their files and manifest from
-    data/registry.db     Feast's registry (file registry)
+    data/registry.db     Feast's registry (file registry; it records each view's
+                         materialized intervals)
     data/online_store.db the SQLite online store (when no Redis URL is set)
+    data/materialized_store.json  the online store the registry's intervals refer to
 
 `apply_definitions` does what `feast apply` does, in-process; `materialize` loads the
-newest offline rows into the online store. The same configuration dictionary is rendered
-into the yaml (for the `feast` CLI) and passed to `FeatureStore` in-process, so both see
-one store.
+newest offline rows into the online store (all of them, or incrementally). The same
+configuration dictionary is rendered into the yaml (for the `feast` CLI) and passed to
+`FeatureStore` in-process, so both see one store.
 """
 
 from __future__ import annotations
@@ -36,12 +38,34 @@ from tailor.config import Settings
 from tailor.features.definitions import HOME_MARKER
 
 RENDERED_REPO_DIR = "feature_repo"
+MATERIALIZED_STORE_FILE = "materialized_store.json"
 DEFINITION_MODULES: tuple[str, ...] = (
     "entities.py", "data_sources.py", "features.py", "on_demand_features.py",
     "feature_services.py",
 )
 ONLINE_WRITE_BATCH_SIZE = 20_000
 _IMPORT_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ViewWindow:
+    """The interval one feature view is materialized over, and why.
+
+    `mode`: "incremental" (from the view's last materialized end, Feast's
+    `materialize_incremental`), "changed" (from the oldest newest-row the new build
+    changed, which lies before that end) or "window" (the view's whole TTL: the first run,
+    another online store, or asked for).
+    """
+
+    view: str
+    start: datetime
+    end: datetime
+    mode: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The window as JSON-ready values."""
+        return {"view": self.view, "start": self.start.isoformat(), "end": self.end.isoformat(),
+                "mode": self.mode}
 
 
 @dataclass
@@ -138,7 +162,9 @@ def repo_config_dict(settings: Settings, serving: bool = False) -> dict[str, Any
         "registry": {"registry_type": "file", "path": str(registry_path(settings)),
                      "cache_ttl_seconds": 60},
         "online_store": online_store_config(settings, serving),
-        "offline_store": {"type": "file"},
+        # DuckDB (through ibis) joins point in time in SQL; the file store's dask join
+        # pickles every object column at each step (docs/features.md, "Offline store").
+        "offline_store": {"type": "duckdb"},
         "entity_key_serialization_version": 3,
         "materialization": {"online_write_batch_size": ONLINE_WRITE_BATCH_SIZE},
     }
@@ -298,22 +324,96 @@ def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySumm
         deleted=sorted(f"{type(item).__name__}:{item.name}" for item in to_delete))
 
 
-def materialize(settings: Settings, end: datetime | None = None, store: Any | None = None) -> str:
-    """Load each entity's newest offline row within the view's TTL before `end` into the
-    online store (Feast `materialize` over [end - TTL, end], per view).
+def source_table(view: Any) -> str:
+    """The offline file (stem: customer_features, ...) a feature view reads."""
+    return Path(view.batch_source.path).stem
 
-    Not `materialize_incremental`: every run recomputes the offline history, and a
-    backfill or a late event can leave an entity's newest row stamped before the previous
-    run's end, where an incremental run would never look. A full window costs one pass
-    over the entities. On Redis the batch views are written in bulk in Feast's format
-    (`tailor.features.redis_writer`: Feast converts value by value, too slow for millions
-    of customers); the session view, and everything on SQLite, goes through Feast.
+
+def plan_windows(store: Any, end: datetime, incremental: bool,
+                 changed_since: dict[str, str | None] | None = None) -> list[ViewWindow]:
+    """The window each online feature view with a TTL is materialized over.
+
+    Args:
+        store: the open `feast.FeatureStore` (its registry knows each view's last end).
+        end: the time materialized to.
+        incremental: start from each view's last materialized end where there is one.
+        changed_since: per offline file, the oldest stamp of an entity's newest row that
+            the latest build changed (`FeatureBuild.changed_since`); an incremental window
+            is rewound to it when it lies before the last end.
 
     Returns:
-        The end time materialized to, ISO format.
+        One `ViewWindow` per view; never older than the view's TTL before `end` (older rows
+        are stale anyway).
+    """
+    windows = []
+    for view in store.list_feature_views():
+        if not view.online or not view.ttl:
+            continue
+        oldest = end - view.ttl
+        last = view.most_recent_end_time if incremental else None
+        if last is not None and last >= oldest:
+            start, mode = min(last, end), "incremental"
+        else:
+            start, mode = oldest, "window"
+        changed = (changed_since or {}).get(source_table(view))
+        if mode == "incremental" and changed and datetime.fromisoformat(changed) < start:
+            start, mode = max(datetime.fromisoformat(changed), oldest), "changed"
+        windows.append(ViewWindow(view.name, start, end, mode))
+    return windows
+
+
+def online_store_identity(settings: Settings) -> str:
+    """Which online store (and Feast project in it) materialization writes to; no password."""
+    if settings.redis_url:
+        parts = urlsplit(settings.redis_url)
+        where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+        return f"{where} {settings.features_project}"
+    return f"sqlite {online_store_config(settings)['path']} {settings.features_project}"
+
+
+def _materialized_store_file(settings: Settings) -> Path:
+    return repo_dir(settings) / "data" / MATERIALIZED_STORE_FILE
+
+
+def same_online_store(settings: Settings) -> bool:
+    """Whether the registry's materialized intervals were written to this online store."""
+    path = _materialized_store_file(settings)
+    if not path.is_file():
+        return False
+    recorded = json.loads(path.read_text(encoding="utf-8")).get("online_store")
+    return recorded == online_store_identity(settings)
+
+
+def _record_online_store(settings: Settings) -> None:
+    path = _materialized_store_file(settings)
+    path.write_text(json.dumps({"online_store": online_store_identity(settings),
+                                "recorded_at": _now_iso()}, indent=2), encoding="utf-8")
+
+
+def materialize(settings: Settings, end: datetime | None = None, store: Any | None = None,
+                incremental: bool = False,
+                changed_since: dict[str, str | None] | None = None) -> list[ViewWindow]:
+    """Load each entity's newest offline row before `end` into the online store.
+
+    By default every online view's whole TTL window (Feast `materialize` over
+    [end - TTL, end]): what an empty or new online store needs. With `incremental`, each
+    view starts where its last materialization into this online store ended (Feast's
+    `materialize_incremental`, which reads that end from the registry), rewound to
+    `changed_since` when the new build changed an entity's newest row stamped before it
+    (`plan_windows`); a different online store than last time gets whole windows.
+
+    On Redis the batch views are written in bulk in Feast's format
+    (`tailor.features.redis_writer`, measured several times faster than Feast's
+    value-by-value conversion: docs/features.md); the session view, and everything on
+    SQLite, goes through Feast. Either way the registry records the intervals.
+
+    Returns:
+        The window of each view.
     """
     store = store or open_feature_store(settings)
     end = end or datetime.now(timezone.utc)
+    windows = plan_windows(store, end, incremental and same_online_store(settings),
+                           changed_since)
     done: set[str] = set()
     if settings.redis_url:
         import redis
@@ -322,14 +422,19 @@ def materialize(settings: Settings, end: datetime | None = None, store: Any | No
 
         client = redis.Redis.from_url(settings.redis_url)
         try:
-            done = set(materialize_batch_views(store, client, end))
+            done = set(materialize_batch_views(
+                store, client, {window.view: window.start for window in windows}, end))
         finally:
             client.close()
-    views_by_ttl: dict[Any, list[str]] = {}
-    for view in store.list_feature_views():
-        if view.online and view.ttl and view.name not in done:
-            views_by_ttl.setdefault(view.ttl, []).append(view.name)
+    groups: dict[tuple[str, datetime], list[str]] = {}
+    for window in windows:
+        if window.view not in done:
+            groups.setdefault((window.mode, window.start), []).append(window.view)
     with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress to stdout
-        for ttl, names in views_by_ttl.items():
-            store.materialize(start_date=end - ttl, end_date=end, feature_views=sorted(names))
-    return end.isoformat()
+        for (mode, start), names in groups.items():
+            if mode == "incremental":
+                store.materialize_incremental(end_date=end, feature_views=sorted(names))
+            else:
+                store.materialize(start_date=start, end_date=end, feature_views=sorted(names))
+    _record_online_store(settings)
+    return windows

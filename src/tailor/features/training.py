@@ -26,11 +26,13 @@ TIMESTAMP = "event_timestamp"
 
 
 def _normalise_times(entity_df: pd.DataFrame) -> pd.DataFrame:
-    """A copy with event_timestamp as UTC and request_time set to it."""
+    """A copy with event_timestamp as UTC (whole microseconds, the offline store's
+    precision: no feature row lies between t and t floored), request_time set to it and a
+    row number."""
     if TIMESTAMP not in entity_df.columns:
         raise ValueError(f"entity_df: needs an {TIMESTAMP} column (the time of each row)")
     frame = entity_df.copy()
-    stamps = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    stamps = pd.to_datetime(frame[TIMESTAMP], utc=True).dt.floor("us")
     frame[TIMESTAMP] = stamps
     frame["request_time"] = stamps
     frame[ROW_ID] = np.arange(len(frame))
@@ -61,6 +63,10 @@ def training_frame(settings: Settings, entity_df: pd.DataFrame, service: str,
                    store: Any | None = None) -> pd.DataFrame:
     """A feature service's values for each row of `entity_df`, point in time.
 
+    One Feast `get_historical_features` call on the service: the offline store (DuckDB)
+    joins each batch view as of the row's time, and the on-demand views run with the
+    row's time as the request time.
+
     Args:
         settings: the Tailor settings (home, project).
         entity_df: the entity key column (customer_id or product_id), `event_timestamp`
@@ -70,10 +76,11 @@ def training_frame(settings: Settings, entity_df: pd.DataFrame, service: str,
         store: an open `feast.FeatureStore` (default: the home's).
 
     Returns:
-        `entity_df`'s rows in their order, with one column per feature of the service.
+        `entity_df`'s rows in their order, with one column per feature of the service;
+        `event_timestamp` as UTC, to the microsecond.
 
     Raises:
-        ValueError: `entity_df` has no `event_timestamp` column.
+        ValueError: `entity_df` lacks `event_timestamp` or the service's key column.
     """
     if store is None:
         from tailor.features.repo import open_feature_store
@@ -87,56 +94,17 @@ def training_frame(settings: Settings, entity_df: pd.DataFrame, service: str,
         raise ValueError(f"entity_df: the {service} service needs column(s) {', '.join(missing)}")
     # Feast joins each distinct (key, time) once; rows asking twice get the same answer.
     unique = frame[keys + [TIMESTAMP, "request_time"]].drop_duplicates(keys + [TIMESTAMP])
-    result = frame.drop(columns=["request_time"])
-    groups, request_only = retrieval_groups(store, feature_service)
-    for refs in groups:
-        joined = store.get_historical_features(entity_df=unique, features=refs).to_df()
-        # Feast also returns the inputs of on-demand views (raw timestamps); keep the refs'.
-        names = [ref.split(":", 1)[1] for ref in refs]
-        result = result.merge(joined[keys + [TIMESTAMP] + names], on=keys + [TIMESTAMP],
-                              how="left")
-    for view, names in request_only.items():
-        # Feast cannot retrieve a view that reads only request data on its own; its
-        # registered transformation is run here on the rows' request times instead.
-        outputs = store.get_on_demand_feature_view(view).transform_dict(
-            {"request_time": list(frame["request_time"])})
-        for name in names:
-            result[name] = list(outputs[name])
+    joined = store.get_historical_features(entity_df=unique, features=feature_service).to_df()
+    joined[TIMESTAMP] = pd.to_datetime(joined[TIMESTAMP], utc=True)
+    # Feast also returns the inputs of on-demand views (raw timestamps); keep the service's.
+    names = [feature.name for projection in feature_service.feature_view_projections
+             for feature in projection.features]
+    result = frame.drop(columns=["request_time"]).merge(
+        joined[keys + [TIMESTAMP] + names], on=keys + [TIMESTAMP], how="left")
     result = result.sort_values(ROW_ID).drop(columns=[ROW_ID]).reset_index(drop=True)
     manifest = read_manifest(settings.home_path) or {}
     specs = {spec.name: spec for spec in catalogue.all_specs(manifest.get("categories", ()))}
     return apply_defaults(result, specs)
-
-
-def retrieval_groups(store: Any, feature_service: Any) -> tuple[list[list[str]],
-                                                                 dict[str, list[str]]]:
-    """The service's feature refs ("view:feature"), one group per batch view with the
-    on-demand views that read it; and the features of on-demand views that read only
-    request data, by view.
-
-    One `get_historical_features` call per group: Feast's file offline store drops an
-    entity row from the whole answer when one of the views has rows for the entity but
-    none within its TTL (the session view, typically), instead of leaving that view's
-    features empty. Per view, a dropped row just means "no value within the TTL", which
-    becomes the default like any missing value.
-    """
-    on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
-    groups: dict[str, list[str]] = {}
-    request_only: dict[str, list[str]] = {}
-    attached: list[tuple[str, list[str]]] = []
-    for projection in feature_service.feature_view_projections:
-        refs = [f"{projection.name}:{feature.name}" for feature in projection.features]
-        if projection.name not in on_demand:
-            groups.setdefault(projection.name, []).extend(refs)
-            continue
-        sources = list(on_demand[projection.name].source_feature_view_projections)
-        if sources:
-            attached.append((sources[0], refs))
-        else:
-            request_only[projection.name] = [feature.name for feature in projection.features]
-    for source, refs in attached:
-        groups.setdefault(source, []).extend(refs)
-    return list(groups.values()), request_only
 
 
 def service_join_keys(store: Any, feature_service: Any) -> list[str]:

@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 
 from tailor.models.classifier import (
-    CalibratedClassifier, ClassifierParams, RoundReporter, fit_classifier,
+    CalibratedClassifier, ClassifierParams, RoundReporter, fit_classifier, numeric_feature_names,
 )
 from tailor.models.constants import DEFAULT_CHECKOUT_THRESHOLD
 from tailor.models.data import NotEnoughData, ShopData
-from tailor.models.feature_frames import CHECKOUT_FEATURES, cart_snapshots, checkout_features
+from tailor.models.feature_frames import (
+    CHECKOUT_KEYS, DEVICE_TYPES, add_device_columns, cart_snapshots, checkout_features,
+)
 from tailor.models.homepage import _params_from_dict
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,15 @@ class CheckoutModel:
     training_rows: int
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated P(abandon) per cart."""
+        """Calibrated P(abandon) per cart.
+
+        `features` holds the feature columns the model was fitted on (for a model trained
+        from the feature store: the `checkout` service's features, as the online reader
+        returns them); the `device_<type>` one-hots are derived from session_device_type
+        (and device_type) when they are not given.
+        """
+        if any(f"device_{name}" not in features for name in DEVICE_TYPES):
+            features = add_device_columns(features.copy())
         return self.classifier.predict_proba(features)
 
     def decide(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -215,7 +225,7 @@ def fit_checkout_frame(frame: pd.DataFrame, params: CheckoutParams,
                        report: RoundReporter | None = None) -> CheckoutModel:
     """Fit on a `checkout_frame` (already restricted to the training period)."""
     plain = frame[frame["incentive"] == NO_INCENTIVE]
-    names = [name for name in CHECKOUT_FEATURES if name in frame]
+    names = numeric_feature_names(frame, CHECKOUT_KEYS)
     classifier = fit_classifier(plain, names, "label", "event_timestamp", params.classifier(),
                                 report)
     uplift, counts = estimate_uplift(frame, params.uplift_prior, params.uplift_prior_strength)

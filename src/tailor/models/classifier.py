@@ -69,10 +69,15 @@ class CalibratedClassifier:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of the positive class for each row."""
-        if self.booster is None:
-            return np.full(len(frame), self.base_rate)
-        margin = self.booster.predict(self.matrix(frame), output_margin=True)
-        return _sigmoid(self.platt_slope * margin + self.platt_intercept)
+        return self.predict_proba_values(feature_matrix(frame, self.feature_names))
+
+    def predict_proba_values(self, values: np.ndarray) -> np.ndarray:
+        """`predict_proba` on a float matrix whose columns are `feature_names` in order
+        (NaN = missing); serving builds that matrix directly, which skips pandas."""
+        if self.booster is None or len(values) == 0:
+            return np.full(len(values), self.base_rate)
+        margin = self.booster.inplace_predict(values, predict_type="margin")
+        return _sigmoid(self.platt_slope * np.asarray(margin) + self.platt_intercept)
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per row and feature, the contribution to the log-odds (SHAP values; bias dropped)."""

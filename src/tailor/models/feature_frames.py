@@ -3,23 +3,24 @@
 Reads: the Feast feature store (offline store, point in time) when the `ShopData` came from
 a warehouse whose feature store has been built (`tailor features`); writes nothing.
 `churn_features` and `checkout_features` are the one place that decides where features
-come from:
-  * churn reads the Feast `churn` feature service (`tailor.features.training.training_frame`)
-    when the store exists, else computes the same kind of features locally;
-  * checkout computes its cart-time features locally: the Feast `checkout` service's
-    historical retrieval joins the per-event session source, which took 245 s for the demo
-    shop's 5,684 carts (against 2 s here), too slow to train on. The local names follow the
-    feature catalogue (`tailor.features.specs`) wherever the feature is the same.
-Local features use only events strictly before (churn) or up to (checkout: the cart itself)
-each row's time.
+come from: the Feast `churn` and `checkout` feature services
+(`tailor.features.training.training_frame`) when the store exists, else the same kind of
+features computed locally from the events (tests, and shops that never ran
+`tailor features`). Local names follow the feature catalogue (`tailor.features.specs`)
+wherever the feature is the same. Every value uses only events strictly before (churn) or
+up to (checkout: the cart itself) each row's time.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
 
 from tailor.models.data import ShopData
+
+log = logging.getLogger(__name__)
 
 DAY = pd.Timedelta(days=1)
 NO_HISTORY_DAYS = 3650.0  # the feature catalogue's "never happened" value
@@ -27,6 +28,7 @@ SITE_EVENTS = ("page_view", "product_view", "search", "add_to_cart", "remove_fro
                "checkout_start", "purchase", "click")
 CART_EVENTS = ("add_to_cart", "remove_from_cart")
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "event_timestamp", "session_key")
+FEAST_SERVICES: tuple[str, ...] = ("churn", "checkout")
 
 
 # -- churn ---------------------------------------------------------------------------------------
@@ -34,19 +36,29 @@ KEY_COLUMNS: tuple[str, ...] = ("customer_id", "event_timestamp", "session_key")
 
 def feature_source(data: ShopData, model: str) -> str:
     """Where `model`'s features come from for this history: 'feast:<service>' or 'local'."""
-    if model == "churn" and feast_store_built(data):
-        return "feast:churn"
+    if model in FEAST_SERVICES and feast_store_built(data):
+        return f"feast:{model}"
     return "local"
 
 
 def feast_store_built(data: ShopData) -> bool:
-    """Whether the history came from a warehouse whose Feast store has been built."""
+    """Whether the history came from a warehouse whose Feast store has been built from all
+    of it (a store computed before newer events were loaded would give their rows defaults;
+    then features are computed locally, and the log says to run `tailor features`)."""
     settings = data.warehouse_settings
     if settings is None:
         return False
     from tailor.features.compute import read_manifest
 
-    return bool(read_manifest(settings.home_path))
+    manifest = read_manifest(settings.home_path)
+    if not manifest:
+        return False
+    newest = manifest.get("newest_event")
+    if newest is None or pd.Timestamp(newest) < data.end:
+        log.warning("the feature store was computed before the newest events (%s < %s): "
+                    "features are computed locally; run `tailor features`", newest, data.end)
+        return False
+    return True
 
 
 def churn_features(data: ShopData, entities: pd.DataFrame) -> pd.DataFrame:
@@ -211,6 +223,9 @@ def churn_labels(data: ShopData, entities: pd.DataFrame, horizon: pd.Timedelta) 
 # -- checkout ------------------------------------------------------------------------------------
 
 
+CHECKOUT_KEYS: tuple[str, ...] = ("customer_id", "session_key", "event_timestamp",
+                                  "session_start", "label", "incentive")
+# The locally computed checkout features (the Feast path has the service's instead).
 CHECKOUT_FEATURES: tuple[str, ...] = (
     "session_cart_value", "session_cart_items", "session_cart_products", "session_cart_removes",
     "session_max_item_price", "session_product_views", "session_searches",
@@ -219,6 +234,10 @@ CHECKOUT_FEATURES: tuple[str, ...] = (
     "orders_lifetime", "carts_before", "cart_abandonment_rate", "days_since_last_purchase",
     "days_since_first_seen", "is_returning_customer",
 )
+DEVICE_TYPES: tuple[str, ...] = ("mobile", "desktop", "tablet")
+UNKNOWN_DEVICE = "unknown"
+# The session view stamps the state after an event one microsecond after the event.
+SESSION_STATE_DELAY = pd.Timedelta(microseconds=1)
 
 
 def cart_snapshots(data: ShopData) -> pd.DataFrame:
@@ -251,14 +270,55 @@ def cart_snapshots(data: ShopData) -> pd.DataFrame:
 
 
 def checkout_features(data: ShopData, snapshots: pd.DataFrame) -> pd.DataFrame:
-    """Cart, session and customer features of each snapshot (local; see the module docstring).
+    """Cart, session and customer features of each snapshot, from the Feast `checkout`
+    service when the store is built, else computed locally.
 
     Args:
-        data: the history.
+        data: the history (its `warehouse_settings` name the Feast store, when there is one).
         snapshots: from `cart_snapshots` (customer_id, session_key, event_timestamp, session_start).
 
     Returns:
-        `snapshots` with one column per feature in `CHECKOUT_FEATURES` added.
+        `snapshots` with one column per feature added, plus the `device_<type>` one-hots
+        (`add_device_columns`).
+    """
+    if feature_source(data, "checkout") == "feast:checkout":
+        return feast_checkout_features(data, snapshots)
+    return local_checkout_features(data, snapshots)
+
+
+def feast_checkout_features(data: ShopData, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """The `checkout` feature service at each cart, just after its last change.
+
+    Asked one microsecond after the cart time, the session view's newest row is the state
+    after the cart event itself (and nothing later); the customer views answer as of the
+    snapshot before it, the request-time views at that instant.
+    """
+    from tailor.features.training import training_frame
+
+    asked = snapshots.assign(event_timestamp=snapshots["event_timestamp"] + SESSION_STATE_DELAY)
+    frame = training_frame(data.warehouse_settings, asked, "checkout")
+    frame["event_timestamp"] = snapshots["event_timestamp"].to_numpy()
+    return add_device_columns(frame)
+
+
+def add_device_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`device_<type>` one-hots (DEVICE_TYPES) from session_device_type, or the customer's
+    device_type when the session's is unknown; `frame` unchanged without session_device_type."""
+    if "session_device_type" not in frame:
+        return frame
+    device = frame["session_device_type"].fillna(UNKNOWN_DEVICE)
+    if "device_type" in frame:
+        device = device.where(device != UNKNOWN_DEVICE, frame["device_type"].fillna(UNKNOWN_DEVICE))
+    for name in DEVICE_TYPES:
+        frame[f"device_{name}"] = (device == name).astype(int)
+    return frame
+
+
+def local_checkout_features(data: ShopData, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """The checkout features computed here from the events (no feature store needed).
+
+    Returns:
+        `snapshots` with the `CHECKOUT_FEATURES` columns and session_device_type added.
     """
     session = _session_features(data, snapshots)
     customer = _customer_history(data, snapshots)
@@ -268,7 +328,8 @@ def checkout_features(data: ShopData, snapshots: pd.DataFrame) -> pd.DataFrame:
     frame["hour_of_day"] = moment.dt.hour
     frame["day_of_week"] = moment.dt.dayofweek
     frame["is_weekend"] = (frame["day_of_week"] >= 5).astype(int)
-    return frame
+    frame = add_device_columns(frame)
+    return frame[list(snapshots.columns) + list(CHECKOUT_FEATURES) + ["session_device_type"]]
 
 
 def _session_features(data: ShopData, snapshots: pd.DataFrame) -> pd.DataFrame:
@@ -293,9 +354,8 @@ def _session_features(data: ShopData, snapshots: pd.DataFrame) -> pd.DataFrame:
         session_page_views=("is_page", "sum"), first=("timestamp", "min"),
         last=("timestamp", "max"), device=("device_type", "first"))
     features["session_length_seconds"] = (features["last"] - features["first"]).dt.total_seconds()
-    for device in ("mobile", "desktop", "tablet"):
-        features[f"device_{device}"] = (features["device"] == device).astype(int)
-    return features.drop(columns=["first", "last", "device"]).reset_index()
+    features["session_device_type"] = features.pop("device").fillna(UNKNOWN_DEVICE)
+    return features.drop(columns=["first", "last"]).reset_index()
 
 
 def _customer_history(data: ShopData, snapshots: pd.DataFrame) -> pd.DataFrame:

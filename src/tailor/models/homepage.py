@@ -150,12 +150,8 @@ class HomepageModel:
     def _recommend_batch(self, ids: pd.Series, k: int, exclude_interacted: bool,
                          business_filters: bool, with_reasons: bool) -> pd.DataFrame:
         rows = self.customers.lookup(ids)
-        tiers = self.customer_tiers(rows)
-        scores, parts = self.score_matrix(rows, tiers)
-        scores = self._apply_filters(scores, rows, exclude_interacted, business_filters)
-        if self.reranker is not None:
-            scores = self._rerank(rows, scores)
-        chosen = [self._select(scores[position], k) for position in range(len(rows))]
+        tiers, scores, parts, chosen = self.top_items(rows, k, exclude_interacted,
+                                                      business_filters)
         lengths = np.array([len(items) for items in chosen])
         positions = np.repeat(np.arange(len(rows)), lengths)
         items = np.concatenate(chosen) if len(chosen) else np.zeros(0, dtype=np.int64)
@@ -167,6 +163,27 @@ class HomepageModel:
             else np.zeros(0, dtype=np.int64),
             "score": scores[positions, items],
             "tier": np.asarray(TIERS, dtype=object)[tiers[positions]], "reason": reasons})
+
+    def top_items(self, rows: np.ndarray, k: int, exclude_interacted: bool = False,
+                  business_filters: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[np.ndarray]]:
+        """The ranking behind `recommend`, on customer rows, without building a frame.
+
+        Args:
+            rows: customer rows (`customers.positions`); -1 for unknown customers.
+            k, exclude_interacted, business_filters: as in `recommend`.
+
+        Returns:
+            (tiers, filtered scores (customers x products; -inf = filtered out), the parts
+            the scores were blended from (for `reason`), the chosen product indexes per row).
+        """
+        tiers = self.customer_tiers(rows)
+        scores, parts = self.score_matrix(rows, tiers)
+        scores = self._apply_filters(scores, rows, exclude_interacted, business_filters)
+        if self.reranker is not None:
+            scores = self._rerank(rows, scores)
+        return tiers, scores, parts, [self._select(scores[position], k)
+                                      for position in range(len(rows))]
 
     def _rerank(self, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Scores where only the top candidates remain, ordered by the re-ranker."""
@@ -219,7 +236,13 @@ class HomepageModel:
             0.05 * self.popularity[None, :]
 
     def _category_codes(self) -> np.ndarray:
-        return pd.Categorical(self.categories, categories=self._category_list()).codes
+        """Each product's column in `category_affinity`; computed once (serving calls it per
+        request), kept outside the dataclass fields."""
+        codes = self.__dict__.get("_codes")
+        if codes is None:
+            codes = pd.Categorical(self.categories, categories=self._category_list()).codes
+            self.__dict__["_codes"] = codes
+        return codes
 
     def _category_list(self) -> list[str]:
         return sorted(set(self.categories.tolist()))

@@ -231,3 +231,43 @@ def sample_times(shop: Shop, customer_ids: list[str], rng: np.random.Generator,
                   (row.customer_id, moment.ceil("D")),
                   (row.customer_id, moment.ceil("D") + pd.Timedelta(seconds=1))]
     return pairs
+
+
+EMAIL_TYPES = ("email_open", "email_click")
+
+
+def session_features(shop: Shop, customer_id: str, until: pd.Timestamp) -> dict:
+    """The session_context features of one customer just after `until`: the session of the
+    newest site event at or before `until`, counted over that session's events up to
+    `until` (the simulator gives every site event a session_id)."""
+    mine = shop.events[shop.events["customer_id"] == customer_id]
+    site = mine[~mine["event_type"].isin(EMAIL_TYPES) & (mine["timestamp"] <= until)]
+    newest = site.iloc[-1]
+    session = site[site["session_id"] == newest["session_id"]]
+    kinds = session["event_type"]
+    started = session["timestamp"].min()
+    sign = kinds.map({"add_to_cart": 1.0, "remove_from_cart": -1.0}).fillna(0.0)
+    quantity = session["quantity"].fillna(1.0)
+    viewed = sorted(session.loc[kinds == "product_view", "category"].dropna().unique())
+    devices = session["device_type"].dropna()
+    return {
+        "session_length_seconds": (newest["timestamp"] - started.floor("s")).total_seconds(),
+        "session_events": len(session),
+        "session_page_views": int(kinds.isin(["page_view", "product_view"]).sum()),
+        "session_product_views": _count(session, "product_view"),
+        "session_searches": _count(session, "search"),
+        "session_cart_items": float((sign * quantity).sum()),
+        "session_cart_value": float((sign * quantity * session["price"].fillna(0.0)).sum()),
+        "session_categories_viewed": len(viewed),
+        "session_viewed_categories": viewed,
+        "session_checkout_started": bool((kinds == "checkout_start").any()),
+        "session_device_type": devices.iloc[0] if len(devices) else "unknown",
+        "session_is_returning_visitor": bool(mine["timestamp"].min() < started),
+    }
+
+
+def request_features(when: pd.Timestamp) -> dict:
+    """Hour, weekday and part of day of a request at `when` (UTC)."""
+    return {"hour_of_day": when.hour, "day_of_week": when.dayofweek,
+            "is_weekend": when.dayofweek >= 5,
+            "time_of_day": ("night", "morning", "afternoon", "evening")[when.hour // 6]}

@@ -25,6 +25,7 @@ from tailor.events.ingest import ingest_files
 from tailor.events.lake import export_lake
 from tailor.events.schema import PII_COLUMNS
 from tailor.features.online import OnlineFeatureReader
+from tailor.features.pipeline import run_features
 from tailor.features.realtime import (
     SessionFeaturePusher,
     background_pusher,
@@ -36,7 +37,13 @@ from tailor.features.training import training_frame
 from tailor.simulate import ShopConfig, simulate_shop
 from tailor.warehouse import refresh_warehouse
 
-from reference import churn_features, load_shop, sample_times
+from reference import (
+    churn_features,
+    load_shop,
+    request_features,
+    sample_times,
+    session_features,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 FEAST = Path(sys.executable).with_name("feast")
@@ -114,6 +121,62 @@ def test_training_features_use_only_events_before_their_time(store_home, shop) -
     assert set(frame.columns) - {"customer_id", "event_timestamp"} == checked  # every feature
 
 
+def test_checkout_training_set_uses_only_events_up_to_the_cart(store_home, shop) -> None:
+    """Leakage, checkout: the checkout model's training rows come from the Feast `checkout`
+    service, and every value equals the reference recomputed from the raw events up to the
+    cart's last change (session), before its snapshot (customer) and at its time (request)."""
+    from tailor.models.checkout import checkout_frame
+    from tailor.models.data import load_shop_data
+    from tailor.models.feature_frames import feature_source
+
+    data = load_shop_data(store_home[0])
+    assert feature_source(data, "checkout") == "feast:checkout"
+    frame = checkout_frame(data)
+    store = open_feature_store(store_home[0])
+    service = {field.name for projection in store.get_feature_service("checkout")
+               .feature_view_projections for field in projection.features}
+    assert service <= set(frame.columns)
+    rng = np.random.default_rng(11)
+    # Carts that went on to checkout: later events of the session must not show.
+    checked_out = set(data.events.loc[data.events["event_type"] == "checkout_start",
+                                      "session_key"])
+    later = frame.index[frame["session_key"].isin(checked_out)]
+    rows = sorted(set(rng.choice(frame.index, size=30, replace=False)) | set(later[:15]))
+    mismatches = []
+    for index in rows:
+        row = frame.loc[index]
+        cart_time = row["event_timestamp"]
+        expected = {**churn_features(shop, row["customer_id"], cart_time),
+                    **session_features(shop, row["customer_id"], cart_time),
+                    **request_features(cart_time)}
+        for name in service:
+            value, actual = expected[name], row[name]
+            if isinstance(value, list):
+                same = list(actual) == value
+            elif isinstance(value, (str, bool, np.bool_)):
+                same = actual == value
+            else:
+                same = actual == pytest.approx(value, rel=1e-9, abs=1e-9)
+            if not same:
+                mismatches.append((row["session_key"], name, actual, value))
+    assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:5]}"
+    assert len(later) >= 5 and not frame.loc[later, "session_checkout_started"].any()
+
+
+def test_models_do_not_train_on_a_store_older_than_the_history(store_home) -> None:
+    from dataclasses import replace
+
+    from tailor.models.data import load_shop_data
+    from tailor.models.feature_frames import feature_source
+
+    data = load_shop_data(store_home[0])
+    assert feature_source(data, "churn") == "feast:churn"
+    later = data.events.tail(1).assign(timestamp=data.end + pd.Timedelta(hours=1))
+    newer = replace(data, events=pd.concat([data.events, later], ignore_index=True))
+    # Events the store never saw would get default features: compute locally instead.
+    assert feature_source(newer, "churn") == feature_source(newer, "checkout") == "local"
+
+
 def _compare(online: dict, offline: pd.Series) -> list[str]:
     wrong = []
     for name, value in online.items():
@@ -147,6 +210,52 @@ def test_online_equals_offline_at_materialization_time(store_home, shop, service
     assert all(vector.error is None for vector in vectors)
     assert not vectors[0].missing_views or service in ("homepage", "checkout")
     assert vectors[-1].missing  # the made-up entity
+
+
+def ingest_late_purchase(settings: Settings, folder: Path, customer_id: str, product_id: str,
+                         when: datetime) -> None:
+    """A purchase made at `when` that reaches the event store only now, then lake and
+    warehouse as the hourly jobs would."""
+    path = folder / f"late-{customer_id}.parquet"
+    pd.DataFrame([{"event_id": f"late-{customer_id}", "customer_id": customer_id,
+                   "event_type": "purchase", "product_id": product_id, "timestamp": when,
+                   "session_id": f"late-{customer_id}", "order_id": f"late-{customer_id}",
+                   "price": 10.0, "quantity": 1.0, "device_type": "desktop"}]).to_parquet(path)
+    ingest_files(settings, path, progress=False)
+    export_lake(settings)
+    refresh_warehouse(settings)
+
+
+def test_materialization_is_incremental_and_redoes_what_a_late_event_changed(
+        tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "home", env={})
+    shop_folder = build_shop_home(tmp_path, settings, seed=5)
+    first = run_features(settings, now=NOW, show_progress=False)
+    assert {window.mode for window in first.windows} == {"window"}  # nothing online yet
+    again = run_features(settings, now=NOW + timedelta(minutes=1), show_progress=False)
+    # Nothing changed: every view continues from the end Feast's registry recorded.
+    assert {(window.mode, window.start) for window in again.windows} == {("incremental", NOW)}
+    events = pd.read_parquet(shop_folder / "events.parquet")
+    buyers = events.loc[events["event_type"] == "purchase"]
+    customer, product = buyers["customer_id"].iloc[0], buyers["product_id"].iloc[0]
+    asked = NOW + timedelta(minutes=2)
+    before = OnlineFeatureReader(settings, "churn").read(customer, request_time=asked)
+    ingest_late_purchase(settings, tmp_path, customer, product, NOW - timedelta(days=15))
+    late = run_features(settings, now=asked, show_progress=False)
+    modes = {window.view: window.mode for window in late.windows}
+    # The late purchase changed rows stamped before the last run's end: those views rewind.
+    assert modes["customer_activity"] == modes["product_activity"] == "changed"
+    assert modes["product_catalogue"] == "incremental"
+    vector = OnlineFeatureReader(settings, "churn").read(customer, request_time=asked)
+    assert vector.values["orders_lifetime"] == before.values["orders_lifetime"] + 1
+    offline = training_frame(settings, pd.DataFrame({"customer_id": [customer],
+                                                     "event_timestamp": [asked]}), "churn")
+    assert not _compare(vector.values, offline.iloc[0])
+    product_vector = OnlineFeatureReader(settings, "cross_sell").read(product, request_time=asked)
+    product_offline = training_frame(settings, pd.DataFrame({"product_id": [product],
+                                                             "event_timestamp": [asked]}),
+                                     "cross_sell")
+    assert not _compare(product_vector.values, product_offline.iloc[0])
 
 
 def test_unknown_entity_gets_defaults_and_a_flag(store_home) -> None:

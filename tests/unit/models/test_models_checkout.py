@@ -7,9 +7,9 @@ import pytest
 from model_shops import shop
 from tailor.models.checkout import (
     CheckoutParams, IncentivePolicy, choose_incentives, estimate_uplift, fit_checkout,
-    incentive_gains,
+    fit_checkout_frame, incentive_gains,
 )
-from tailor.models.feature_frames import cart_snapshots, checkout_features
+from tailor.models.feature_frames import add_device_columns, cart_snapshots, checkout_features
 
 
 def test_the_snapshot_is_the_cart_before_checkout() -> None:
@@ -98,3 +98,30 @@ def test_checkout_model_learns_that_big_carts_are_abandoned() -> None:
     decided = model.predict_frame(carts.assign(session_key=["small", "big"]))
     assert list(decided.columns[:2]) == ["session_key", "cart_value"]
     assert decided.set_index("session_key").loc["small", "incentive"] == "none"
+
+
+def test_device_one_hots_come_from_the_session_else_the_customer() -> None:
+    frame = pd.DataFrame({"session_device_type": ["mobile", "unknown", "tablet", "unknown"],
+                          "device_type": ["desktop", "desktop", "mobile", "unknown"]})
+    encoded = add_device_columns(frame)
+    assert encoded[["device_mobile", "device_desktop", "device_tablet"]].values.tolist() == \
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
+
+
+def test_the_model_reads_a_feature_service_vector_as_served() -> None:
+    """Rows shaped like the online `checkout` vector (session_device_type, no one-hots)
+    score as the one-hot rows the model was fitted on."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"session_cart_value": rng.uniform(5, 200, 400),
+                          "session_device_type": rng.choice(["mobile", "desktop"], 400)})
+    frame = add_device_columns(frame)
+    frame["label"] = (rng.random(400) < np.where(frame["device_mobile"] == 1, 0.9, 0.2)).astype(int)
+    frame["event_timestamp"] = pd.date_range("2026-01-01", periods=400, freq="h", tz="UTC")
+    frame["incentive"] = "none"
+    model = fit_checkout_frame(frame, CheckoutParams(max_rounds=40))
+    assert {"device_mobile", "device_desktop"} <= set(model.classifier.feature_names)
+    served = pd.DataFrame({"session_cart_value": [50.0, 50.0],
+                           "session_device_type": ["mobile", "desktop"]})
+    probability = model.predict_proba(served)
+    assert probability[0] > probability[1] + 0.3
+    assert probability == pytest.approx(model.predict_proba(add_device_columns(served.copy())))

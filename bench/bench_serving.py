@@ -1,0 +1,382 @@
+"""Serving latency under constant load: `/homepage` through a real `bentoml serve`, beside its floor.
+
+Targets (issue 5), on a catalogue of 100k products and 1M customers from the simulator:
+  * `/homepage` p50 <= 15 ms and p99 <= 50 ms at 300 requests/s for 60 s, no errors, no 503s;
+  * Tailor's p99 within 2x of a trivial endpoint's on the same server settings, same run
+    (bench/trivial_service.py: same body, constant answer) -- the floor of the stack;
+  * the same load with adaptive batching on and off: what batching buys, or costs;
+  * the in-process pipeline beside a bare `implicit` recommend call for the same customers:
+    Tailor's own overhead over the library;
+  * the highest rate (stepped) that keeps p99 <= 100 ms with no errors.
+
+Load comes from `hey` (Debian package `hey`), a constant-rate loopback generator: three
+processes, one per kind of shopper (a regular buyer, a stranger, a customer mid-session),
+each at a third of the rate, every request's time and status read from hey's CSV output.
+
+Setup (timed, not part of any target): simulate -> ingest -> export -> warehouse -> features
+(Redis online store at TAILOR_REDIS_URL, default redis://127.0.0.1:6379/0) -> train homepage,
+cross_sell and checkout with one trial each. `--keep DIR` reuses a prepared home.
+
+Run: .venv/bin/python bench/bench_serving.py [--customers 1000000] [--products 100000]
+     [--days 3] [--rate 300] [--seconds 60] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+TAILOR = str(Path(sys.executable).with_name("tailor"))
+BENTOML = str(Path(sys.executable).with_name("bentoml"))
+TARGET_P50_MS = 15.0
+TARGET_P99_MS = 50.0
+FLOOR_RATIO = 2.0
+SUSTAINABLE_P99_MS = 100.0
+PER_WORKER_QPS = 10  # hey's -q is per worker: workers = rate / 10
+console = Console(stderr=True)
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+
+def run(command: list[str], env: dict[str, str], what: str) -> float:
+    """Run one setup step, failing loudly; returns its wall time."""
+    started = time.perf_counter()
+    console.print(f"[bold]{what}[/]: {' '.join(command[1:])}")
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"{what} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def prepare_home(folder: Path, customers: int, products: int, days: int,
+                 env: dict[str, str]) -> dict[str, float]:
+    """A trained home for the catalogue (skipped when `folder` already holds one)."""
+    marker = folder / "prepared.json"
+    if marker.is_file():
+        console.print(f"reusing the prepared home in {folder}")
+        return json.loads(marker.read_text())
+    shop, home = folder / "shop", folder / "home"
+    timings = {
+        "simulate": run([TAILOR, "simulate", "--customers", str(customers), "--products",
+                         str(products), "--days", str(days), "--out", str(shop), "--home",
+                         str(home)], env, "simulate"),
+        "ingest": run([TAILOR, "ingest", str(shop / "events.parquet"), "--products",
+                       str(shop / "products.csv"), "--customers", str(shop / "customers.csv"),
+                       "--home", str(home)], env, "ingest"),
+        "export": run([TAILOR, "export", "--home", str(home)], env, "export"),
+        "warehouse": run([TAILOR, "warehouse", "--home", str(home)], env, "warehouse"),
+        "features": run([TAILOR, "features", "--home", str(home)], env, "features"),
+    }
+    for model in ("homepage", "cross_sell", "checkout"):
+        timings[f"train {model}"] = run([TAILOR, "train", model, "--trials", "1", "--force",
+                                         "--home", str(home)], env, f"train {model}")
+    marker.write_text(json.dumps(timings))
+    return timings
+
+
+def secret_key(home: Path, env: dict[str, str]) -> str:
+    completed = subprocess.run([TAILOR, "keys", "create", "secret", "--label", "bench",
+                                "--json", "--home", str(home)], env=env, capture_output=True,
+                               text=True, check=True)
+    return json.loads(completed.stdout)["key"]
+
+
+def sample_customers(home: Path) -> dict[str, str]:
+    """One regular buyer, one stranger and one customer with a session, from the warehouse."""
+    import duckdb
+
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        buyer = con.execute("SELECT customer_id FROM orders GROUP BY customer_id "
+                            "ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+        browser = con.execute("SELECT customer_id FROM events WHERE event_type = 'add_to_cart' "
+                              "ORDER BY timestamp DESC LIMIT 1").fetchone()[0]
+    return {"buyer": str(buyer), "stranger": "visitor-never-seen", "browser": str(browser)}
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def start(command: list[str], env: dict[str, str], port: int, log: Path) -> Server:
+    """Start a server in its own process group and wait for /readyz (up to 180 s)."""
+    handle = log.open("w")
+    process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited ({process.returncode}); log: {log}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return Server(process, url)
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    Server(process, url).stop()
+    raise SystemExit(f"server not ready after 180 s; log: {log}")
+
+
+def start_tailor(home: Path, env: dict[str, str], batching: bool, log: Path) -> Server:
+    port = free_port()
+    server_env = {**env, "TAILOR_SERVING_ADAPTIVE_BATCHING": "true" if batching else "false"}
+    return start([TAILOR, "serve", "--home", str(home), "--port", str(port)], server_env, port,
+                 log)
+
+
+def start_trivial(env: dict[str, str], log: Path) -> Server:
+    port = free_port()
+    return start([BENTOML, "serve", "trivial_service:Trivial", "--working-dir",
+                  str(REPO / "bench"), "--host", "127.0.0.1", "--port", str(port)], env, port,
+                 log)
+
+
+# -- load --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    label: str
+    rate: int
+    seconds: float
+    latencies_ms: np.ndarray
+    statuses: np.ndarray
+
+    @property
+    def requests(self) -> int:
+        return len(self.statuses)
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def errors(self) -> int:
+        return int(np.sum(self.statuses != 200))
+
+    @property
+    def unavailable(self) -> int:
+        return int(np.sum(self.statuses == 503))
+
+    def percentile(self, q: float) -> float:
+        ok = self.latencies_ms[self.statuses == 200]
+        return float(np.percentile(ok, q)) if len(ok) else math.inf
+
+
+def hey_load(url: str, bodies: list[dict], key: str, rate: int, seconds: int,
+             label: str) -> LoadResult:
+    """`rate` requests/s split over one hey process per body, for `seconds`."""
+    workers = max(1, math.ceil(rate / PER_WORKER_QPS / len(bodies)))
+    qps = rate / len(bodies) / workers
+    processes = []
+    with tempfile.TemporaryDirectory() as folder:
+        for number, body in enumerate(bodies):
+            path = Path(folder) / f"body{number}.json"
+            path.write_text(json.dumps(body))
+            processes.append(subprocess.Popen(
+                ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{qps:.3f}", "-m", "POST",
+                 "-T", "application/json", "-H", f"Authorization: Bearer {key}", "-D",
+                 str(path), "-o", "csv", url], stdout=subprocess.PIPE, text=True))
+        outputs = [process.communicate()[0] for process in processes]
+    latencies, statuses = [], []
+    for output in outputs:
+        for row in csv.DictReader(io.StringIO(output)):
+            latencies.append(float(row["response-time"]) * 1000)
+            statuses.append(int(row["status-code"]))
+    return LoadResult(label, rate, float(seconds), np.asarray(latencies), np.asarray(statuses))
+
+
+def homepage_bodies(customers: dict[str, str]) -> list[dict]:
+    return [{"customer_id": customers["buyer"], "k": 10},
+            {"customer_id": customers["stranger"], "k": 10, "context": {"device": "mobile"}},
+            {"customer_id": customers["browser"], "k": 10,
+             "context": {"categories": ["electronics"]}}]
+
+
+# -- in process --------------------------------------------------------------------------------
+
+
+def in_process(home: Path, customers: dict[str, str], repeats: int) -> dict[str, float]:
+    """p50 of the pipeline's homepage answer vs a bare implicit recommend, same customers."""
+    import implicit.cpu.als
+
+    from tailor.config import load_settings
+    from tailor.serving.pipeline import ServingPipeline
+    from tailor.serving.schemas import HomepageRequest
+
+    settings = load_settings(home=home)
+    pipeline = ServingPipeline(settings, start_watcher=False)
+    try:
+        model = pipeline.slots["homepage"].current.model
+        requests = [HomepageRequest(**body) for body in homepage_bodies(customers)]
+        pipeline_ms = _timed(lambda request: pipeline.homepage(request), requests, repeats)
+        bare = implicit.cpu.als.AlternatingLeastSquares(factors=model.user_factors.shape[1])
+        bare.user_factors, bare.item_factors = model.user_factors, model.item_factors
+        rows = [row for row in model.customers.lookup(list(customers.values())) if row >= 0]
+        bare_ms = _timed(lambda row: bare.recommend(row, model.seen[row], N=10,
+                                                    filter_already_liked_items=False),
+                         rows, repeats)
+    finally:
+        pipeline.close()
+    return {"pipeline_p50_ms": pipeline_ms, "implicit_p50_ms": bare_ms}
+
+
+def _timed(call, inputs: list, repeats: int) -> float:
+    for item in inputs:  # warm up
+        call(item)
+    times = []
+    for index in range(repeats):
+        item = inputs[index % len(inputs)]
+        started = time.perf_counter()
+        call(item)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def show(results: list[LoadResult]) -> None:
+    table = Table(title="POST /homepage under constant load")
+    for column in ("run", "target rps", "achieved rps", "p50 ms", "p99 ms", "errors", "503s"):
+        table.add_column(column)
+    for result in results:
+        table.add_row(result.label, str(result.rate), f"{result.achieved_rate:.0f}",
+                      f"{result.percentile(50):.1f}", f"{result.percentile(99):.1f}",
+                      str(result.errors), str(result.unavailable))
+    Console().print(table)
+
+
+def verdict(name: str, passed: bool, detail: str) -> bool:
+    print(f"{'PASS' if passed else 'FAIL'}  {name}: {detail}")
+    return passed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=300)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--steps", default="300,450,600,800,1000",
+                        help="rates tried for the highest sustainable rate")
+    parser.add_argument("--keep", type=Path, help="prepare (or reuse) the home in this folder")
+    args = parser.parse_args()
+    if shutil.which("hey") is None:
+        raise SystemExit("hey is not installed: apt-get install hey")
+
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="tailor-bench-serving-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TAILOR_REDIS_URL": os.environ.get("TAILOR_REDIS_URL",
+                                                             "redis://127.0.0.1:6379/0")}
+    env.pop("CI", None)
+    timings = prepare_home(folder, args.customers, args.products, args.days, env)
+    print("setup seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    home = folder / "home"
+    key = secret_key(home, env)
+    customers = sample_customers(home)
+    bodies = homepage_bodies(customers)
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+
+    results: list[LoadResult] = []
+    trivial = start_trivial(env, logs / "trivial.log")
+    try:
+        results.append(hey_load(f"{trivial.url}/homepage", bodies, key, args.rate, args.seconds,
+                                "trivial floor"))
+    finally:
+        trivial.stop()
+    for batching in (False, True):
+        label = f"tailor, batching {'on' if batching else 'off'}"
+        server = start_tailor(home, env, batching, logs / f"tailor-batching-{batching}.log")
+        try:
+            hey_load(f"{server.url}/homepage", bodies, key, 30, 5, "warm-up")
+            results.append(hey_load(f"{server.url}/homepage", bodies, key, args.rate,
+                                    args.seconds, label))
+        finally:
+            server.stop()
+    show(results)
+
+    floor, off, on = results
+    best = min((off, on), key=lambda result: result.percentile(99))
+    ok = all([
+        verdict("p50", best.percentile(50) <= TARGET_P50_MS,
+                f"{best.label} {best.percentile(50):.1f} ms (target <= {TARGET_P50_MS})"),
+        verdict("p99", best.percentile(99) <= TARGET_P99_MS,
+                f"{best.label} {best.percentile(99):.1f} ms (target <= {TARGET_P99_MS})"),
+        verdict("errors", best.errors == 0, f"{best.errors} errors, {best.unavailable} 503s"),
+        verdict("floor", best.percentile(99) <= FLOOR_RATIO * floor.percentile(99),
+                f"p99 {best.percentile(99):.1f} ms vs trivial {floor.percentile(99):.1f} ms "
+                f"(ratio {best.percentile(99) / floor.percentile(99):.2f}, target <= "
+                f"{FLOOR_RATIO})"),
+    ])
+    print(f"batching on/off: p99 ratio {on.percentile(99) / off.percentile(99):.2f}, "
+          f"throughput ratio {on.achieved_rate / off.achieved_rate:.2f}")
+
+    overhead = in_process(home, customers, repeats=500)
+    print(f"in process: pipeline p50 {overhead['pipeline_p50_ms']:.2f} ms, bare implicit "
+          f"recommend p50 {overhead['implicit_p50_ms']:.2f} ms (ratio "
+          f"{overhead['pipeline_p50_ms'] / overhead['implicit_p50_ms']:.1f})")
+
+    batching = best is on
+    server = start_tailor(home, env, batching, logs / "tailor-steps.log")
+    sustainable = 0
+    try:
+        for rate in [int(step) for step in args.steps.split(",")]:
+            result = hey_load(f"{server.url}/homepage", bodies, key, rate, 30, f"step {rate}")
+            print(f"rate {rate}: achieved {result.achieved_rate:.0f}, p99 "
+                  f"{result.percentile(99):.1f} ms, errors {result.errors}")
+            if (result.percentile(99) > SUSTAINABLE_P99_MS or result.errors
+                    or result.achieved_rate < 0.95 * rate):
+                break
+            sustainable = rate
+    finally:
+        server.stop()
+    print(f"highest sustainable rate at p99 <= {SUSTAINABLE_P99_MS:.0f} ms: {sustainable} "
+          f"requests/s (batching {'on' if batching else 'off'})")
+    print(f"home kept in {folder}" if args.keep else f"scratch home in {folder}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The floor of the serving stack: a BentoML service that does nothing, for bench_serving.py.
+
+It takes the same request body as `/homepage` and answers a fixed list of the same shape,
+with the same worker count as Tailor's server (`TAILOR_SERVING_WORKERS`), so the difference
+between the two in one benchmark run is what Tailor's own work costs. Not part of the product.
+
+Run by the benchmark: bentoml serve trivial_service:Trivial --working-dir bench --port P
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import bentoml
+
+WORKERS = int(os.environ.get("TAILOR_SERVING_WORKERS", "1"))
+ITEMS = [{"product_id": f"p-{rank}", "score": 1.0 / rank, "reason": "popular right now"}
+         for rank in range(1, 11)]
+
+
+@bentoml.service(name="trivial", workers=WORKERS, logging={"access": {"enabled": False}})
+class Trivial:
+    """One non-batchable endpoint answering a constant homepage-shaped list."""
+
+    @bentoml.api(route="/homepage")
+    def homepage(self, customer_id: str, k: int = 10,
+                 context: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"items": ITEMS[:k], "model_version": None, "variant": "trivial",
+                "fallback": False, "fallback_reason": None, "personalised": False,
+                "request_id": uuid.uuid4().hex}

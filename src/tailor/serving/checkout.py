@@ -1,0 +1,169 @@
+"""The checkout offer at request time: P(abandon) of this cart and the incentive, if any.
+
+Reads nothing (a `CheckoutScorer` wraps a loaded `CheckoutModel`; the pipeline hands it
+the request's cart, the customer's online `checkout` features and the request time).
+Writes nothing.
+
+The row a cart is scored on (`model_row`) holds every number of the online `checkout`
+service under its own name (a model trained from the feature store reads exactly those),
+and then, overriding the store where both have a value:
+
+    session_cart_value, _items, _products,    the request's cart: it is the cart as it is
+    session_max_item_price                    now (price x quantity; a line without a price
+                                              takes the catalogue's)
+    session_cart_removes                      0 (the request carries the net cart)
+    device_mobile/_desktop/_tablet            session_device_type (else the customer's
+                                              device_type), one-hot
+    hour_of_day, day_of_week, is_weekend      the request time, UTC
+
+A model trained on locally computed features (`feature_frames.CHECKOUT_FEATURES`, when
+the shop has no feature store) also finds its three names that the store spells
+differently: carts_before <- carts_90d (training counts every earlier cart),
+cart_abandonment_rate <- cart_abandonment_rate_90d, days_since_first_seen <-
+days_since_signup (the nearest served feature).
+
+The incentive follows the model's policy (`tailor.models.checkout`), cart by cart: the
+incentive with the best positive expected gain when P(abandon) is above the threshold and
+its expected cost fits the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence, cast
+
+import numpy as np
+
+from tailor.serving.schemas import CartLine, Offer
+
+NO_OFFER: Offer = "none"
+OFFER_LABELS = {"10_off": "10% off", "free_shipping": "free shipping"}
+DEVICES = ("mobile", "desktop", "tablet")
+UNKNOWN_DEVICE = "unknown"
+# Names of the locally trained model -> the online feature it is read from.
+LOCAL_NAMES: dict[str, str] = {
+    "carts_before": "carts_90d",
+    "cart_abandonment_rate": "cart_abandonment_rate_90d",
+    "days_since_first_seen": "days_since_signup",
+}
+
+
+@dataclass(frozen=True)
+class CartFacts:
+    """What the request's cart says; `unpriced` counts lines with no known price."""
+
+    value: float
+    items: float
+    products: int
+    max_price: float
+    unpriced: int
+
+
+def cart_facts(cart: Sequence[CartLine], price_of: Callable[[str], float | None]) -> CartFacts:
+    """Value, quantity, distinct products and top unit price of a cart.
+
+    Args:
+        cart: the request's lines.
+        price_of: the catalogue price of a product (None when unknown), for lines
+            without a price.
+    """
+    value, items, top, unpriced = 0.0, 0.0, math.nan, 0
+    for line in cart:
+        price = line.price if line.price is not None else price_of(line.product_id)
+        items += line.quantity
+        if price is None:
+            unpriced += 1
+            continue
+        value += price * line.quantity
+        top = price if math.isnan(top) else max(top, price)
+    return CartFacts(value, items, len({line.product_id for line in cart}), top, unpriced)
+
+
+def _number(value: Any) -> float | None:
+    """A feature value as a float (booleans as 0/1); None for text, lists and missing values."""
+    if isinstance(value, (bool, int, float, np.integer, np.floating)):
+        return float(value)
+    return None
+
+
+def model_row(cart: CartFacts, features: Mapping[str, Any], moment: datetime) -> dict[str, float]:
+    """The features of one cart (see the module docstring for where each comes from)."""
+    row = {name: number for name, value in features.items()
+           if (number := _number(value)) is not None}
+    for name, source in LOCAL_NAMES.items():
+        row.setdefault(name, row.get(source, math.nan))
+    device = str(features.get("session_device_type") or UNKNOWN_DEVICE)
+    if device == UNKNOWN_DEVICE:
+        device = str(features.get("device_type") or UNKNOWN_DEVICE)
+    row.update({f"device_{name}": float(device == name) for name in DEVICES})
+    row.update(session_cart_value=cart.value, session_cart_items=cart.items,
+               session_cart_products=float(cart.products), session_max_item_price=cart.max_price,
+               session_cart_removes=0.0, hour_of_day=float(moment.hour),
+               day_of_week=float(moment.weekday()), is_weekend=float(moment.weekday() >= 5))
+    return row
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one cart."""
+
+    p_abandon: float
+    offer: Offer
+    expected_gain: float
+    reason: str
+
+
+class CheckoutScorer:
+    """P(abandon) and the incentive for carts, with one fitted checkout model.
+
+    Args:
+        model: a fitted `tailor.models.checkout.CheckoutModel`.
+    """
+
+    def __init__(self, model: Any) -> None:
+        from tailor.models.checkout import INCENTIVES, incentive_gains
+
+        self.model = model
+        self.feature_names: list[str] = list(model.classifier.feature_names)
+        self.incentives: tuple[str, ...] = INCENTIVES
+        self._gains = incentive_gains
+
+    def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Rows as the classifier's float matrix (columns in its feature order)."""
+        return np.array([[row.get(name, math.nan) for name in self.feature_names]
+                         for row in rows], dtype=np.float32)
+
+    def decide(self, rows: Sequence[Mapping[str, float]]) -> list[Decision]:
+        """One decision per row (each cart on its own: a batch shares no budget)."""
+        probability = self.model.classifier.predict_proba_values(self.matrix(rows))
+        values = np.array([row["session_cart_value"] for row in rows], dtype=float)
+        gains, costs = self._gains(values, probability, self.model.policy)
+        return [self._decision(float(p), float(value), gains[index], costs[index])
+                for index, (p, value) in enumerate(zip(probability, values))]
+
+    def _decision(self, p: float, value: float, gains: np.ndarray, costs: np.ndarray
+                  ) -> Decision:
+        policy = self.model.policy
+        best = int(np.argmax(gains))
+        gain, cost = float(gains[best]), float(costs[best])
+        offer = cast(Offer, self.incentives[best])
+        label = OFFER_LABELS.get(offer, offer)
+        stated = f"P(abandon) {p:.0%}"
+        if p <= policy.threshold:
+            return Decision(p, NO_OFFER, 0.0, f"{stated} is not above the {policy.threshold:.0%} "
+                                              f"threshold: no incentive (best expected gain, "
+                                              f"{label}: {gain:+.2f})")
+        if gain <= 0:
+            return Decision(p, NO_OFFER, 0.0, f"{stated} is above the {policy.threshold:.0%} "
+                                              f"threshold, but no incentive pays off on a cart "
+                                              f"of {value:.2f} (best expected gain, {label}: "
+                                              f"{gain:+.2f})")
+        if cost > policy.budget:
+            return Decision(p, NO_OFFER, 0.0, f"{stated}; {label} would gain {gain:+.2f} but "
+                                              f"its expected cost {cost:.2f} is over the budget "
+                                              f"of {policy.budget:.2f}")
+        return Decision(p, offer, gain, f"{stated} is above the {policy.threshold:.0%} "
+                                        f"threshold; {label} has the best expected gain: "
+                                        f"{gain:+.2f} per cart (expected cost {cost:.2f})")

@@ -1,0 +1,195 @@
+"""HTTP guards of the serving app as plain ASGI middlewares: API keys and body size.
+
+Reads the collector key ring (`tailor.events.keys`: the keys file and the configured
+hashes, re-read when the file changes). Writes nothing; a refused request gets a JSON
+body `{"error": "..."}` and never reaches the app.
+
+- `ApiKeyMiddleware`: every path but the open ones needs a secret key, sent as
+  `Authorization: Bearer <key>` or `X-Tailor-Key: <key>`: 401 without one, 403 for an
+  unknown key or a public (browser, write-only) key.
+- `BodyLimitMiddleware`: 413 when the declared or the streamed body is over the limit,
+  400 for a malformed Content-Length.
+
+Paths under `passthrough_prefixes` (the mounted event collector) go through both
+untouched: the collector checks its own keys (public keys are valid there) and its own
+1 MB limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable, MutableMapping, Sequence
+
+from tailor.config import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS: tuple[str, ...] = ("/healthz", "/livez", "/readyz", "/docs.json", "/")
+PASSTHROUGH_PREFIXES: tuple[str, ...] = ("/collect",)
+BEARER = "bearer "
+
+
+async def send_json_error(send: Send, status: int, message: str,
+                          headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Answer `{"error": message}` with `status`."""
+    body = json.dumps({"error": message}).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode("ascii")), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == prefix or path.startswith(prefix.rstrip("/") + "/")
+               for prefix in prefixes)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key from `Authorization: Bearer <key>` or `X-Tailor-Key`, else None."""
+    authorization = _header(scope, b"authorization")
+    if authorization and authorization[:len(BEARER)].lower() == BEARER:
+        return authorization[len(BEARER):].strip() or None
+    key = (_header(scope, b"x-tailor-key") or "").strip()
+    return key or None
+
+
+class ApiKeyMiddleware:
+    """Refuse requests without a secret API key (see the module docstring).
+
+    Args:
+        app: the ASGI app to guard.
+        settings: where the key ring is (`collector.keys_file`, configured hashes).
+        open_paths: paths served without a key (exact match).
+        passthrough_prefixes: path prefixes passed through untouched.
+
+    Raises:
+        ValueError: the keys file or a configured hash is malformed (at start-up).
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings,
+                 open_paths: Sequence[str] = OPEN_PATHS,
+                 passthrough_prefixes: Sequence[str] = PASSTHROUGH_PREFIXES) -> None:
+        from tailor.events.keys import load_key_ring
+
+        self.app = app
+        self.open_paths = frozenset(open_paths)
+        self.passthrough_prefixes = tuple(passthrough_prefixes)
+        self.keys = load_key_ring(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in self.open_paths or _under(path, self.passthrough_prefixes):
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(presented_key(scope))
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            status, message = refusal
+            challenge = [(b"www-authenticate", b'Bearer realm="tailor"')] if status == 401 else []
+            await send_json_error(send, status, message, challenge)
+
+    def _refusal(self, key: str | None) -> tuple[int, str] | None:
+        """(status, message) for a key that may not call the API, None for a secret key."""
+        if key is None:
+            return 401, ("missing API key: send a secret key as 'Authorization: Bearer <key>' "
+                         "or 'X-Tailor-Key: <key>' (create one with `tailor keys create "
+                         "secret`)")
+        kind = self.keys.kind_of(key)
+        if kind is None:
+            return 403, "unknown API key"
+        if kind != "secret":
+            return 403, f"a {kind} key may only send events to the collector; use a secret key"
+        return None
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes` with 413 before the app sees them.
+
+    The body is read up to the limit and handed to the app whole, so a chunked upload
+    without Content-Length is cut off as soon as it passes the limit.
+
+    Args:
+        app: the ASGI app to guard.
+        max_bytes: the largest body accepted.
+        passthrough_prefixes: path prefixes passed through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 passthrough_prefixes: Sequence[str] = PASSTHROUGH_PREFIXES) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes: must be positive, got {max_bytes}")
+        self.app = app
+        self.max_bytes = max_bytes
+        self.passthrough_prefixes = tuple(passthrough_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _under(scope.get("path", ""), self.passthrough_prefixes):
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await send_json_error(send, 400, "Content-Length: not a whole number of bytes")
+                return
+            if int(declared) > self.max_bytes:
+                await send_json_error(send, 413, self._over_limit(f"{int(declared):,} bytes"))
+                return
+        try:
+            body, closing = await self._read_body(receive)
+        except _BodyTooLarge:
+            await send_json_error(send, 413, self._over_limit("the body"))
+            return
+        await self.app(scope, self._replay(body, closing, receive), send)
+
+    def _over_limit(self, what: str) -> str:
+        return f"request body too large: {what} is over the limit of {self.max_bytes:,} bytes"
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, Message | None]:
+        """The whole body, or `_BodyTooLarge`; a disconnect ends it early (and is replayed)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks), message
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), None
+
+    @staticmethod
+    def _replay(body: bytes, closing: Message | None, receive: Receive) -> Receive:
+        """A receive that gives the app the buffered body, then the real stream's messages."""
+        pending: list[Message] = [closing] if closing is not None else \
+            [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replayed() -> Message:
+            if pending:
+                return pending.pop(0)
+            return await receive()
+
+        return replayed

@@ -1,0 +1,216 @@
+"""Models for serving, from the MLflow registry, switched without dropping a request.
+
+Reads the MLflow registry at `settings.tracking_uri` (`registry.use_tracking`): which
+version an alias (`champion`, `challenger`, an experiment's) or a version number names,
+and that version's pyfunc model (`models:/tailor-<model>/<version>`), unwrapped to the
+fitted object from `tailor.models`. Writes nothing but metrics and logs.
+
+A `ModelSlot` holds the model currently serving for one name and reference. `refresh`
+resolves the reference; when the version moved, it loads the new version in the calling
+thread (requests keep using the old one meanwhile), prepares it (the pipeline's lookups),
+then swaps one attribute, so each request sees either the old or the new model whole. A
+version that fails to load leaves the old one serving, is recorded in `last_error` and the
+`tailor_model_load_failures_total` metric, and is tried again at the next refresh.
+`ModelWatcher` calls `refresh` on every slot from a daemon thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from tailor.config import Settings
+from tailor.serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+REGISTERED_PREFIX = "tailor-"  # models are registered as tailor-<model> (tailor.training)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One loaded version.
+
+    Attributes:
+        model: the fitted object (`HomepageModel`, `CrossSellModel`, `CheckoutModel`, ...).
+        version: its registry version.
+        reference: the alias or version number it was resolved from.
+        loaded_at: when it finished loading (UTC).
+        prepared: what the slot's `prepare` built from it (serving lookups), else None.
+    """
+
+    model: Any
+    version: str
+    reference: str
+    loaded_at: datetime
+    prepared: Any = None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class ModelSlot:
+    """The version of one model that serves now, by alias or version number.
+
+    Args:
+        settings: where the registry is.
+        model: homepage, cross_sell, churn or checkout.
+        reference: an alias (champion, challenger, ...) or a version number ("3").
+        metrics: where load failures and the serving version are recorded.
+        prepare: called with each newly loaded model before the swap; its result is
+            `LoadedModel.prepared`. An exception fails the load like a broken artifact.
+    """
+
+    def __init__(self, settings: Settings, model: str, reference: str = "champion", *,
+                 metrics: ServingMetrics | None = None,
+                 prepare: Callable[[Any], Any] | None = None) -> None:
+        self.settings = settings
+        self.model = model
+        self.reference = reference
+        self.registered_name = REGISTERED_PREFIX + model
+        self.metrics = metrics
+        self.prepare = prepare
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()  # one refresh at a time; reads never wait for it
+
+    def refresh(self) -> bool:
+        """Resolve the reference and load its version if it changed.
+
+        Returns:
+            True when a new version took over.
+        """
+        with self._lock:
+            try:
+                version = self._resolve()
+            except Exception as error:  # the registry is down: keep serving what we have
+                return self._failed(f"registry lookup failed: {_describe(error)}",
+                                    count=False)
+            if version is None:
+                return False
+            if self.current is not None and self.current.version == version:
+                self.last_error = None
+                return False
+            try:
+                loaded = self._load(version)
+            except Exception as error:
+                return self._failed(f"version {version} failed to load: {_describe(error)}",
+                                    count=True)
+            self._swap(loaded)
+            return True
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        """Serve `loaded` from now on (one attribute: a request sees one model whole)."""
+        previous = self.current.version if self.current is not None else None
+        self.current = loaded
+        self.last_error = None
+        if self.metrics is not None:
+            self.metrics.model_version(self.model, loaded.version)
+        log.info("%s: serving v%s (%s)%s", self.registered_name, loaded.version, self.reference,
+                 f", was v{previous}" if previous else "")
+
+    def _failed(self, message: str, count: bool) -> bool:
+        self.last_error = message
+        if count and self.metrics is not None:
+            self.metrics.load_failure(self.model)
+        serving = f"; v{self.current.version} keeps serving" if self.current else ""
+        log.warning("%s@%s: %s%s", self.registered_name, self.reference, message, serving)
+        return False
+
+    def _resolve(self) -> str | None:
+        """The version the reference names now; None (with last_error) when there is none."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        from tailor.training.registry import tracking_store_exists, use_tracking
+
+        if not tracking_store_exists(self.settings):
+            self.last_error = f"no model registry yet at {self.settings.tracking_uri}: " \
+                              "run `tailor train` first"
+            return None
+        uri = use_tracking(self.settings)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            if self.reference.isdigit():
+                found = client.get_model_version(self.registered_name, self.reference)
+            else:
+                found = client.get_model_version_by_alias(self.registered_name, self.reference)
+        except MlflowException as error:
+            self.last_error = f"{self.registered_name}@{self.reference} not found " \
+                              f"({error.error_code}): run `tailor train {self.model}`"
+            return None
+        return str(found.version)
+
+    def _load(self, version: str) -> LoadedModel:
+        """Load and prepare one version (by number: the alias may move meanwhile)."""
+        import mlflow.pyfunc
+
+        from tailor.training.registry import use_tracking
+
+        use_tracking(self.settings)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{self.registered_name}/{version}")
+        model = pyfunc.unwrap_python_model().model
+        prepared = self.prepare(model) if self.prepare is not None else None
+        return LoadedModel(model, version, self.reference, datetime.now(timezone.utc), prepared)
+
+    def status(self) -> dict[str, Any]:
+        """What the slot serves and its last error, for /status and logs."""
+        current = self.current
+        return {"model": self.model, "registered_name": self.registered_name,
+                "reference": self.reference,
+                "version": current.version if current else None,
+                "loaded_at": current.loaded_at.isoformat() if current else None,
+                "last_error": self.last_error}
+
+
+class ModelWatcher:
+    """Refreshes slots every `interval_seconds` on a daemon thread.
+
+    Args:
+        slots: the slots to refresh, by name.
+        interval_seconds: time between two rounds.
+        on_switch: called with a slot's name after it switched version (from the thread).
+    """
+
+    def __init__(self, slots: Mapping[str, ModelSlot], interval_seconds: float,
+                 on_switch: Callable[[str], None] | None = None) -> None:
+        self.slots = slots
+        self.interval_seconds = interval_seconds
+        self.on_switch = on_switch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "ModelWatcher":
+        """Start the thread (once); returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="tailor-model-watcher",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread; a load in progress finishes first (up to `timeout` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def refresh_all(self) -> list[str]:
+        """One round: refresh every slot; returns the names that switched."""
+        switched = []
+        for name, slot in self.slots.items():
+            try:
+                if slot.refresh():
+                    switched.append(name)
+                    if self.on_switch is not None:
+                        self.on_switch(name)
+            except Exception:  # refresh records its own errors; this guards the thread
+                log.exception("model watcher: refreshing %s failed", name)
+        return switched
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            self.refresh_all()

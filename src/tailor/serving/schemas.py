@@ -1,0 +1,159 @@
+"""Request and response bodies of the serving endpoints (pydantic v2).
+
+Reads and writes nothing. A request that breaks a rule fails validation with an error
+naming the field (`k`, `cart.0.quantity`, `context.categories`) and the problem; the
+service turns that into a 400. The only limit set at run time is the largest `k`
+(`serving.max_k`, applied by `set_max_k` when a pipeline starts).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_K = 10
+DEFAULT_MAX_K = 100
+MAX_ID_CHARS = 128
+MAX_CONTEXT_KEYS = 50
+MAX_CONTEXT_LIST = 200
+MAX_CART_LINES = 200
+MAX_QUANTITY = 1000
+# "none" and the incentives of tailor.models.checkout (a test keeps them in step; importing
+# the model module here would load XGBoost for every schema import).
+OFFERS: tuple[str, ...] = ("none", "10_off", "free_shipping")
+Offer = Literal["none", "10_off", "free_shipping"]
+
+_limits = {"max_k": DEFAULT_MAX_K}
+
+
+def set_max_k(max_k: int) -> None:
+    """The largest `k` requests may ask for from now on (the `serving.max_k` setting)."""
+    if max_k < 1:
+        raise ValueError(f"serving_max_k: must be at least 1, got {max_k}")
+    _limits["max_k"] = max_k
+
+
+def max_k() -> int:
+    """The largest `k` a request may ask for."""
+    return _limits["max_k"]
+
+
+# Keys of `context` the pipeline reads, and the shape each must have.
+_CONTEXT_TEXT = {"session_id": MAX_ID_CHARS, "device": 32, "page": 512}
+_CONTEXT_LISTS = ("categories", "cart")
+
+
+def _check_context(context: dict[str, Any]) -> dict[str, Any]:
+    """Validate the known keys of a request context; other keys pass untouched."""
+    if len(context) > MAX_CONTEXT_KEYS:
+        raise ValueError(f"at most {MAX_CONTEXT_KEYS} keys, got {len(context)}")
+    for key, limit in _CONTEXT_TEXT.items():
+        value = context.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise ValueError(f"{key}: must be a string of at most {limit} characters")
+    for key in _CONTEXT_LISTS:
+        value = context.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or len(value) > MAX_CONTEXT_LIST or not all(
+                isinstance(item, str) and 0 < len(item) <= MAX_ID_CHARS for item in value):
+            raise ValueError(f"{key}: must be a list of at most {MAX_CONTEXT_LIST} non-empty "
+                             f"strings of at most {MAX_ID_CHARS} characters")
+    return context
+
+
+class _Request(BaseModel):
+    """Requests refuse unknown fields, so a misspelt field is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _WithK(_Request):
+    k: int = Field(DEFAULT_K, ge=1, description="Products to return: 1 to serving.max_k "
+                                                f"(default {DEFAULT_MAX_K}).")
+
+    @field_validator("k")
+    @classmethod
+    def _k_within_limit(cls, k: int) -> int:
+        if k > _limits["max_k"]:
+            raise ValueError(f"must be at most {_limits['max_k']} (serving.max_k), got {k}")
+        return k
+
+
+class CartLine(_Request):
+    """One line of a cart."""
+
+    product_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    quantity: int = Field(1, ge=1, le=MAX_QUANTITY)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                description="Unit price; when absent, the catalogue's price.")
+
+
+class HomepageRequest(_WithK):
+    """`POST /homepage`: the products to show one visitor."""
+
+    customer_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"At most {MAX_CONTEXT_KEYS} keys. Read: session_id, device, page "
+                    "(strings) and categories (category names the visitor is browsing, "
+                    "boosted like the session's viewed categories).")
+
+    _check = field_validator("context")(_check_context)
+
+
+class AlsoBoughtRequest(_WithK):
+    """`POST /also_bought`: companions of the product being viewed."""
+
+    product_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    customer_id: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"At most {MAX_CONTEXT_KEYS} keys. Read: cart (product ids already in "
+                    "the cart, left out of the answer).")
+
+    _check = field_validator("context")(_check_context)
+
+
+class CheckoutOfferRequest(_Request):
+    """`POST /checkout_offer`: whether to offer an incentive on this cart."""
+
+    customer_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    session_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    cart: list[CartLine] = Field(min_length=1, max_length=MAX_CART_LINES)
+
+
+class RecommendedItem(BaseModel):
+    """One product of an answer, with why it is there."""
+
+    product_id: str
+    score: float
+    reason: str
+    confidence: float | None = None
+    lift: float | None = None
+
+
+class _Answer(BaseModel):
+    model_version: str | None = Field(description="Registry version of the model that "
+                                                  "answered; None for a fallback answer.")
+    variant: str = Field(description="The registry alias (or version) the model came from.")
+    fallback: bool = Field(description="True when the answer is the fallback, not the model's.")
+    fallback_reason: str | None = None
+    request_id: str
+
+
+class HomepageResponse(_Answer):
+    items: list[RecommendedItem]
+    personalised: bool = Field(description="False for customers who opted out or were "
+                                           "deleted, and for fallback answers.")
+
+
+class AlsoBoughtResponse(_Answer):
+    items: list[RecommendedItem]
+
+
+class CheckoutOfferResponse(_Answer):
+    p_abandon: float | None = Field(description="P(the cart is abandoned); None in a fallback.")
+    offer: Offer
+    reason: str

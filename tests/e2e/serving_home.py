@@ -1,0 +1,182 @@
+"""A trained Tailor home on a private Redis, for the serving tests: what `tailor serve` needs.
+
+Writes a simulated shop, the event store, lake, warehouse, Feast features (online in a
+`redis-server` this module starts on a free port, without persistence, so a test can kill
+it and start it again), and the homepage, cross-sell and checkout models in the home's
+MLflow store, each with a `champion` alias. Reads nothing else. `Serving` is a running
+server with its home and keys; `metric_total` reads one metric out of Prometheus text.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from collector_process import free_port
+from tailor.config import Settings, load_settings
+
+SERVED_MODELS = ("homepage", "cross_sell", "checkout")
+
+
+@dataclass
+class RedisServer:
+    """A `redis-server` of this test session on 127.0.0.1:`port`, no persistence."""
+
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start it (again, on the same port) and wait until it answers PING."""
+        import redis
+
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: the store vanishes mid-request, as in a crash (and loses its data)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def start_private_redis() -> RedisServer:
+    """A fresh `redis-server` on a free port."""
+    server = RedisServer(port=free_port())
+    server.start()
+    return server
+
+
+@dataclass
+class TrainedHome:
+    """The home's settings, its shop folder and the customers the tests ask about."""
+
+    settings: Settings
+    shop: Path
+    known_buyer: str
+    product_bought: str
+    cart_products: list[tuple[str, float]]
+
+
+def build_trained_home(root: Path, redis_url: str) -> TrainedHome:
+    """Simulate a small recent shop and take it through every step serving depends on."""
+    from tailor.events.ingest import ingest_files
+    from tailor.events.lake import export_lake
+    from tailor.features.pipeline import run_features
+    from tailor.simulate import ShopConfig, simulate_shop
+    from tailor.training import train_models
+    from tailor.warehouse import refresh_warehouse
+
+    start = (datetime.now(timezone.utc) - timedelta(days=45)).date().isoformat()
+    shop = root / "shop"
+    settings = load_settings(home=root / "home", env={}).replace(
+        redis_url=redis_url, features_project=f"t_{uuid.uuid4().hex[:10]}")
+    simulate_shop(ShopConfig(n_customers=400, n_products=80, n_days=44, seed=11, start=start,
+                             show_progress=False), shop)
+    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
+                 customers_path=shop / "customers.csv", progress=False)
+    export_lake(settings)
+    refresh_warehouse(settings)
+    run_features(settings, show_progress=False)
+    for model in SERVED_MODELS:
+        train_models(settings, model, trials=1)
+    ensure_champions(settings)
+    return _with_customers(settings, shop)
+
+
+def ensure_champions(settings: Settings) -> None:
+    """Give every served model a champion: a small shop's first version may not beat the
+    baselines, and an operator would then promote by hand."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    for model in SERVED_MODELS:
+        name = f"tailor-{model}"
+        try:
+            client.get_model_version_by_alias(name, "champion")
+        except MlflowException:
+            newest = max(client.search_model_versions(f"name = '{name}'"),
+                         key=lambda version: int(version.version))
+            client.set_registered_model_alias(name, "champion", newest.version)
+
+
+def _with_customers(settings: Settings, shop: Path) -> TrainedHome:
+    """The customer with the most purchases, the most bought product, a three-line cart."""
+    events = pd.read_parquet(shop / "events.parquet",
+                             columns=["customer_id", "event_type", "product_id"])
+    purchases = events[events["event_type"] == "purchase"]
+    buyer = purchases["customer_id"].value_counts().index[0]
+    products = pd.read_csv(shop / "products.csv", usecols=["product_id", "price"])
+    cart = [(row.product_id, float(row.price)) for row in products.head(3).itertuples()]
+    bought = purchases["product_id"].value_counts().index[0]
+    return TrainedHome(settings=settings, shop=shop, known_buyer=str(buyer),
+                       product_bought=str(bought), cart_products=cart)
+
+
+@dataclass
+class Serving:
+    """A running Tailor server, the home behind it, its Redis and two keys."""
+
+    url: str
+    home: TrainedHome
+    redis: RedisServer
+    secret_key: str
+    public_key: str
+    log_path: Path
+    reload_seconds: float
+
+    def post(self, path: str, body: Any, *, key: str | None = None,
+             **kwargs: Any) -> httpx.Response:
+        """POST JSON with the secret key (or `key`) in the Authorization header."""
+        headers = {"Authorization": f"Bearer {key or self.secret_key}"}
+        return httpx.post(self.url + path, json=body, headers=headers, timeout=30.0, **kwargs)
+
+    def get(self, path: str, *, key: str | None = None) -> httpx.Response:
+        headers = {"X-Tailor-Key": key} if key else {}
+        return httpx.get(self.url + path, headers=headers, timeout=30.0)
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def champion(self, model: str) -> str:
+        """The registry version the `champion` alias of `tailor-<model>` names now."""
+        from mlflow.tracking import MlflowClient
+
+        uri = self.home.settings.tracking_uri
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return str(client.get_model_version_by_alias(f"tailor-{model}", "champion").version)
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of one metric's samples whose labels include `labels` (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if match and all(f'{key}="{value}"' in (match.group(1) or "")
+                         for key, value in labels.items()):
+            total += float(match.group(2))
+    return total

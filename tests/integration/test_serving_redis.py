@@ -1,0 +1,143 @@
+"""The serving pipeline on the real Redis online store (TAILOR_TEST_REDIS_URL): personalised
+answers through the direct-HMGET fast path, the live session pushed to Redis steering the
+homepage, and the per-request cost with Redis in the loop. The run uses its own Feast
+project (the suffix of every Redis key it writes) and deletes its keys afterwards."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import prometheus_client  # noqa: F401  (before Feast sets PROMETHEUS_MULTIPROC_DIR)
+import pytest
+
+from tailor.config import load_settings
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+DAYS = 45
+START = (datetime.now(timezone.utc) - timedelta(days=DAYS + 10)).date().isoformat()
+K = 10
+
+
+@pytest.fixture(scope="module")
+def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """A small shop featurised into Redis, homepage and checkout trained; its pipeline."""
+    import redis
+    from mlflow.tracking import MlflowClient
+    from prometheus_client import CollectorRegistry
+
+    from tailor.events.ingest import ingest_files
+    from tailor.events.lake import export_lake
+    from tailor.features.pipeline import run_features
+    from tailor.serving.metrics import ServingMetrics
+    from tailor.serving.pipeline import ServingPipeline
+    from tailor.simulate import ShopConfig, simulate_shop
+    from tailor.training import train_model
+    from tailor.warehouse import refresh_warehouse
+
+    folder = tmp_path_factory.mktemp("serving_redis")
+    home, project = folder / "home", f"t_{uuid.uuid4().hex[:10]}"
+    settings = load_settings(home=home, env={}).replace(
+        redis_url=redis_url, features_project=project,
+        mlflow_tracking_uri=f"sqlite:///{home.resolve() / 'mlflow.db'}")
+    shop = folder / "shop"
+    simulate_shop(ShopConfig(n_customers=400, n_products=80, n_days=DAYS, seed=5, start=START,
+                             show_progress=False), shop)
+    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
+                 customers_path=shop / "customers.csv", progress=False)
+    export_lake(settings)
+    refresh_warehouse(settings)
+    run_features(settings, show_progress=False)
+    for model in ("homepage", "checkout"):
+        result = train_model(settings, model, trials=1, jobs=1)
+        if not result.promoted:  # these tests judge serving, not promotion
+            MlflowClient(settings.tracking_uri, settings.tracking_uri) \
+                .set_registered_model_alias(f"tailor-{model}", "champion", result.version)
+    pipeline = ServingPipeline(settings, start_watcher=False,
+                               metrics=ServingMetrics(CollectorRegistry()))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield settings, shop, pipeline
+    finally:
+        pipeline.close()
+        keys = list(client.scan_iter(match=b"*" + project.encode(), count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def _customers(pipeline, tier: int) -> list[str]:
+    model = pipeline.slots["homepage"].current.model
+    tiers = model.customer_tiers(np.arange(len(model.customers)))
+    return [str(model.customers.ids[row]) for row in np.flatnonzero(tiers == tier)]
+
+
+def test_personalised_answers_through_the_fast_path(served) -> None:
+    from tailor.serving.schemas import CartLine, CheckoutOfferRequest, HomepageRequest
+
+    _, _, pipeline = served
+    assert pipeline.features["homepage"].fast_path and pipeline.features["checkout"].fast_path
+    model = pipeline.slots["homepage"].current.model
+    for customer in _customers(pipeline, 2)[:5]:
+        answer = pipeline.homepage(HomepageRequest(customer_id=customer, k=K))
+        assert not answer.fallback and answer.personalised
+        assert [item.product_id for item in answer.items] == \
+            model.recommend([customer], k=K)["product_id"].tolist()
+    offer = pipeline.checkout_offer(CheckoutOfferRequest(
+        customer_id=_customers(pipeline, 2)[0], session_id="s-r",
+        cart=[CartLine(product_id=str(model.products.ids[0]), quantity=1, price=25.0)]))
+    assert not offer.fallback and 0 < offer.p_abandon < 1
+    assert pipeline.status()["features"]["homepage"]["last_error"] is None
+
+
+def test_a_session_pushed_to_redis_steers_the_homepage(served) -> None:
+    from tailor.features.realtime import SessionFeaturePusher
+    from tailor.serving.schemas import HomepageRequest
+
+    settings, shop, pipeline = served
+    model = pipeline.slots["homepage"].current.model
+    customer = _customers(pipeline, 2)[3]
+    plain = pipeline.homepage(HomepageRequest(customer_id=customer, k=K))
+    shown = {str(model.categories[model.products.positions[item.product_id]])
+             for item in plain.items}
+    catalogue = pd.read_csv(shop / "products.csv")
+    catalogue = catalogue[catalogue["inventory"] > 0]
+    target = sorted(set(catalogue["category"]) - shown)[0]
+    product = catalogue[catalogue["category"] == target].iloc[0]
+    when = datetime.now(timezone.utc) - timedelta(seconds=10)
+    SessionFeaturePusher(settings).push_events(pd.DataFrame([{
+        "event_id": f"redis-serving-{customer}", "customer_id": customer,
+        "event_type": "product_view", "product_id": product["product_id"], "timestamp": when,
+        "session_id": "redis-serving", "price": product["price"], "quantity": None,
+        "device_type": "desktop"}]))
+    steered = pipeline.homepage(HomepageRequest(customer_id=customer, k=K))
+    browsed = [slot for slot, item in enumerate(steered.items)
+               if model.categories[model.products.positions[item.product_id]] == target]
+    assert browsed == [3, 6, 9]
+    assert steered.items[3].reason == f"because you are browsing {target}"
+
+
+def test_per_request_cost_with_redis_in_the_loop(served) -> None:
+    from tailor.serving.schemas import HomepageRequest
+
+    _, _, pipeline = served
+    customer = _customers(pipeline, 2)[1]
+    request = HomepageRequest(customer_id=customer, k=K)
+    reader = pipeline.features["homepage"]
+
+    def p50(call, repeats: int = 300) -> float:
+        call()
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            samples.append((time.perf_counter() - started) * 1000)
+        return float(np.percentile(samples, 50))
+
+    read, total = p50(lambda: reader.read(customer)), p50(lambda: pipeline.homepage(request))
+    print(f"\nRedis fast path: feature read p50 {read:.2f} ms, pipeline.homepage p50 "
+          f"{total:.2f} ms")
+    assert total < 5.0

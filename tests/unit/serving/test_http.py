@@ -1,0 +1,145 @@
+"""The ASGI guards: secret keys on every path but the open ones, body limits, passthrough."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from tailor.config import Settings, load_settings
+from tailor.events.keys import create_key, keys_file_path
+from tailor.serving.http import ApiKeyMiddleware, BodyLimitMiddleware
+
+LIMIT = 1_000
+
+
+async def echo(request: Request) -> JSONResponse:
+    body = await request.body()
+    return JSONResponse({"path": request.url.path, "bytes": len(body)})
+
+
+def inner_app() -> Starlette:
+    return Starlette(routes=[Route(path, echo, methods=["GET", "POST"])
+                             for path in ("/", "/healthz", "/readyz", "/homepage", "/metrics",
+                                          "/collect/v1/events", "/collector")])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(home=tmp_path / "home", env={})
+
+
+@pytest.fixture
+def keys(settings: Settings) -> dict[str, str]:
+    path = keys_file_path(settings)
+    return {"secret": create_key("secret", path, "shop backend"),
+            "public": create_key("public", path, "shop pages")}
+
+
+@pytest.fixture
+def client(settings: Settings, keys: dict[str, str]) -> TestClient:
+    app = BodyLimitMiddleware(ApiKeyMiddleware(inner_app(), settings), LIMIT)
+    return TestClient(app)
+
+
+def test_a_missing_key_is_401_with_a_json_reason(client: TestClient) -> None:
+    response = client.post("/homepage", json={"customer_id": "c1"})
+    assert response.status_code == 401
+    assert "missing API key" in response.json()["error"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_public_and_unknown_keys_are_403(client: TestClient, keys: dict[str, str]) -> None:
+    public = client.post("/homepage", headers={"Authorization": f"Bearer {keys['public']}"})
+    assert public.status_code == 403 and "public key" in public.json()["error"]
+    unknown = client.post("/homepage", headers={"X-Tailor-Key": keys["secret"] + "0"})
+    assert unknown.status_code == 403 and unknown.json() == {"error": "unknown API key"}
+
+
+def test_a_secret_key_passes_in_either_header(client: TestClient, keys: dict[str, str]) -> None:
+    for headers in ({"Authorization": f"Bearer {keys['secret']}"},
+                    {"authorization": f"bearer  {keys['secret']} "},
+                    {"X-Tailor-Key": keys["secret"]}):
+        response = client.post("/homepage", headers=headers, content=b"{}")
+        assert response.status_code == 200, headers
+        assert response.json() == {"path": "/homepage", "bytes": 2}
+    assert client.get("/metrics").status_code == 401  # metrics are not open
+
+
+def test_open_paths_and_the_collector_need_no_key(client: TestClient) -> None:
+    for path in ("/", "/healthz", "/readyz"):
+        assert client.get(path).status_code == 200, path
+    # The collector checks its own keys; a path that merely starts alike is not under it.
+    assert client.post("/collect/v1/events", content=b"[]").status_code == 200
+    assert client.post("/collector").status_code == 401
+
+
+def test_a_key_added_to_the_keys_file_later_is_accepted(client: TestClient,
+                                                        settings: Settings) -> None:
+    import time
+
+    late = create_key("secret", keys_file_path(settings), "added while serving")
+    time.sleep(1.1)  # the key ring looks at the file at most once a second
+    assert client.get("/metrics", headers={"X-Tailor-Key": late}).status_code == 200
+
+
+def test_an_oversized_body_is_413_by_header_and_by_stream(client: TestClient,
+                                                          keys: dict[str, str]) -> None:
+    headers = {"X-Tailor-Key": keys["secret"]}
+    fits = client.post("/homepage", headers=headers, content=b"x" * LIMIT)
+    assert fits.status_code == 200 and fits.json()["bytes"] == LIMIT
+    declared = client.post("/homepage", headers=headers, content=b"x" * (LIMIT + 1))
+    assert declared.status_code == 413 and "over the limit of 1,000 bytes" in \
+        declared.json()["error"]
+
+    def chunks():  # no Content-Length: the body arrives chunked
+        for _ in range(5):
+            yield b"y" * 300
+
+    streamed = client.post("/homepage", headers=headers, content=chunks())
+    assert streamed.status_code == 413
+
+
+def test_the_collector_prefix_is_not_size_limited_here(client: TestClient) -> None:
+    response = client.post("/collect/v1/events", content=b"z" * (LIMIT * 3))
+    assert response.status_code == 200 and response.json()["bytes"] == LIMIT * 3
+
+
+async def _call(app, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, dict]:
+    """Drive the ASGI app by hand (a client library would fix a bad Content-Length)."""
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/homepage", "headers": headers,
+             "query_string": b"", "http_version": "1.1", "scheme": "http",
+             "server": ("test", 80), "client": ("test", 1), "root_path": ""}
+    await app(scope, receive, send)
+    status = sent[0]["status"]
+    return status, json.loads(b"".join(m.get("body", b"") for m in sent[1:]) or b"{}")
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-5", b"12, 12", b""])
+def test_a_malformed_content_length_is_400(settings: Settings, keys: dict[str, str],
+                                           length: bytes) -> None:
+    app = BodyLimitMiddleware(ApiKeyMiddleware(inner_app(), settings), LIMIT)
+    headers = [(b"x-tailor-key", keys["secret"].encode()), (b"content-length", length)]
+    status, body = asyncio.run(_call(app, headers, b"{}"))
+    assert status == 400 and "Content-Length" in body["error"]
+
+
+def test_the_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        BodyLimitMiddleware(inner_app(), 0)
