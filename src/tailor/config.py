@@ -179,6 +179,21 @@ SETTINGS: tuple[Setting, ...] = (
             "candidates; 0 turns the session re-ranking off."),
     Setting("serving", "threads", int, 8,
             "Worker threads that run requests within the timeout budget (per worker process)."),
+    Setting("serving", "bentoml_home", str, "",
+            "BentoML home whose models/ store keeps every served version (imported from the "
+            "registry once, the start-up fallback when the registry is down). Empty: "
+            "<home>/bentoml. Must be writable by the server."),
+    Setting("serving", "homepage_model", str, "champion",
+            "Homepage model version to serve: a registry alias (champion, challenger, an "
+            "experiment's) or a version number; the answer's variant field reports it."),
+    Setting("serving", "cross_sell_model", str, "champion",
+            "Cross-sell (also bought) model version to serve: an alias or a version number."),
+    Setting("serving", "checkout_model", str, "champion",
+            "Checkout model version to serve: an alias or a version number."),
+    Setting("serving", "daily_incentive_budget", float, 500.0,
+            "Most expected incentive cost the checkout offers may commit per UTC day, over "
+            "every worker and server (a ledger in Redis when redis_url is set, else SQLite "
+            "under the home); once spent the offer is none. 0 = no incentives."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -250,6 +265,14 @@ def _validate(values: dict[str, Any]) -> None:
     if values["serving_reload_seconds"] <= 0:
         raise ConfigError("serving_reload_seconds must be positive, "
                           f"got {values['serving_reload_seconds']!r}")
+    for name in ("serving_homepage_model", "serving_cross_sell_model",
+                 "serving_checkout_model"):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}", values[name]):
+            raise ConfigError(f"{name} must be a registry alias (letters, digits, _ and -) or "
+                              f"a version number, got {values[name]!r}")
+    if values["serving_daily_incentive_budget"] < 0:
+        raise ConfigError("serving_daily_incentive_budget must be 0 or more, "
+                          f"got {values['serving_daily_incentive_budget']!r}")
     if not 0.0 <= values["serving_session_share"] <= 1.0:
         raise ConfigError("serving_session_share must be between 0 and 1, "
                           f"got {values['serving_session_share']!r}")

@@ -12,7 +12,10 @@ absolute (BentoML runs in the folder that holds `bentos/`).
 Each server gets a private, temporary BENTOML_HOME, removed when it stops: BentoML keeps
 its Prometheus multiprocess files in `$BENTOML_HOME/prometheus_multiproc_dir` and empties
 that folder when a server starts, so two servers sharing one home (a second `tailor serve`,
-a benchmark's reference server) would silently wipe each other's metrics.
+a benchmark's reference server) would silently wipe each other's metrics. The models are
+not kept there: the pipeline keeps them in its own BentoML model store,
+`serving.bentoml_home` (default `<home>/bentoml`, `tailor.serving.model_store`), which
+outlives the server.
 """
 
 from __future__ import annotations

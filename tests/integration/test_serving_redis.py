@@ -33,6 +33,7 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
     from tailor.events.ingest import ingest_files
     from tailor.events.lake import export_lake
     from tailor.features.pipeline import run_features
+    from tailor.serving.budget import RedisLedger
     from tailor.serving.metrics import ServingMetrics
     from tailor.serving.pipeline import ServingPipeline
     from tailor.simulate import ShopConfig, simulate_shop
@@ -57,14 +58,17 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
         if not result.promoted:  # these tests judge serving, not promotion
             MlflowClient(settings.tracking_uri, settings.tracking_uri) \
                 .set_registered_model_alias(f"tailor-{model}", "champion", result.version)
+    budget_prefix = f"tailor-test:{project}:incentive_budget:"  # not the shop's real ledger
     pipeline = ServingPipeline(settings, start_watcher=False,
-                               metrics=ServingMetrics(CollectorRegistry()))
+                               metrics=ServingMetrics(CollectorRegistry()),
+                               ledger=RedisLedger(redis_url, 1e6, prefix=budget_prefix))
     client = redis.Redis.from_url(redis_url)
     try:
         yield settings, shop, pipeline
     finally:
         pipeline.close()
         keys = list(client.scan_iter(match=b"*" + project.encode(), count=1000))
+        keys += list(client.scan_iter(match=budget_prefix + "*"))
         if keys:
             client.delete(*keys)
 

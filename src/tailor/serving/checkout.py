@@ -24,7 +24,9 @@ days_since_signup (the nearest served feature).
 
 The incentive follows the model's policy (`tailor.models.checkout`), cart by cart: the
 incentive with the best positive expected gain when P(abandon) is above the threshold and
-its expected cost fits the budget.
+its expected cost fits the policy's budget. The policy's budget caps one call, i.e. one
+cart here; the daily budget over every request is the pipeline's (`tailor.serving.budget`),
+which may withdraw the incentive (`without_incentive`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class Decision:
     offer: Offer
     expected_gain: float
     reason: str
+    expected_cost: float = 0.0
 
 
 class CheckoutScorer:
@@ -166,4 +169,13 @@ class CheckoutScorer:
                                               f"of {policy.budget:.2f}")
         return Decision(p, offer, gain, f"{stated} is above the {policy.threshold:.0%} "
                                         f"threshold; {label} has the best expected gain: "
-                                        f"{gain:+.2f} per cart (expected cost {cost:.2f})")
+                                        f"{gain:+.2f} per cart (expected cost {cost:.2f})", cost)
+
+
+def without_incentive(decision: Decision, why: str) -> Decision:
+    """`decision` with its incentive withdrawn; the reason keeps the numbers and says why."""
+    label = OFFER_LABELS.get(decision.offer, decision.offer)
+    return Decision(decision.p_abandon, NO_OFFER, 0.0,
+                    f"P(abandon) {decision.p_abandon:.0%}; {label} would gain "
+                    f"{decision.expected_gain:+.2f} (expected cost {decision.expected_cost:.2f}), "
+                    f"but {why}: no incentive")

@@ -10,6 +10,9 @@ reads nothing. Names:
     tailor_batch_size{endpoint}                    histogram, requests per model call
     tailor_model_info{model,version}               1 for the version serving now
     tailor_model_load_failures_total{model}        versions that failed to load
+    tailor_incentive_reservations_total{outcome}   checkout incentives against the daily
+                                                   budget: granted, budget_spent or
+                                                   ledger_unavailable (offered nothing)
 
 The metric objects are created once per registry and shared, so building two pipelines in
 one process (tests, a reload) does not fail on duplicate registration.
@@ -45,6 +48,7 @@ class _Collectors:
     batch_size: Any
     model_info: Any
     load_failures: Any
+    incentives: Any
     versions: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,7 +77,10 @@ def _create(registry: Any) -> _Collectors:
                          multiprocess_mode="livemax"),
         load_failures=Counter("tailor_model_load_failures",
                               "Model versions that failed to load (the old one kept serving).",
-                              ["model"], registry=registry))
+                              ["model"], registry=registry),
+        incentives=Counter("tailor_incentive_reservations",
+                           "Checkout incentives checked against the daily budget, by outcome.",
+                           ["outcome"], registry=registry))
 
 
 def _collectors(registry: Any) -> _Collectors:
@@ -131,6 +138,11 @@ class ServingMetrics:
     def load_failure(self, model: str) -> None:
         """A version of `model` failed to load."""
         self._metrics.load_failures.labels(model=model).inc()
+
+    def incentive(self, outcome: str) -> None:
+        """One incentive checked against the daily budget: granted, budget_spent or
+        ledger_unavailable."""
+        self._metrics.incentives.labels(outcome=outcome).inc()
 
     def value(self, name: str, labels: dict[str, str]) -> float:
         """The current value of one sample (0 when it was never recorded), e.g.

@@ -2,8 +2,13 @@
 
 Reads: the MLflow registry (models by alias, `tailor.serving.registry`), the online feature
 store (`homepage` and `checkout` services, `tailor.features.online`), the privacy exclusion
-list, the warehouse catalogue and popularity (at start-up). Writes: Prometheus metrics
+list, the warehouse catalogue and popularity (at start-up). Writes: the BentoML model store
+(versions it loads, `tailor.serving.model_store`), the daily incentive ledger (each
+incentive offered reserves its expected cost, `tailor.serving.budget`), Prometheus metrics
 (`tailor.serving.metrics`) and logs; nothing else.
+
+Each model follows the alias or version number of its `serving.<model>_model` setting,
+which the answers report as `variant`.
 
 Framework-free: the BentoML service (`bentos/`) only validates bodies with
 `tailor.serving.schemas` and calls these methods. They never raise for a valid request:
@@ -27,8 +32,11 @@ from typing import Any, Callable, Sequence
 
 from tailor.config import Settings
 from tailor.serving.also_bought import CompanionIndex
+from tailor.serving.budget import Ledger, LedgerUnavailable, open_ledger
 from tailor.serving.catalogue import Catalogue, load_catalogue
-from tailor.serving.checkout import NO_OFFER, CheckoutScorer, cart_facts, model_row
+from tailor.serving.checkout import (
+    NO_OFFER, CheckoutScorer, Decision, cart_facts, model_row, without_incentive,
+)
 from tailor.serving.exclusions import ExclusionList
 from tailor.serving.fallback import FallbackLists, popular_from_model, popular_from_warehouse
 from tailor.serving.homepage import HomepageRanker
@@ -43,7 +51,6 @@ log = logging.getLogger(__name__)
 
 HOMEPAGE, ALSO_BOUGHT, CHECKOUT_OFFER = "homepage", "also_bought", "checkout_offer"
 FEATURE_SERVICES: tuple[str, ...] = ("homepage", "checkout")
-REFERENCE = "champion"
 
 # Fallback kinds: the metric label (bounded), beside the free-text reason in the answer.
 TIMEOUT = "timeout"
@@ -85,10 +92,11 @@ class ServingPipeline:
         start_watcher: refresh the model aliases every `serving.reload_seconds` on a daemon
             thread (tests that drive `ModelSlot.refresh` themselves pass False).
         metrics: where to record (default: `ServingMetrics()` on the default registry).
+        ledger: the daily incentive ledger (default: the one the settings name).
     """
 
     def __init__(self, settings: Settings, *, start_watcher: bool = True,
-                 metrics: ServingMetrics | None = None) -> None:
+                 metrics: ServingMetrics | None = None, ledger: Ledger | None = None) -> None:
         from tailor.features.online import OnlineFeatureReader
 
         started = time.perf_counter()
@@ -99,6 +107,7 @@ class ServingPipeline:
         set_max_k(settings.serving_max_k)
         self.slots = self._slots()
         self.exclusions = ExclusionList(settings)
+        self.ledger = ledger or open_ledger(settings)
         self.catalogue = Catalogue(error="not loaded yet")
         self.fallback = FallbackLists()
         self.features = {service: OnlineFeatureReader(settings, service)
@@ -120,9 +129,13 @@ class ServingPipeline:
         """One slot per served model, each preparing its request-time lookups on load."""
         preparers = {"homepage": self._homepage_ranker, "cross_sell": CompanionIndex,
                      "checkout": CheckoutScorer}
-        return {name: ModelSlot(self.settings, name, REFERENCE, metrics=self.metrics,
+        return {name: ModelSlot(self.settings, name, self._reference(name), metrics=self.metrics,
                                 prepare=prepare)
                 for name, prepare in preparers.items()}
+
+    def _reference(self, name: str) -> str:
+        """The alias or version number `serving.<name>_model` names (the answer's variant)."""
+        return str(getattr(self.settings, f"serving_{name}_model"))
 
     def _load(self) -> None:
         """Load the models; without a homepage model, the catalogue and the popularity list
@@ -173,8 +186,17 @@ class ServingPipeline:
                          "last_error": self.fallback.last_error},
             "catalogue": {"products": len(self.catalogue), "error": self.catalogue.error},
             "excluded_customers": len(self.exclusions),
+            "incentive_budget": self._budget_status(),
             "timeout_ms": self.settings.serving_timeout_ms,
         }
+
+    def _budget_status(self) -> dict[str, Any]:
+        try:
+            spent, error = self.ledger.spent(), None
+        except LedgerUnavailable as problem:
+            spent, error = None, str(problem)
+        return {"backend": self.ledger.backend, "daily": self.ledger.budget,
+                "spent_today": spent, "last_error": error}
 
     def close(self) -> None:
         """Stop the model watcher and the worker threads."""
@@ -471,6 +493,7 @@ class ServingPipeline:
                     f"checkout model v{loaded.version} failed: {_describe(error)}")
             return
         for (position, facts, _), decision in zip(scored, decisions):
+            decision = self._within_daily_budget(decision)
             notes = []
             if facts.unpriced:
                 notes.append(f"{facts.unpriced} cart line(s) without a known price not counted "
@@ -482,3 +505,27 @@ class ServingPipeline:
                 p_abandon=decision.p_abandon, offer=decision.offer, reason=reason,
                 model_version=loaded.version, variant=self.slots["checkout"].reference,
                 fallback=False, fallback_reason=None, request_id=_request_id()))
+
+    def _within_daily_budget(self, decision: Decision) -> Decision:
+        """The decision if its incentive's expected cost fits today's budget (then reserved
+        in the ledger); else, or when the ledger cannot be reached, no incentive."""
+        if decision.offer == NO_OFFER:
+            return decision
+        if self.ledger.budget <= 0:
+            self.metrics.incentive("budget_spent")
+            return without_incentive(decision, "there is no daily incentive budget "
+                                               "(serving.daily_incentive_budget = 0)")
+        try:
+            reservation = self.ledger.reserve(decision.expected_cost)
+        except LedgerUnavailable as error:
+            self.metrics.incentive("ledger_unavailable")
+            log.warning("incentive withheld: %s", error)
+            return without_incentive(decision, "the daily incentive budget could not be "
+                                               f"checked ({error})")
+        if not reservation.granted:
+            self.metrics.incentive("budget_spent")
+            return without_incentive(
+                decision, f"the daily incentive budget is spent ({reservation.spent:.2f} of "
+                          f"{reservation.budget:.2f} committed today, UTC)")
+        self.metrics.incentive("granted")
+        return decision

@@ -1,9 +1,11 @@
-"""Models for serving, from the MLflow registry, switched without dropping a request.
+"""Models for serving, from the MLflow registry through the BentoML model store, switched
+without dropping a request.
 
 Reads the MLflow registry at `settings.tracking_uri` (`registry.use_tracking`): which
-version an alias (`champion`, `challenger`, an experiment's) or a version number names,
-and that version's pyfunc model (`models:/tailor-<model>/<version>`), unwrapped to the
-fitted object from `tailor.models`. Writes nothing but metrics and logs.
+version an alias (`champion`, `challenger`, an experiment's) or a version number names.
+That version is imported once into the BentoML model store under the Tailor home as
+`tailor-<model>:v<version>` (`tailor.serving.model_store`) and loaded from there, unwrapped
+to the fitted object from `tailor.models`. Writes the store, metrics and logs.
 
 A `ModelSlot` holds the model currently serving for one name and reference. `refresh`
 resolves the reference; when the version moved, it loads the new version in the calling
@@ -11,7 +13,10 @@ thread (requests keep using the old one meanwhile), prepares it (the pipeline's 
 then swaps one attribute, so each request sees either the old or the new model whole. A
 version that fails to load leaves the old one serving, is recorded in `last_error` and the
 `tailor_model_load_failures_total` metric, and is tried again at the next refresh.
-`ModelWatcher` calls `refresh` on every slot from a daemon thread.
+While nothing serves and the registry is missing or unreachable, the slot serves the
+newest matching version in the BentoML store (a built Bento's models, or what an earlier
+start imported), with `last_error` saying so, and switches to the registry's version once
+it answers. `ModelWatcher` calls `refresh` on every slot from a daemon thread.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from typing import Any, Callable, Mapping
 
 from tailor.config import Settings
 from tailor.serving.metrics import ServingMetrics
+from tailor.serving.model_store import StoredVersion, TailorModelStore
 
 log = logging.getLogger(__name__)
 
 REGISTERED_PREFIX = "tailor-"  # models are registered as tailor-<model> (tailor.training)
+# MLflow's error codes when the registry answers that a model, version or alias is not there
+# (any other error means it could not answer).
+NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class LoadedModel:
         reference: the alias or version number it was resolved from.
         loaded_at: when it finished loading (UTC).
         prepared: what the slot's `prepare` built from it (serving lookups), else None.
+        tag: its BentoML model store tag (`tailor-<model>:v<version>`).
+        source: "registry", or "bentoml store" when the registry could not be read.
     """
 
     model: Any
@@ -47,6 +58,8 @@ class LoadedModel:
     reference: str
     loaded_at: datetime
     prepared: Any = None
+    tag: str | None = None
+    source: str = "registry"
 
 
 def _describe(error: BaseException) -> str:
@@ -74,8 +87,10 @@ class ModelSlot:
         self.registered_name = REGISTERED_PREFIX + model
         self.metrics = metrics
         self.prepare = prepare
+        self.store = TailorModelStore(settings)
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
+        self._registry_missing = False
         self._lock = threading.Lock()  # one refresh at a time; reads never wait for it
 
     def refresh(self) -> bool:
@@ -86,22 +101,50 @@ class ModelSlot:
         """
         with self._lock:
             try:
-                version = self._resolve()
+                found = self._resolve()
             except Exception as error:  # the registry is down: keep serving what we have
-                return self._failed(f"registry lookup failed: {_describe(error)}",
-                                    count=False)
-            if version is None:
-                return False
-            if self.current is not None and self.current.version == version:
+                self._failed(f"registry lookup failed: {_describe(error)}", count=False)
+                return self._from_store()
+            if found is None:
+                return self._from_store() if self._registry_missing else False
+            version, run_id = found
+            current = self.current
+            if current is not None and current.version == version \
+                    and current.source == "registry":  # (a store copy is replaced once)
                 self.last_error = None
                 return False
             try:
-                loaded = self._load(version)
+                loaded = self._load(version, run_id)
             except Exception as error:
                 return self._failed(f"version {version} failed to load: {_describe(error)}",
                                     count=True)
             self._swap(loaded)
             return True
+
+    def _from_store(self) -> bool:
+        """With nothing serving and no registry: the BentoML store's newest match, if any
+        (last_error keeps the registry's problem and says what serves instead)."""
+        problem = self.last_error
+        if self.current is not None:
+            if self.current.source != "registry":
+                self.last_error = f"{problem}; {self._store_note(self.current.tag)}"
+            return False
+        try:
+            stored = self.store.newest(self.registered_name, self.reference)
+            if stored is None:
+                return False
+            loaded = self._prepared(self.store.load(stored), stored, "bentoml store")
+        except Exception as error:
+            return self._failed(f"{problem}; the BentoML model store failed too: "
+                                f"{_describe(error)}", count=True)
+        self._swap(loaded)
+        self.last_error = f"{problem}; {self._store_note(stored.tag)} at {stored.store}"
+        log.warning("%s@%s: %s", self.registered_name, self.reference, self.last_error)
+        return True
+
+    @staticmethod
+    def _store_note(tag: str | None) -> str:
+        return f"serving {tag} from the BentoML model store"
 
     def _swap(self, loaded: LoadedModel) -> None:
         """Serve `loaded` from now on (one attribute: a request sees one model whole)."""
@@ -121,14 +164,16 @@ class ModelSlot:
         log.warning("%s@%s: %s%s", self.registered_name, self.reference, message, serving)
         return False
 
-    def _resolve(self) -> str | None:
-        """The version the reference names now; None (with last_error) when there is none."""
+    def _resolve(self) -> tuple[str, str | None] | None:
+        """The version the reference names now and its run id; None (with last_error) when
+        there is none (`_registry_missing` says whether the registry itself is missing)."""
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         from tailor.training.registry import tracking_store_exists, use_tracking
 
-        if not tracking_store_exists(self.settings):
+        self._registry_missing = not tracking_store_exists(self.settings)
+        if self._registry_missing:
             self.last_error = f"no model registry yet at {self.settings.tracking_uri}: " \
                               "run `tailor train` first"
             return None
@@ -140,22 +185,31 @@ class ModelSlot:
             else:
                 found = client.get_model_version_by_alias(self.registered_name, self.reference)
         except MlflowException as error:
+            if error.error_code not in NOT_FOUND:  # e.g. the registry server does not answer
+                raise
             self.last_error = f"{self.registered_name}@{self.reference} not found " \
                               f"({error.error_code}): run `tailor train {self.model}`"
             return None
-        return str(found.version)
+        return str(found.version), found.run_id
 
-    def _load(self, version: str) -> LoadedModel:
-        """Load and prepare one version (by number: the alias may move meanwhile)."""
-        import mlflow.pyfunc
-
+    def _load(self, version: str, run_id: str | None) -> LoadedModel:
+        """Import one version into the BentoML store (once) and load and prepare it from
+        there (by number: the alias may move meanwhile)."""
         from tailor.training.registry import use_tracking
 
         use_tracking(self.settings)
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{self.registered_name}/{version}")
-        model = pyfunc.unwrap_python_model().model
+        alias = None if self.reference.isdigit() else self.reference
+        stored, imported = self.store.ensure(self.registered_name, version, run_id=run_id,
+                                             alias=alias)
+        if imported:
+            log.info("%s: imported v%s into the BentoML model store as %s",
+                     self.registered_name, version, stored.tag)
+        return self._prepared(self.store.load(stored), stored, "registry")
+
+    def _prepared(self, model: Any, stored: StoredVersion, source: str) -> LoadedModel:
         prepared = self.prepare(model) if self.prepare is not None else None
-        return LoadedModel(model, version, self.reference, datetime.now(timezone.utc), prepared)
+        return LoadedModel(model, stored.version, self.reference, datetime.now(timezone.utc),
+                           prepared, stored.tag, source)
 
     def status(self) -> dict[str, Any]:
         """What the slot serves and its last error, for /status and logs."""
@@ -164,6 +218,8 @@ class ModelSlot:
                 "reference": self.reference,
                 "version": current.version if current else None,
                 "loaded_at": current.loaded_at.isoformat() if current else None,
+                "tag": current.tag if current else None,
+                "source": current.source if current else None,
                 "last_error": self.last_error}
 
 

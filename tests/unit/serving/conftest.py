@@ -88,7 +88,8 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
 
 @pytest.fixture(scope="session")
 def pipeline_factory():
-    """Builds pipelines with their own metrics registry and no watcher; closes them after."""
+    """Builds pipelines with their own metrics registry and no watcher (other options, e.g.
+    `ledger`, passed on); closes them after."""
     from prometheus_client import CollectorRegistry
 
     from tailor.serving.metrics import ServingMetrics
@@ -96,9 +97,9 @@ def pipeline_factory():
 
     built = []
 
-    def build(settings: Settings) -> ServingPipeline:
+    def build(settings: Settings, **options) -> ServingPipeline:
         built.append(ServingPipeline(settings, start_watcher=False,
-                                     metrics=ServingMetrics(CollectorRegistry())))
+                                     metrics=ServingMetrics(CollectorRegistry()), **options))
         return built[-1]
 
     yield build
@@ -110,3 +111,27 @@ def pipeline_factory():
 def pipeline(served_home: ServedHome, pipeline_factory):
     """The pipeline over the served home (shared: tests must not change its state)."""
     return pipeline_factory(served_home.settings)
+
+
+
+@pytest.fixture
+def configured_bentoml_store():
+    """Points BentoML's configured model store (a served Bento's, else $BENTOML_HOME's) at
+    a folder for the test: `configured_bentoml_store(path)`; put back afterwards."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models.model import ModelStore
+
+    before = BentoMLContainer.model_store.get()
+
+    def point(path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        BentoMLContainer.model_store.set(ModelStore(path))
+
+    yield point
+    BentoMLContainer.model_store.set(before)
+
+
+@pytest.fixture
+def empty_bentoml_store(configured_bentoml_store, tmp_path: Path) -> None:
+    """BentoML's configured model store is an empty one for the test."""
+    configured_bentoml_store(tmp_path / "configured-bentoml-store")

@@ -136,9 +136,11 @@ def test_a_failing_model_gives_a_fallback_and_counts_an_error(served_home,
 
 
 def test_without_models_the_warehouse_popularity_serves(served_home, pipeline_factory,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path,
+                                                        empty_bentoml_store) -> None:
     settings = served_home.settings.replace(
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'empty-registry.db'}")
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'empty-registry.db'}",
+        serving_bentoml_home=str(tmp_path / "empty-bentoml"))  # no registry, no stored model
     bare = pipeline_factory(settings)
     assert bare.ready()
     expected = popular_from_warehouse(settings, settings.serving_fallback_size)

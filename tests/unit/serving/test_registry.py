@@ -84,12 +84,15 @@ def test_a_version_number_and_a_missing_alias(served_home) -> None:
     assert "tailor-homepage@no-such-alias not found" in missing.last_error
 
 
-def test_no_registry_yet(served_home, tmp_path: Path) -> None:
+def test_no_registry_yet_and_nothing_in_a_model_store(served_home, tmp_path: Path,
+                                                     empty_bentoml_store) -> None:
     settings = served_home.settings.replace(
+        home=str(tmp_path / "home"),
         mlflow_tracking_uri=f"sqlite:///{tmp_path / 'never-created.db'}")
     slot = ModelSlot(settings, "checkout")
     assert slot.refresh() is False and slot.current is None
     assert "no model registry yet" in slot.last_error
+    assert "BentoML" not in slot.last_error
     assert not (tmp_path / "never-created.db").exists()
 
 

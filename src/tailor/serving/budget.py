@@ -1,0 +1,206 @@
+"""The daily incentive budget of the checkout offers: a spend ledger shared by every worker.
+
+Reads and writes one running total per UTC day: in Redis (`settings.redis_url` set) under
+`tailor:incentive_budget:<YYYY-MM-DD>`, kept two days; else in SQLite at
+`<home>/incentive_budget.db`, table `incentive_spend(day, spent)`. Nothing else.
+
+`reserve(cost)` adds an offer's expected cost to today's total only when the total stays
+within `serving.daily_incentive_budget`, atomically across threads, worker processes and
+servers (a Lua script in Redis; a `BEGIN IMMEDIATE` transaction in SQLite), so concurrent
+offers never commit more than the budget. A ledger that cannot be reached raises
+`LedgerUnavailable`: the caller offers nothing (fail closed).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from tailor.config import Settings
+
+REDIS_PREFIX = "tailor:incentive_budget:"
+KEEP_SECONDS = 2 * 86_400  # a day's key outlives the day it counts
+SQLITE_FILE = "incentive_budget.db"
+SQLITE_TIMEOUT_SECONDS = 1.0
+EPSILON = 1e-9  # float sums: a cost that fits exactly is not refused by rounding
+
+# KEYS[1] the day's key; ARGV cost, budget, seconds to keep. Returns {granted, spent}.
+RESERVE_SCRIPT = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cost = tonumber(ARGV[1])
+if spent + cost > tonumber(ARGV[2]) + 1e-9 then
+  return {0, tostring(spent)}
+end
+spent = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return {1, tostring(spent)}
+"""
+
+
+class LedgerUnavailable(RuntimeError):
+    """The ledger could not be read or written; the message says why."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The answer to one reservation.
+
+    Attributes:
+        granted: the cost was added to the day's total.
+        spent: the day's total after the call.
+        budget: the day's budget.
+    """
+
+    granted: bool
+    spent: float
+    budget: float
+
+
+class Ledger(Protocol):
+    """Where the day's incentive spend is counted."""
+
+    budget: float
+    backend: str
+
+    def reserve(self, cost: float, day: date | None = None) -> Reservation: ...
+
+    def spent(self, day: date | None = None) -> float: ...
+
+
+def _today(day: date | None) -> str:
+    return (day or datetime.now(timezone.utc).date()).isoformat()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class RedisLedger:
+    """The ledger in Redis: one float per day, reserved by a Lua script.
+
+    Args:
+        url: redis://host:port/db.
+        budget: currency per UTC day.
+        prefix: key prefix (tests use their own).
+        timeout_seconds: socket timeout; a slower Redis counts as unavailable.
+    """
+
+    backend = "redis"
+
+    def __init__(self, url: str, budget: float, *, prefix: str = REDIS_PREFIX,
+                 timeout_seconds: float = 0.25) -> None:
+        import redis
+
+        self.budget = float(budget)
+        self.url = url
+        self.prefix = prefix
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout_seconds,
+                                            socket_connect_timeout=timeout_seconds)
+        self._script = self._client.register_script(RESERVE_SCRIPT)
+
+    def reserve(self, cost: float, day: date | None = None) -> Reservation:
+        import redis
+
+        try:
+            granted, spent = self._script(keys=[self.prefix + _today(day)],
+                                          args=[repr(float(cost)), repr(self.budget),
+                                                KEEP_SECONDS])
+        except redis.RedisError as error:
+            raise LedgerUnavailable(f"Redis incentive ledger: {_describe(error)}") from error
+        return Reservation(bool(int(granted)), float(spent), self.budget)
+
+    def spent(self, day: date | None = None) -> float:
+        import redis
+
+        try:
+            value: Any = self._client.get(self.prefix + _today(day))
+        except redis.RedisError as error:
+            raise LedgerUnavailable(f"Redis incentive ledger: {_describe(error)}") from error
+        return float(value) if value is not None else 0.0
+
+
+class SQLiteLedger:
+    """The ledger in a SQLite file: one row per day, reserved in a write transaction.
+
+    Args:
+        path: the database file (created with its table on first use).
+        budget: currency per UTC day.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, budget: float) -> None:
+        self.path = Path(path)
+        self.budget = float(budget)
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self._ready:
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                connection = self._open()
+                try:
+                    connection.execute("CREATE TABLE IF NOT EXISTS incentive_spend "
+                                       "(day TEXT PRIMARY KEY, spent REAL NOT NULL)")
+                finally:
+                    connection.close()
+                self._ready = True
+        return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level None: the transactions below are begun and ended explicitly.
+        return sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None)
+
+    def reserve(self, cost: float, day: date | None = None) -> Reservation:
+        key = _today(day)
+        try:
+            connection = self._connect()
+            try:
+                connection.execute("BEGIN IMMEDIATE")  # the write lock, before reading
+                spent = self._read(connection, key)
+                granted = spent + cost <= self.budget + EPSILON
+                if granted:
+                    spent += cost
+                    connection.execute(
+                        "INSERT INTO incentive_spend (day, spent) VALUES (?, ?) "
+                        "ON CONFLICT(day) DO UPDATE SET spent = excluded.spent", (key, spent))
+                connection.execute("COMMIT")
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                connection.close()
+        except sqlite3.Error as error:
+            raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
+                                    f"{_describe(error)}") from error
+        return Reservation(granted, spent, self.budget)
+
+    def spent(self, day: date | None = None) -> float:
+        try:
+            connection = self._connect()
+            try:
+                return self._read(connection, _today(day))
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
+                                    f"{_describe(error)}") from error
+
+    @staticmethod
+    def _read(connection: sqlite3.Connection, key: str) -> float:
+        row = connection.execute("SELECT spent FROM incentive_spend WHERE day = ?",
+                                 (key,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The ledger the settings name: Redis when `redis_url` is set, else SQLite in the home."""
+    budget = float(settings.serving_daily_incentive_budget)
+    if settings.redis_url:
+        return RedisLedger(settings.redis_url, budget,
+                           timeout_seconds=settings.features_online_timeout_ms / 1000)
+    return SQLiteLedger(settings.home_path / SQLITE_FILE, budget)

@@ -1,0 +1,214 @@
+"""The daily incentive budget: the ledger on SQLite (a file in tmp) and on the real Redis (a
+key prefix of its own), alone, under concurrent threads and processes, and in the checkout
+answers."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tailor.serving.budget import (
+    KEEP_SECONDS, LedgerUnavailable, RedisLedger, SQLiteLedger, open_ledger,
+)
+from tailor.serving.schemas import CartLine, CheckoutOfferRequest
+
+TODAY, TOMORROW = date(2026, 5, 1), date(2026, 5, 2)
+BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger_factory(request, tmp_path: Path):
+    """`make(budget)`: a fresh, empty ledger on the parameter's backend; its keys removed
+    after. Its `spec` rebuilds the same ledger in another process."""
+    run = f"tailor-test:{uuid.uuid4().hex}:"
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    made = []
+
+    def make(budget: float):
+        prefix = f"{run}{len(made)}:incentive_budget:"
+        database = tmp_path / f"budget-{len(made)}.db"
+        if url:
+            made.append(RedisLedger(url, budget, prefix=prefix, timeout_seconds=2.0))
+            made[-1].spec = f"RedisLedger({url!r}, {budget!r}, prefix={prefix!r}, " \
+                            "timeout_seconds=5.0)"
+        else:
+            made.append(SQLiteLedger(database, budget))
+            made[-1].spec = f"SQLiteLedger({str(database)!r}, {budget!r})"
+        return made[-1]
+
+    yield make
+    if url:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(match=run + "*"):
+            client.delete(key)
+
+
+def test_reservations_stop_at_the_budget_and_each_day_has_its_own(ledger_factory) -> None:
+    ledger = ledger_factory(10.0)
+    granted = [ledger.reserve(cost, TODAY) for cost in (4.0, 4.0, 4.0, 2.0, 0.01)]
+    assert [r.granted for r in granted] == [True, True, False, True, False]
+    assert [r.spent for r in granted] == pytest.approx([4.0, 8.0, 8.0, 10.0, 10.0])
+    assert ledger.spent(TODAY) == pytest.approx(10.0)
+    assert ledger.reserve(3.0, TOMORROW).granted and ledger.spent(TOMORROW) == pytest.approx(3.0)
+    if isinstance(ledger, RedisLedger):  # each day's key expires after two days
+        import redis
+
+        ttl = redis.Redis.from_url(ledger.url).ttl(ledger.prefix + TODAY.isoformat())
+        assert 0 < ttl <= KEEP_SECONDS
+
+
+def test_concurrent_threads_never_commit_more_than_the_budget(ledger_factory) -> None:
+    ledger = ledger_factory(50.0)
+    outcomes: list[bool] = []
+    lock = threading.Lock()
+
+    def spend() -> None:
+        for _ in range(15):
+            granted = ledger.reserve(1.0, TODAY).granted
+            with lock:
+                outcomes.append(granted)
+
+    threads = [threading.Thread(target=spend) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 90 and outcomes.count(True) == 50
+    assert ledger.spent(TODAY) == pytest.approx(50.0)
+
+
+def test_concurrent_processes_never_commit_more_than_the_budget(ledger_factory) -> None:
+    ledger = ledger_factory(40.0)
+    script = textwrap.dedent(f"""
+        from datetime import date
+        from tailor.serving.budget import RedisLedger, SQLiteLedger
+        ledger = {ledger.spec}
+        print(sum(ledger.reserve(1.0, date(2026, 5, 1)).granted for _ in range(25)))
+    """)
+    workers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    granted = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err[-2000:]
+        granted.append(int(out.strip()))
+    assert sum(granted) == 40
+    assert ledger.spent(TODAY) == pytest.approx(40.0)
+
+
+def test_an_unreachable_ledger_raises(tmp_path: Path) -> None:
+    with pytest.raises(LedgerUnavailable, match="Redis incentive ledger"):
+        RedisLedger(f"redis://127.0.0.1:{closed_port()}/0", 10.0).reserve(1.0)
+    (tmp_path / "a-folder.db").mkdir()
+    with pytest.raises(LedgerUnavailable, match="SQLite incentive ledger"):
+        SQLiteLedger(tmp_path / "a-folder.db", 10.0).reserve(1.0)
+
+
+def test_a_locked_sqlite_ledger_fails_closed_rather_than_waiting(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "budget.db", 10.0)
+    assert ledger.reserve(1.0, TODAY).granted
+    holder = sqlite3.connect(tmp_path / "budget.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with pytest.raises(LedgerUnavailable, match="locked"):
+            ledger.reserve(1.0, TODAY)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert ledger.spent(TODAY) == pytest.approx(1.0)
+
+
+def test_the_settings_choose_the_backend(served_home, redis_url: str) -> None:
+    sqlite_ledger = open_ledger(served_home.settings.replace(serving_daily_incentive_budget=7))
+    assert (sqlite_ledger.backend, sqlite_ledger.budget) == ("sqlite", 7.0)
+    assert sqlite_ledger.path == served_home.settings.home_path / "incentive_budget.db"
+    redis_ledger = open_ledger(served_home.settings.replace(redis_url=redis_url))
+    assert (redis_ledger.backend, redis_ledger.prefix) == ("redis", "tailor:incentive_budget:")
+
+
+# -- in the checkout answers -----------------------------------------------------------------
+
+
+def incentive_counts(pipeline) -> dict[str, float]:
+    return {outcome: pipeline.metrics.value("tailor_incentive_reservations_total",
+                                            {"outcome": outcome})
+            for outcome in ("granted", "budget_spent", "ledger_unavailable")}
+
+
+def offered_cart(pipeline) -> CheckoutOfferRequest:
+    """A cart the model offers an incentive on (with a budget to spend)."""
+    customers = pipeline.slots["homepage"].current.model.customers.ids
+    for price in (120.0, 300.0, 60.0, 30.0):
+        for customer in customers[:60]:
+            request = CheckoutOfferRequest(customer_id=str(customer), session_id="s-budget",
+                                           cart=[CartLine(product_id="p00003", price=price)])
+            if pipeline.checkout_offer(request).offer != "none":
+                return request
+    raise AssertionError("no cart gets an incentive: the test needs one")
+
+
+@pytest.fixture(scope="module")
+def offering(served_home, pipeline_factory, tmp_path_factory):
+    """A pipeline with a ledger of its own, and a cart it offers an incentive on."""
+    ledger = SQLiteLedger(tmp_path_factory.mktemp("budget") / "search.db", 1e9)
+    pipeline = pipeline_factory(served_home.settings, ledger=ledger)
+    return pipeline, offered_cart(pipeline)
+
+
+def test_the_offer_turns_to_none_once_the_days_budget_is_spent(offering,
+                                                               ledger_factory) -> None:
+    pipeline, cart = offering
+    probe = ledger_factory(1e9)
+    pipeline.ledger = probe
+    first = pipeline.checkout_offer(cart)
+    cost = probe.spent()
+    assert first.offer != "none" and cost > 0
+    assert f"expected cost {cost:.2f}" in first.reason
+
+    pipeline.ledger = ledger = ledger_factory(cost * 1.5)  # room for one offer a day
+    before = incentive_counts(pipeline)
+    granted, refused = pipeline.checkout_offer(cart), pipeline.checkout_offer(cart)
+    assert granted.offer == first.offer and ledger.spent() == pytest.approx(cost)
+    assert refused.offer == "none" and not refused.fallback
+    assert refused.p_abandon == pytest.approx(first.p_abandon)
+    assert "the daily incentive budget is spent" in refused.reason
+    assert f"{cost:.2f} of {cost * 1.5:.2f} committed today" in refused.reason
+    after = incentive_counts(pipeline)
+    assert after["granted"] - before["granted"] == 1
+    assert after["budget_spent"] - before["budget_spent"] == 1
+    assert pipeline.status()["incentive_budget"]["spent_today"] == pytest.approx(cost)
+
+
+def test_a_zero_budget_means_no_incentives(offering, tmp_path: Path) -> None:
+    pipeline, cart = offering
+    pipeline.ledger = SQLiteLedger(tmp_path / "zero.db", 0.0)
+    answer = pipeline.checkout_offer(cart)
+    assert answer.offer == "none" and "serving.daily_incentive_budget = 0" in answer.reason
+
+
+def test_an_unreachable_ledger_offers_nothing_and_is_counted(offering) -> None:
+    pipeline, cart = offering
+    pipeline.ledger = RedisLedger(f"redis://127.0.0.1:{closed_port()}/0", 1e9)
+    before = incentive_counts(pipeline)
+    answer = pipeline.checkout_offer(cart)
+    assert answer.offer == "none" and not answer.fallback and answer.p_abandon is not None
+    assert "the daily incentive budget could not be checked" in answer.reason
+    assert incentive_counts(pipeline)["ledger_unavailable"] - before["ledger_unavailable"] == 1
+    assert pipeline.status()["incentive_budget"]["last_error"].startswith("Redis incentive")
