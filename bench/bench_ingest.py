@@ -6,8 +6,9 @@ Generates N contract rows (a CSV in a temporary folder), then per backend measur
   * baseline: the same rows through a plain per-row `executemany` INSERT into an equivalent
     table (same columns, unique key and indexes, one transaction per chunk, same durability).
 
-Each figure is wall-clock rows/s; beside it, this process's CPU seconds (all threads), which
-tell a slow machine from a busy one (a PostgreSQL server's own CPU is not included).
+Each figure is wall-clock rows/s; beside it, the CPU seconds of this process (all threads) and
+of the reader process `ingest_files` starts, which tell a slow machine from a busy one (a
+PostgreSQL server's own CPU is not included).
 
 Run: .venv/bin/python bench/bench_ingest.py [--rows 1000000] [--backend sqlite|postgres|both]
      [--format csv|parquet]
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -33,7 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from tailor.config import load_settings
-from tailor.events.frames import complete_events, event_column_lists
+from tailor.events.frames import complete_events, event_matrix
 from tailor.events.ingest import ingest_files
 from tailor.events.schema import EVENT_COLUMNS, validate_events
 from tailor.events.store import open_event_store
@@ -112,16 +114,22 @@ def drop_schema(schema: str | None) -> None:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (ingest's reader process)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 class Timer:
-    """Wall-clock and process CPU seconds of a `with` block."""
+    """Wall-clock and CPU seconds (this process and its reader processes) of a `with` block."""
 
     def __enter__(self) -> "Timer":
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        self._wall, self._cpu = time.perf_counter(), cpu_seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._wall
-        self.cpu = time.process_time() - self._cpu
+        self.cpu = cpu_seconds() - self._cpu
 
 
 def time_end_to_end(backend: str, csv_path: Path, folder: Path, chunk_rows: int) -> Timer:
@@ -169,7 +177,7 @@ def time_baseline(backend: str, chunks: list[pd.DataFrame], folder: Path) -> Tim
 
 
 def _rows(chunk: pd.DataFrame) -> list[tuple]:
-    return list(zip(*event_column_lists(complete_events(chunk))))
+    return [tuple(row) for row in event_matrix(complete_events(chunk)).tolist()]
 
 
 def _sqlite_baseline(url: str, chunks: list[pd.DataFrame], columns: str) -> Timer:
@@ -205,7 +213,8 @@ def _postgres_baseline(url: str, chunks: list[pd.DataFrame], columns: str) -> Ti
 def report_line(label: str, rows: int, timer: Timer, baseline: Timer | None = None) -> str:
     """One result line: rows/s, seconds, CPU seconds and the ratio to the baseline."""
     rate = rows / timer.wall
-    line = f"  {label:<28} {rate:>10,.0f} rows/s  ({timer.wall:6.2f} s, cpu {timer.cpu:6.2f} s)"
+    line = (f"  {label:<28} {rate:>10,.0f} rows/s  ({timer.wall:6.2f} s, cpu {timer.cpu:6.2f} s"
+            f" = {1e6 * timer.cpu / rows:4.1f} us/row)")
     if baseline is not None:
         line += f"  {baseline.wall / timer.wall:5.2f}x baseline"
     return line
@@ -245,6 +254,7 @@ def main() -> int:
             print(f"  end to end vs target {TARGET_ROWS_PER_SECOND:,} rows/s: "
                   f"{'PASS' if passed else 'FAIL'}")
             ok = ok and passed
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0 if ok else 1
 
 

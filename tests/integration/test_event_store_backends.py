@@ -75,6 +75,22 @@ def test_duplicates_within_a_chunk_and_across_chunks_are_stored_once(store: Even
     assert store.insert_events(events(), "b3") == 0
 
 
+@pytest.mark.parametrize("array_insert_max_rows", [100, 2_000])
+def test_a_large_chunk_whose_late_rows_are_stored_already_keeps_each_event_once(
+        store: EventStore, monkeypatch: pytest.MonkeyPatch, array_insert_max_rows: int) -> None:
+    # Statements of several rows (SQLite), COPY blocks or one insert from arrays (PostgreSQL,
+    # by size) that meet a stored id only after earlier rows went through: each row once.
+    monkeypatch.setattr("tailor.events.postgres_store.COPY_BLOCK_ROWS", 64)
+    monkeypatch.setattr("tailor.events.postgres_store.ARRAY_INSERT_MAX_ROWS",
+                        array_insert_max_rows)
+    rows = [simple(f"e{number:04d}", at=f"2026-02-01T10:{number % 60:02d}:00Z")
+            for number in range(1_000)]
+    assert store.insert_events(events(*rows[990:], rows[5]), "b1") == 11
+    assert store.insert_events(events(*rows, rows[7]), "b2") == 989  # rows[7] sent twice
+    stored = store.events_after(0, 2_000)["event_id"]
+    assert store.count_events() == 1_000 and sorted(stored) == [row["event_id"] for row in rows]
+
+
 def test_seq_increases_and_events_after_pages_through_everything(store: EventStore) -> None:
     for batch in range(3):
         rows = [simple(f"e{batch}-{i}", at=f"2026-02-0{batch + 1}T10:{i:02d}:00Z")

@@ -9,8 +9,8 @@ Routes: `POST /v1/events` (and its CORS preflight), `GET /healthz`, `GET /metric
 (Prometheus text), `GET /tailor.js`, and `GET /shop/…` when the demo shop is on.
 
 A batch is answered only after its events are committed: one writer thread owns the
-store, takes whatever batches are waiting, validates them together (the contract's
-vectorised `validate_events` costs nearly as much for 100 rows as for 1,000), commits
+store, takes whatever batches are waiting, validates them together (plain valid events
+in Python by `validate_records`, the rest by the vectorised `validate_events`), commits
 their events in one transaction and only then resolves each request with its own counts.
 The client's IP address is never read into an event, a dead-letter row or a log line.
 """
@@ -49,6 +49,7 @@ from starlette.staticfiles import StaticFiles
 from tailor.config import Settings
 from tailor.events.frames import utc_now
 from tailor.events.keys import KeyRing, generate_key, load_key_ring
+from tailor.events.records import validate_records
 from tailor.events.schema import (
     EVENT_COLUMNS,
     MALFORMED_ROW,
@@ -59,7 +60,7 @@ from tailor.events.schema import (
     validate_events,
 )
 from tailor.events.store import EventStore, IngestRun, open_event_store
-from tailor.features.realtime import notify_events_committed
+from tailor.features.realtime import background_pusher, notify_events_committed
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ SKEW_TOLERANCE_SECONDS = 2.0
 MAX_SKEW_SECONDS = 86_400.0
 MAX_PENDING_BATCHES = 2_000  # beyond this the collector answers 503 instead of queueing
 MAX_GROUP_EVENTS = 5_000  # events validated together by the writer at most
+PUSHER_START_SECONDS = 10.0  # the longest the writer waits for the session pusher to start
 REGION_HEADERS = ("cf-ipcountry", "cloudfront-viewer-country", "x-region")
 REGION_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -340,53 +342,56 @@ def _merged_properties(value: Any, additions: dict[str, Any]) -> Any:
     return value
 
 
-def enrich_frame(frame: pd.DataFrame, group: Sequence[Submission], owner: np.ndarray) -> None:
-    """Apply server-side enrichment in place: skew-corrected timestamps (the client's own
+def enrich_rows(rows: Sequence[dict[str, Any]], group: Sequence[Submission],
+                owner: Sequence[int]) -> list[dict[str, Any]]:
+    """The rows with server-side enrichment: skew-corrected timestamps (the client's own
     time kept in properties), device type from the User-Agent, coarse region.
 
+    A row that changes is a copy: the client's event stays as sent, for the dead letter.
+
     Args:
-        frame: the group's events as contract columns, one row per event.
+        rows: the group's events (JSON objects), one per row.
         group: the submissions the rows came from.
         owner: the submission number of each row.
     """
-    additions: list[dict[str, Any]] = [{} for _ in range(len(frame))]
-    skew = np.array([submission.skew_seconds for submission in group], dtype="float64")[owner]
-    if skew.any():
-        _correct_clock_skew(frame, skew, additions)
-    if any(submission.device_type for submission in group):
-        frame["device_type"] = [
-            own if isinstance(own, str) and own.strip() else group[number].device_type
-            for own, number in zip(frame["device_type"].tolist(), owner.tolist())]
-    if any(submission.region for submission in group):
-        for row, number in enumerate(owner.tolist()):
-            if group[number].region:
-                additions[row]["region"] = group[number].region
-    rows = [row for row, extra in enumerate(additions) if extra]
-    if rows:
-        properties = frame["properties"].astype(object)
-        properties.iloc[rows] = pd.Series(
-            [_merged_properties(properties.iat[row], additions[row]) for row in rows],
-            index=properties.index[rows], dtype=object)
-        frame["properties"] = properties
+    enriched = list(rows)
+    additions: dict[int, dict[str, Any]] = {}
+    skewed = [row for row, number in enumerate(owner) if group[number].skew_seconds]
+    if skewed:
+        _correct_clock_skew(enriched, skewed, group, owner, additions)
+    for row, number in enumerate(owner):
+        submission = group[number]
+        own = enriched[row].get("device_type")
+        if submission.device_type and not (isinstance(own, str) and own.strip()):
+            enriched[row] = {**enriched[row], "device_type": submission.device_type}
+        if submission.region:
+            additions.setdefault(row, {})["region"] = submission.region
+    for row, extra in additions.items():
+        merged = _merged_properties(enriched[row].get("properties"), extra)
+        enriched[row] = {**enriched[row], "properties": merged}
+    return enriched
 
 
-def _correct_clock_skew(frame: pd.DataFrame, skew: np.ndarray,
-                        additions: list[dict[str, Any]]) -> None:
-    """Shift readable timestamps by each row's skew; note the original in `additions`.
-
-    Unreadable timestamps are left as they are, for the contract check to report.
-    """
-    parsed = parse_timestamps(frame["timestamp"])
-    fix = (skew != 0) & parsed.notna().to_numpy()
-    corrected = parsed + pd.to_timedelta(skew, unit="s")
-    for row in np.flatnonzero(fix):
-        original = frame.at[row, "timestamp"]
-        additions[row]["client_timestamp"] = (original.item() if isinstance(original, np.generic)
-                                              else original)
-        additions[row]["clock_skew_seconds"] = round(float(skew[row]), 3)
-    timestamps = frame["timestamp"].astype(object)
-    timestamps[fix] = corrected[fix].map(pd.Timestamp.isoformat)
-    frame["timestamp"] = timestamps
+def _correct_clock_skew(rows: list[dict[str, Any]], skewed: list[int],
+                        group: Sequence[Submission], owner: Sequence[int],
+                        additions: dict[int, dict[str, Any]]) -> None:
+    """Shift the readable timestamps of the `skewed` rows by their batch's skew, in place;
+    note each original in `additions`. Unreadable ones, and those the shift would carry
+    past pandas' time range, are left as sent for the contract check to judge."""
+    originals = pd.Series([rows[row].get("timestamp") for row in skewed], dtype=object)
+    skew = np.array([group[owner[row]].skew_seconds for row in skewed], dtype="float64")
+    shifts = pd.to_timedelta(skew, unit="s")
+    for row, original, stamp, shift, seconds in zip(skewed, originals,
+                                                    parse_timestamps(originals), shifts, skew):
+        try:
+            corrected = stamp + shift
+        except (OverflowError, ValueError):  # e.g. a year-2262 time: one event, not the group
+            continue
+        if corrected is pd.NaT:
+            continue
+        rows[row] = {**rows[row], "timestamp": corrected.isoformat()}
+        additions[row] = {"client_timestamp": original,
+                          "clock_skew_seconds": round(float(seconds), 3)}
 
 
 # -- the writer: validation and storage on one thread ------------------------------------------
@@ -524,6 +529,9 @@ class BatchWriter:
             self.error = error
             self._ready.set()
             return
+        # The session-feature pusher's first start imports the feature code (most of a
+        # second of CPU, more with a Feast repo): done before the first batch, not during it.
+        background_pusher(self.settings).ready.wait(PUSHER_START_SECONDS)
         self._ready.set()
         try:
             while True:
@@ -652,20 +660,20 @@ def validate_group(group: Sequence[Submission], *, max_future_seconds: int) -> C
     owner = np.array(flat.owner, dtype="int64")
     index = np.array(flat.index, dtype="int64")
     rejected_rows = list(flat.rejected)
-    if not flat.rows:
-        return CheckedGroup(pd.DataFrame(columns=list(EVENT_COLUMNS)), owner,
-                            _results_with_rejections(group, rejected_rows),
-                            _dead_letter_frame(rejected_rows))
-    frame = pd.DataFrame.from_records(flat.rows, columns=list(EVENT_COLUMNS))
-    enrich_frame(frame, group, owner)
-    checked = validate_isolating(frame, now=utc_now(), max_future_seconds=max_future_seconds)
+    now = utc_now()
+
+    def check_frame(frame: pd.DataFrame) -> ValidationResult:
+        return validate_isolating(frame, now=now, max_future_seconds=max_future_seconds)
+
+    checked = validate_records(enrich_rows(flat.rows, group, flat.owner), now=now,
+                               max_future_seconds=max_future_seconds, check_frame=check_frame)
     refused = checked.rejected["row_number"].to_numpy(dtype="int64")
     for row, reason, where, detail in zip(refused, checked.rejected["reason"],
                                           checked.rejected["field"], checked.rejected["detail"]):
         rejected_rows.append({"owner": int(owner[row]), "index": int(index[row]),
                               "reason": reason, "field": where, "detail": detail,
                               "event": flat.rows[row]})
-    kept = np.setdiff1d(np.arange(len(frame)), refused)
+    kept = np.setdiff1d(np.arange(len(flat.rows)), refused)
     return CheckedGroup(checked.valid, owner[kept], _results_with_rejections(group, rejected_rows),
                         _dead_letter_frame(rejected_rows))
 

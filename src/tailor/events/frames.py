@@ -78,12 +78,17 @@ def object_list(values: pd.Series) -> list[Any]:
     """A series as a Python list with None for every missing value (what drivers bind as NULL)."""
     if values.dtype.kind in "iub":
         return values.tolist()
-    missing = values.isna().to_numpy()
-    if not missing.any():
-        return values.tolist()
-    objects = values.to_numpy(dtype=object, copy=True)
-    objects[missing] = None
-    return objects.tolist()
+    return object_array(values).tolist()
+
+
+def object_array(values: pd.Series) -> np.ndarray:
+    """A series as an object array of Python values, None for every missing value."""
+    objects = values.to_numpy(dtype=object)
+    missing = pd.isna(objects)  # on the array: far cheaper than Series.isna for small frames
+    if missing.any():
+        objects = objects.copy()
+        objects[missing] = None
+    return objects
 
 
 def complete_events(events: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +97,10 @@ def complete_events(events: pd.DataFrame) -> pd.DataFrame:
     Frames from `validate_events` already satisfy this; other writers (tests, the
     collector) may leave optional columns out.
     """
-    frame = events.reset_index(drop=True)
+    # A shallow copy when the index is already 0..n-1: columns below are replaced, never
+    # written into, so the caller's frame stays as it was without copying every column.
+    frame = (events.copy(deep=False) if events.index.equals(pd.RangeIndex(len(events)))
+             else events.reset_index(drop=True))
     missing = [name for name in EVENT_COLUMNS if name not in frame.columns]
     if missing:
         frame = frame.assign(**{name: None for name in missing})
@@ -103,22 +111,29 @@ def complete_events(events: pd.DataFrame) -> pd.DataFrame:
     for name in EVENT_FLOAT_COLUMNS:
         if frame[name].dtype.kind != "f":
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    no_id = frame["event_id"].isna()
+    no_id = frame["event_id"].isna().to_numpy()
     if no_id.any():
-        frame.loc[no_id, "event_id"] = derive_event_ids(frame.loc[no_id])
+        event_ids = frame["event_id"].to_numpy(dtype=object, copy=True)
+        event_ids[no_id] = derive_event_ids(frame[no_id]).to_numpy()
+        frame["event_id"] = event_ids
     return frame
 
 
-def event_column_lists(events: pd.DataFrame) -> list[list[Any]]:
-    """The contract columns of complete events as lists (timestamp as epoch microseconds)."""
-    lists = []
-    for name in EVENT_COLUMNS:
+def event_matrix(events: pd.DataFrame, *constants: Any) -> np.ndarray:
+    """Complete events as an object matrix of Python values, one row per event.
+
+    Columns are `EVENT_COLUMNS` (timestamp as epoch microseconds, None for missing
+    values) followed by one column per constant (e.g. the receive time and batch id).
+    """
+    matrix = np.empty((len(events), len(EVENT_COLUMNS) + len(constants)), dtype=object)
+    for position, name in enumerate(EVENT_COLUMNS):
         if name == "timestamp":
-            micros = events[name].to_numpy(dtype="datetime64[us]").astype("int64")
-            lists.append(micros.tolist())
+            matrix[:, position] = events[name].to_numpy(dtype="datetime64[us]").astype("int64")
         else:
-            lists.append(object_list(events[name]))
-    return lists
+            matrix[:, position] = object_array(events[name])
+    for position, value in enumerate(constants, start=len(EVENT_COLUMNS)):
+        matrix[:, position] = value
+    return matrix
 
 
 def events_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.DataFrame:

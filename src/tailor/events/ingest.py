@@ -5,7 +5,10 @@ and a customers file; writes the catalogue and pseudonymous customers to the eve
 store, customers' PII columns to the PII store only, valid events to `events` and
 every rejected row (with its reason and raw text) to `rejected_events`, and one
 `ingest_runs` row. Events stream through in chunks of `ingest_chunk_rows`, so memory
-stays bounded whatever the file size; re-importing a file stores nothing twice.
+stays bounded whatever the file size; re-importing a file stores nothing twice. When the
+file holds more than one chunk, a reader process reads and validates the next chunk while
+this process writes the current one (one transaction per chunk, as before): an import
+killed midway leaves whole chunks, and importing again completes it.
 
 Whole-file problems (missing file, unknown format, empty file, invalid UTF-8, a
 missing required column) raise before anything is written. Row problems never do:
@@ -20,13 +23,14 @@ import csv
 import gzip
 import io
 import logging
-import queue
-import threading
+import multiprocessing
+import pickle
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, cast
+from typing import Any, BinaryIO, Iterator, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -115,6 +119,19 @@ class Chunk:
     row_numbers: np.ndarray  # 1-based data row of each frame row
     malformed: list[MalformedLine]
     line_break_in: np.ndarray | None = None  # per row: a one-line field holding a line break
+
+    def split(self, shares: tuple[float, ...]) -> list["Chunk"]:
+        """The chunk cut into consecutive pieces of these shares of its rows (the malformed
+        lines go with the first piece)."""
+        ends = [round(len(self.frame) * share) for share in np.cumsum(shares)]
+        pieces, start = [], 0
+        for end in [*ends[:-1], len(self.frame)]:
+            breaks = None if self.line_break_in is None else self.line_break_in[start:end]
+            pieces.append(Chunk(self.frame.iloc[start:end].reset_index(drop=True),
+                                self.row_numbers[start:end],
+                                self.malformed if not pieces else [], breaks))
+            start = end
+        return pieces
 
 
 # -- file checks ------------------------------------------------------------------------------
@@ -274,8 +291,8 @@ def iter_chunks(path: Path, kind: str, columns: list[str], chunk_rows: int, *,
     Args:
         path: the file; kind: 'csv' or 'parquet'; columns: its normalised column names.
         chunk_rows: rows per chunk.
-        arrow_text: CSV text stays Arrow-backed (`pd.ArrowDtype`) instead of Python
-            objects; `validate_events` reads those without a conversion.
+        arrow_text: text stays Arrow-backed (`pd.ArrowDtype`) instead of Python objects;
+            `validate_events` reads those without a conversion.
 
     Raises:
         ValueError: the file cannot be parsed past some point (rows before it were yielded).
@@ -283,11 +300,19 @@ def iter_chunks(path: Path, kind: str, columns: list[str], chunk_rows: int, *,
     if kind == "csv":
         yield from _csv_chunks(path, columns, chunk_rows, arrow_text)
     else:
-        yield from _parquet_chunks(path, columns, chunk_rows)
+        yield from _parquet_chunks(path, columns, chunk_rows, arrow_text)
 
 
-def _parquet_chunks(path: Path, columns: list[str], chunk_rows: int) -> Iterator[Chunk]:
-    """Parquet record batches as chunks (native types kept)."""
+def _text_as_arrow(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """`pd.ArrowDtype` for text columns, None (pandas' own dtype) for the others."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.ArrowDtype(arrow_type)
+    return None
+
+
+def _parquet_chunks(path: Path, columns: list[str], chunk_rows: int,
+                    arrow_text: bool) -> Iterator[Chunk]:
+    """Parquet record batches as chunks (native types kept; text Arrow-backed if asked)."""
     done = 0
     batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
     while True:
@@ -298,7 +323,7 @@ def _parquet_chunks(path: Path, columns: list[str], chunk_rows: int) -> Iterator
         except (pa.ArrowException, OSError) as error:
             raise ValueError(f"{path}: cannot read the Parquet file past row {done:,} ({error}); "
                              "rows before it were imported") from None
-        frame = batch.to_pandas()
+        frame = batch.to_pandas(types_mapper=_text_as_arrow if arrow_text else None)
         frame.columns = columns
         yield Chunk(frame, np.arange(done + 1, done + len(frame) + 1), [])
         done += len(frame)
@@ -457,61 +482,158 @@ def line_break_frame(rows: pd.DataFrame, row_numbers: np.ndarray,
     })
 
 
-class ChunkWriter:
-    """Writes validated chunks on a background thread while the next chunk is read and validated.
+@dataclass
+class ReadPlan:
+    """What reading and validating an events file needs (picklable: a reader process gets it)."""
 
-    SQLite and libpq release the GIL while the database works, so reading, validating
-    and writing overlap on two cores. One chunk at most waits in the queue, so memory
-    stays bounded. Counts reach the report only once their chunk is committed.
+    path: Path
+    kind: str
+    columns: list[str]
+    chunk_rows: int
+    now: pd.Timestamp
+    known_products: set[str] | None
+    max_future_seconds: int
+    pii_in_events: bool
+
+
+ValidatedChunk = tuple[pd.DataFrame, pd.DataFrame, list[str]]  # valid, dead letters, warnings
+
+
+# With a reader process, the first chunk goes out in growing pieces: the writer starts on
+# an eighth of a chunk instead of waiting for a whole one to be read and validated.
+FIRST_CHUNK_SHARES = (0.125, 0.125, 0.25, 0.5)
+
+
+def validated_chunks(plan: ReadPlan, *, quick_start: bool = False) -> Iterator[ValidatedChunk]:
+    """Each chunk of the file, read and validated: its valid rows, its dead-letter rows and
+    the warnings it raised (e.g. PII columns dropped).
+
+    Args:
+        plan: the file and the validation settings.
+        quick_start: yield the first chunk in `FIRST_CHUNK_SHARES` pieces.
+
+    Raises:
+        ValueError: the file cannot be read past some point (chunks before it were yielded).
+    """
+    notes = IngestReport(pii_in_events=plan.pii_in_events)  # collects warnings only
+    for number, whole in enumerate(iter_chunks(plan.path, plan.kind, plan.columns,
+                                               plan.chunk_rows, arrow_text=True)):
+        for chunk in (whole.split(FIRST_CHUNK_SHARES) if quick_start and number == 0
+                      else [whole]):
+            seen = len(notes.warnings)
+            valid, rejected = validate_chunk(chunk, path=plan.path, now=plan.now,
+                                             known_products=plan.known_products,
+                                             max_future_seconds=plan.max_future_seconds,
+                                             report=notes)
+            yield valid, rejected, notes.warnings[seen:]
+
+
+class ReaderProcess:
+    """`validated_chunks` run in a child process, so reading and validating the next chunk
+    overlaps with writing this one on another core.
+
+    Threads would not overlap: the validation and the SQLite driver's per-row binding both
+    need the GIL, and each process has its own. Chunks travel as Arrow IPC through a pipe
+    that holds one chunk at most, so memory stays bounded; the child stops when the pipe
+    breaks (this process gone) and is terminated by `close`.
     """
 
-    def __init__(self, store: EventStore, report: IngestReport, source: str,
-                 on_written: Callable[[], None] | None = None) -> None:
-        self._store, self._report, self._source = store, report, source
-        self._on_written = on_written
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="tailor-ingest-writer", daemon=True)
-        self._thread.start()
+    def __init__(self, plan: ReadPlan) -> None:
+        # fork: no second start-up (imports) before the first chunk; elsewhere spawn is safe.
+        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_send_validated_chunks,
+                                        args=(plan, send, self._receive),
+                                        name="tailor-ingest-reader", daemon=True)
+        self._process.start()
+        send.close()  # the child holds the only sending end: its exit means end of file
 
-    def submit(self, valid: pd.DataFrame, rejected: pd.DataFrame) -> None:
-        """Queue one chunk (blocks while the writer is a chunk behind).
+    def __iter__(self) -> Iterator[ValidatedChunk]:
+        """The chunks in file order; raises what the reader raised, after the chunks before it.
 
         Raises:
-            Exception: the writer failed on an earlier chunk (re-raised here).
+            Exception: the reader's error (e.g. ValueError for a file unreadable past a point),
+                or RuntimeError when the reader process died.
         """
-        if self._error is not None:
-            raise self._error
-        self._queue.put((valid, rejected))
+        while True:
+            try:
+                message = self._receive.recv()
+            except EOFError:
+                self._process.join(timeout=10)
+                raise RuntimeError(f"the ingest reader process stopped unexpectedly (exit code "
+                                   f"{self._process.exitcode}); chunks before it were "
+                                   "imported, re-importing stores them once") from None
+            if message[0] == "done":
+                return
+            if message[0] == "error":
+                raise message[1]
+            yield frame_from_arrow(message[1]), frame_from_arrow(message[2]), message[3]
 
     def close(self) -> None:
-        """Write what is queued, stop the thread, and re-raise a write failure."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        """Stop the reader (if it still runs) and release the pipe."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._receive.close()
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is None:  # after a failure, drain the queue so submit never blocks
-                try:
-                    self._write(*item)
-                except BaseException as error:  # handed to the submitting thread
-                    self._error = error
 
-    def _write(self, valid: pd.DataFrame, rejected: pd.DataFrame) -> None:
-        inserted = self._store.insert_events(valid, self._report.batch_id)
-        self._store.insert_rejected(rejected, self._report.batch_id, self._source)
-        self._report.received += len(valid) + len(rejected)
-        self._report.accepted += inserted
-        self._report.duplicates += len(valid) - inserted
-        if not rejected.empty:
-            self._report.count_rejected(rejected["reason"])
-        if self._on_written is not None:
-            self._on_written()
+def _send_validated_chunks(plan: ReadPlan, send: Any, receive: Any) -> None:
+    """The reader process: each validated chunk through the pipe, then "done" or the error.
+
+    `receive` is the importing process's end, which a forked child holds a copy of: closed
+    at once, so that the importing process's death breaks the pipe instead of blocking it.
+    """
+    receive.close()
+    try:
+        for valid, rejected, warnings in validated_chunks(plan, quick_start=True):
+            send.send(("chunk", frame_to_arrow(valid), frame_to_arrow(rejected), warnings))
+        send.send(("done",))
+    except BrokenPipeError:  # the importing process is gone: nothing left to do
+        return
+    except BaseException as error:  # handed to the importing process, which raises it
+        send.send(("error", _picklable(error)))
+    finally:
+        send.close()
+
+
+def _picklable(error: BaseException) -> BaseException:
+    """The error itself when it can cross the pipe, else a RuntimeError saying what it was."""
+    try:
+        pickle.dumps(error)
+        return error
+    except Exception:  # any pickling failure: keep the type name and message
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def frame_to_arrow(frame: pd.DataFrame) -> bytes:
+    """A frame as Arrow IPC stream bytes (columns and dtypes kept, index dropped)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def frame_from_arrow(payload: bytes) -> pd.DataFrame:
+    """The frame `frame_to_arrow` wrote."""
+    # split_blocks: no consolidation copy; the table is dropped right after.
+    return pa.ipc.open_stream(payload).read_all().to_pandas(split_blocks=True,
+                                                            self_destruct=True)
+
+
+def write_chunk(store: EventStore, report: IngestReport, source: str, valid: pd.DataFrame,
+                rejected: pd.DataFrame) -> None:
+    """Store one chunk's valid rows and dead letters, then add them to the report.
+
+    Counts reach the report only once their rows are committed.
+    """
+    inserted = store.insert_events(valid, report.batch_id)
+    store.insert_rejected(rejected, report.batch_id, source)
+    report.received += len(valid) + len(rejected)
+    report.accepted += inserted
+    report.duplicates += len(valid) - inserted
+    if not rejected.empty:
+        report.count_rejected(rejected["reason"])
 
 
 # -- products and customers -----------------------------------------------------------------
@@ -664,34 +786,39 @@ def _check_inputs(events_path: Path, products_path: Path | str | None,
 
 def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Timestamp,
                  progress: bool, report: IngestReport) -> None:
-    """Stream the events file through validation into the store; records the ingest run."""
+    """Stream the events file through validation into the store; records the ingest run.
+
+    A file of more than one chunk is read and validated in a `ReaderProcess` while this
+    process writes; a smaller one in this process (there is nothing to overlap).
+    """
     path = source.path
     columns = file_columns(path, source.kind)
     report.pii_in_events = bool(pii_columns(columns))
-    known_products = store.product_ids() or None
+    plan = ReadPlan(path=path, kind=source.kind, columns=columns,
+                    chunk_rows=settings.ingest_chunk_rows, now=now,
+                    known_products=store.product_ids() or None,
+                    max_future_seconds=settings.ingest_max_future_seconds,
+                    pii_in_events=report.pii_in_events)
     run_started = pd.Timestamp.now(tz="UTC")
-    with _progress_bar(progress) as bar:
-        task = bar.add_task(f"ingest {path.name}", total=max(source.rows_estimate, 1))
-
-        def show_written() -> None:  # called from the writer thread; rich locks its state
-            bar.update(task, completed=min(report.received, source.rows_estimate))
-
-        writer = ChunkWriter(store, report, str(path), on_written=show_written)
-        try:
-            for chunk in iter_chunks(path, source.kind, columns, settings.ingest_chunk_rows,
-                                     arrow_text=True):
-                writer.submit(*validate_chunk(
-                    chunk, path=path, now=now, known_products=known_products,
-                    max_future_seconds=settings.ingest_max_future_seconds, report=report))
-        finally:
-            try:
-                writer.close()  # rows validated before a failure are still written
-            finally:
-                store.record_ingest(IngestRun(
-                    batch_id=report.batch_id, source=str(path), started_at=run_started,
-                    finished_at=pd.Timestamp.now(tz="UTC"), received=report.received,
-                    accepted=report.accepted, duplicates=report.duplicates,
-                    rejected=dict(report.rejected)))
-        bar.update(task, completed=source.rows_estimate)
+    # Started before the progress bar's thread: a forked child copies no running thread.
+    reader = ReaderProcess(plan) if source.rows_estimate > plan.chunk_rows else None
+    try:
+        with _progress_bar(progress) as bar:
+            task = bar.add_task(f"ingest {path.name}", total=max(source.rows_estimate, 1))
+            for valid, rejected, warnings in (reader or validated_chunks(plan)):
+                write_chunk(store, report, str(path), valid, rejected)
+                for message in warnings:
+                    if message not in report.warnings:
+                        report.warnings.append(message)
+                bar.update(task, completed=min(report.received, source.rows_estimate))
+            bar.update(task, completed=source.rows_estimate)
+    finally:
+        if reader is not None:
+            reader.close()
+        store.record_ingest(IngestRun(
+            batch_id=report.batch_id, source=str(path), started_at=run_started,
+            finished_at=pd.Timestamp.now(tz="UTC"), received=report.received,
+            accepted=report.accepted, duplicates=report.duplicates,
+            rejected=dict(report.rejected)))
     if report.received == 0:
         _warn(report, f"{path}: no data rows (header only); nothing imported")

@@ -167,7 +167,7 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     text = _text_array(values)
     if text is None:
-        return _parse_timestamps_slowly(values.astype(object), parsed)
+        return _parse_mixed_timestamps(values.astype(object), parsed)
     text = _trimmed(text)
     rest = np.asarray(text.is_valid())
     for pattern, arrow_type in ((_NUMBER_PATTERN, pa.float64()),
@@ -210,6 +210,23 @@ def from_epoch_seconds(numbers: "pd.Series | np.ndarray") -> "pd.Series | pd.Dat
     return converted
 
 
+def _parse_mixed_timestamps(values: pd.Series, parsed: pd.Series) -> pd.Series:
+    """Objects that are not all text (JSON numbers beside strings): the text as
+    `parse_timestamps` reads text, the rest by the lenient path."""
+    is_text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
+    if is_text.any():
+        parsed[is_text] = parse_timestamps(values[is_text])
+    rest = ~is_text & values.notna().to_numpy()
+    if rest.any():
+        parsed[rest] = _parse_timestamps_slowly(values[rest], parsed[rest])
+    return parsed
+
+
+# An explicit zone at the end; pandas' ISO 8601 parser must not see zoned and naive values
+# together, or the naive ones after a zoned one take its offset.
+_ZONE_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
 def _parse_timestamps_slowly(text: pd.Series, parsed: pd.Series) -> pd.Series:
     """The lenient pandas path: epoch seconds, ISO 8601, then any format pandas can read."""
     numeric = pd.to_numeric(text, errors="coerce")
@@ -218,7 +235,11 @@ def _parse_timestamps_slowly(text: pd.Series, parsed: pd.Series) -> pd.Series:
         parsed[is_numeric] = from_epoch_seconds(numeric[is_numeric])
     rest = ~is_numeric & text.notna()
     if rest.any():
-        parsed[rest] = pd.to_datetime(text[rest], utc=True, errors="coerce", format="ISO8601")
+        zoned = text.astype(str).str.strip().str.contains(_ZONE_SUFFIX, regex=True) & rest
+        for part in (zoned, rest & ~zoned):
+            if part.any():
+                parsed[part] = pd.to_datetime(text[part], utc=True, errors="coerce",
+                                              format="ISO8601")
         still = rest & parsed.isna()
         if still.any():  # mixed formats within a chunk: fall back to per-value parsing
             parsed[still] = pd.to_datetime(text[still], utc=True, errors="coerce", format="mixed")
@@ -268,14 +289,14 @@ def _properties_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
                 return json.dumps(parsed, sort_keys=True, separators=(",", ":")), False
         return None, True
 
-    text = pd.Series(None, index=values.index, dtype=object)
-    bad = pd.Series(False, index=values.index, dtype=bool)
+    text = np.full(len(values), None, dtype=object)  # numpy keeps None (a Series makes NaN)
+    bad = np.zeros(len(values), dtype=bool)
     present = values.notna().to_numpy()
     if present.any():  # most events carry no properties: only present values are parsed
         pairs = [one(value) for value in values[present].astype(object)]
         text[present] = [pair[0] for pair in pairs]
         bad[present] = [pair[1] for pair in pairs]
-    return text, bad
+    return pd.Series(text, index=values.index, dtype=object), pd.Series(bad, index=values.index)
 
 
 def derive_event_ids(frame: pd.DataFrame) -> pd.Series:

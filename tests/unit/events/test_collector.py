@@ -426,6 +426,19 @@ def test_a_fast_client_clock_does_not_make_events_future(client: TestClient, sec
     assert store.events_after(0, 1)["timestamp"].iloc[0] <= pd.Timestamp.now(tz="UTC")
 
 
+def test_a_time_the_skew_would_carry_out_of_range_fails_only_its_event(
+        client: TestClient, secret_key: str, store: EventStore) -> None:
+    client_clock = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=2)
+    edge = make_event(timestamp="2262-04-11T23:47:16Z")  # + 2 h is past pandas' last time
+    good = make_event(timestamp=(client_clock - pd.Timedelta(minutes=1)).isoformat())
+    response = post(client, secret_key, [edge, good], sent_at=client_clock.isoformat())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 1 and [item["index"] for item in body["rejected"]] == [0]
+    assert body["rejected"][0]["reason"] == "future_timestamp"
+    assert store.events_after(0, 10)["event_id"].tolist() == [good["event_id"]]
+
+
 def test_clock_skew_is_ignored_within_tolerance_and_when_absurd() -> None:
     received = pd.Timestamp.now(tz="UTC").to_pydatetime()
     assert clock_skew_seconds(None, received) == 0.0

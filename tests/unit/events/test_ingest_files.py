@@ -304,3 +304,91 @@ def test_cli_exits_2_naming_the_missing_column(tailor_home: Path, tmp_path: Path
     result = CliRunner().invoke(app, ["ingest", str(path)])
     assert result.exit_code == 2
     assert "timestamp" in result.output and "missing required column" in result.output
+
+
+# -- the reader process (files of more than one chunk) ----------------------------------------
+
+
+def faulty_lines(rows: int) -> list[str]:
+    """A CSV with an email column and a fault of each kind the contract rejects, plus repeats."""
+    lines = [HEADER + ",email"]
+    for row in range(1, rows + 1):
+        line = good_line(row, customer=f"c{row % 4}") + ",x@example.com"
+        if row % 11 == 0:
+            line = f"e{row},c1,page_view"  # malformed: too few fields
+        elif row % 13 == 0:
+            line = line.replace(f"c{row % 4},", ",", 1)  # missing customer
+        elif row % 17 == 0:
+            line = line.replace("2026-02-01", "2027-02-01")  # future
+        elif row % 19 == 0:
+            line = line.replace(",9.5,", ",-2,")  # price not above 0
+        elif row % 23 == 0:
+            line = good_line(row - 1, customer=f"c{(row - 1) % 4}") + ",x@example.com"  # repeat
+        lines.append(line)
+    return lines
+
+
+def stored_rows(store: EventStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored events and dead letters, without what differs between two runs (seq, times)."""
+    events = store.events_after(0, 10_000).drop(columns=["seq", "received_at"])
+    dead = store.rejected_rows(limit=10_000)[["row_number", "reason", "field", "detail", "raw"]]
+    return (events.sort_values("event_id", ignore_index=True),
+            dead.sort_values("row_number", ignore_index=True))
+
+
+def test_the_reader_process_stores_what_one_process_stores(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailor.events.ingest as ingest
+
+    started: list[object] = []
+
+    class CountedReader(ingest.ReaderProcess):
+        def __init__(self, plan: ingest.ReadPlan) -> None:
+            started.append(plan)
+            super().__init__(plan)
+
+    monkeypatch.setattr(ingest, "ReaderProcess", CountedReader)
+    path = write(tmp_path / "events.csv", "\n".join(faulty_lines(200)) + "\n")
+    results = []
+    for chunk_rows, home in ((1_000, "one"), (12, "piped")):  # line 11 is malformed
+        run_settings = load_settings(home=tmp_path / home, env={}).replace(
+            ingest_chunk_rows=chunk_rows)
+        report = ingest_files(run_settings, path, now=NOW, progress=False)
+        opened = open_event_store(run_settings.event_store_url)
+        results.append((report, *stored_rows(opened)))
+        opened.close()
+    assert len(started) == 1  # the 12-row chunks went through the reader process, once
+    (single, single_events, single_dead), (piped, piped_events, piped_dead) = results
+    same_run = {"batch_id": "", "seconds": 0, "store": ""}
+    assert piped.to_dict() | same_run == single.to_dict() | same_run
+    assert piped.duplicates > 0 and set(piped.rejected) == {
+        "malformed_row", "missing_customer_id", "future_timestamp", "nonpositive_price"}
+    assert any("dropped PII column(s) email" in warning for warning in piped.warnings)
+    pd.testing.assert_frame_equal(piped_events, single_events)
+    pd.testing.assert_frame_equal(piped_dead, single_dead)
+    assert not piped_dead["raw"].fillna("").str.contains("@example.com").any()
+
+
+def test_a_reader_process_that_dies_is_reported_and_the_chunks_before_it_kept(
+        settings: Settings, tmp_path: Path, store: EventStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+    import os
+
+    import tailor.events.ingest as ingest
+
+    validate_chunk = ingest.validate_chunk
+
+    def dies_on_the_third_chunk(chunk, **kwargs):  # runs in the (forked) reader process
+        if chunk.row_numbers[0] == 21:
+            os._exit(3)
+        return validate_chunk(chunk, **kwargs)
+
+    monkeypatch.setattr(ingest, "validate_chunk", dies_on_the_third_chunk)
+    path = write(tmp_path / "events.csv", "\n".join([HEADER] + [good_line(i) for i in
+                                                                range(1, 31)]) + "\n")
+    with pytest.raises(RuntimeError, match=r"reader process stopped unexpectedly \(exit code 3\)"):
+        run(settings.replace(ingest_chunk_rows=10), path)
+    assert stored_ids(store) == sorted(f"e{i}" for i in range(1, 21))
+    assert store.ingest_runs()["accepted"].tolist() == [20]
+    assert multiprocessing.active_children() == []
