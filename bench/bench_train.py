@@ -131,6 +131,9 @@ def xgboost_unit_cost(rows: int = 1_000_000, features: int = 30, rounds: int = 5
     return per_unit
 
 
+OPTUNA_MODEL = "churn"  # the study timed with one and two worker processes
+
+
 def optuna_parallel(settings: Settings, trials: int = 6) -> None:
     """The churn study with 1 and 2 worker processes: wall time and pruned trials."""
     import mlflow
@@ -146,9 +149,9 @@ def optuna_parallel(settings: Settings, trials: int = 6) -> None:
         split = make_split(history, "time")        # a fresh copy: no feature frames cached
         with mlflow.start_run(experiment_id=experiment_id(settings, "bench-optuna")) as run:
             started = time.perf_counter()
-            result = tune(get_spec(MODEL), split.train, settings, trials, run.info.run_id,
+            result = tune(get_spec(OPTUNA_MODEL), split.train, settings, trials, run.info.run_id,
                           jobs=jobs, reload=Reload("time", split.cutoff))
-            print(f"optuna {MODEL}, {trials} trials, {jobs} process(es): "
+            print(f"optuna {OPTUNA_MODEL}, {trials} trials, {jobs} process(es): "
                   f"{time.perf_counter() - started:.1f} s; completed {result.completed}, "
                   f"pruned {result.pruned}")
 

@@ -326,3 +326,27 @@ def test_file_import_gives_the_same_counts_on_both_backends(
     pii = open_pii_store(settings)
     assert pii.get("c1") == {"email": "c1@example.com"}
     pii.close()
+
+
+def test_a_nul_character_is_rejected_and_the_rest_of_the_batch_is_stored(store: EventStore
+                                                                         ) -> None:
+    # PostgreSQL text cannot hold NUL: stored as is, the row would fail its batch at every retry.
+    from tailor.events.records import validate_records
+
+    now = pd.Timestamp("2026-02-01T12:00:00Z")
+    batch = [{"event_id": "ok-1", "customer_id": "c1", "event_type": "search",
+              "timestamp": "2026-02-01T10:00:00Z", "query": "linen shirt"},
+             {"event_id": "bad-1", "customer_id": "c\x002", "event_type": "page_view",
+              "timestamp": "2026-02-01T10:00:00Z"},
+             {"event_id": "bad-2", "customer_id": "c3", "event_type": "search",
+              "timestamp": "2026-02-01T10:00:00Z", "query": "linen\x00shirt"}]
+    result = validate_records(batch, now=now)
+    assert result.valid["event_id"].tolist() == ["ok-1"]
+    assert result.rejected[["reason", "field"]].values.tolist() == [
+        ["malformed_row", "customer_id"], ["malformed_row", "query"]]
+    assert result.rejected["detail"].str.contains("NUL").all()
+    assert store.insert_events(result.valid, "b-nul") == 1
+    assert store.count_events() == 1
+    store.insert_rejected(result.rejected, "b-nul", "collector")  # dead letters store too
+    kept = store.rejected_rows(reason="malformed_row")
+    assert len(kept) == 2 and kept["raw"].str.contains("u0000").all()

@@ -28,6 +28,7 @@ from tailor.events.schema import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     MAX_STRING_LENGTH,
+    NUL,
     PRODUCT_EVENT_TYPES,
     STRING_COLUMNS,
     ValidationResult,
@@ -65,7 +66,7 @@ def _text(value: Any) -> str | None:
     kind = type(value)
     if kind is str:
         text = value.strip()
-        if len(text) > MAX_STRING_LENGTH:
+        if len(text) > MAX_STRING_LENGTH or NUL in text:
             raise _FramePath
         return text or None
     if kind is int and -_EXACT_INT < value < _EXACT_INT:

@@ -58,6 +58,7 @@ REJECT_REASONS: tuple[str, ...] = (
 DUPLICATE_EVENT_ID = "duplicate_event_id"
 
 MAX_STRING_LENGTH = 512  # longer ids or queries are malformed, not truncated
+NUL = "\x00"
 
 
 class ContractError(ValueError):
@@ -130,8 +131,9 @@ def _clean_strings(values: pd.Series) -> pd.Series:
     return _clean_text_column(values)[0]
 
 
-def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """`_clean_strings` of the values, and a mask of values longer than MAX_STRING_LENGTH."""
+def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """`_clean_strings` of the values, a mask of values longer than MAX_STRING_LENGTH and a
+    mask of values holding a NUL character (PostgreSQL text cannot store one)."""
     if values.dtype.kind in "iu":
         cleaned = values.astype(str).astype(object)
     elif values.dtype.kind == "f":
@@ -142,7 +144,8 @@ def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         if text is not None:
             trimmed = _trimmed(text)
             too_long = np.asarray(pc.utf8_length(trimmed).fill_null(0)) > MAX_STRING_LENGTH
-            return _object_series(trimmed, values.index), too_long
+            has_nul = np.asarray(pc.match_substring(trimmed, NUL).fill_null(False))
+            return _object_series(trimmed, values.index), too_long, has_nul
         text = values.astype(object).where(values.notna(), None)
         stripped = text.str.strip()  # NaN for non-strings, which are rendered below
         others = text.notna() & stripped.isna()
@@ -150,7 +153,8 @@ def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
             stripped[others] = text[others].map(str).str.strip()
         cleaned = stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
     too_long = cleaned.str.len().astype("float64").fillna(0).to_numpy() > MAX_STRING_LENGTH
-    return cleaned, too_long
+    has_nul = cleaned.str.contains(NUL, regex=False).to_numpy(dtype=bool, na_value=False)
+    return cleaned, too_long, has_nul
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
@@ -342,9 +346,9 @@ def validate_events(
     absent = pd.Series(np.full(n_rows, None, dtype=object), index=chunk.index)
     column = {name: (chunk[name] if name in chunk.columns else absent) for name in EVENT_COLUMNS}
     out = pd.DataFrame(index=chunk.index)
-    too_long = {}
+    too_long, has_nul = {}, {}
     for name in STRING_COLUMNS:
-        out[name], too_long[name] = _clean_text_column(column[name])
+        out[name], too_long[name], has_nul[name] = _clean_text_column(column[name])
     out["timestamp"] = parse_timestamps(column["timestamp"])
     out["price"], bad_price = _parse_numbers(column["price"])
     out["quantity"], bad_quantity = _parse_numbers(column["quantity"])
@@ -355,6 +359,8 @@ def validate_events(
     for name in STRING_COLUMNS:
         reject(too_long[name], MALFORMED_ROW, name,
                f"{name}: longer than {MAX_STRING_LENGTH} characters")
+        # PostgreSQL text cannot hold NUL: such a row would fail its whole batch at every retry.
+        reject(has_nul[name], MALFORMED_ROW, name, f"{name}: contains a NUL character")
     event_type = out["event_type"]
     unknown_type = event_type.notna() & ~event_type.isin(EVENT_TYPES)
     reject(unknown_type, MALFORMED_ROW, "event_type",

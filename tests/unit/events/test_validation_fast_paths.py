@@ -88,10 +88,10 @@ FIELD_VALUES: dict[str, list] = {
     "customer_id": ["c1", " c1 ", "", None, 12, 12.5, "c" * 513, "c" * 512, 2 ** 60,
                     "\u00a0c\u00a0"],
     "event_type": ["product_view", "page_view", "nope", None, "", " purchase "],
-    "product_id": ["p1", None, "", 5],
+    "product_id": ["p1", None, "", 5, "p\x001"],
     "properties": [None, {"b": 1, "a": [1, 2]}, '{"x": 1}', "[1]", "{oops", "", 5, [1]],
     "event_id": ["e1", None, "", " e1 "],
-    "query": [None, "q" * 600, "linen shirt"],
+    "query": [None, "q" * 600, "linen shirt", "linen\x00shirt"],
 }
 
 
