@@ -24,8 +24,8 @@ from tailor.models.constants import DEFAULT_K
 from tailor.models.data import ShopData
 from tailor.models.homepage import _params_from_dict
 from tailor.models.interactions import (
-    AlsParams, IdIndex, InteractionWeights, confidence_matrix, fit_als, normalise_rows,
-    product_events,
+    AlsParams, IdIndex, InteractionWeights, best_first, confidence_matrix, fit_als,
+    normalise_rows, product_events, score_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,23 @@ class CrossSellModel:
     note: str = ""
 
     def __post_init__(self) -> None:
-        self._by_anchor = {anchor: rows for anchor, rows in self.table.groupby("anchor_product_id",
-                                                                               sort=False)}
+        # One table sorted by anchor (stable: each anchor keeps its order) and each anchor's
+        # row range: a dict of per-anchor frames would cost a frame per product (100k
+        # products: gigabytes, pickled with the model too).
+        anchors = self.table["anchor_product_id"]
+        if not anchors.is_monotonic_increasing:
+            self.table = self.table.sort_values("anchor_product_id", kind="stable")
+            anchors = self.table["anchor_product_id"]
+        names, starts = np.unique(anchors.to_numpy(dtype=str), return_index=True)
+        ends = np.append(starts[1:], len(anchors))
+        self._rows = dict(zip(names.tolist(), zip(starts.tolist(), ends.tolist())))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; a model pickled with per-anchor frames gets its row ranges instead."""
+        self.__dict__.update(state)
+        if "_rows" not in state:
+            self.__dict__.pop("_by_anchor", None)
+            self.__post_init__()
 
     def also_bought(self, product_id: str, k: int = DEFAULT_K,
                     exclude: Iterable[str] = ()) -> pd.DataFrame:
@@ -87,9 +102,10 @@ class CrossSellModel:
         Returns:
             Rows of the precomputed table (`TABLE_COLUMNS`), re-ranked from 1.
         """
-        rows = self._by_anchor.get(str(product_id))
-        if rows is None:
+        span = self._rows.get(str(product_id))
+        if span is None:
             return pd.DataFrame(columns=list(TABLE_COLUMNS))
+        rows = self.table.iloc[span[0]:span[1]]
         skip = set(exclude)
         if skip:
             rows = rows[~rows["product_id"].isin(skip)]
@@ -247,21 +263,25 @@ def _similarity_fill(factors: np.ndarray, ranked_rules: pd.DataFrame, top_n: int
     """
     n_rules = ranked_rules.groupby("anchor").size().reindex(range(len(factors)), fill_value=0)
     taken = ranked_rules.groupby("anchor")["item"].agg(set).to_dict()
-    frames = []
-    for start in range(0, len(factors), 1024):
-        block = normalise_rows(factors[start:start + 1024]) @ factors.T
+    anchors, items = [], []
+    batch = score_batch(len(factors))  # a block of anchors x all products at a time
+    for start in range(0, len(factors), batch):
+        block = normalise_rows(factors[start:start + batch]) @ factors.T
         for offset, row in enumerate(block):
             anchor = start + offset
             needed = top_n - int(n_rules.iloc[anchor])
             if needed <= 0:
                 continue
             row[anchor] = -np.inf
-            order = np.argsort(-row, kind="stable")
             skip = taken.get(anchor, set())
-            chosen = [item for item in order[: needed + len(skip) + 1] if item not in skip][:needed]
-            frames.append(pd.DataFrame({"anchor": anchor, "item": chosen, "source": "similar"}))
-    return pd.concat(frames, ignore_index=True) if frames else \
-        pd.DataFrame({"anchor": [], "item": [], "source": []})
+            chosen = [item for item in best_first(row, needed + len(skip))
+                      if item not in skip][:needed]
+            anchors.append(np.full(len(chosen), anchor, dtype=np.int64))
+            items.append(np.asarray(chosen, dtype=np.int64))
+    if not anchors:
+        return pd.DataFrame({"anchor": [], "item": [], "source": []})
+    return pd.DataFrame({"anchor": np.concatenate(anchors), "item": np.concatenate(items),
+                         "source": "similar"})
 
 
 def _describe_pairs(pairs: pd.DataFrame, similar: np.ndarray | None, co_counts: sp.csr_matrix,

@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from tailor.models.constants import DEFAULT_K
 from tailor.models.data import ShopData
 from tailor.models.interactions import (
-    AlsParams, IdIndex, InteractionWeights, confidence_matrix, fit_als, indicator_matrix,
-    normalise_rows, product_events,
+    AlsParams, IdIndex, InteractionWeights, best_first, confidence_matrix, fit_als,
+    indicator_matrix, normalise_rows, product_events, score_batch,
 )
 from tailor.models.popularity import (
     consumable_categories, decayed_popularity, price_tiers, trending_scores,
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DIVERSITY_MODES: tuple[str, ...] = ("none", "category_cap", "mmr")
 TIERS: tuple[str, ...] = ("cold_start", "content", "collaborative")
-SCORE_BATCH = 1024  # customers scored at once (bounds memory: batch x products floats)
 MIN_PRODUCTS_FOR_ALS = 3
 UNKNOWN_CATEGORY = "the shop"
 
@@ -139,9 +138,10 @@ class HomepageModel:
             Columns customer_id, product_id, rank (1 = first), score, tier, reason.
         """
         ids = pd.Series(list(customer_ids), dtype=object).astype(str)
-        frames = [self._recommend_batch(ids.iloc[start:start + SCORE_BATCH], k,
+        batch = score_batch(len(self.products))
+        frames = [self._recommend_batch(ids.iloc[start:start + batch], k,
                                         exclude_interacted, business_filters, with_reasons)
-                  for start in range(0, len(ids), SCORE_BATCH)]
+                  for start in range(0, len(ids), batch)]
         if not frames:
             return pd.DataFrame(columns=["customer_id", "product_id", "rank", "score", "tier",
                                          "reason"])
@@ -264,14 +264,13 @@ class HomepageModel:
 
     def _select(self, scores: np.ndarray, k: int) -> np.ndarray:
         """Top-k indices, with the configured diversity rule."""
-        available = np.flatnonzero(np.isfinite(scores))
-        order = available[np.argsort(-scores[available], kind="stable")]
         if self.params.diversity == "category_cap":
+            order = best_first(scores, len(scores))  # the cap may have to look far down
             return _category_capped(order, self.categories, k, self.params.category_cap)
         if self.params.diversity == "mmr" and self.item_factors is not None:
-            return _mmr(order[: max(k * 10, 50)], scores, normalise_rows(self.item_factors), k,
-                        self.params.mmr_lambda)
-        return order[:k]
+            return _mmr(best_first(scores, max(k * 10, 50)), scores,
+                        normalise_rows(self.item_factors), k, self.params.mmr_lambda)
+        return best_first(scores, k)
 
     # -- reasons ---------------------------------------------------------------------------------
 

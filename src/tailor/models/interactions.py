@@ -1,9 +1,10 @@
 """Customer x product interaction matrices, id indexes and the ALS factorisation on them.
 
 Reads and writes nothing: turns a `ShopData`'s events into sparse matrices for the homepage
-and cross-sell models. Ids are indexed in order of first appearance in the (time-ordered)
-event stream, never sorted by their text, so renaming customers or products (a bijection)
-yields the same matrices and therefore the same model: the invariance the model tests check.
+and cross-sell models, and picks a row's best-scored products (`best_first`). Ids are
+indexed in order of first appearance in the (time-ordered) event stream, never sorted by
+their text, so renaming customers or products (a bijection) yields the same matrices and
+therefore the same model: the invariance the model tests check.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from threadpoolctl import threadpool_limits
 log = logging.getLogger(__name__)
 
 PARALLEL_NNZ = 1_000_000  # below this many interactions, extra threads cost more than they save
+SCORE_BATCH = 1024  # customers scored at once on a small catalogue
+SCORE_CELLS = 1 << 23  # at most this many customer x product scores at once (64 MiB a matrix)
 INTERACTION_KINDS: dict[str, str] = {"product_view": "view", "add_to_cart": "cart",
                                      "purchase": "purchase"}
 
@@ -43,8 +46,13 @@ class IdIndex:
 
     def lookup(self, values: pd.Series | np.ndarray) -> np.ndarray:
         """Positions of `values`; -1 for values not in the index."""
-        positions = pd.Series(values).astype(str).map(self.positions)
-        return positions.fillna(-1).astype(np.int64).to_numpy()
+        text = pd.Series(values).astype(str)
+        if len(text) * 8 < len(self.positions):
+            # A few ids in a big index: `Series.map(dict)` would first turn the whole dict
+            # into a Series (a second per call on a million customers).
+            return np.fromiter((self.positions.get(value, -1) for value in text),
+                               dtype=np.int64, count=len(text))
+        return text.map(self.positions).fillna(-1).astype(np.int64).to_numpy()
 
 
 @dataclass(frozen=True)
@@ -154,3 +162,26 @@ def normalise_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def best_first(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indexes of the `n` highest finite scores, best first, ties in index order.
+
+    The same as the first `n` of a stable descending argsort over the finite scores, but it
+    sorts only the candidates at or above the n-th best value: O(products) per row, not
+    O(products log products), which matters when every customer is ranked over a large
+    catalogue.
+    """
+    available = np.flatnonzero(np.isfinite(scores))
+    values = scores[available]
+    if 0 < n < len(available):
+        nth_best = -np.partition(-values, n - 1)[n - 1]
+        keep = values >= nth_best
+        available, values = available[keep], values[keep]
+    return available[np.argsort(-values, kind="stable")][: max(n, 0)]
+
+
+def score_batch(n_products: int) -> int:
+    """Customers to score at once: `SCORE_BATCH`, fewer on a catalogue so large that a
+    batch's dense customers x products matrices would outgrow `SCORE_CELLS`."""
+    return max(1, min(SCORE_BATCH, SCORE_CELLS // max(n_products, 1)))

@@ -21,6 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tailor.models.interactions import best_first, score_batch
+
 if TYPE_CHECKING:  # the homepage module imports this one at run time
     from tailor.models.homepage import HomepageModel
 
@@ -59,8 +61,12 @@ def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndar
          features, one row per available candidate, in row-major order).
     """
     width = min(candidates, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
-    available = np.isfinite(np.take_along_axis(scores, order, axis=1))
+    order = np.full((len(rows), width), -1, dtype=np.int64)
+    for position, row_scores in enumerate(scores):
+        best = best_first(row_scores, width)
+        order[position, :len(best)] = best
+    available = order >= 0
+    order = np.maximum(order, 0)
     known = np.maximum(rows, 0)
     collaborative = np.zeros_like(scores)
     if model.user_factors is not None:
@@ -98,13 +104,13 @@ def fit_reranker(model: "HomepageModel", truth: pd.DataFrame, candidates: int
         The re-ranker, or None when the candidates hold fewer than `MIN_POSITIVES` purchases.
     """
     customers = truth["customer_id"].drop_duplicates()
-    rows = model.customers.lookup(customers)
-    scores, _ = model.score_matrix(rows, model.customer_tiers(rows))
-    scores = model._apply_filters(scores, rows, exclude_interacted=True, business_filters=False)
-    order, features = candidate_features(model, rows, scores, candidates)
-    pairs = pd.DataFrame({"customer_id": np.repeat(customers.to_numpy(), order.shape[1]),
-                          "product_id": model.products.ids[np.maximum(order, 0)].ravel()})
-    pairs = pairs[order.ravel() >= 0].reset_index(drop=True)
+    if customers.empty:
+        return None
+    batch = score_batch(len(model.products))
+    parts = [_candidates(model, customers.iloc[start:start + batch], candidates)
+             for start in range(0, len(customers), batch)]
+    pairs = pd.concat([part[0] for part in parts], ignore_index=True)
+    features = pd.concat([part[1] for part in parts], ignore_index=True)
     bought = set(zip(truth["customer_id"], truth["product_id"]))
     labels = np.array([pair in bought for pair in zip(pairs["customer_id"], pairs["product_id"])])
     if labels.sum() < MIN_POSITIVES or labels.all():
@@ -114,3 +120,15 @@ def fit_reranker(model: "HomepageModel", truth: pd.DataFrame, candidates: int
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
     pipeline.fit(features[list(RERANK_FEATURES)], labels)
     return Reranker(pipeline, candidates, int(labels.sum()))
+
+
+def _candidates(model: "HomepageModel", customers: pd.Series, candidates: int
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(customer_id, product_id) of one batch of customers' candidates, and their features."""
+    rows = model.customers.lookup(customers)
+    scores, _ = model.score_matrix(rows, model.customer_tiers(rows))
+    scores = model._apply_filters(scores, rows, exclude_interacted=True, business_filters=False)
+    order, features = candidate_features(model, rows, scores, candidates)
+    pairs = pd.DataFrame({"customer_id": np.repeat(customers.to_numpy(), order.shape[1]),
+                          "product_id": model.products.ids[np.maximum(order, 0)].ravel()})
+    return pairs[order.ravel() >= 0].reset_index(drop=True), features

@@ -1,11 +1,13 @@
 """Cross-sell: association rules worked out by hand, the ALS fill, and the lookup table."""
 
+import pickle
+
 import pandas as pd
 import pytest
 
 from model_shops import shop
 from tailor.models.cross_sell import (
-    CrossSellParams, basket_lists, fit_cross_sell, mine_rules, pair_statistics,
+    CrossSellModel, CrossSellParams, basket_lists, fit_cross_sell, mine_rules, pair_statistics,
 )
 from tailor.models.interactions import IdIndex
 
@@ -68,6 +70,23 @@ def test_lookups_exclude_products_already_in_the_cart() -> None:
     model = fit_cross_sell(_shop(), CrossSellParams(min_pair_count=1, factors=2, top_n=3))
     assert "bag" not in model.also_bought("laptop", k=3, exclude={"bag"}).product_id.tolist()
     assert model.also_bought("never-seen").empty
+
+
+def test_pickled_models_answer_the_same_lookups() -> None:
+    model = fit_cross_sell(_shop(), CrossSellParams(min_pair_count=1, factors=2, top_n=3))
+    old_layout = {key: value for key, value in model.__dict__.items() if key != "_rows"}
+    old_layout["_by_anchor"] = dict(tuple(model.table.groupby("anchor_product_id")))
+    for restored in (pickle.loads(pickle.dumps(model)), _unpickled(old_layout)):
+        for anchor in ("laptop", "mouse", "bag", "snack"):
+            pd.testing.assert_frame_equal(restored.also_bought(anchor), model.also_bought(anchor))
+
+
+def _unpickled(state: dict) -> CrossSellModel:
+    """A model restored from `state` the way pickle restores one (models registered before
+    the table kept row ranges hold per-anchor frames instead)."""
+    restored = CrossSellModel.__new__(CrossSellModel)
+    restored.__setstate__(state)
+    return restored
 
 
 def test_abandoned_carts_count_as_baskets_when_asked() -> None:
