@@ -289,8 +289,8 @@ class ServingPipeline:
         slot = self.slots["homepage"]
         loaded = slot.current
         if loaded is None:
-            reason = f"no homepage model loaded: {slot.last_error or 'not trained yet'}"
-            return [self._homepage_fallback(request, NO_MODEL, reason) for request in requests]
+            return [self._homepage_fallback(request, NO_MODEL, slot.unavailable_reason())
+                    for request in requests]
         ranker: HomepageRanker = loaded.prepared
         answers: list[_Answer | None] = [None] * len(requests)
         personal = []
@@ -406,9 +406,7 @@ class ServingPipeline:
         slot = self.slots["cross_sell"]
         loaded = slot.current
         if loaded is None:
-            return self._also_bought_fallback(
-                request, NO_MODEL,
-                f"no cross_sell model loaded: {slot.last_error or 'not trained yet'}")
+            return self._also_bought_fallback(request, NO_MODEL, slot.unavailable_reason())
         exclude = self._also_bought_exclusions(request)
         try:
             items = loaded.prepared.items(request.product_id, request.k, exclude,
@@ -457,8 +455,8 @@ class ServingPipeline:
         slot = self.slots["checkout"]
         loaded = slot.current
         if loaded is None:
-            reason = f"no checkout model loaded: {slot.last_error or 'not trained yet'}"
-            return [self._checkout_fallback(request, NO_MODEL, reason) for request in requests]
+            return [self._checkout_fallback(request, NO_MODEL, slot.unavailable_reason())
+                    for request in requests]
         excluded = [request.customer_id in self.exclusions for request in requests]
         readable = [request.customer_id for request, out in zip(requests, excluded) if not out]
         vectors = iter(self._read_features("checkout", readable))

@@ -211,6 +211,10 @@ class ModelSlot:
         return LoadedModel(model, stored.version, self.reference, datetime.now(timezone.utc),
                            prepared, stored.tag, source)
 
+    def unavailable_reason(self) -> str:
+        """Why nothing is served (for a fallback answer): the last load error, if any."""
+        return f"no {self.model} model loaded: {self.last_error or 'not trained yet'}"
+
     def status(self) -> dict[str, Any]:
         """What the slot serves and its last error, for /status and logs."""
         current = self.current
