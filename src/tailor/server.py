@@ -37,6 +37,11 @@ from tailor.config import SETTINGS, Settings
 
 SERVICE = "bentos.service:Tailor"
 SERVICE_FILE = Path("bentos") / "service.py"
+# One BLAS/OpenMP thread per server worker unless the environment says otherwise: a request's
+# dot product is too small to gain from splitting, and every worker spawning a thread per core
+# oversubscribes the CPU under load (scale with serving.workers instead). bentofile.yaml sets
+# the same for a built Bento.
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 READY_PATH = "/readyz"
 ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("POST /homepage", "homepage products for a customer, with reasons"),
@@ -92,6 +97,8 @@ def server_environment(settings: Settings, workers: int | None = None) -> dict[s
         value = values[setting.name]
         env[setting.env] = str(value).lower() if isinstance(value, bool) else str(value)
     env["BENTOML_DO_NOT_TRACK"] = "true"  # no usage analytics calls from a shop's server
+    for variable in BLAS_THREAD_VARIABLES:
+        env.setdefault(variable, "1")
     return env
 
 

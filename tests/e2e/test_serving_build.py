@@ -40,6 +40,8 @@ def test_bentoml_build_packs_the_service_and_the_tailor_source(tmp_path: Path) -
                  "tailor/events/static/tailor.js", "tailor/features/sql/customer_features.sql"):
         assert (source / path).is_file(), path
     assert not list(source.rglob("__pycache__")) and not (source / "tests").exists()
+    runtime_env = {env["name"]: env["value"] for env in info["envs"]}
+    assert runtime_env["OPENBLAS_NUM_THREADS"] == "1" and runtime_env["OMP_NUM_THREADS"] == "1"
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
     assert {"bentoml==1.4.40", "mlflow==3.17.2", "feast==0.67.0"} <= set(requirements)
 

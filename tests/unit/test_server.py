@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from tailor.cli import app
 from tailor.config import load_settings
-from tailor.server import SERVICE_FILE, server_environment, service_dir
+from tailor.server import (
+    BLAS_THREAD_VARIABLES, SERVICE_FILE, server_environment, service_dir,
+)
 
 
 def test_a_taken_port_exits_2_naming_it(tailor_home: Path) -> None:
@@ -40,6 +42,17 @@ def test_the_server_gets_every_resolved_setting_with_an_absolute_home(
     assert env["TAILOR_SERVING_ADAPTIVE_BATCHING"] == "false"
     assert load_settings(env=env).values == {**settings.values, "home": env["TAILOR_HOME"],
                                              "serving_workers": 3}
+
+
+def test_server_workers_get_one_blas_thread_unless_the_environment_says_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(home="h", env={})
+    for variable in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert all(server_environment(settings)[variable] == "1"
+               for variable in BLAS_THREAD_VARIABLES)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    assert server_environment(settings)["OPENBLAS_NUM_THREADS"] == "4"
 
 
 def test_the_service_module_is_found_outside_the_repository(

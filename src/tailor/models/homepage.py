@@ -26,7 +26,7 @@ from tailor.models.constants import DEFAULT_K
 from tailor.models.data import ShopData
 from tailor.models.interactions import (
     AlsParams, IdIndex, InteractionWeights, best_first, confidence_matrix, fit_als,
-    indicator_matrix, normalise_rows, product_events, score_batch,
+    indicator_matrix, normalise_rows, product_events, row_indices, score_batch,
 )
 from tailor.models.popularity import (
     consumable_categories, decayed_popularity, price_tiers, trending_scores,
@@ -39,6 +39,28 @@ DIVERSITY_MODES: tuple[str, ...] = ("none", "category_cap", "mmr")
 TIERS: tuple[str, ...] = ("cold_start", "content", "collaborative")
 MIN_PRODUCTS_FOR_ALS = 3
 UNKNOWN_CATEGORY = "the shop"
+
+
+@dataclass(frozen=True)
+class BlendParts:
+    """What a batch of scores was blended from, kept to explain single products (`reason`).
+
+    Attributes:
+        weight: per customer row, the collaborative share of the blend (0 outside tier 2).
+        baseline: per product, the popularity-and-trending score.
+        cf_position: per customer row, its row in `normalised` (-1 outside tier 2).
+        normalised: the collaborative-tier rows' ALS scores scaled to [0, 1] (float32).
+    """
+
+    weight: np.ndarray
+    baseline: np.ndarray
+    cf_position: np.ndarray
+    normalised: np.ndarray
+
+    def collaborative(self, position: int, item: int) -> float:
+        """The ALS part of row `position`'s score for `item` (0 outside tier 2)."""
+        row = self.cf_position[position]
+        return float(self.normalised[row, item]) if row >= 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -166,7 +188,7 @@ class HomepageModel:
 
     def top_items(self, rows: np.ndarray, k: int, exclude_interacted: bool = False,
                   business_filters: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[np.ndarray]]:
+                  ) -> tuple[np.ndarray, np.ndarray, BlendParts, list[np.ndarray]]:
         """The ranking behind `recommend`, on customer rows, without building a frame.
 
         Args:
@@ -203,29 +225,55 @@ class HomepageModel:
         collaborative = (interactions > 0) & (purchases >= threshold)
         return np.where(collaborative, 2, tiers).astype(np.int8)
 
-    def score_matrix(self, rows: np.ndarray, tiers: np.ndarray
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Scores (customers x products) and the parts they were blended from (for reasons)."""
-        n_items = len(self.products)
-        baseline = (self.popularity + self.params.trending_weight * self.trending) / \
-            (1.0 + self.params.trending_weight)
-        scores = np.tile(baseline, (len(rows), 1))
-        collaborative = np.zeros_like(scores)
+    def score_matrix(self, rows: np.ndarray, tiers: np.ndarray) -> tuple[np.ndarray, BlendParts]:
+        """Scores (customers x products, float64) and the parts they were blended from.
+
+        Serving calls this once per request on a single row over the whole catalogue, so it
+        builds each row once, in place, without full-size scratch matrices."""
+        baseline = self._baseline()
+        cf_rows = np.flatnonzero(tiers == 2) if self.user_factors is not None \
+            else np.zeros(0, dtype=np.int64)
         weight = np.zeros(len(rows))
-        content_rows = np.flatnonzero(tiers == 1)
-        if len(content_rows):
-            scores[content_rows] = self._content_scores(rows[content_rows])
-        cf_rows = np.flatnonzero(tiers == 2)
-        if len(cf_rows) and self.user_factors is not None:
+        cf_position = np.full(len(rows), -1, dtype=np.int64)
+        cf_position[cf_rows] = np.arange(len(cf_rows))
+        normalised = np.zeros((0, len(self.products)), dtype=np.float32)
+        blended = None
+        if len(cf_rows):
             raw = self.user_factors[rows[cf_rows]] @ self.item_factors.T
             low, high = raw.min(axis=1, keepdims=True), raw.max(axis=1, keepdims=True)
-            collaborative[cf_rows] = (raw - low) / np.where(high > low, high - low, 1.0)
+            normalised = (raw - low) / np.where(high > low, high - low, 1.0)
             counts = self.interaction_counts[rows[cf_rows]]
             weight[cf_rows] = counts / (counts + self.params.blend_shrink)
-            scores[cf_rows] = weight[cf_rows, None] * collaborative[cf_rows] + \
-                (1.0 - weight[cf_rows, None]) * baseline[None, :]
-        assert scores.shape[1] == n_items
-        return scores, {"collaborative": collaborative, "weight": weight, "baseline": baseline}
+            blended = normalised.astype(np.float64)
+            blended *= weight[cf_rows, None]
+            blended += (1.0 - weight[cf_rows, None]) * baseline[None, :]
+        if blended is not None and len(cf_rows) == len(rows):
+            scores = blended
+        else:
+            scores = np.tile(baseline, (len(rows), 1))
+            content_rows = np.flatnonzero(tiers == 1)
+            if len(content_rows):
+                scores[content_rows] = self._content_scores(rows[content_rows])
+            if blended is not None:
+                scores[cf_rows] = blended
+        return scores, BlendParts(weight, baseline, cf_position, normalised)
+
+    def _baseline(self) -> np.ndarray:
+        """Popularity blended with trending, per product; computed once (see `_category_codes`)."""
+        baseline = self.__dict__.get("_baseline_scores")
+        if baseline is None:
+            baseline = np.asarray((self.popularity + self.params.trending_weight * self.trending)
+                                  / (1.0 + self.params.trending_weight), dtype=np.float64)
+            self.__dict__["_baseline_scores"] = baseline
+        return baseline
+
+    def _out_of_stock(self) -> np.ndarray:
+        """Indexes of the products out of stock; computed once (see `_category_codes`)."""
+        items = self.__dict__.get("_out_of_stock_items")
+        if items is None:
+            items = np.flatnonzero(~np.asarray(self.in_stock, dtype=bool))
+            self.__dict__["_out_of_stock_items"] = items
+        return items
 
     def _content_scores(self, rows: np.ndarray) -> np.ndarray:
         """Category affinity x price-tier match, tie-broken by popularity."""
@@ -249,16 +297,16 @@ class HomepageModel:
 
     def _apply_filters(self, scores: np.ndarray, rows: np.ndarray, exclude_interacted: bool,
                        business_filters: bool) -> np.ndarray:
-        scores = scores.astype(np.float64, copy=True)
+        """`scores` (changed in place) with filtered products at -inf."""
         known = rows >= 0
         if business_filters:
-            scores[:, ~self.in_stock] = -np.inf
+            scores[:, self._out_of_stock()] = -np.inf
         for position in np.flatnonzero(known):
             row = rows[position]
             if exclude_interacted:
-                scores[position, self.seen[row].indices] = -np.inf
+                scores[position, row_indices(self.seen, row)] = -np.inf
             elif business_filters:
-                bought = self.bought[row].indices
+                bought = row_indices(self.bought, row)
                 scores[position, bought[~self.consumable[bought]]] = -np.inf
         return scores
 
@@ -274,14 +322,13 @@ class HomepageModel:
 
     # -- reasons ---------------------------------------------------------------------------------
 
-    def reason(self, row: int, tier: int, item: int, parts: dict[str, np.ndarray],
-               position: int) -> str:
+    def reason(self, row: int, tier: int, item: int, parts: BlendParts, position: int) -> str:
         """A sentence a shopper understands for why `item` is shown to customer `row`."""
         category = self.categories[item] or UNKNOWN_CATEGORY
         if tier == 2 and self.user_factors is not None:
-            weight = parts["weight"][position]
-            cf_part = weight * parts["collaborative"][position, item]
-            if cf_part >= (1.0 - weight) * parts["baseline"][item]:
+            weight = parts.weight[position]
+            cf_part = weight * parts.collaborative(position, item)
+            if cf_part >= (1.0 - weight) * parts.baseline[item]:
                 return self._because(row, item)
         if tier == 1:
             return f"popular in {category}, which you have been looking at"
@@ -292,9 +339,9 @@ class HomepageModel:
 
     def _because(self, row: int, item: int) -> str:
         """'because you bought X' (or viewed X): the history item most like `item`."""
-        history, verb = self.bought[row].indices, "bought"
+        history, verb = row_indices(self.bought, row), "bought"
         if len(history) == 0:
-            history, verb = self.seen[row].indices, "viewed"
+            history, verb = row_indices(self.seen, row), "viewed"
         history = history[history != item]
         if len(history) == 0:
             return f"popular in {self.categories[item] or UNKNOWN_CATEGORY}"

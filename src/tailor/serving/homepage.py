@@ -18,11 +18,14 @@ a browsed category the list is exactly the model's own top k, with its own reaso
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from tailor.serving.schemas import RecommendedItem
+
+if TYPE_CHECKING:
+    from tailor.models.homepage import BlendParts
 
 CANDIDATE_FACTOR = 3
 MIN_EXTRA_CANDIDATES = 20
@@ -110,6 +113,9 @@ class HomepageRanker:
              ) -> list[list[RecommendedItem]]:
         """One list per customer, in one model call.
 
+        Unknown customers who browse no category all get the same list, the stranger's
+        (computed once per model version): the model is not called for them.
+
         Args:
             customer_ids: the customers (unknown ones get the cold-start list).
             ks: list length per customer.
@@ -119,6 +125,21 @@ class HomepageRanker:
         rows = np.fromiter((self.positions.get(customer_id, UNKNOWN_ROW) if known
                             else UNKNOWN_ROW for customer_id in customer_ids),
                            dtype=np.int64, count=len(customer_ids))
+        stranger = getattr(self, "_stranger", None)  # None while __init__ computes it
+        lists: list[list[RecommendedItem] | None] = [
+            stranger[:k] if stranger is not None and row == UNKNOWN_ROW and not categories
+            else None for row, k, categories in zip(rows, ks, browsing)]
+        scored = [position for position, items in enumerate(lists) if items is None]
+        if scored:
+            ranked = self._rank_rows(rows[scored], [ks[p] for p in scored],
+                                     [browsing[p] for p in scored])
+            for position, items in zip(scored, ranked):
+                lists[position] = items
+        return [items if items is not None else [] for items in lists]
+
+    def _rank_rows(self, rows: np.ndarray, ks: Sequence[int],
+                   browsing: Sequence[frozenset[str]]) -> list[list[RecommendedItem]]:
+        """`rank` for customer rows, through the model."""
         boosting = self.session_share > 0 and any(browsing)
         wanted = max(ks) if len(ks) else 0
         if boosting:
@@ -140,7 +161,7 @@ class HomepageRanker:
         return lists
 
     def _item(self, rows: np.ndarray, tiers: np.ndarray, scores: np.ndarray,
-              parts: dict[str, np.ndarray], position: int, item: int,
+              parts: BlendParts, position: int, item: int,
               promoted: bool) -> RecommendedItem:
         """One product with its model score and the reason it is shown."""
         reason = browsing_reason(str(self.categories[item])) if promoted else \

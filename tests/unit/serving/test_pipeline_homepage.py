@@ -174,7 +174,8 @@ def test_a_batch_is_one_model_call_with_the_same_answers(served_home, pipeline_f
                            metrics.value("tailor_requests_total",
                                          {"endpoint": "homepage", "outcome": "ok"}))
     batch = batch_pipeline.homepage_batch(requests)
-    assert calls == [len(requests)]
+    # One call for the four known customers; the stranger's list is computed once per model.
+    assert calls == [len(requests) - 1]
     singles = [batch_pipeline.homepage(request) for request in requests]
     for together, alone in zip(batch, singles):
         assert [(item.product_id, item.reason) for item in together.items] == \
@@ -187,3 +188,27 @@ def test_a_batch_is_one_model_call_with_the_same_answers(served_home, pipeline_f
         len(requests)
     assert metrics.value("tailor_requests_total", {"endpoint": "homepage", "outcome": "ok"}) \
         - answered == 2 * len(requests)
+
+
+def test_strangers_get_the_models_cold_start_list_without_a_model_call(served_home,
+                                                                       pipeline_factory) -> None:
+    pipeline = pipeline_factory(served_home.settings)
+    model = homepage_model(pipeline)
+    expected = model.recommend(["c-never-seen"], k=7)
+    calls: list[int] = []
+    scoring = model.top_items
+
+    def counted(rows, *args, **kwargs):
+        calls.append(len(rows))
+        return scoring(rows, *args, **kwargs)
+
+    model.top_items = counted
+    answer = pipeline.homepage(HomepageRequest(customer_id="c-another-stranger", k=7))
+    assert calls == []
+    assert [item.product_id for item in answer.items] == expected["product_id"].tolist()
+    assert [item.reason for item in answer.items] == expected["reason"].tolist()
+    assert [item.score for item in answer.items] == pytest.approx(expected["score"].tolist())
+    browsing = pipeline.homepage(HomepageRequest(customer_id="c-another-stranger", k=7,
+                                                 context={"categories": ["books"]}))
+    assert calls == [1]  # a stranger browsing a category is ranked by the model
+    assert not browsing.fallback
