@@ -7,7 +7,8 @@ Reads and writes one running total per UTC day: in Redis (`settings.redis_url` s
 `reserve(cost)` adds an offer's expected cost to today's total only when the total stays
 within `serving.daily_incentive_budget`, atomically across threads, worker processes and
 servers (a Lua script in Redis; a `BEGIN IMMEDIATE` transaction in SQLite), so concurrent
-offers never commit more than the budget. A ledger that cannot be reached raises
+offers never commit more than the budget. `release(cost)` gives back a reservation whose
+offer was never shown (its request ran out of time). A ledger that cannot be reached raises
 `LedgerUnavailable`: the caller offers nothing (fail closed).
 """
 
@@ -39,6 +40,15 @@ spent = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return {1, tostring(spent)}
 """
+# KEYS[1] the day's key; ARGV cost. Returns the day's total after giving the cost back (>= 0).
+RELEASE_SCRIPT = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0') - tonumber(ARGV[1])
+if spent < 0 then spent = 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], tostring(spent), 'KEEPTTL')
+end
+return tostring(spent)
+"""
 
 
 class LedgerUnavailable(RuntimeError):
@@ -67,6 +77,8 @@ class Ledger(Protocol):
     backend: str
 
     def reserve(self, cost: float, day: date | None = None) -> Reservation: ...
+
+    def release(self, cost: float, day: date | None = None) -> float: ...
 
     def spent(self, day: date | None = None) -> float: ...
 
@@ -101,6 +113,7 @@ class RedisLedger:
         self._client = redis.Redis.from_url(url, socket_timeout=timeout_seconds,
                                             socket_connect_timeout=timeout_seconds)
         self._script = self._client.register_script(RESERVE_SCRIPT)
+        self._release_script = self._client.register_script(RELEASE_SCRIPT)
 
     def reserve(self, cost: float, day: date | None = None) -> Reservation:
         import redis
@@ -112,6 +125,17 @@ class RedisLedger:
         except redis.RedisError as error:
             raise LedgerUnavailable(f"Redis incentive ledger: {_describe(error)}") from error
         return Reservation(bool(int(granted)), float(spent), self.budget)
+
+    def release(self, cost: float, day: date | None = None) -> float:
+        """Give back a reserved cost (never below 0); returns the day's total after."""
+        import redis
+
+        try:
+            spent = self._release_script(keys=[self.prefix + _today(day)],
+                                         args=[repr(float(cost))])
+        except redis.RedisError as error:
+            raise LedgerUnavailable(f"Redis incentive ledger: {_describe(error)}") from error
+        return float(spent)
 
     def spent(self, day: date | None = None) -> float:
         import redis
@@ -178,6 +202,26 @@ class SQLiteLedger:
             raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
                                     f"{_describe(error)}") from error
         return Reservation(granted, spent, self.budget)
+
+    def release(self, cost: float, day: date | None = None) -> float:
+        """Give back a reserved cost (never below 0); returns the day's total after."""
+        key = _today(day)
+        try:
+            connection = self._connect()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                spent = max(self._read(connection, key) - cost, 0.0)
+                connection.execute("UPDATE incentive_spend SET spent = ? WHERE day = ?",
+                                   (spent, key))
+                connection.execute("COMMIT")
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                connection.close()
+        except sqlite3.Error as error:
+            raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
+                                    f"{_describe(error)}") from error
+        return spent
 
     def spent(self, day: date | None = None) -> float:
         try:

@@ -140,8 +140,9 @@ class ServingMetrics:
         self._metrics.load_failures.labels(model=model).inc()
 
     def incentive(self, outcome: str) -> None:
-        """One incentive checked against the daily budget: granted, budget_spent or
-        ledger_unavailable."""
+        """One incentive checked against the daily budget: granted, budget_spent,
+        ledger_unavailable, or released (granted, then given back: its request had run
+        out of time)."""
         self._metrics.incentives.labels(outcome=outcome).inc()
 
     def value(self, name: str, labels: dict[str, str]) -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,29 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class _Deadline:
+    """One request answered on a worker thread against the time budget.
+
+    The worker and the waiting side settle under one lock which of them came first: an
+    answer finished in time is used even if the wait ran out a moment later, and a worker
+    that finishes after the wait gave up gives back the incentive budget it reserved (its
+    offer is never shown)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.expired = False
+        self.answers: list[_Answer] | None = None
+        self.reserved: list[float] = []
+
+    def expire(self) -> list[_Answer] | None:
+        """Called when the wait runs out: the answers if they are already there, else None
+        (and from now on the worker's answers are unused)."""
+        with self.lock:
+            if self.answers is None:
+                self.expired = True
+            return self.answers
+
+
 def _filled(answers: list[_Answer | None]) -> list[_Answer]:
     """The answers, checked complete (a gap is a bug: the caller answers with fallbacks)."""
     if any(answer is None for answer in answers):
@@ -115,6 +139,7 @@ class ServingPipeline:
         self.feature_errors: dict[str, str | None] = dict.fromkeys(FEATURE_SERVICES)
         self._executor = ThreadPoolExecutor(settings.serving_threads,
                                             thread_name_prefix="tailor-serving")
+        self._request = threading.local()  # the worker thread's current `_Deadline`, if any
         self.watcher = ModelWatcher(self.slots, settings.serving_reload_seconds,
                                     on_switch=self._on_switch)
         self._load()
@@ -249,17 +274,47 @@ class ServingPipeline:
         """Run one request on a worker thread; past the time budget answer the fallback
         (the thread finishes in the background, its answer unused)."""
         started = time.perf_counter()
+        deadline = _Deadline()
         try:
             pending = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._guarded, endpoint, work, [request], fallback)
+                self._executor, self._work_against, deadline, endpoint, work, [request],
+                fallback)
             answer = (await asyncio.wait_for(pending, self.timeout_seconds))[0]
         except TimeoutError:
-            answer = fallback(request, TIMEOUT,
-                              f"timeout: no answer within {self.settings.serving_timeout_ms} ms")
+            finished = deadline.expire()
+            answer = finished[0] if finished else fallback(
+                request, TIMEOUT,
+                f"timeout: no answer within {self.settings.serving_timeout_ms} ms")
         except Exception as error:  # e.g. the worker threads were shut down by close()
             answer = fallback(request, INTERNAL_ERROR, f"internal error: {_describe(error)}")
         self._record(endpoint, [answer], started)
         return answer.response
+
+    def _work_against(self, deadline: _Deadline, endpoint: str,
+                      work: Callable[[Sequence[Any]], list[_Answer]], requests: Sequence[Any],
+                      fallback: Callable[[Any, str, str], _Answer]) -> list[_Answer]:
+        """`_guarded` on a worker thread for `_within_budget`; hands the answers over to the
+        deadline, or gives back the budget reserved for answers that came too late."""
+        self._request.deadline = deadline
+        try:
+            answers = self._guarded(endpoint, work, requests, fallback)
+        finally:
+            self._request.deadline = None
+        with deadline.lock:
+            if not deadline.expired:
+                deadline.answers = answers
+                return answers
+        for cost in deadline.reserved:
+            self._release(cost)
+        return answers
+
+    def _release(self, cost: float) -> None:
+        try:
+            self.ledger.release(cost)
+            self.metrics.incentive("released")
+        except LedgerUnavailable as error:
+            log.warning("an unused incentive reservation of %.2f could not be given back: %s",
+                        cost, error)
 
     # -- homepage ----------------------------------------------------------------------------
 
@@ -513,6 +568,9 @@ class ServingPipeline:
             self.metrics.incentive("budget_spent")
             return without_incentive(decision, "there is no daily incentive budget "
                                                "(serving.daily_incentive_budget = 0)")
+        deadline: _Deadline | None = getattr(self._request, "deadline", None)
+        if deadline is not None and deadline.expired:  # the answer will not be shown
+            return without_incentive(decision, "the request ran out of time")
         try:
             reservation = self.ledger.reserve(decision.expected_cost)
         except LedgerUnavailable as error:
@@ -526,4 +584,11 @@ class ServingPipeline:
                 decision, f"the daily incentive budget is spent ({reservation.spent:.2f} of "
                           f"{reservation.budget:.2f} committed today, UTC)")
         self.metrics.incentive("granted")
+        if deadline is not None:
+            with deadline.lock:
+                if not deadline.expired:
+                    deadline.reserved.append(decision.expected_cost)
+                    return decision
+            self._release(decision.expected_cost)
+            return without_incentive(decision, "the request ran out of time")
         return decision

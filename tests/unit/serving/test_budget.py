@@ -4,6 +4,7 @@ answers."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 import subprocess
@@ -149,7 +150,7 @@ def test_the_settings_choose_the_backend(served_home, redis_url: str) -> None:
 def incentive_counts(pipeline) -> dict[str, float]:
     return {outcome: pipeline.metrics.value("tailor_incentive_reservations_total",
                                             {"outcome": outcome})
-            for outcome in ("granted", "budget_spent", "ledger_unavailable")}
+            for outcome in ("granted", "budget_spent", "ledger_unavailable", "released")}
 
 
 def offered_cart(pipeline) -> CheckoutOfferRequest:
@@ -212,3 +213,53 @@ def test_an_unreachable_ledger_offers_nothing_and_is_counted(offering) -> None:
     assert "the daily incentive budget could not be checked" in answer.reason
     assert incentive_counts(pipeline)["ledger_unavailable"] - before["ledger_unavailable"] == 1
     assert pipeline.status()["incentive_budget"]["last_error"].startswith("Redis incentive")
+
+
+def test_release_gives_a_reservation_back_and_never_goes_below_zero(ledger_factory) -> None:
+    ledger = ledger_factory(10.0)
+    assert ledger.reserve(4.0, TODAY).granted and ledger.reserve(5.0, TODAY).granted
+    assert not ledger.reserve(2.0, TODAY).granted
+    assert ledger.release(4.0, TODAY) == pytest.approx(5.0)
+    assert ledger.reserve(2.0, TODAY).granted and ledger.spent(TODAY) == pytest.approx(7.0)
+    assert ledger.release(100.0, TODAY) == 0.0 and ledger.spent(TODAY) == 0.0
+    assert ledger.release(1.0, TOMORROW) == 0.0 and ledger.spent(TOMORROW) == 0.0
+
+
+@pytest.mark.parametrize("slow_part", ["scoring", "after_the_reservation"])
+def test_an_offer_that_runs_out_of_time_keeps_no_budget(offering, ledger_factory,
+                                                        monkeypatch, slow_part: str) -> None:
+    """The wait gives up (serving.timeout_ms) while the worker thread is still busy, before
+    or after it reserved the offer's cost: once the worker is done nothing stays reserved."""
+    pipeline, cart = offering
+    pipeline.ledger = ledger = ledger_factory(1e9)
+    go_on, worker_done = threading.Event(), threading.Event()
+    scorer = pipeline.slots["checkout"].current.prepared
+    if slow_part == "scoring":
+        decide = scorer.decide
+        monkeypatch.setattr(scorer, "decide", lambda rows: (go_on.wait(5), decide(rows))[1])
+    else:
+        check = pipeline._within_daily_budget
+        monkeypatch.setattr(pipeline, "_within_daily_budget",
+                            lambda decision: (check(decision), go_on.wait(5))[0])
+    work = pipeline._work_against
+
+    def observed(*args):
+        try:
+            return work(*args)
+        finally:
+            worker_done.set()
+
+    monkeypatch.setattr(pipeline, "_work_against", observed)
+    before = incentive_counts(pipeline)
+    late = asyncio.run(pipeline.acheckout_offer(cart))
+    go_on.set()
+    assert worker_done.wait(10)
+    assert late.fallback and late.offer == "none" and "timeout" in late.fallback_reason
+    assert ledger.spent() == 0.0
+    after = incentive_counts(pipeline)
+    if slow_part == "after_the_reservation":  # reserved, then given back
+        assert after["granted"] - before["granted"] == 1
+        assert after["released"] - before["released"] == 1
+    monkeypatch.undo()
+    on_time = asyncio.run(pipeline.acheckout_offer(cart))
+    assert on_time.offer != "none" and ledger.spent() > 0
