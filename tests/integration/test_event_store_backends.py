@@ -328,6 +328,43 @@ def test_file_import_gives_the_same_counts_on_both_backends(
     pii.close()
 
 
+def test_catalogue_and_customer_rows_with_a_nul_are_skipped_and_named(
+        store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL text cannot hold NUL: such a row would fail its whole upsert."""
+    from tailor.config import load_settings
+    from tailor.events.ingest import ingest_files
+
+    monkeypatch.delenv("TAILOR_PII_KEY", raising=False)
+    settings = load_settings(home=tmp_path / "home", env={}).replace(
+        database_url=store_url, pii_database_url=store_url, ingest_chunk_rows=2)
+    pq_rows = pd.DataFrame({"product_id": ["p1", "p2\x00", "p3", "p4"],
+                            "name": ["Shoe", "Hat", "Bag\x00x", "Cap"],
+                            "category": ["shoes", "hats", "bags", "hats"],
+                            "colour": ["red", "blue", "a\x00b", None]})  # extra: kept as JSON
+    pq_rows.to_parquet(tmp_path / "products.parquet")
+    pd.DataFrame({"customer_id": ["c1", "c2", "c3"], "location": ["DE", "F\x00R", "AT"],
+                  "email": ["a@example.com", "b@example.com", "c\x00@example.com"]}
+                 ).to_parquet(tmp_path / "customers.parquet")
+    (tmp_path / "events.csv").write_text(
+        "event_id,customer_id,event_type,product_id,timestamp\n"
+        "e1,c1,product_view,p1,2026-02-01T10:00:00Z\n"
+        "e2,c3,product_view,p4,2026-02-01T10:00:00Z\n")
+    report = ingest_files(settings, tmp_path / "events.csv",
+                          products_path=tmp_path / "products.parquet",
+                          customers_path=tmp_path / "customers.parquet", now=NOW,
+                          progress=False)
+    assert report.accepted == 2 and (report.products, report.customers) == (2, 2)
+    assert any("product row(s) with a NUL character in product_id (1), name (1)" in warning
+               for warning in report.warnings), report.warnings
+    assert any("customer row(s) with a NUL character in location (1)" in warning
+               for warning in report.warnings), report.warnings
+    assert not any("example.com" in warning for warning in report.warnings)
+    store = open_event_store(store_url)
+    assert sorted(store.product_ids()) == ["p1", "p4"]
+    assert sorted(store.customers()["customer_id"]) == ["c1", "c3"]
+    store.close()
+
+
 def test_a_nul_character_is_rejected_and_the_rest_of_the_batch_is_stored(store: EventStore
                                                                          ) -> None:
     # PostgreSQL text cannot hold NUL: stored as is, the row would fail its batch at every retry.

@@ -45,6 +45,7 @@ from tailor.events.schema import (
     CUSTOMER_COLUMNS,
     EVENT_COLUMNS,
     MALFORMED_ROW,
+    NUL,
     PRODUCT_COLUMNS,
     ContractError,
     check_event_columns,
@@ -646,6 +647,7 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
     columns = file_columns(path, kind)
     require_columns(path, columns, ("product_id",))
     skipped, bad_numbers = 0, {name: 0 for name in ("price", "rating", "inventory")}
+    with_nul: dict[str, int] = {}
     for chunk in iter_chunks(path, kind, columns, chunk_rows):
         frame = chunk.frame
         skipped += len(chunk.malformed) + int(_blank(frame["product_id"]).sum())
@@ -653,10 +655,13 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
             if name in frame.columns:
                 numbers = pd.to_numeric(frame[name], errors="coerce")
                 bad_numbers[name] += int((frame[name].notna() & numbers.isna()).sum())
-        report.products += store.upsert_products(frame[~_blank(frame["product_id"])])
+        frame = frame[~_blank(frame["product_id"])]
+        report.products += store.upsert_products(frame[~_nul_rows(frame, PRODUCT_COLUMNS,
+                                                                  with_nul)])
     if skipped:
         _warn(report, f"{path}: skipped {skipped:,} product row(s) without a product_id "
                       "or with the wrong number of fields")
+    _warn_nul(report, path, "product", with_nul)
     for name, count in bad_numbers.items():
         if count:
             _warn(report, f"{path}: {name}: {count:,} value(s) not a number, stored as empty")
@@ -671,10 +676,12 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
     private = pii_columns(columns)
     pii_store = open_pii_store(settings) if private else None
     skipped = 0
+    with_nul: dict[str, int] = {}
     try:
         for chunk in iter_chunks(path, kind, columns, chunk_rows):
             frame = chunk.frame[~_blank(chunk.frame["customer_id"])]
             skipped += len(chunk.malformed) + len(chunk.frame) - len(frame)
+            frame = frame[~_nul_rows(frame, CUSTOMER_COLUMNS, with_nul)]
             if pii_store is not None:
                 pii_store.upsert(frame[["customer_id", *private]])
             report.customers += store.upsert_customers(frame.drop(columns=private))
@@ -684,6 +691,33 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
     if skipped:  # counts only: these lines may hold PII, so they are neither logged nor kept
         _warn(report, f"{path}: skipped {skipped:,} customer row(s) without a customer_id "
                       "or with the wrong number of fields")
+    _warn_nul(report, path, "customer", with_nul)
+
+
+def _nul_rows(frame: pd.DataFrame, columns: tuple[str, ...], counts: dict[str, int]
+              ) -> pd.Series:
+    """Mask of rows holding a NUL character in one of the store's own text `columns`
+    (PostgreSQL text cannot store it, and the whole upsert would fail); adds the rows found
+    per column to `counts`. Other columns are kept as JSON, which escapes a NUL."""
+    found = pd.Series(False, index=frame.index)
+    for name in columns:
+        if name not in frame.columns or frame[name].dtype.kind not in "OSUT":
+            continue
+        text = frame[name].astype("string")
+        has_nul = text.str.contains(NUL, regex=False).fillna(False).astype(bool)
+        if has_nul.any():
+            counts[name] = counts.get(name, 0) + int(has_nul.sum())
+            found |= has_nul
+    return found
+
+
+def _warn_nul(report: IngestReport, path: Path, kind: str, counts: dict[str, int]) -> None:
+    """One warning naming each column where rows were skipped for a NUL character (counts
+    only: customer rows may hold PII, so their values are neither logged nor kept)."""
+    if counts:
+        columns = ", ".join(f"{name} ({count:,})" for name, count in counts.items())
+        _warn(report, f"{path}: skipped {kind} row(s) with a NUL character in {columns}; "
+                      "remove it and import the file again")
 
 
 def _blank(values: pd.Series) -> pd.Series:
