@@ -44,6 +44,7 @@ def test_bentoml_build_packs_the_service_and_the_tailor_source(tmp_path: Path) -
     assert runtime_env["OPENBLAS_NUM_THREADS"] == "1" and runtime_env["OMP_NUM_THREADS"] == "1"
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
     assert {"bentoml==1.4.40", "mlflow==3.17.2", "feast==0.67.0"} <= set(requirements)
+    assert not [line for line in requirements if line.startswith(("pytest", "schemathesis"))]
 
     # In the Bento's working folder its own copy of tailor wins over the installed one.
     imported = subprocess.run(
