@@ -37,18 +37,14 @@ from tailor.events.frames import (
     REJECTED_COLUMNS,
     complete_events,
     customer_column_lists,
-    customers_frame,
     daily_counts_frame,
-    events_frame,
-    ingest_runs_frame,
     object_list,
     product_column_lists,
-    products_frame,
     rejected_column_lists,
-    rejected_frame,
     utc_now,
 )
 from tailor.events.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS, PRODUCT_COLUMNS
+from tailor.events.sql_reads import SqlEventReads
 from tailor.events.store import IngestRun
 
 SCHEMA_SQL = """
@@ -135,7 +131,6 @@ _MICROS = "(EXTRACT(EPOCH FROM {column}) * 1000000)::BIGINT"
 _EVENT_SELECT = "seq, " + ", ".join(
     _MICROS.format(column='"timestamp"') if name == "timestamp" else name for name in EVENT_COLUMNS
 ) + ", " + _MICROS.format(column="received_at")
-_LATEST_MICROS = _MICROS.format(column='MAX("timestamp")')
 _SEQ_LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.tailor.events.seq'))"
 # Frames up to this many rows (a collector batch or two) go in one pipelined INSERT from
 # arrays: one round trip instead of six, no CSV. Per row it costs about twice what COPY
@@ -208,8 +203,25 @@ def _upsert_sql(table: str, columns: Sequence[str], key: str) -> str:
             f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
-class PostgresEventStore:
-    """`EventStore` on PostgreSQL; one connection, calls serialised by a lock."""
+def _micros_select(columns: Sequence[str], times: Sequence[str]) -> str:
+    """A select list of `columns`, those named in `times` as epoch microseconds."""
+    return ", ".join(_MICROS.format(column=name) if name in times else name for name in columns)
+
+
+class PostgresEventStore(SqlEventReads):
+    """`EventStore` on PostgreSQL; one connection, calls serialised by a lock.
+
+    The reads both backends share come from `SqlEventReads`, with these dialect bits.
+    """
+
+    _placeholder = "%s"
+    _event_select = _EVENT_SELECT
+    _latest_event_micros = _MICROS.format(column='MAX("timestamp")')
+    _rejected_select = _micros_select(REJECTED_COLUMNS, ("received_at",))
+    _ingest_run_select = _micros_select(INGEST_RUN_COLUMNS, ("started_at", "finished_at"))
+    _customer_select = _micros_select(CUSTOMER_COLUMNS + ("extra",), ("signup_date",))
+    _ingest_run_tiebreak = "batch_id"
+    _bound_time = staticmethod(_py_time)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -329,30 +341,11 @@ class PostgresEventStore:
                     keep.append(block)
                 copy.write(block)
 
-    def events_after(self, seq: int, limit: int) -> pd.DataFrame:
-        """Up to `limit` events with `seq` above the given one, in seq order."""
-        rows = self._read(f"SELECT {_EVENT_SELECT} FROM events WHERE seq > %s ORDER BY seq "
-                          "LIMIT %s", (int(seq), int(limit)))
-        return events_frame(rows, ["seq", *EVENT_COLUMNS, "received_at"])
-
-    def max_seq(self) -> int:
-        """The highest seq of a stored event (0 when empty)."""
-        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
-
-    def count_events(self) -> int:
-        """Number of stored events."""
-        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
-
     def daily_counts(self) -> pd.DataFrame:
         """Events per UTC day of their timestamp: `date` (datetime.date), `events`, oldest first."""
         rows = self._read("SELECT (\"timestamp\" AT TIME ZONE 'UTC')::date AS day, COUNT(*) "
                           "FROM events GROUP BY day ORDER BY day")
         return daily_counts_frame(rows)
-
-    def latest_event_time(self) -> pd.Timestamp | None:
-        """Timestamp of the newest event, or None when empty."""
-        value = self._read(f"SELECT {_LATEST_MICROS} FROM events")[0][0]
-        return None if value is None else pd.Timestamp(int(value), unit="us", tz="UTC")
 
     def stored_violations(self, now: pd.Timestamp) -> dict[str, int]:
         """Stored rows breaking a rule: missing customer, price ≤ 0, timestamp after `now`."""
@@ -388,40 +381,12 @@ class PostgresEventStore:
                     for row in zip(*lists):
                         copy.write_row((batch_id, source, received, *row))
 
-    def rejected_counts(self, since: pd.Timestamp | None = None) -> dict[str, int]:
-        """Dead-letter rows per reason, optionally only those received at or after `since`."""
-        if since is None:
-            rows = self._read("SELECT reason, COUNT(*) FROM rejected_events GROUP BY reason")
-        else:
-            rows = self._read("SELECT reason, COUNT(*) FROM rejected_events "
-                              "WHERE received_at >= %s GROUP BY reason", (_py_time(since),))
-        return {reason: int(count) for reason, count in rows}
-
-    def rejected_rows(self, reason: str | None = None, limit: int = 100) -> pd.DataFrame:
-        """The newest dead-letter rows (newest first), optionally of one reason."""
-        columns = ", ".join(_MICROS.format(column=name) if name == "received_at" else name
-                            for name in REJECTED_COLUMNS)
-        if reason is None:
-            rows = self._read(f"SELECT {columns} FROM rejected_events ORDER BY id DESC LIMIT %s",
-                              (int(limit),))
-        else:
-            rows = self._read(f"SELECT {columns} FROM rejected_events WHERE reason = %s "
-                              "ORDER BY id DESC LIMIT %s", (reason, int(limit)))
-        return rejected_frame(rows)
-
     def record_ingest(self, run: IngestRun) -> None:
         """Record (or, for a batch id seen before, replace) the counts of one ingest run."""
         values = (run.batch_id, run.source, _py_time(run.started_at), _py_time(run.finished_at),
                   int(run.received), int(run.accepted), int(run.duplicates),
                   json.dumps(dict(run.rejected), sort_keys=True))
         self._transaction([(_upsert_sql("ingest_runs", INGEST_RUN_COLUMNS, "batch_id"), values)])
-
-    def ingest_runs(self) -> pd.DataFrame:
-        """All ingest runs, oldest first, with `rejected` as a dict per row."""
-        columns = ", ".join(_MICROS.format(column=name) if name.endswith("_at") else name
-                            for name in INGEST_RUN_COLUMNS)
-        rows = self._read(f"SELECT {columns} FROM ingest_runs ORDER BY started_at, batch_id")
-        return ingest_runs_frame(rows)
 
     # -- catalogue and customers ----------------------------------------------------------------
 
@@ -446,18 +411,3 @@ class PostgresEventStore:
         columns = CUSTOMER_COLUMNS + ("extra",)
         self._transaction([(_upsert_sql("customers", columns, "customer_id"), rows)])
         return len(rows)
-
-    def product_ids(self) -> set[str]:
-        """Ids of every product in the catalogue."""
-        return {row[0] for row in self._read("SELECT product_id FROM products")}
-
-    def products(self) -> pd.DataFrame:
-        """The catalogue: `PRODUCT_COLUMNS` plus `extra` (JSON text of the other columns)."""
-        columns = ", ".join(PRODUCT_COLUMNS + ("extra",))
-        return products_frame(self._read(f"SELECT {columns} FROM products ORDER BY product_id"))
-
-    def customers(self) -> pd.DataFrame:
-        """Pseudonymous customers: `CUSTOMER_COLUMNS` plus `extra`; signup_date tz-aware UTC."""
-        columns = ", ".join(_MICROS.format(column=name) if name == "signup_date" else name
-                            for name in CUSTOMER_COLUMNS + ("extra",))
-        return customers_frame(self._read(f"SELECT {columns} FROM customers ORDER BY customer_id"))

@@ -29,19 +29,15 @@ from tailor.events.frames import (
     REJECTED_COLUMNS,
     complete_events,
     customer_column_lists,
-    customers_frame,
     daily_counts_frame,
     event_matrix,
-    events_frame,
-    ingest_runs_frame,
     product_column_lists,
-    products_frame,
     rejected_column_lists,
-    rejected_frame,
     timestamp_micros,
     utc_now,
 )
 from tailor.events.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS, PRODUCT_COLUMNS
+from tailor.events.sql_reads import SqlEventReads
 from tailor.events.store import IngestRun
 
 SCHEMA_SQL = """
@@ -142,8 +138,20 @@ def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
             f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
-class SqliteEventStore:
-    """`EventStore` on one SQLite file; safe to share between threads (calls are serialised)."""
+class SqliteEventStore(SqlEventReads):
+    """`EventStore` on one SQLite file; safe to share between threads (calls are serialised).
+
+    The reads both backends share come from `SqlEventReads`, with these dialect bits.
+    """
+
+    _placeholder = "?"
+    _event_select = _EVENT_SELECT
+    _latest_event_micros = "MAX(timestamp)"
+    _rejected_select = ", ".join(REJECTED_COLUMNS)
+    _ingest_run_select = ", ".join(INGEST_RUN_COLUMNS)
+    _customer_select = ", ".join(CUSTOMER_COLUMNS + ("extra",))
+    _ingest_run_tiebreak = "rowid"
+    _bound_time = staticmethod(timestamp_micros)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -230,20 +238,6 @@ class SqliteEventStore:
         return self._write_all([(_EVENT_INSERT_MANY, many.tolist()),
                                 (_EVENT_INSERT, matrix[grouped:].tolist())])
 
-    def events_after(self, seq: int, limit: int) -> pd.DataFrame:
-        """Up to `limit` events with `seq` above the given one, in seq order."""
-        rows = self._read(f"SELECT {_EVENT_SELECT} FROM events WHERE seq > ? ORDER BY seq "
-                          "LIMIT ?", (int(seq), int(limit)))
-        return events_frame(rows, ["seq", *EVENT_COLUMNS, "received_at"])
-
-    def max_seq(self) -> int:
-        """The highest seq ever assigned to a stored event (0 when empty)."""
-        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
-
-    def count_events(self) -> int:
-        """Number of stored events."""
-        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
-
     def daily_counts(self) -> pd.DataFrame:
         """Events per UTC day of their timestamp: `date` (datetime.date), `events`, oldest first."""
         # Floor division that is also right before 1970 (SQLite's / truncates towards 0).
@@ -253,11 +247,6 @@ class SqliteEventStore:
         epoch = dt.date(1970, 1, 1)
         return daily_counts_frame([(epoch + dt.timedelta(days=int(day)), count)
                                    for day, count in rows])
-
-    def latest_event_time(self) -> pd.Timestamp | None:
-        """Timestamp of the newest event, or None when empty."""
-        value = self._read("SELECT MAX(timestamp) FROM events")[0][0]
-        return None if value is None else pd.Timestamp(int(value), unit="us", tz="UTC")
 
     def stored_violations(self, now: pd.Timestamp) -> dict[str, int]:
         """Stored rows breaking a rule: missing customer, price ≤ 0, timestamp after `now`."""
@@ -300,38 +289,12 @@ class SqliteEventStore:
                     "reason, field, detail, raw, customer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows)
 
-    def rejected_counts(self, since: pd.Timestamp | None = None) -> dict[str, int]:
-        """Dead-letter rows per reason, optionally only those received at or after `since`."""
-        if since is None:
-            rows = self._read("SELECT reason, COUNT(*) FROM rejected_events GROUP BY reason")
-        else:
-            rows = self._read("SELECT reason, COUNT(*) FROM rejected_events "
-                              "WHERE received_at >= ? GROUP BY reason", (timestamp_micros(since),))
-        return {reason: int(count) for reason, count in rows}
-
-    def rejected_rows(self, reason: str | None = None, limit: int = 100) -> pd.DataFrame:
-        """The newest dead-letter rows (newest first), optionally of one reason."""
-        columns = ", ".join(REJECTED_COLUMNS)
-        if reason is None:
-            rows = self._read(f"SELECT {columns} FROM rejected_events ORDER BY id DESC LIMIT ?",
-                              (int(limit),))
-        else:
-            rows = self._read(f"SELECT {columns} FROM rejected_events WHERE reason = ? "
-                              "ORDER BY id DESC LIMIT ?", (reason, int(limit)))
-        return rejected_frame(rows)
-
     def record_ingest(self, run: IngestRun) -> None:
         """Record (or, for a batch id seen before, replace) the counts of one ingest run."""
         values = (run.batch_id, run.source, timestamp_micros(run.started_at),
                   timestamp_micros(run.finished_at), int(run.received), int(run.accepted),
                   int(run.duplicates), json.dumps(dict(run.rejected), sort_keys=True))
         self._write(_upsert_sql("ingest_runs", INGEST_RUN_COLUMNS, "batch_id"), [values])
-
-    def ingest_runs(self) -> pd.DataFrame:
-        """All ingest runs, oldest first, with `rejected` as a dict per row."""
-        rows = self._read(f"SELECT {', '.join(INGEST_RUN_COLUMNS)} FROM ingest_runs "
-                          "ORDER BY started_at, rowid")
-        return ingest_runs_frame(rows)
 
     # -- catalogue and customers ----------------------------------------------------------------
 
@@ -352,17 +315,3 @@ class SqliteEventStore:
         columns = CUSTOMER_COLUMNS + ("extra",)
         self._write(_upsert_sql("customers", columns, "customer_id"), zip(*lists))
         return len(lists[0])
-
-    def product_ids(self) -> set[str]:
-        """Ids of every product in the catalogue."""
-        return {row[0] for row in self._read("SELECT product_id FROM products")}
-
-    def products(self) -> pd.DataFrame:
-        """The catalogue: `PRODUCT_COLUMNS` plus `extra` (JSON text of the other columns)."""
-        columns = ", ".join(PRODUCT_COLUMNS + ("extra",))
-        return products_frame(self._read(f"SELECT {columns} FROM products ORDER BY product_id"))
-
-    def customers(self) -> pd.DataFrame:
-        """Pseudonymous customers: `CUSTOMER_COLUMNS` plus `extra`; signup_date tz-aware UTC."""
-        columns = ", ".join(CUSTOMER_COLUMNS + ("extra",))
-        return customers_frame(self._read(f"SELECT {columns} FROM customers ORDER BY customer_id"))
