@@ -294,15 +294,22 @@ def test_sqlite_is_durable_on_commit(tmp_path: Path) -> None:
     store.close()
 
 
+def import_settings(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    chunk_rows: int):
+    """Settings that import files into `store_url` (events and the PII store), in small chunks."""
+    from tailor.config import load_settings
+
+    monkeypatch.delenv("TAILOR_PII_KEY", raising=False)
+    return load_settings(home=tmp_path / "home", env={}).replace(
+        database_url=store_url, pii_database_url=store_url, ingest_chunk_rows=chunk_rows)
+
+
 def test_file_import_gives_the_same_counts_on_both_backends(
         store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tailor.config import load_settings
     from tailor.events.ingest import ingest_files
     from tailor.events.pii import open_pii_store
 
-    monkeypatch.delenv("TAILOR_PII_KEY", raising=False)
-    settings = load_settings(home=tmp_path / "home", env={}).replace(
-        database_url=store_url, pii_database_url=store_url, ingest_chunk_rows=4)
+    settings = import_settings(store_url, tmp_path, monkeypatch, chunk_rows=4)
     header = "event_id,customer_id,event_type,product_id,timestamp,price,query"
     rows = [f"e{i},c{i % 3},product_view,p1,2026-02-0{1 + i % 3}T10:00:00+01:00,{i + 1}.5,"
             for i in range(10)]
@@ -331,12 +338,9 @@ def test_file_import_gives_the_same_counts_on_both_backends(
 def test_catalogue_and_customer_rows_with_a_nul_are_skipped_and_named(
         store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL text cannot hold NUL: such a row would fail its whole upsert."""
-    from tailor.config import load_settings
     from tailor.events.ingest import ingest_files
 
-    monkeypatch.delenv("TAILOR_PII_KEY", raising=False)
-    settings = load_settings(home=tmp_path / "home", env={}).replace(
-        database_url=store_url, pii_database_url=store_url, ingest_chunk_rows=2)
+    settings = import_settings(store_url, tmp_path, monkeypatch, chunk_rows=2)
     pq_rows = pd.DataFrame({"product_id": ["p1", "p2\x00", "p3", "p4"],
                             "name": ["Shoe", "Hat", "Bag\x00x", "Cap"],
                             "category": ["shoes", "hats", "bags", "hats"],

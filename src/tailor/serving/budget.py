@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from tailor.config import Settings
 
@@ -181,15 +181,27 @@ class SQLiteLedger:
         return sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None)
 
     def reserve(self, cost: float, day: date | None = None) -> Reservation:
-        key = _today(day)
+        def add(spent: float) -> tuple[float, bool]:
+            granted = spent + cost <= self.budget + EPSILON
+            return (spent + cost if granted else spent), granted
+
+        spent, granted = self._update(_today(day), add)
+        return Reservation(granted, spent, self.budget)
+
+    def release(self, cost: float, day: date | None = None) -> float:
+        """Give back a reserved cost (never below 0); returns the day's total after."""
+        return self._update(_today(day), lambda spent: (max(spent - cost, 0.0), True))[0]
+
+    def _update(self, key: str, change: Callable[[float], tuple[float, bool]]
+                ) -> tuple[float, bool]:
+        """Apply `change` (old total -> (new total, write it?)) to the day's total in one
+        write transaction; returns what `change` returned."""
         try:
             connection = self._connect()
             try:
                 connection.execute("BEGIN IMMEDIATE")  # the write lock, before reading
-                spent = self._read(connection, key)
-                granted = spent + cost <= self.budget + EPSILON
-                if granted:
-                    spent += cost
+                spent, write = change(self._read(connection, key))
+                if write:
                     connection.execute(
                         "INSERT INTO incentive_spend (day, spent) VALUES (?, ?) "
                         "ON CONFLICT(day) DO UPDATE SET spent = excluded.spent", (key, spent))
@@ -201,27 +213,7 @@ class SQLiteLedger:
         except sqlite3.Error as error:
             raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
                                     f"{_describe(error)}") from error
-        return Reservation(granted, spent, self.budget)
-
-    def release(self, cost: float, day: date | None = None) -> float:
-        """Give back a reserved cost (never below 0); returns the day's total after."""
-        key = _today(day)
-        try:
-            connection = self._connect()
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                spent = max(self._read(connection, key) - cost, 0.0)
-                connection.execute("UPDATE incentive_spend SET spent = ? WHERE day = ?",
-                                   (spent, key))
-                connection.execute("COMMIT")
-            finally:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                connection.close()
-        except sqlite3.Error as error:
-            raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
-                                    f"{_describe(error)}") from error
-        return spent
+        return spent, write
 
     def spent(self, day: date | None = None) -> float:
         try:
