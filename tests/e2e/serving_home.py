@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +22,8 @@ import httpx
 import pandas as pd
 
 from collector_process import free_port
-from tailor.config import Settings, load_settings
+from shop_homes import build_shop_home, redis_settings
+from tailor.config import Settings
 
 SERVED_MODELS = ("homepage", "cross_sell", "checkout")
 
@@ -83,23 +83,13 @@ class TrainedHome:
 
 def build_trained_home(root: Path, redis_url: str) -> TrainedHome:
     """Simulate a small recent shop and take it through every step serving depends on."""
-    from tailor.events.ingest import ingest_files
-    from tailor.events.lake import export_lake
     from tailor.features.pipeline import run_features
-    from tailor.simulate import ShopConfig, simulate_shop
     from tailor.training import train_models
-    from tailor.warehouse import refresh_warehouse
 
     start = (datetime.now(timezone.utc) - timedelta(days=45)).date().isoformat()
-    shop = root / "shop"
-    settings = load_settings(home=root / "home", env={}).replace(
-        redis_url=redis_url, features_project=f"t_{uuid.uuid4().hex[:10]}")
-    simulate_shop(ShopConfig(n_customers=400, n_products=80, n_days=44, seed=11, start=start,
-                             show_progress=False), shop)
-    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
-                 customers_path=shop / "customers.csv", progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
+    settings = redis_settings(root / "home", redis_url)
+    shop = build_shop_home(settings, root / "shop", customers=400, products=80, days=44,
+                           seed=11, start=start)
     run_features(settings, show_progress=False)
     for model in SERVED_MODELS:
         train_models(settings, model, trials=1)

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
-from tailor.events.lake import export_lake
 from tailor.features.online import OnlineFeatureReader
 from tailor.features.pipeline import run_features
 from tailor.features.realtime import (
@@ -26,8 +22,8 @@ from tailor.features.realtime import (
     stop_background_pushers,
 )
 from tailor.features.training import training_frame
-from tailor.simulate import ShopConfig, simulate_shop
-from tailor.warehouse import refresh_warehouse
+
+from shop_homes import build_shop_home, feature_mismatches, load_events, redis_settings
 
 pytestmark = pytest.mark.redis
 
@@ -40,16 +36,10 @@ def redis_home(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
     import redis
 
     folder = tmp_path_factory.mktemp("redis_features")
-    project = f"t_{uuid.uuid4().hex[:10]}"
-    settings = load_settings(home=folder / "home", env={}).replace(
-        redis_url=redis_url, features_project=project)
-    shop = folder / "shop"
-    simulate_shop(ShopConfig(n_customers=300, n_products=100, n_days=30, seed=9, start=START,
-                             show_progress=False), shop)
-    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
-                 customers_path=shop / "customers.csv", progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
+    settings = redis_settings(folder / "home", redis_url)
+    project = settings.features_project
+    shop = build_shop_home(settings, folder / "shop", customers=300, products=100, days=30,
+                           seed=9, start=START)
     summary = run_features(settings, now=NOW, show_progress=False)
     events = pd.read_parquet(shop / "events.parquet")
     client = redis.Redis.from_url(redis_url)
@@ -60,21 +50,6 @@ def redis_home(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
         keys = list(client.scan_iter(match=b"*" + project.encode(), count=1000))
         if keys:
             client.delete(*keys)
-
-
-def _same(online: dict, offline: pd.Series) -> list[str]:
-    wrong = []
-    for name, value in online.items():
-        other = offline[name]
-        if isinstance(value, list):
-            same = list(other) == value
-        elif isinstance(value, float):
-            same = other == pytest.approx(value, rel=1e-9, abs=1e-9)
-        else:
-            same = other == value
-        if not same:
-            wrong.append(f"{name}: online {value!r} offline {other!r}")
-    return wrong
 
 
 def test_online_store_is_redis_with_this_runs_keys(redis_home, redis_url) -> None:
@@ -104,8 +79,11 @@ def test_fast_path_sdk_and_offline_agree(redis_home, service) -> None:
         a, b = by_fast[index], by_sdk[index]
         if (a.missing_views, a.stale_views, a.error) != (b.missing_views, b.stale_views, b.error):
             problems.append(f"{entity_id}: flags {a} vs {b}")
-        problems += [f"{entity_id} fast/offline {w}" for w in _same(a.values, offline.iloc[index])]
-        problems += [f"{entity_id} sdk/offline {w}" for w in _same(b.values, offline.iloc[index])]
+        expected = offline.iloc[index]
+        problems += [f"{entity_id} fast/offline {wrong}"
+                     for wrong in feature_mismatches(a.values, expected)]
+        problems += [f"{entity_id} sdk/offline {wrong}"
+                     for wrong in feature_mismatches(b.values, expected)]
     assert not problems, problems[:5]
     assert by_fast[-1].missing and not by_fast[0].error
 
@@ -178,16 +156,10 @@ def test_incremental_run_rewrites_what_a_late_event_changed(redis_url, tmp_path:
     store."""
     import redis
 
-    project = f"t_{uuid.uuid4().hex[:10]}"
-    settings = load_settings(home=tmp_path / "home", env={}).replace(
-        redis_url=redis_url, features_project=project)
-    shop = tmp_path / "shop"
-    simulate_shop(ShopConfig(n_customers=150, n_products=60, n_days=30, seed=4, start=START,
-                             show_progress=False), shop)
-    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
-                 customers_path=shop / "customers.csv", progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
+    settings = redis_settings(tmp_path / "home", redis_url)
+    project = settings.features_project
+    shop = build_shop_home(settings, tmp_path / "shop", customers=150, products=60, days=30,
+                           seed=4, start=START)
     client = redis.Redis.from_url(redis_url)
     try:
         run_features(settings, now=NOW, show_progress=False)
@@ -201,9 +173,7 @@ def test_incremental_run_rewrites_what_a_late_event_changed(redis_url, tmp_path:
         asked = NOW + timedelta(minutes=1)
         before = OnlineFeatureReader(settings, "churn").read(buyer["customer_id"],
                                                              request_time=asked)
-        ingest_files(settings, late, progress=False)
-        export_lake(settings)
-        refresh_warehouse(settings)
+        load_events(settings, late)
         summary = run_features(settings, now=asked, show_progress=False)
         modes = {window.view: window.mode for window in summary.windows}
         assert modes["customer_activity"] == "changed"
@@ -214,7 +184,7 @@ def test_incremental_run_rewrites_what_a_late_event_changed(redis_url, tmp_path:
             vector = OnlineFeatureReader(settings, "churn", fast_path=fast_path).read(
                 buyer["customer_id"], request_time=asked)
             assert vector.values["orders_lifetime"] == before.values["orders_lifetime"] + 1
-            assert not _same(vector.values, offline)
+            assert not feature_mismatches(vector.values, offline)
     finally:
         keys = list(client.scan_iter(match=b"*" + project.encode(), count=1000))
         if keys:

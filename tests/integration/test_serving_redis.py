@@ -6,7 +6,6 @@ project (the suffix of every Redis key it writes) and deletes its keys afterward
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 import prometheus_client  # noqa: F401  (before Feast sets PROMETHEUS_MULTIPROC_DIR)
 import pytest
 
-from tailor.config import load_settings
+from shop_homes import build_shop_home, redis_settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -30,28 +29,19 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
     from mlflow.tracking import MlflowClient
     from prometheus_client import CollectorRegistry
 
-    from tailor.events.ingest import ingest_files
-    from tailor.events.lake import export_lake
     from tailor.features.pipeline import run_features
     from tailor.serving.budget import RedisLedger
     from tailor.serving.metrics import ServingMetrics
     from tailor.serving.pipeline import ServingPipeline
-    from tailor.simulate import ShopConfig, simulate_shop
     from tailor.training import train_model
-    from tailor.warehouse import refresh_warehouse
 
     folder = tmp_path_factory.mktemp("serving_redis")
-    home, project = folder / "home", f"t_{uuid.uuid4().hex[:10]}"
-    settings = load_settings(home=home, env={}).replace(
-        redis_url=redis_url, features_project=project,
-        mlflow_tracking_uri=f"sqlite:///{home.resolve() / 'mlflow.db'}")
-    shop = folder / "shop"
-    simulate_shop(ShopConfig(n_customers=400, n_products=80, n_days=DAYS, seed=5, start=START,
-                             show_progress=False), shop)
-    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
-                 customers_path=shop / "customers.csv", progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
+    home = folder / "home"
+    settings = redis_settings(home, redis_url,
+                              mlflow_tracking_uri=f"sqlite:///{home.resolve() / 'mlflow.db'}")
+    project = settings.features_project
+    shop = build_shop_home(settings, folder / "shop", customers=400, products=80, days=DAYS,
+                           seed=5, start=START)
     run_features(settings, show_progress=False)
     for model in ("homepage", "checkout"):
         result = train_model(settings, model, trials=1, jobs=1)

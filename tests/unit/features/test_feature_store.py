@@ -21,8 +21,6 @@ from typer.testing import CliRunner
 
 from tailor.cli import app as cli_app
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
-from tailor.events.lake import export_lake
 from tailor.events.schema import PII_COLUMNS
 from tailor.features.online import OnlineFeatureReader
 from tailor.features.pipeline import run_features
@@ -34,8 +32,6 @@ from tailor.features.realtime import (
 )
 from tailor.features.repo import apply_definitions, open_feature_store
 from tailor.features.training import training_frame
-from tailor.simulate import ShopConfig, simulate_shop
-from tailor.warehouse import refresh_warehouse
 
 from reference import (
     churn_features,
@@ -44,6 +40,7 @@ from reference import (
     sample_times,
     session_features,
 )
+from shop_homes import build_shop_home, feature_mismatches, load_events
 
 REPO = Path(__file__).resolve().parents[3]
 FEAST = Path(sys.executable).with_name("feast")
@@ -52,24 +49,13 @@ START = (NOW - timedelta(days=40)).date().isoformat()  # the shop ends ten days 
 SERVICES = ("homepage", "churn", "checkout", "cross_sell")
 
 
-def build_shop_home(folder: Path, settings: Settings, seed: int = 3) -> Path:
-    """Simulate a small shop and take it through ingest, lake and warehouse."""
-    shop = folder / "shop"
-    simulate_shop(ShopConfig(n_customers=300, n_products=100, n_days=30, seed=seed, start=START,
-                             show_progress=False), shop)
-    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
-                 customers_path=shop / "customers.csv", progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
-    return shop
-
-
 @pytest.fixture(scope="module")
 def store_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path, dict]:
     """A simulated shop through ingest, lake and warehouse, then `tailor features --json`."""
     folder = tmp_path_factory.mktemp("feature_store")
     settings = load_settings(home=folder / "home", env={})
-    shop = build_shop_home(folder, settings)
+    shop = build_shop_home(settings, folder / "shop", customers=300, products=100, days=30,
+                           seed=3, start=START)
     with pytest.MonkeyPatch.context() as patch:  # the caller's TAILOR_* must not leak in
         for key in [key for key in os.environ if key.startswith("TAILOR_")]:
             patch.delenv(key)
@@ -177,21 +163,6 @@ def test_models_do_not_train_on_a_store_older_than_the_history(store_home) -> No
     assert feature_source(newer, "churn") == feature_source(newer, "checkout") == "local"
 
 
-def _compare(online: dict, offline: pd.Series) -> list[str]:
-    wrong = []
-    for name, value in online.items():
-        other = offline[name]
-        if isinstance(value, list):
-            same = list(other) == value
-        elif isinstance(value, float):
-            same = other == pytest.approx(value, rel=1e-9, abs=1e-9)
-        else:
-            same = other == value
-        if not same:
-            wrong.append(f"{name}: online {value!r} offline {other!r}")
-    return wrong
-
-
 @pytest.mark.parametrize("service", SERVICES)
 def test_online_equals_offline_at_materialization_time(store_home, shop, service) -> None:
     settings = store_home[0]
@@ -205,7 +176,7 @@ def test_online_equals_offline_at_materialization_time(store_home, shop, service
     offline = training_frame(settings, entity_df, service)
     problems = [f"{entity_id}: {wrong}"
                 for index, (entity_id, vector) in enumerate(zip(ids, vectors))
-                for wrong in _compare(vector.values, offline.iloc[index])]
+                for wrong in feature_mismatches(vector.values, offline.iloc[index])]
     assert not problems, problems[:5]
     assert all(vector.error is None for vector in vectors)
     assert not vectors[0].missing_views or service in ("homepage", "checkout")
@@ -221,15 +192,14 @@ def ingest_late_purchase(settings: Settings, folder: Path, customer_id: str, pro
                    "event_type": "purchase", "product_id": product_id, "timestamp": when,
                    "session_id": f"late-{customer_id}", "order_id": f"late-{customer_id}",
                    "price": 10.0, "quantity": 1.0, "device_type": "desktop"}]).to_parquet(path)
-    ingest_files(settings, path, progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
+    load_events(settings, path)
 
 
 def test_materialization_is_incremental_and_redoes_what_a_late_event_changed(
         tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / "home", env={})
-    shop_folder = build_shop_home(tmp_path, settings, seed=5)
+    shop_folder = build_shop_home(settings, tmp_path / "shop", customers=300, products=100,
+                                  days=30, seed=5, start=START)
     first = run_features(settings, now=NOW, show_progress=False)
     assert {window.mode for window in first.windows} == {"window"}  # nothing online yet
     again = run_features(settings, now=NOW + timedelta(minutes=1), show_progress=False)
@@ -250,12 +220,12 @@ def test_materialization_is_incremental_and_redoes_what_a_late_event_changed(
     assert vector.values["orders_lifetime"] == before.values["orders_lifetime"] + 1
     offline = training_frame(settings, pd.DataFrame({"customer_id": [customer],
                                                      "event_timestamp": [asked]}), "churn")
-    assert not _compare(vector.values, offline.iloc[0])
+    assert not feature_mismatches(vector.values, offline.iloc[0])
     product_vector = OnlineFeatureReader(settings, "cross_sell").read(product, request_time=asked)
     product_offline = training_frame(settings, pd.DataFrame({"product_id": [product],
                                                              "event_timestamp": [asked]}),
                                      "cross_sell")
-    assert not _compare(product_vector.values, product_offline.iloc[0])
+    assert not feature_mismatches(product_vector.values, product_offline.iloc[0])
 
 
 def test_unknown_entity_gets_defaults_and_a_flag(store_home) -> None:
@@ -280,7 +250,7 @@ def test_rows_older_than_the_ttl_are_stale_defaults_online_and_offline(store_hom
     assert vector.values["days_since_last_purchase"] == 3650.0  # derived from a stale view
     offline = training_frame(settings, pd.DataFrame({"customer_id": [customer],
                                                      "event_timestamp": [later]}), "churn")
-    assert not _compare(vector.values, offline.iloc[0])
+    assert not feature_mismatches(vector.values, offline.iloc[0])
 
 
 def test_unreadable_store_gives_defaults_and_an_error_never_an_exception(tmp_path: Path) -> None:
