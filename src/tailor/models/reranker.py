@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -41,13 +42,38 @@ class Reranker:
     candidates: int
     positives: int
 
-    def rescore(self, features: pd.DataFrame) -> np.ndarray:
-        """P(bought) of each candidate row."""
-        return self.pipeline.predict_proba(features[list(RERANK_FEATURES)])[:, 1]
+    def rescore(self, features: np.ndarray) -> np.ndarray:
+        """P(bought) of each candidate row (columns in `RERANK_FEATURES` order).
+
+        Serving re-ranks one customer per request: the scaler and the regression are applied
+        with numpy (the same arithmetic as their `transform` and `predict_proba`, without
+        scikit-learn's input checks, which cost more than the maths on 50 rows)."""
+        linear = self._linear()
+        if linear is None:  # another pipeline shape: scikit-learn does it
+            frame = pd.DataFrame(features, columns=list(RERANK_FEATURES))
+            return self.pipeline.predict_proba(frame)[:, 1]
+        mean, scale, coef, intercept = linear
+        standardised = (features - mean) / scale
+        return expit(standardised @ coef + intercept)
+
+    def _linear(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+        """(mean, scale, coefficients, intercept) of a StandardScaler + binary
+        LogisticRegression pipeline, else None; read once and kept beside the fields."""
+        if "_linear_parts" not in self.__dict__:
+            steps = [step for _, step in self.pipeline.steps]
+            parts = None
+            if (len(steps) == 2 and isinstance(steps[0], StandardScaler)
+                    and isinstance(steps[1], LogisticRegression)
+                    and steps[0].with_mean and steps[0].with_std
+                    and steps[1].coef_.shape[0] == 1):
+                parts = (steps[0].mean_, steps[0].scale_, steps[1].coef_[0],
+                         float(steps[1].intercept_[0]))
+            self.__dict__["_linear_parts"] = parts
+        return self.__dict__["_linear_parts"]
 
 
 def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndarray,
-                       candidates: int) -> tuple[np.ndarray, pd.DataFrame]:
+                       candidates: int) -> tuple[np.ndarray, np.ndarray]:
     """The top `candidates` product indexes per customer row and their features.
 
     Args:
@@ -58,7 +84,8 @@ def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndar
 
     Returns:
         (product indexes, shape rows x candidates, -1 where fewer were available;
-         features, one row per available candidate, in row-major order).
+         features, one row per available candidate, in row-major order, one column per
+         `RERANK_FEATURES` name).
     """
     width = min(candidates, scores.shape[1])
     order = np.full((len(rows), width), -1, dtype=np.int64)
@@ -68,27 +95,30 @@ def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndar
     available = order >= 0
     order = np.maximum(order, 0)
     known = np.maximum(rows, 0)
-    collaborative = np.zeros_like(scores)
-    if model.user_factors is not None:
-        collaborative = np.where(rows[:, None] >= 0,
-                                 model.user_factors[known] @ model.item_factors.T, 0.0)
+    collaborative = np.zeros(order.shape)
+    if model.user_factors is not None:  # the ALS score of each candidate only
+        collaborative = np.einsum("rf,rcf->rc", model.user_factors[known],
+                                  model.item_factors[order])
+        collaborative[rows < 0] = 0.0
     codes = model._category_codes()
-    frame = pd.DataFrame({
+    is_known = rows[:, None] >= 0
+    per_row = np.nonzero(available)[0]
+    columns = {
         "blend": np.take_along_axis(scores, order, axis=1)[available],
-        "collaborative": np.take_along_axis(collaborative, order, axis=1)[available],
+        "collaborative": collaborative[available],
         "position": np.broadcast_to(np.arange(width), order.shape)[available],
         "popularity": model.popularity[order][available],
         "trending": model.trending[order][available],
-        "affinity": np.where(rows[:, None] >= 0,
-                             model.category_affinity[known][np.arange(len(rows))[:, None],
-                                                            codes[order]], 0.0)[available],
+        "affinity": np.where(is_known, model.category_affinity[known][
+            np.arange(len(rows))[:, None], codes[order]], 0.0)[available],
         "tier_gap": np.abs(model.preferred_tier[known][:, None] - model.tiers[order])[available],
-        "history": np.log1p(np.where(rows >= 0, model.interaction_counts[known], 0))[
-            np.nonzero(available)[0]],
-        "purchases": np.log1p(np.where(rows >= 0, model.purchase_counts[known], 0))[
-            np.nonzero(available)[0]],
-    })
-    return np.where(available, order, -1), frame
+        "history": np.log1p(np.where(rows >= 0, model.interaction_counts[known], 0))[per_row],
+        "purchases": np.log1p(np.where(rows >= 0, model.purchase_counts[known], 0))[per_row],
+    }
+    features = np.column_stack([np.asarray(columns[name], dtype=np.float64)
+                                for name in RERANK_FEATURES]) if len(per_row) else \
+        np.zeros((0, len(RERANK_FEATURES)))
+    return np.where(available, order, -1), features
 
 
 def fit_reranker(model: "HomepageModel", truth: pd.DataFrame, candidates: int
@@ -110,7 +140,8 @@ def fit_reranker(model: "HomepageModel", truth: pd.DataFrame, candidates: int
     parts = [_candidates(model, customers.iloc[start:start + batch], candidates)
              for start in range(0, len(customers), batch)]
     pairs = pd.concat([part[0] for part in parts], ignore_index=True)
-    features = pd.concat([part[1] for part in parts], ignore_index=True)
+    features = pd.DataFrame(np.concatenate([part[1] for part in parts]),
+                            columns=list(RERANK_FEATURES))
     bought = set(zip(truth["customer_id"], truth["product_id"]))
     labels = np.array([pair in bought for pair in zip(pairs["customer_id"], pairs["product_id"])])
     if labels.sum() < MIN_POSITIVES or labels.all():
@@ -123,7 +154,7 @@ def fit_reranker(model: "HomepageModel", truth: pd.DataFrame, candidates: int
 
 
 def _candidates(model: "HomepageModel", customers: pd.Series, candidates: int
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                ) -> tuple[pd.DataFrame, np.ndarray]:
     """(customer_id, product_id) of one batch of customers' candidates, and their features."""
     rows = model.customers.lookup(customers)
     scores, _ = model.score_matrix(rows, model.customer_tiers(rows))

@@ -117,3 +117,30 @@ def test_predict_frame_answers_the_serving_request(model) -> None:
     answer = model.predict_frame(example)
     assert set(answer.customer_id) == set(example.customer_id)
     assert np.all(answer.groupby("customer_id").size() <= 10)
+
+
+@pytest.mark.parametrize(("k", "cap", "categories"), [(10, 3, 50), (10, 3, 2), (40, 1, 30),
+                                                      (5, 2, 400)])
+def test_the_category_cap_reads_only_as_far_as_it_needs(model, k, cap, categories) -> None:
+    """The cap over a best-first prefix equals the cap over the whole order, including when
+    the categories run out and the list is topped up past the cap (2 categories, cap 3)."""
+    from dataclasses import replace
+
+    from tailor.models.homepage import _category_capped
+    from tailor.models.interactions import best_first
+
+    rng = np.random.default_rng(k * cap + categories)
+    size = 5_000
+    capped = replace(model, params=replace(model.params, diversity="category_cap",
+                                           category_cap=cap),
+                     categories=np.array([f"c{n}" for n in rng.integers(0, categories, size)],
+                                         dtype=object))
+    scores = rng.integers(0, 50, size).astype(float)  # many ties
+    scores[rng.random(size) < 0.1] = -np.inf
+    expected = _category_capped(best_first(scores, size), capped.categories, k, cap)
+    assert np.array_equal(capped._select(scores, k), expected)
+    among = np.flatnonzero(rng.random(size) < 0.02)
+    sparse = np.full(size, -np.inf)
+    sparse[among] = scores[among]
+    expected = _category_capped(best_first(sparse, size), capped.categories, k, cap)
+    assert np.array_equal(capped._select(sparse, k, among), expected)
