@@ -22,6 +22,8 @@ from tailor.events.lake import export_lake
 from tailor.simulate import ShopConfig, simulate_shop
 from tailor.warehouse import refresh_warehouse
 
+REFERENCE_START = "2026-01-05"  # a Monday; every simulated test shop starts here
+
 
 def redis_settings(home: Path, redis_url: str, **overrides: Any) -> Settings:
     """Settings of `home` on embedded defaults (no environment) with the online store at
@@ -41,12 +43,36 @@ def load_events(settings: Settings, events: Path, *, products: Path | None = Non
     refresh_warehouse(settings)
 
 
-def build_shop_home(settings: Settings, shop: Path, *, customers: int, products: int,
-                    days: int, seed: int, start: str) -> Path:
-    """Simulate a shop of that size from `start` into `shop` and take it through ingest,
-    lake and warehouse into the settings' home; returns `shop`."""
+def simulate_recent_shop(shop: Path, *, customers: int, products: int, days: int, seed: int,
+                         ends_days_ago: int) -> Path:
+    """Simulate a shop into `shop` that ends `ends_days_ago` whole days before today (UTC).
+
+    The simulator runs from the fixed `REFERENCE_START`, then the events and signup dates
+    move forward by whole days: the shop is the same on every day the tests run. Starting the
+    simulator at a date relative to today gave a different shop each day (its calendar
+    shapes the sessions), and on some days too few repeat buyers for a cross-sell backtest.
+    The ground-truth files keep the reference dates."""
     simulate_shop(ShopConfig(n_customers=customers, n_products=products, n_days=days,
-                             seed=seed, start=start, show_progress=False), shop)
+                             seed=seed, start=REFERENCE_START, show_progress=False), shop)
+    simulated_end = pd.Timestamp(REFERENCE_START, tz="UTC") + pd.Timedelta(days=days)
+    wanted_end = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=ends_days_ago)
+    shift = wanted_end - simulated_end
+    events = pd.read_parquet(shop / "events.parquet")
+    events["timestamp"] = events["timestamp"] + shift
+    events.to_parquet(shop / "events.parquet", index=False)
+    people = pd.read_csv(shop / "customers.csv", dtype=str, keep_default_na=False)
+    signup = pd.to_datetime(people["signup_date"], errors="coerce") + shift
+    people["signup_date"] = signup.dt.strftime("%Y-%m-%d").fillna("")
+    people.to_csv(shop / "customers.csv", index=False)
+    return shop
+
+
+def build_shop_home(settings: Settings, shop: Path, *, customers: int, products: int,
+                    days: int, seed: int, ends_days_ago: int) -> Path:
+    """`simulate_recent_shop` into `shop`, then ingest, lake and warehouse into the settings'
+    home; returns `shop`."""
+    simulate_recent_shop(shop, customers=customers, products=products, days=days, seed=seed,
+                         ends_days_ago=ends_days_ago)
     load_events(settings, shop / "events.parquet", products=shop / "products.csv",
                 customers=shop / "customers.csv")
     return shop

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +85,9 @@ def build_trained_home(root: Path, redis_url: str) -> TrainedHome:
     from tailor.features.pipeline import run_features
     from tailor.training import train_models
 
-    start = (datetime.now(timezone.utc) - timedelta(days=45)).date().isoformat()
     settings = redis_settings(root / "home", redis_url)
     shop = build_shop_home(settings, root / "shop", customers=400, products=80, days=44,
-                           seed=11, start=start)
+                           seed=11, ends_days_ago=1)
     run_features(settings, show_progress=False)
     for model in SERVED_MODELS:
         train_models(settings, model, trials=1)

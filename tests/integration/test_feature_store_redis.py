@@ -28,7 +28,6 @@ from shop_homes import build_shop_home, feature_mismatches, load_events, redis_s
 pytestmark = pytest.mark.redis
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-START = (NOW - timedelta(days=40)).date().isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def redis_home(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
     settings = redis_settings(folder / "home", redis_url)
     project = settings.features_project
     shop = build_shop_home(settings, folder / "shop", customers=300, products=100, days=30,
-                           seed=9, start=START)
+                           seed=9, ends_days_ago=10)
     summary = run_features(settings, now=NOW, show_progress=False)
     events = pd.read_parquet(shop / "events.parquet")
     client = redis.Redis.from_url(redis_url)
@@ -159,7 +158,7 @@ def test_incremental_run_rewrites_what_a_late_event_changed(redis_url, tmp_path:
     settings = redis_settings(tmp_path / "home", redis_url)
     project = settings.features_project
     shop = build_shop_home(settings, tmp_path / "shop", customers=150, products=60, days=30,
-                           seed=4, start=START)
+                           seed=4, ends_days_ago=10)
     client = redis.Redis.from_url(redis_url)
     try:
         run_features(settings, now=NOW, show_progress=False)

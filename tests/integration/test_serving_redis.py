@@ -18,7 +18,6 @@ from shop_homes import build_shop_home, redis_settings
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 DAYS = 45
-START = (datetime.now(timezone.utc) - timedelta(days=DAYS + 10)).date().isoformat()
 K = 10
 
 
@@ -41,7 +40,7 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
                               mlflow_tracking_uri=f"sqlite:///{home.resolve() / 'mlflow.db'}")
     project = settings.features_project
     shop = build_shop_home(settings, folder / "shop", customers=400, products=80, days=DAYS,
-                           seed=5, start=START)
+                           seed=5, ends_days_ago=10)
     run_features(settings, show_progress=False)
     for model in ("homepage", "checkout"):
         result = train_model(settings, model, trials=1, jobs=1)

@@ -45,7 +45,6 @@ from shop_homes import build_shop_home, feature_mismatches, load_events
 REPO = Path(__file__).resolve().parents[3]
 FEAST = Path(sys.executable).with_name("feast")
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-START = (NOW - timedelta(days=40)).date().isoformat()  # the shop ends ten days ago
 SERVICES = ("homepage", "churn", "checkout", "cross_sell")
 
 
@@ -55,7 +54,7 @@ def store_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path
     folder = tmp_path_factory.mktemp("feature_store")
     settings = load_settings(home=folder / "home", env={})
     shop = build_shop_home(settings, folder / "shop", customers=300, products=100, days=30,
-                           seed=3, start=START)
+                           seed=3, ends_days_ago=10)
     with pytest.MonkeyPatch.context() as patch:  # the caller's TAILOR_* must not leak in
         for key in [key for key in os.environ if key.startswith("TAILOR_")]:
             patch.delenv(key)
@@ -199,7 +198,7 @@ def test_materialization_is_incremental_and_redoes_what_a_late_event_changed(
         tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / "home", env={})
     shop_folder = build_shop_home(settings, tmp_path / "shop", customers=300, products=100,
-                                  days=30, seed=5, start=START)
+                                  days=30, seed=5, ends_days_ago=10)
     first = run_features(settings, now=NOW, show_progress=False)
     assert {window.mode for window in first.windows} == {"window"}  # nothing online yet
     again = run_features(settings, now=NOW + timedelta(minutes=1), show_progress=False)

@@ -11,13 +11,13 @@ promote is given the champion alias here: these tests judge serving, not promoti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 import prometheus_client  # noqa: F401  (before Feast: see below)
 import pytest
 
+from shop_homes import build_shop_home
 from tailor.config import Settings, load_settings
 
 # Importing Feast sets PROMETHEUS_MULTIPROC_DIR, and prometheus_client chooses its value
@@ -26,7 +26,6 @@ from tailor.config import Settings, load_settings
 
 SERVED_MODELS = ("homepage", "cross_sell", "checkout")
 SHOP_DAYS = 60
-START = (datetime.now(timezone.utc) - timedelta(days=SHOP_DAYS + 10)).date().isoformat()
 
 
 @dataclass
@@ -64,24 +63,15 @@ def _train(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
-    from tailor.events.ingest import ingest_files
-    from tailor.events.lake import export_lake
     from tailor.features.pipeline import run_features
-    from tailor.simulate import ShopConfig, simulate_shop
-    from tailor.warehouse import refresh_warehouse
 
     folder = tmp_path_factory.mktemp("serving")
     home = folder / "home"
     # An explicit tracking URI: MLFLOW_TRACKING_URI in the caller's shell must not leak in.
     settings = load_settings(home=home, env={}).replace(
         mlflow_tracking_uri=f"sqlite:///{home.resolve() / 'mlflow.db'}")
-    shop = folder / "shop"
-    simulate_shop(ShopConfig(n_customers=600, n_products=100, n_days=SHOP_DAYS, seed=3,
-                             start=START, show_progress=False), shop)
-    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
-                 customers_path=shop / "customers.csv", progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
+    shop = build_shop_home(settings, folder / "shop", customers=600, products=100,
+                           days=SHOP_DAYS, seed=3, ends_days_ago=10)
     run_features(settings, show_progress=False)
     return ServedHome(settings, shop, _train(settings))
 

@@ -121,7 +121,9 @@ def test_a_failing_model_gives_a_fallback_and_counts_an_error(served_home,
     broken = pipeline_factory(served_home.settings)
     customer = a_customer(broken)
     homepage = broken.slots["homepage"].current
-    homepage.model.popularity = homepage.model.popularity[:3]  # a corrupt model object
+    # A corrupt model object: 3 item vectors for a catalogue of 100 (a row's blend fails).
+    homepage.model.item_factors = homepage.model.item_factors[:3]
+    assert homepage.model.customer_tiers(homepage.model.customers.lookup([customer]))[0] == 2
     broken.slots["checkout"].current.prepared.feature_names.pop()  # one column short
     counts = Counts(broken.metrics, fallbacks("homepage", "model_error"),
                     ("tailor_errors_total", {"endpoint": "homepage"}),

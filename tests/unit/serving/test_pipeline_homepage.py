@@ -83,6 +83,8 @@ def test_an_opted_out_customer_gets_the_list_a_stranger_gets(served_home, pipeli
         answer = pipeline.homepage(HomepageRequest(customer_id=customer, k=K))
     finally:
         path.write_text(original, encoding="utf-8")
+        time.sleep(RECHECK_SECONDS + 0.2)  # the shared pipeline must forget the opt-out
+        assert customer not in pipeline.exclusions
     assert (answer.personalised, answer.fallback) == (False, False)
     assert ids(answer) == stranger
     assert answer.model_version == served_home.versions["homepage"]
