@@ -1,14 +1,17 @@
 """The floor of the serving stack: a BentoML service that does nothing, for bench_serving.py.
 
 It takes the same request body as `/homepage` and answers a fixed list of the same shape,
-with the same worker count as Tailor's server (`TAILOR_SERVING_WORKERS`), so the difference
-between the two in one benchmark run is what Tailor's own work costs. Not part of the product.
+with the same worker count as Tailor's server (`TAILOR_SERVING_WORKERS`) and, like it, with
+the start-up heap frozen out of the cyclic garbage collector (`gc.freeze`; without it both
+servers pause for 100 ms or more every few seconds under load), so the difference between
+the two in one benchmark run is what Tailor's own work costs. Not part of the product.
 
 Run by the benchmark: bentoml serve trivial_service:Trivial --working-dir bench --port P
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from typing import Any
@@ -23,6 +26,10 @@ ITEMS = [{"product_id": f"p-{rank}", "score": 1.0 / rank, "reason": "popular rig
 @bentoml.service(name="trivial", workers=WORKERS, logging={"access": {"enabled": False}})
 class Trivial:
     """One non-batchable endpoint answering a constant homepage-shaped list."""
+
+    def __init__(self) -> None:
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(route="/homepage")
     def homepage(self, customer_id: str, k: int = 10,

@@ -60,10 +60,11 @@ SERVICE_CONFIG = {"workers": int(SETTINGS.serving_workers),
 
 
 def _pipeline():
-    """The request pipeline: loads the champion models now, then follows their aliases."""
+    """The request pipeline: loads the champion models now, then follows their aliases; the
+    objects loaded by then are exempt from the cyclic garbage collector (`freeze_heap`)."""
     from tailor.serving.pipeline import ServingPipeline
 
-    return ServingPipeline(SETTINGS)
+    return ServingPipeline(SETTINGS, freeze_heap=True)
 
 
 @bentoml.service(name="TailorScorer", **SERVICE_CONFIG)

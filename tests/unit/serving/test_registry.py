@@ -133,3 +133,29 @@ def test_the_watcher_switches_in_the_background_while_readers_see_a_whole_model(
         reader.join()
     assert slot.current.version == moved and switched == ["homepage"]
     assert seen == [first, moved] and not problems
+
+
+def test_a_server_pipeline_keeps_its_models_out_of_the_garbage_collectors_walks(
+        served_home, client: MlflowClient, pipeline_factory, tmp_path: Path) -> None:
+    """`freeze_heap`: what start-up loaded, and each version switched in later, sit in the
+    permanent generation, so full collections under load do not walk them."""
+    import gc
+
+    first = served_home.versions["homepage"]
+    client.set_registered_model_alias(NAME, ALIAS, first)
+    settings = served_home.settings.replace(serving_homepage_model=ALIAS)
+    gc.unfreeze()
+    try:
+        unfrozen = pipeline_factory(settings)
+        assert gc.get_freeze_count() == 0 and unfrozen.slots["homepage"].current is not None
+        pipeline = pipeline_factory(settings, freeze_heap=True)
+        at_start = gc.get_freeze_count()
+        assert at_start > 100_000  # the libraries and the models, not a handful
+        assert gc.get_count()[2] == 0 or gc.get_count()[2] < at_start
+        client.set_registered_model_alias(NAME, ALIAS, register_copy(client, first,
+                                                                     tmp_path / "next"))
+        pipeline.watcher.refresh_all()
+        assert pipeline.slots["homepage"].current.version != first
+        assert gc.get_freeze_count() > at_start  # the new version joined the frozen heap
+    finally:
+        gc.unfreeze()
