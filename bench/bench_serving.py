@@ -155,6 +155,20 @@ class Server:
     process: subprocess.Popen
     url: str
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's processes so far (the arbiter and its workers)."""
+        import psutil
+
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -208,6 +222,11 @@ class LoadResult:
     seconds: float
     latencies_ms: np.ndarray
     statuses: np.ndarray
+    server_cpu_seconds: float = math.nan
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.server_cpu_seconds / max(self.requests, 1) * 1000
 
     @property
     def requests(self) -> int:
@@ -266,6 +285,15 @@ def hey_load(url: str, bodies: list[dict], key: str, rate: int, seconds: int,
             latencies.append(float(row["response-time"]) * 1000)
             statuses.append(int(row["status-code"]))
     return LoadResult(label, rate, float(seconds), np.asarray(latencies), np.asarray(statuses))
+
+
+def measured_load(server: Server, bodies: list[dict], key: str, rate: int, seconds: int,
+                  label: str) -> LoadResult:
+    """`hey_load` against `server`'s /homepage, with the server's CPU time spent meanwhile."""
+    before = server.cpu_seconds()
+    result = hey_load(f"{server.url}/homepage", bodies, key, rate, seconds, label)
+    result.server_cpu_seconds = server.cpu_seconds() - before
+    return result
 
 
 def fallback_share(url: str, key: str) -> str:
@@ -343,12 +371,14 @@ def _timed(call, inputs: list, repeats: int) -> float:
 
 def show(results: list[LoadResult]) -> None:
     table = Table(title="POST /homepage under constant load")
-    for column in ("run", "target rps", "achieved rps", "p50 ms", "p99 ms", "errors", "503s"):
+    for column in ("run", "target rps", "achieved rps", "p50 ms", "p99 ms", "errors", "503s",
+                   "server CPU ms/request"):
         table.add_column(column)
     for result in results:
         table.add_row(result.label, str(result.rate), f"{result.achieved_rate:.0f}",
                       f"{result.percentile(50):.1f}", f"{result.percentile(99):.1f}",
-                      str(result.errors), str(result.unavailable))
+                      str(result.errors), str(result.unavailable),
+                      f"{result.cpu_ms_per_request:.2f}")
     Console().print(table)
 
 
@@ -364,7 +394,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--rate", type=int, default=300)
     parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--steps", default="300,450,600,800,1000",
+    parser.add_argument("--steps", default="150,200,250,300,400,500",
                         help="rates tried for the highest sustainable rate")
     parser.add_argument("--workers", type=int, default=2,
                         help="server worker processes, Tailor's and the trivial floor's alike")
@@ -393,8 +423,8 @@ def main() -> None:
     results: list[LoadResult] = []
     trivial = start_trivial(env, logs / "trivial.log")
     try:
-        results.append(hey_load(f"{trivial.url}/homepage", bodies, key, args.rate, args.seconds,
-                                "trivial floor"))
+        results.append(measured_load(trivial, bodies, key, args.rate, args.seconds,
+                                     "trivial floor"))
     finally:
         trivial.stop()
     for batching in (False, True):
@@ -402,8 +432,7 @@ def main() -> None:
         server = start_tailor(home, env, batching, logs / f"tailor-batching-{batching}.log")
         try:
             hey_load(f"{server.url}/homepage", bodies, key, 30, 5, "warm-up")
-            results.append(hey_load(f"{server.url}/homepage", bodies, key, args.rate,
-                                    args.seconds, label))
+            results.append(measured_load(server, bodies, key, args.rate, args.seconds, label))
             print(f"{label}: {fallback_share(server.url, key)}")
         finally:
             server.stop()
@@ -435,9 +464,10 @@ def main() -> None:
     sustainable = 0
     try:
         for rate in [int(step) for step in args.steps.split(",")]:
-            result = hey_load(f"{server.url}/homepage", bodies, key, rate, 30, f"step {rate}")
-            print(f"rate {rate}: achieved {result.achieved_rate:.0f}, p99 "
-                  f"{result.percentile(99):.1f} ms, errors {result.errors}")
+            result = measured_load(server, bodies, key, rate, 30, f"step {rate}")
+            print(f"rate {rate}: achieved {result.achieved_rate:.0f}, p50 "
+                  f"{result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, errors "
+                  f"{result.errors}, server CPU {result.cpu_ms_per_request:.2f} ms/request")
             if (result.percentile(99) > SUSTAINABLE_P99_MS or result.errors
                     or result.achieved_rate < 0.95 * rate):
                 break
