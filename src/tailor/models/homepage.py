@@ -39,6 +39,8 @@ DIVERSITY_MODES: tuple[str, ...] = ("none", "category_cap", "mmr")
 TIERS: tuple[str, ...] = ("cold_start", "content", "collaborative")
 MIN_PRODUCTS_FOR_ALS = 3
 UNKNOWN_CATEGORY = "the shop"
+# Per-model lookups computed on first use and kept beside the fields (never pickled).
+CACHED = frozenset({"_baseline_scores", "_out_of_stock_items", "_codes", "_unit_factors"})
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,11 @@ class HomepageModel:
     trained_until: pd.Timestamp
     note: str = ""
     reranker: Reranker | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields only: lookups computed on first use (`_baseline`, `_out_of_stock`,
+        `_category_codes`, `_unit_item_factors`) are rebuilt after loading, not stored."""
+        return {name: value for name, value in self.__dict__.items() if name not in CACHED}
 
     # -- scoring ---------------------------------------------------------------------------------
 

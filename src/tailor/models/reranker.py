@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,10 @@ class Reranker:
     pipeline: Pipeline
     candidates: int
     positives: int
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields only: `_linear` reads its parts again after loading."""
+        return {name: value for name, value in self.__dict__.items() if name != "_linear_parts"}
 
     def rescore(self, features: np.ndarray) -> np.ndarray:
         """P(bought) of each candidate row (columns in `RERANK_FEATURES` order).

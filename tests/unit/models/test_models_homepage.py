@@ -144,3 +144,16 @@ def test_the_category_cap_reads_only_as_far_as_it_needs(model, k, cap, categorie
     sparse[among] = scores[among]
     expected = _category_capped(best_first(sparse, size), capped.categories, k, cap)
     assert np.array_equal(capped._select(sparse, k, among), expected)
+
+
+def test_lookups_computed_for_requests_are_not_pickled_with_the_model(model) -> None:
+    import pickle
+    from dataclasses import replace
+
+    mmr = replace(model, params=replace(model.params, diversity="mmr"))
+    expected = mmr.recommend(["e3", "stranger"], k=3)
+    assert {"_baseline_scores", "_out_of_stock_items", "_unit_factors"} <= set(mmr.__dict__)
+    loaded = pickle.loads(pickle.dumps(mmr))
+    assert not {"_baseline_scores", "_out_of_stock_items", "_codes", "_unit_factors"} & \
+        set(loaded.__dict__)
+    pd.testing.assert_frame_equal(loaded.recommend(["e3", "stranger"], k=3), expected)
