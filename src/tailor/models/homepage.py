@@ -184,8 +184,10 @@ class HomepageModel:
         lengths = np.array([len(items) for items in chosen])
         positions = np.repeat(np.arange(len(rows)), lengths)
         items = np.concatenate(chosen) if len(chosen) else np.zeros(0, dtype=np.int64)
-        reasons = [self.reason(rows[position], tiers[position], item, parts, position)
-                   for position, item in zip(positions, items)] if with_reasons else ""
+        reasons = [reason for position, row_items in enumerate(chosen)
+                   for reason in self.reasons(rows[position], tiers[position],
+                                              row_items.tolist(), parts, position)
+                   ] if with_reasons else ""
         return pd.DataFrame({
             "customer_id": ids.to_numpy()[positions], "product_id": self.products.ids[items],
             "rank": np.concatenate([np.arange(1, n + 1) for n in lengths]) if len(lengths)
@@ -368,12 +370,27 @@ class HomepageModel:
 
     def reason(self, row: int, tier: int, item: int, parts: BlendParts, position: int) -> str:
         """A sentence a shopper understands for why `item` is shown to customer `row`."""
+        return self.reasons(row, tier, [item], parts, position)[0]
+
+    def reasons(self, row: int, tier: int, items: Sequence[int], parts: BlendParts,
+                position: int) -> list[str]:
+        """`reason` for several products shown to one customer: the products whose score is
+        mostly collaborative are explained by one similarity product against the history."""
+        collaborative = [item for item in items
+                         if self._mostly_collaborative(tier, item, parts, position)]
+        because = self._because(row, collaborative) if collaborative else {}
+        return [because[item] if item in because else self._popularity_reason(tier, item)
+                for item in items]
+
+    def _mostly_collaborative(self, tier: int, item: int, parts: BlendParts,
+                              position: int) -> bool:
+        if tier != 2 or self.user_factors is None:
+            return False
+        weight = parts.weight[position]
+        return weight * parts.collaborative(position, item) >= (1.0 - weight) * parts.baseline[item]
+
+    def _popularity_reason(self, tier: int, item: int) -> str:
         category = self.categories[item] or UNKNOWN_CATEGORY
-        if tier == 2 and self.user_factors is not None:
-            weight = parts.weight[position]
-            cf_part = weight * parts.collaborative(position, item)
-            if cf_part >= (1.0 - weight) * parts.baseline[item]:
-                return self._because(row, item)
         if tier == 1:
             return f"popular in {category}, which you have been looking at"
         trend_part = self.params.trending_weight * self.trending[item]
@@ -381,17 +398,24 @@ class HomepageModel:
             return "trending this week"
         return f"popular in {category}"
 
-    def _because(self, row: int, item: int) -> str:
-        """'because you bought X' (or viewed X): the history item most like `item`."""
+    def _because(self, row: int, items: Sequence[int]) -> dict[int, str]:
+        """Per item, 'because you bought X' (or viewed X): the history product most like it
+        (the item itself left out); 'popular in <category>' when nothing else is there."""
         history, verb = row_indices(self.bought, row), "bought"
         if len(history) == 0:
             history, verb = row_indices(self.seen, row), "viewed"
-        history = history[history != item]
-        if len(history) == 0:
-            return f"popular in {self.categories[item] or UNKNOWN_CATEGORY}"
-        factors = normalise_rows(self.item_factors[np.append(history, item)])
-        similar = history[int(np.argmax(factors[:-1] @ factors[-1]))]
-        return f"because you {verb} {self.names[similar]}"
+        wanted = np.asarray(items, dtype=np.int64)
+        similarity = normalise_rows(self.item_factors[history]) @ \
+            normalise_rows(self.item_factors[wanted]).T
+        similarity[history[:, None] == wanted[None, :]] = -np.inf
+        explained = {}
+        for column, item in enumerate(wanted.tolist()):
+            if len(history) and np.isfinite(similarity[:, column].max()):
+                similar = history[int(np.argmax(similarity[:, column]))]
+                explained[item] = f"because you {verb} {self.names[similar]}"
+            else:
+                explained[item] = f"popular in {self.categories[item] or UNKNOWN_CATEGORY}"
+        return explained
 
     # -- serving glue ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ therefore the same model: the invariance the model tests check.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 PARALLEL_NNZ = 1_000_000  # below this many interactions, extra threads cost more than they save
 SCORE_BATCH = 1024  # customers scored at once on a small catalogue
 SCORE_CELLS = 1 << 23  # at most this many customer x product scores at once (64 MiB a matrix)
+# best_first's sampled threshold: the SAMPLE_RANK-th best of a sample that about
+# SAMPLE_OVERSHOOT x n scores reach; used when the sample is at most 1/SAMPLE_MAX_SHARE of the row.
+SAMPLE_RANK, SAMPLE_OVERSHOOT, SAMPLE_MAX_SHARE = 16, 4, 2
 INTERACTION_KINDS: dict[str, str] = {"product_view": "view", "add_to_cart": "cart",
                                      "purchase": "purchase"}
 
@@ -168,24 +172,22 @@ def best_first(scores: np.ndarray, n: int) -> np.ndarray:
     """Indexes of the `n` highest finite scores, best first, ties in index order.
 
     The same as the first `n` of a stable descending argsort over the finite scores, but it
-    sorts only the candidates at or above the n-th best value: O(products) per row, not
+    sorts only the candidates at or above a threshold: O(products) per row, not
     O(products log products), which matters when every customer is ranked over a large
-    catalogue (and a serving request ranks one customer over all of it).
+    catalogue (and a serving request ranks one customer over all of it). On a long row the
+    threshold comes from an evenly spaced sample (`_sampled_threshold`), a tenth of the cost
+    of partitioning the whole row; when fewer than n finite scores reach it, the row is
+    partitioned (its n-th largest value is the threshold). Either way the result is exact.
     """
     if n <= 0:
         return np.zeros(0, dtype=np.int64)
     if n < len(scores):
-        # The n-th largest value of the whole row, found in place of the finite subset's:
-        # when at least n finite scores reach it, they are exactly the finite scores at or
-        # above the subset's n-th best, so the result is the same for less work. NaN and
-        # +inf sort above every finite value and can make the count fall short; -inf never
-        # reaches a finite n-th value. Short counts take the general path below.
-        nth_value = np.partition(scores, len(scores) - n)[len(scores) - n]
-        if np.isfinite(nth_value):
-            available = np.flatnonzero(scores >= nth_value)
-            available = available[np.isfinite(scores[available])]
-            if len(available) >= n:
-                return available[np.argsort(-scores[available], kind="stable")][:n]
+        found = _best_at_or_above(scores, _sampled_threshold(scores, n), n)
+        if found is None:
+            found = _best_at_or_above(
+                scores, np.partition(scores, len(scores) - n)[len(scores) - n], n)
+        if found is not None:
+            return found
     available = np.flatnonzero(np.isfinite(scores))
     values = scores[available]
     if n < len(available):
@@ -193,6 +195,38 @@ def best_first(scores: np.ndarray, n: int) -> np.ndarray:
         keep = values >= nth_best
         available, values = available[keep], values[keep]
     return available[np.argsort(-values, kind="stable")][:n]
+
+
+def _best_at_or_above(scores: np.ndarray, threshold: float, n: int) -> np.ndarray | None:
+    """`best_first(scores, n)` from the scores at or above `threshold`, when at least n
+    finite ones reach it; else None.
+
+    At least n finite scores at or above t means the n best finite scores are all among them
+    (ties at the n-th value included), so sorting those alone gives the same result. NaN never
+    passes `>=`; +inf does and is dropped; -inf never reaches a finite t."""
+    if not np.isfinite(threshold):
+        return None
+    available = np.flatnonzero(scores >= threshold)
+    available = available[np.isfinite(scores[available])]
+    if len(available) < n:
+        return None
+    return available[np.argsort(-scores[available], kind="stable")][:n]
+
+
+def _sampled_threshold(scores: np.ndarray, n: int) -> float:
+    """A value that about `SAMPLE_OVERSHOOT` x n scores of the row reach, read off every
+    s-th score; NaN when the row is too short for a sample to pay.
+
+    The `SAMPLE_RANK`-th largest of m evenly spaced scores is reached by about
+    SAMPLE_RANK x len / m scores of the row; m is chosen so that is SAMPLE_OVERSHOOT x n.
+    With rank 16 the count falls short of n (and `best_first` partitions the whole row)
+    only when the sample is very unlike the row (scores that repeat with the sampling step)."""
+    size = len(scores)
+    sample = SAMPLE_RANK * size // (SAMPLE_OVERSHOOT * n)
+    if sample > size // SAMPLE_MAX_SHARE or sample <= SAMPLE_RANK:
+        return math.nan
+    every = np.asarray(scores[::size // sample])
+    return float(np.partition(every, len(every) - SAMPLE_RANK)[len(every) - SAMPLE_RANK])
 
 
 def row_indices(matrix: sp.csr_matrix, row: int) -> np.ndarray:

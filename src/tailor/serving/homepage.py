@@ -155,19 +155,23 @@ class HomepageRanker:
                                       self.session_share)
             else:
                 slots = [(index, False) for index in range(min(k, len(candidates)))]
-            lists.append([self._item(rows, tiers, scores, parts, position,
-                                     int(candidates[index]), promoted)
-                          for index, promoted in slots])
+            lists.append(self._items(rows, tiers, scores, parts, position,
+                                     [(int(candidates[index]), promoted)
+                                      for index, promoted in slots]))
         return lists
 
-    def _item(self, rows: np.ndarray, tiers: np.ndarray, scores: np.ndarray,
-              parts: BlendParts, position: int, item: int,
-              promoted: bool) -> RecommendedItem:
-        """One product with its model score and the reason it is shown."""
-        reason = browsing_reason(str(self.categories[item])) if promoted else \
-            self.model.reason(rows[position], tiers[position], item, parts, position)
-        return RecommendedItem(product_id=str(self.product_ids[item]),
-                               score=float(scores[position, item]), reason=reason)
+    def _items(self, rows: np.ndarray, tiers: np.ndarray, scores: np.ndarray,
+               parts: BlendParts, position: int, slots: list[tuple[int, bool]]
+               ) -> list[RecommendedItem]:
+        """The products of one list with their model scores and the reasons they are shown
+        (the model's reasons in one call)."""
+        explained = [item for item, promoted in slots if not promoted]
+        reasons = dict(zip(explained, self.model.reasons(rows[position], tiers[position],
+                                                         explained, parts, position)))
+        return [RecommendedItem(
+            product_id=str(self.product_ids[item]), score=float(scores[position, item]),
+            reason=browsing_reason(str(self.categories[item])) if promoted else reasons[item])
+            for item, promoted in slots]
 
     def _with_browsed(self, candidates: np.ndarray, row_scores: np.ndarray,
                       categories: frozenset[str], k: int) -> np.ndarray:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tailor.models.interactions import best_first, row_indices
+from tailor.models.interactions import (
+    _best_at_or_above, _sampled_threshold, best_first, row_indices,
+)
 
 
 def sorted_reference(scores: np.ndarray, n: int) -> np.ndarray:
@@ -32,6 +34,39 @@ def test_agrees_on_a_catalogue_sized_row(n: int) -> None:
     scores = rng.random(100_000)
     scores[rng.random(100_000) < 0.05] = -np.inf
     assert np.array_equal(best_first(scores, n), sorted_reference(scores, n))
+
+
+@pytest.mark.parametrize("n", [8, 16, 50, 200])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_long_row_is_cut_at_a_sampled_threshold(n: int, dtype: type) -> None:
+    """The fast path is taken on a realistic row (a tenth of the partition's cost) and its
+    answer is the definition's, ties included."""
+    rng = np.random.default_rng(n)
+    scores = np.round(rng.random(100_000), 3).astype(dtype)  # many ties
+    scores[rng.random(100_000) < 0.2] = -np.inf
+    threshold = _sampled_threshold(scores, n)
+    assert np.isfinite(threshold)
+    fast = _best_at_or_above(scores, threshold, n)
+    assert fast is not None
+    assert np.array_equal(fast, sorted_reference(scores, n))
+    assert np.array_equal(best_first(scores, n), sorted_reference(scores, n))
+
+
+def test_a_misleading_sample_falls_back_to_the_whole_row() -> None:
+    """Only the sampled positions score high: fewer than n scores reach the sample's
+    threshold, and the whole row decides."""
+    size, n = 100_000, 50
+    scores = np.full(size, 0.5)
+    step = size // (16 * size // (4 * n))
+    scores[::step] = np.linspace(0.0, 1.0, len(scores[::step]))
+    threshold = _sampled_threshold(scores, n)
+    assert _best_at_or_above(scores, threshold, n) is None
+    assert np.array_equal(best_first(scores, n), sorted_reference(scores, n))
+
+
+def test_short_rows_and_small_n_skip_the_sample() -> None:
+    assert np.isnan(_sampled_threshold(np.arange(40.0), 5))
+    assert np.isnan(_sampled_threshold(np.arange(100_000.0), 4))
 
 
 def test_row_indices_are_the_rows_stored_columns() -> None:

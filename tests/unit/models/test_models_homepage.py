@@ -157,3 +157,21 @@ def test_lookups_computed_for_requests_are_not_pickled_with_the_model(model) -> 
     assert not {"_baseline_scores", "_out_of_stock_items", "_codes", "_unit_factors"} & \
         set(loaded.__dict__)
     pd.testing.assert_frame_equal(loaded.recommend(["e3", "stranger"], k=3), expected)
+
+
+def test_because_names_the_most_similar_history_product_for_each_item(model) -> None:
+    """The batched explanation matches the definition computed one item at a time: the
+    bought product (the item itself left out) with the highest cosine similarity."""
+    row = int(model.customers.positions["e1"])
+    history = model.bought[row].indices
+    items = list(range(len(model.products)))
+    explained = model._because(row, items)
+    for item in items:
+        others = history[history != item]
+        if not len(others):
+            assert explained[item].startswith("popular in ")
+            continue
+        vectors = model.item_factors[others]
+        target = model.item_factors[item]
+        cosine = vectors @ target / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(target))
+        assert explained[item] == f"because you bought {model.names[others[np.argmax(cosine)]]}"
