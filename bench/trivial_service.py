@@ -1,8 +1,9 @@
 """The floor of the serving stack: a BentoML service that does nothing, for bench_serving.py.
 
 It takes the same request body as `/homepage` and answers a fixed list of the same shape,
-with the same worker count as Tailor's server (`TAILOR_SERVING_WORKERS`) and, like it, with
-the start-up heap frozen out of the cyclic garbage collector (`gc.freeze`; without it both
+with the same worker count as Tailor's server (`TAILOR_SERVING_WORKERS`), the same thread
+switch interval (`TAILOR_SERVING_SWITCH_INTERVAL_MS`, set by the benchmark from Tailor's
+settings) and, like it, with the start-up heap frozen out of the cyclic garbage collector (`gc.freeze`; without it both
 servers pause for 100 ms or more every few seconds under load), so the difference between
 the two in one benchmark run is what Tailor's own work costs. Not part of the product.
 
@@ -13,12 +14,15 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import uuid
 from typing import Any
 
 import bentoml
 
 WORKERS = int(os.environ.get("TAILOR_SERVING_WORKERS", "1"))
+if os.environ.get("TAILOR_SERVING_SWITCH_INTERVAL_MS"):  # Tailor's setting, passed by the bench
+    sys.setswitchinterval(float(os.environ["TAILOR_SERVING_SWITCH_INTERVAL_MS"]) / 1000)
 ITEMS = [{"product_id": f"p-{rank}", "score": 1.0 / rank, "reason": "popular right now"}
          for rank in range(1, 11)]
 

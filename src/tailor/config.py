@@ -179,6 +179,12 @@ SETTINGS: tuple[Setting, ...] = (
             "candidates; 0 turns the session re-ranking off."),
     Setting("serving", "threads", int, 8,
             "Worker threads that run requests within the timeout budget (per worker process)."),
+    Setting("serving", "switch_interval_ms", float, 0.5,
+            "Python's thread switch interval in server processes (sys.setswitchinterval): how "
+            "long a thread that wants the interpreter waits before the running one must let "
+            "go. Python's 5 ms default lets the event loop and the scoring threads hold each "
+            "other up for milliseconds; 0.5 ms gave lower p50 and p99 at the same CPU "
+            "(docs/benchmarks.md, Serving)."),
     Setting("serving", "bentoml_home", str, "",
             "BentoML home whose models/ store keeps every served version (imported from the "
             "registry once, the start-up fallback when the registry is down). Empty: "
@@ -262,6 +268,9 @@ def _validate(values: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
     if not 1 <= values["serving_port"] <= 65_535:
         raise ConfigError(f"serving_port must be between 1 and 65535, got {values['serving_port']!r}")
+    if not 0 < values["serving_switch_interval_ms"] <= 1000:
+        raise ConfigError("serving_switch_interval_ms must be above 0 and at most 1000, "
+                          f"got {values['serving_switch_interval_ms']!r}")
     if values["serving_reload_seconds"] <= 0:
         raise ConfigError("serving_reload_seconds must be positive, "
                           f"got {values['serving_reload_seconds']!r}")

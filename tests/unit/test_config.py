@@ -43,6 +43,9 @@ def test_environment_beats_toml_and_home_flag_beats_both(tmp_path: Path) -> None
         ({"TAILOR_QUALITY_FRESHNESS_BLOCKING": "maybe"}, "quality_freshness_blocking must be bool"),
         ({"TAILOR_DATABASE_URL": "mysql://x"}, "database_url must start with"),
         ({"TAILOR_CONFIG": "/nonexistent/tailor.toml"}, "no such file"),
+        ({"TAILOR_SERVING_SWITCH_INTERVAL_MS": "0"}, "serving_switch_interval_ms must be above 0"),
+        ({"TAILOR_SERVING_SWITCH_INTERVAL_MS": "5000"}, "at most 1000"),
+        ({"TAILOR_SERVING_SWITCH_INTERVAL_MS": "fast"}, "serving_switch_interval_ms must be float"),
     ],
 )
 def test_bad_environment_values_name_the_key(env: dict, message: str) -> None:

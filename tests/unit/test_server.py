@@ -59,3 +59,19 @@ def test_the_service_module_is_found_outside_the_repository(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert (service_dir() / SERVICE_FILE).is_file()
+
+
+def test_each_worker_sets_the_thread_switch_interval_from_the_settings(tmp_path: Path) -> None:
+    """The service module (imported by every worker process) applies
+    serving.switch_interval_ms to `sys.setswitchinterval`; checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "TAILOR_HOME": str(tmp_path / "home"),
+           "TAILOR_SERVING_SWITCH_INTERVAL_MS": "2.5"}
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import bentos.service; "
+             "print(sys.getswitchinterval())")
+    result = subprocess.run([sys.executable, "-c", probe, str(service_dir())], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(0.0025)
