@@ -21,17 +21,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from shop_homes import load_events
 from tailor.cli import app
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
-from tailor.events.lake import export_lake
 from tailor.features.pipeline import run_features
 from tailor.models.data import load_shop_data
 from tailor.quality import QualityGateFailed
 from tailor.simulate import ShopConfig, simulate_shop
 from tailor.training import train_models, write_retention_list
 from tailor.training.privacy import exclusions_path
-from tailor.warehouse import refresh_warehouse
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -45,10 +43,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     shop_dir = root / "shop"
     simulate_shop(ShopConfig(n_customers=800, n_products=120, n_days=90, seed=3), shop_dir)
     settings = load_settings(home=root / "home", env={})
-    ingest_files(settings, shop_dir / "events.parquet", products_path=shop_dir / "products.csv",
-                 customers_path=shop_dir / "customers.csv")
-    export_lake(settings)
-    refresh_warehouse(settings)
+    load_events(settings, shop_dir / "events.parquet", products=shop_dir / "products.csv",
+                customers=shop_dir / "customers.csv")
     run_features(settings, show_progress=False)
     return settings, shop_dir
 

@@ -73,21 +73,14 @@ def _ready(url: str, process: subprocess.Popen, timeout: float) -> bool:
 
 
 def _home_with_a_warehouse(folder: Path) -> Path:
-    """A small shop up to its warehouse: enough for the popularity fallback, no models."""
+    """A small shop up to its warehouse, its last day yesterday: enough for the popularity
+    fallback, no models."""
+    from shop_homes import build_shop_home
     from tailor.config import load_settings
-    from tailor.events.ingest import ingest_files
-    from tailor.events.lake import export_lake
-    from tailor.simulate import ShopConfig, simulate_shop
-    from tailor.warehouse import refresh_warehouse
 
     settings = load_settings(home=folder / "home", env={})
-    shop = folder / "shop"
-    simulate_shop(ShopConfig(n_customers=60, n_products=20, n_days=14, seed=3,
-                             show_progress=False), shop)
-    ingest_files(settings, shop / "events.parquet", products_path=shop / "products.csv",
-                 progress=False)
-    export_lake(settings)
-    refresh_warehouse(settings)
+    build_shop_home(settings, folder / "shop", customers=60, products=20, days=14, seed=3,
+                    ends_days_ago=1)
     return settings.home_path
 
 
