@@ -3,9 +3,10 @@
 It takes the same request body as `/homepage` and answers a fixed list of the same shape,
 with the same worker count as Tailor's server (`TAILOR_SERVING_WORKERS`), the same thread
 switch interval (`TAILOR_SERVING_SWITCH_INTERVAL_MS`, set by the benchmark from Tailor's
-settings) and, like it, with the start-up heap frozen out of the cyclic garbage collector (`gc.freeze`; without it both
-servers pause for 100 ms or more every few seconds under load), so the difference between
-the two in one benchmark run is what Tailor's own work costs. Not part of the product.
+settings) and, like it, with the start-up heap frozen out of the cyclic garbage collector
+(`gc.freeze`; without it both servers pause for 100 ms or more every few seconds under
+load), so the difference between the two in one benchmark run is what Tailor's own work
+costs. Not part of the product.
 
 Run by the benchmark: bentoml serve trivial_service:Trivial --working-dir bench --port P
 """
