@@ -1,4 +1,4 @@
-"""Serving latency under constant load: `/homepage` through a real `bentoml serve`, beside its floor.
+"""Serving latency under constant load: `/homepage` through a real `bentoml serve` beside its floor.
 
 Targets (issue 5), on a catalogue of 100k products and 1M customers from the simulator:
   * `/homepage` p50 <= 15 ms and p99 <= 50 ms at 300 requests/s for 60 s, no errors, no 503s;
