@@ -244,3 +244,21 @@ def test_customers_have_fake_pii_only(shop: dict) -> None:
     assert customers["device_type"].value_counts().idxmax() == "mobile"
     signup = pd.to_datetime(customers["signup_date"]).dt.tz_localize("UTC")
     assert (signup < WINDOW_START).mean() > 0.5 and (signup >= WINDOW_START).any()
+
+
+def test_the_export_ends_with_the_window_and_passes_the_volume_rule(shop: dict) -> None:
+    """Nothing after the window (a real export holds nothing later), so no thin tail day
+    is judged as the newest full day: the gate's volume rule passes on a normal shop."""
+    from tailor.config import load_settings
+    from tailor.quality.rules import StoreFacts, check_volume
+
+    timestamps = pd.to_datetime(shop["events"]["timestamp"], utc=True)
+    assert timestamps.max() < WINDOW_END
+    assert timestamps.max() >= WINDOW_END - pd.Timedelta(hours=1)  # the last day is whole
+    daily = timestamps.dt.date.value_counts().rename_axis("date").reset_index(name="events")
+    facts = StoreFacts(store="parquet", received=len(timestamps), stored=len(timestamps),
+                       duplicates=0, rejected={}, violations={}, daily=daily,
+                       latest_event_time=timestamps.max())
+    result = check_volume(facts, WINDOW_END + pd.Timedelta(days=1), load_settings(env={}))
+    assert result.status == "pass", result.details
+    assert (WINDOW_END - pd.Timedelta(days=2)).date().isoformat() in result.details

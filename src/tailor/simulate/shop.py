@@ -146,11 +146,14 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
 
 def _emit_day(state: ShopState, carry: EventColumns, result: DayResult, day: int
               ) -> tuple[EventColumns, EventColumns]:
-    """The day's events ready to write (numbered, in time order), and those after midnight."""
+    """The day's events ready to write (numbered, in time order), and those after midnight.
+
+    After the last day the carry is dropped: an export taken at the end of the window holds
+    nothing later (a late e-mail open or a session past midnight would otherwise make thin
+    days after the window, which no real export has).
+    """
     events = EventColumns.concat([carry, result.events]).sorted_by_time()
-    last = day == state.config.n_days - 1
-    cut = len(events) if last else int(np.searchsorted(events.timestamp_us,
-                                                        state.day_start_us(day + 1)))
+    cut = int(np.searchsorted(events.timestamp_us, state.day_start_us(day + 1)))
     chunk, carry = events.take(slice(0, cut)), events.take(slice(cut, None))
     chunk.event_number = state.next_event + np.arange(cut, dtype=np.int64)
     state.next_event += cut
