@@ -1,8 +1,8 @@
 """Collector speed over loopback HTTP, into SQLite and PostgreSQL, beside a no-HTTP baseline.
 
-Targets (issue 6): >= 10,000 events/s sustained in batches of 100, and p99 acknowledgement
-<= 50 ms at 2,000 events/s. Each figure is printed beside the same run's baseline, which
-feeds the same batches to the collector's own writer (validation + commit) in-process,
+Targets (docs/benchmarks.md): >= 10,000 events/s sustained in batches of 100, and p99
+acknowledgement <= 50 ms at 2,000 events/s. Each figure is printed beside the same run's
+baseline, which feeds the same batches to the collector's own writer (validation + commit) in-process,
 so the ratio is what the HTTP layer costs; the bare `insert_events` rate of the store
 (events validated beforehand) is printed too, as the ceiling, and so is the latency of a
 plain fdatasync on the same disk, the floor under any durable acknowledgement. The

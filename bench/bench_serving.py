@@ -1,6 +1,6 @@
 """Serving latency under constant load: `/homepage` through a real `bentoml serve` beside its floor.
 
-Targets (issue 5), on a catalogue of 100k products and 1M customers from the simulator:
+Targets (docs/benchmarks.md), on a catalogue of 100k products and 1M customers from the simulator:
   * `/homepage` p50 <= 15 ms and p99 <= 50 ms at 300 requests/s for 60 s, no errors, no 503s;
   * Tailor's p99 within 2x of a trivial endpoint's on the same server settings, same run
     (bench/trivial_service.py: same body, constant answer) -- the floor of the stack;

@@ -1,4 +1,4 @@
-"""Memory of the ranking models' backtests on a shop with a large catalogue (issue #4, at scale).
+"""Memory of the ranking models' backtests on a shop with a large catalogue (at scale).
 
 A shop of 1M customers and 100k products was OOM-killed in training because something built
 a dense customers x products matrix (8 bytes a cell: 800 GB there). Here the catalogue is
