@@ -21,3 +21,37 @@ def test_runtime_requirements_are_current_and_hold_no_dev_tools() -> None:
     assert not names & {"pytest", "schemathesis", "hypothesis", "selenium"}
     constraints = set((REPO / "requirements" / "constraints.txt").read_text().splitlines())
     assert set(pins) <= constraints
+
+
+def _imported_top_level_modules(folder: Path) -> set[str]:
+    """Top-level names of every absolute import in the .py files under `folder`."""
+    import ast
+
+    names: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_third_party_import_of_the_package_is_a_declared_dependency() -> None:
+    """An import that only arrives with another library breaks when that library drops it."""
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[\[<>=!~;\s]", spec, maxsplit=1)[0].lower().replace("_", "-")
+                for spec in project["dependencies"]}
+    distributions = packages_distributions()
+    missing = {}
+    for module in _imported_top_level_modules(REPO / "src" / "tailor") - {"tailor"}:
+        if module in sys.stdlib_module_names or module not in distributions:
+            continue
+        owners = {name.lower().replace("_", "-") for name in distributions[module]}
+        if not owners & declared:
+            missing[module] = sorted(owners)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
