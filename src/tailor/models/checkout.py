@@ -32,7 +32,7 @@ from tailor.models.data import NotEnoughData, ShopData
 from tailor.models.feature_frames import (
     CHECKOUT_KEYS, DEVICE_TYPES, add_device_columns, cart_snapshots, checkout_features,
 )
-from tailor.models.homepage import _params_from_dict
+from tailor.models.params import params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class CheckoutParams:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "CheckoutParams":
-        return _params_from_dict(cls, values)
+        return params_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

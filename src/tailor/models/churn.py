@@ -25,7 +25,7 @@ from tailor.models.data import NotEnoughData, ShopData
 from tailor.models.feature_frames import (
     churn_features, churn_labels, churn_snapshot_entities, feature_source, local_churn_features,
 )
-from tailor.models.homepage import _params_from_dict
+from tailor.models.params import params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ChurnParams:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ChurnParams":
-        return _params_from_dict(cls, values)
+        return params_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,11 +22,11 @@ import scipy.sparse as sp
 
 from tailor.models.constants import DEFAULT_K
 from tailor.models.data import ShopData
-from tailor.models.homepage import _params_from_dict
 from tailor.models.interactions import (
     AlsParams, IdIndex, InteractionWeights, best_first, confidence_matrix, fit_als,
     normalise_rows, product_events, score_batch,
 )
+from tailor.models.params import params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class CrossSellParams:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "CrossSellParams":
         """Params from logged values (unknown keys ignored)."""
-        return _params_from_dict(cls, values)
+        return params_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -35,9 +35,10 @@ from tailor.models.homepage import (
 )
 from tailor.models.metrics import classification_metrics
 from tailor.models.ranking_eval import (
-    cross_sell_predictions, cross_sell_targets, curve_length, homepage_predictions,
-    homepage_targets, precision_curve, ranking_baselines, score_ranking,
+    cross_sell_predictions, curve_length, homepage_predictions, precision_curve,
+    ranking_baselines, score_ranking,
 )
+from tailor.models.targets import cross_sell_targets, homepage_targets
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ consumable (inferred from repeat-purchase rates). Optional diversity: a category
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,10 +28,12 @@ from tailor.models.interactions import (
     AlsParams, IdIndex, InteractionWeights, best_first, confidence_matrix, fit_als,
     indicator_matrix, normalise_rows, product_events, row_indices, score_batch,
 )
+from tailor.models.params import params_from_dict
 from tailor.models.popularity import (
     consumable_categories, decayed_popularity, price_tiers, trending_scores,
 )
 from tailor.models.reranker import Reranker, candidate_features, fit_reranker
+from tailor.models.targets import homepage_targets
 
 log = logging.getLogger(__name__)
 
@@ -98,22 +100,10 @@ class HomepageParams:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "HomepageParams":
         """Params from logged values (strings from MLflow are converted; unknown keys ignored)."""
-        return _params_from_dict(cls, values)
+        return params_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _params_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build a params dataclass from a dict, casting each value to the field's default type."""
-    known = {field.name: field for field in fields(cls)}
-    converted = {}
-    for name, value in values.items():
-        if name in known:
-            kind = type(known[name].default)
-            converted[name] = value if kind is str else kind(float(value)) if kind is int \
-                else (str(value).lower() in {"1", "true"} if kind is bool else kind(value))
-    return cls(**converted)
 
 
 @dataclass
@@ -144,7 +134,7 @@ class HomepageModel:
 
     def __getstate__(self) -> dict[str, Any]:
         """The fields only: lookups computed on first use (`_baseline`, `_out_of_stock`,
-        `_category_codes`, `_unit_item_factors`) are rebuilt after loading, not stored."""
+        `category_codes`, `_unit_item_factors`) are rebuilt after loading, not stored."""
         return {name: value for name, value in self.__dict__.items() if name not in CACHED}
 
     # -- scoring ---------------------------------------------------------------------------------
@@ -210,7 +200,7 @@ class HomepageModel:
         """
         tiers = self.customer_tiers(rows)
         scores, parts = self.score_matrix(rows, tiers)
-        scores = self._apply_filters(scores, rows, exclude_interacted, business_filters)
+        scores = self.apply_filters(scores, rows, exclude_interacted, business_filters)
         among: list[np.ndarray | None] = [None] * len(rows)
         if self.reranker is not None:
             scores, among = self._rerank(rows, scores)
@@ -271,7 +261,7 @@ class HomepageModel:
         return scores, BlendParts(weight, baseline, cf_position, normalised)
 
     def _baseline(self) -> np.ndarray:
-        """Popularity blended with trending, per product; computed once (see `_category_codes`)."""
+        """Popularity blended with trending, per product; computed once (see `category_codes`)."""
         baseline = self.__dict__.get("_baseline_scores")
         if baseline is None:
             baseline = np.asarray((self.popularity + self.params.trending_weight * self.trending)
@@ -280,7 +270,7 @@ class HomepageModel:
         return baseline
 
     def _out_of_stock(self) -> np.ndarray:
-        """Indexes of the products out of stock; computed once (see `_category_codes`)."""
+        """Indexes of the products out of stock; computed once (see `category_codes`)."""
         items = self.__dict__.get("_out_of_stock_items")
         if items is None:
             items = np.flatnonzero(~np.asarray(self.in_stock, dtype=bool))
@@ -289,13 +279,13 @@ class HomepageModel:
 
     def _content_scores(self, rows: np.ndarray) -> np.ndarray:
         """Category affinity x price-tier match, tie-broken by popularity."""
-        affinity = self.category_affinity[rows][:, self._category_codes()]
+        affinity = self.category_affinity[rows][:, self.category_codes()]
         tier_gap = np.abs(self.preferred_tier[rows][:, None] - self.tiers[None, :])
         tier_match = 1.0 - 0.25 * tier_gap
         return affinity * tier_match * (0.5 + 0.5 * self.popularity[None, :]) + \
             0.05 * self.popularity[None, :]
 
-    def _category_codes(self) -> np.ndarray:
+    def category_codes(self) -> np.ndarray:
         """Each product's column in `category_affinity`; computed once (serving calls it per
         request), kept outside the dataclass fields."""
         codes = self.__dict__.get("_codes")
@@ -307,7 +297,7 @@ class HomepageModel:
     def _category_list(self) -> list[str]:
         return sorted(set(self.categories.tolist()))
 
-    def _apply_filters(self, scores: np.ndarray, rows: np.ndarray, exclude_interacted: bool,
+    def apply_filters(self, scores: np.ndarray, rows: np.ndarray, exclude_interacted: bool,
                        business_filters: bool) -> np.ndarray:
         """`scores` (changed in place) with filtered products at -inf."""
         known = rows >= 0
@@ -359,7 +349,7 @@ class HomepageModel:
             depth *= 4
 
     def _unit_item_factors(self) -> np.ndarray:
-        """Item factors scaled to unit length; computed once (see `_category_codes`)."""
+        """Item factors scaled to unit length; computed once (see `category_codes`)."""
         unit = self.__dict__.get("_unit_factors")
         if unit is None:
             unit = normalise_rows(self.item_factors)
@@ -525,7 +515,6 @@ def fit_homepage(data: ShopData, params: HomepageParams = HomepageParams(), stag
 def _inner_reranker(data: ShopData, params: HomepageParams) -> Reranker | None:
     """A re-ranker trained on the last 20% of `data` with a model fitted on the rest."""
     from tailor.models.data import NotEnoughData, make_split
-    from tailor.models.ranking_eval import homepage_targets
 
     try:
         inner = make_split(data, "time")

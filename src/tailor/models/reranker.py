@@ -104,7 +104,7 @@ def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndar
         collaborative = np.einsum("rf,rcf->rc", model.user_factors[known],
                                   model.item_factors[order])
         collaborative[rows < 0] = 0.0
-    codes = model._category_codes()
+    codes = model.category_codes()
     is_known = rows[:, None] >= 0
     per_row = np.nonzero(available)[0]
     columns = {
@@ -162,7 +162,7 @@ def _candidates(model: "HomepageModel", customers: pd.Series, candidates: int
     """(customer_id, product_id) of one batch of customers' candidates, and their features."""
     rows = model.customers.lookup(customers)
     scores, _ = model.score_matrix(rows, model.customer_tiers(rows))
-    scores = model._apply_filters(scores, rows, exclude_interacted=True, business_filters=False)
+    scores = model.apply_filters(scores, rows, exclude_interacted=True, business_filters=False)
     order, features = candidate_features(model, rows, scores, candidates)
     pairs = pd.DataFrame({"customer_id": np.repeat(customers.to_numpy(), order.shape[1]),
                           "product_id": model.products.ids[np.maximum(order, 0)].ravel()})

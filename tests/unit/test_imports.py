@@ -1,0 +1,102 @@
+"""The package's import graph: no cycles between Tailor's packages or between its modules.
+
+Reads the source files under src/tailor (their `import` statements, not the running
+interpreter), so a cycle is found even when a lazy import keeps it from failing today.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[2] / "src"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_nodes(tree: ast.Module) -> set[int]:
+    """Ids of the nodes under `if TYPE_CHECKING:` (imports for annotations only)."""
+    hidden: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            hidden.update(id(inner) for inner in ast.walk(node))
+    return hidden
+
+
+def _imports(tree: ast.Module, modules: set[str], top_level_only: bool) -> set[str]:
+    """Tailor modules a file imports; `from pkg import submodule` counts as the submodule."""
+    hidden = _type_checking_nodes(tree)
+    found: set[str] = set()
+    for node in tree.body if top_level_only else ast.walk(tree):
+        if id(node) in hidden:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("tailor"))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                and node.module.startswith("tailor"):
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} & modules
+            found.update(submodules or {node.module})
+    return found
+
+
+def import_graph(top_level_only: bool) -> dict[str, set[str]]:
+    """Each tailor module and the tailor modules it imports."""
+    paths = {_module_name(path): path for path in (SOURCE / "tailor").rglob("*.py")}
+    modules = set(paths)
+    return {name: _imports(ast.parse(path.read_text()), modules, top_level_only) & modules
+            for name, path in paths.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected set of two or more nodes (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_cycle_between_tailor_packages_counting_lazy_imports() -> None:
+    packages: dict[str, set[str]] = {}
+    for module, targets in import_graph(top_level_only=False).items():
+        packages.setdefault(_package(module), set()).update(
+            _package(target) for target in targets if _package(target) != _package(module))
+    assert cycles(packages) == []
+
+
+def test_no_cycle_between_modules_at_import_time() -> None:
+    assert cycles(import_graph(top_level_only=True)) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
