@@ -18,14 +18,14 @@ until the expected cost reaches the budget.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tailor.models.classifier import (
-    CalibratedClassifier, ClassifierParams, RoundReporter, fit_classifier, numeric_feature_names,
+    BoostingParams, CalibratedClassifier, RoundReporter, fit_classifier, numeric_feature_names,
 )
 from tailor.models.constants import DEFAULT_CHECKOUT_THRESHOLD
 from tailor.models.data import NotEnoughData, ShopData
@@ -42,7 +42,7 @@ MIN_CARTS = 20
 
 
 @dataclass(frozen=True)
-class CheckoutParams:
+class CheckoutParams(BoostingParams):
     """XGBoost hyper-parameters, the operating threshold and the incentive economics."""
 
     threshold: float = DEFAULT_CHECKOUT_THRESHOLD
@@ -52,15 +52,6 @@ class CheckoutParams:
     budget: float = 500.0
     uplift_prior: float = 0.10
     uplift_prior_strength: float = 200.0
-    max_depth: int = 4
-    learning_rate: float = 0.05
-    max_rounds: int = 400
-    min_child_weight: float = 2.0
-    subsample: float = 0.9
-    colsample_bytree: float = 0.9
-    reg_lambda: float = 1.0
-    seed: int = 7
-    threads: int = 0  # 0: decided by the data's size (see classifier)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "CheckoutParams":
@@ -68,11 +59,6 @@ class CheckoutParams:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def classifier(self) -> ClassifierParams:
-        names = {item.name for item in fields(ClassifierParams)}
-        return ClassifierParams(**{key: value for key, value in asdict(self).items()
-                                   if key in names})
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ the longest horizon the data allows and says so (`horizon_note`).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tailor.models.classifier import (
-    CalibratedClassifier, ClassifierParams, RoundReporter, fit_classifier, numeric_feature_names,
+    BoostingParams, CalibratedClassifier, RoundReporter, fit_classifier, numeric_feature_names,
 )
 from tailor.models.constants import DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CHURN_THRESHOLD
 from tailor.models.data import NotEnoughData, ShopData
@@ -35,7 +35,7 @@ TOP_FEATURES = 3
 
 
 @dataclass(frozen=True)
-class ChurnParams:
+class ChurnParams(BoostingParams):
     """Label definition, snapshot plan and XGBoost hyper-parameters (flat, for MLflow)."""
 
     horizon_days: float = DEFAULT_CHURN_HORIZON_DAYS
@@ -43,15 +43,7 @@ class ChurnParams:
     snapshots: int = 6
     snapshot_step_days: float = 7.0
     min_history_days: float = 14.0
-    max_depth: int = 2
-    learning_rate: float = 0.05
-    max_rounds: int = 400
-    min_child_weight: float = 2.0
-    subsample: float = 0.9
-    colsample_bytree: float = 0.9
-    reg_lambda: float = 1.0
-    seed: int = 7
-    threads: int = 0  # 0: decided by the data's size (see classifier)
+    max_depth: int = 2  # shallower than the classifier's default: few, strong signals
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ChurnParams":
@@ -59,12 +51,6 @@ class ChurnParams:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def classifier(self) -> ClassifierParams:
-        """The XGBoost part of these parameters."""
-        names = {field.name for field in fields(ClassifierParams)}
-        return ClassifierParams(**{key: value for key, value in asdict(self).items()
-                                   if key in names})
 
 
 @dataclass(frozen=True)

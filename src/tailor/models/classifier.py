@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,8 +29,12 @@ PARALLEL_ROWS = 100_000  # below this many rows, extra threads cost more than th
 
 
 @dataclass(frozen=True)
-class ClassifierParams:
-    """XGBoost hyper-parameters (tuned) and how the frame is cut for early stopping."""
+class BoostingParams:
+    """The XGBoost hyper-parameters every classifier model tunes, as flat fields (for MLflow).
+
+    A model's params class extends this one with its own fields (and may change a default);
+    `classifier()` is the part `fit_classifier` reads.
+    """
 
     max_depth: int = 4
     learning_rate: float = 0.05
@@ -39,10 +43,21 @@ class ClassifierParams:
     subsample: float = 0.9
     colsample_bytree: float = 0.9
     reg_lambda: float = 1.0
-    early_stopping_rounds: int = 30
-    calibration_share: float = 0.25
     seed: int = 7
     threads: int = 0  # 0: one thread below PARALLEL_ROWS rows, every core above
+
+    def classifier(self) -> "ClassifierParams":
+        """The boosting fields of these parameters, with the classifier's own defaults."""
+        return ClassifierParams(**{item.name: getattr(self, item.name)
+                                   for item in fields(BoostingParams)})
+
+
+@dataclass(frozen=True)
+class ClassifierParams(BoostingParams):
+    """XGBoost hyper-parameters (tuned) and how the frame is cut for early stopping."""
+
+    early_stopping_rounds: int = 30
+    calibration_share: float = 0.25
 
 
 @dataclass
