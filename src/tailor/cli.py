@@ -48,9 +48,9 @@ def _stderr_console():
 
 
 def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tailor.logs import setup_logging
+
+    setup_logging()
 
 
 @contextmanager

@@ -2,10 +2,11 @@
 
 Reads nothing but its settings; writes the simulated shop under `<home>/shop`, the
 event store, lake, warehouse, features (Feast repo and online store), reports, the
-MLflow store (runs, registered models), a demo secret key and the server's log
-(`<home>/server.log`) under `<home>`. Each step says where its output went. The last
-step starts the BentoML server, asks it for a known buyer, a new visitor and a cart,
-prints the answers with their reasons, and stops it. Later issues add experiments here.
+MLflow store (runs, registered models), a demo secret key, the server's log
+(`<home>/server.log`) and the demo's own log (`<home>/logs/demo.log`, the libraries' lines
+included) under `<home>`. Each step says where its output went. The last step starts the
+BentoML server, asks it for a known buyer, a new visitor and a cart, prints the answers with
+their reasons, and stops it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
     from tailor.simulate import ShopConfig, simulate_shop
     from tailor.warehouse import query_warehouse, refresh_warehouse
 
+    from tailor.logs import setup_logging
+
+    log_file = settings.home_path / "logs" / "demo.log"
+    setup_logging(tailor_level=logging.WARNING, log_file=log_file)  # the steps say the rest
     console = Console(stderr=True)
     shop_dir = settings.home_path / "shop"
     state: dict[str, object] = {}
@@ -108,6 +113,7 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
     _print_summary(console, results, state)
     _print_model_metrics(console, state)
     _print_answers(console, state)
+    console.print(f"every step's log, the libraries' lines included: {log_file}", highlight=False)
     return all(bool(state.get(flag)) for flag in ("gate_passed", "trained", "served"))
 
 
