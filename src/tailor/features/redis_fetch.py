@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-from feast.infra.online_stores.helpers import _mmh3, _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.protos.feast.types.Value_pb2 import ValueType as ProtoValueType
@@ -24,6 +23,7 @@ from feast.type_map import NULL_TIMESTAMP_INT_VALUE, feast_value_type_to_python_
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tailor.features import specs as catalogue
+from tailor.features.feast_internals import feature_hash, redis_key
 from tailor.features.online import VIEW_SECONDS
 from tailor.features.request_time import customer_recency_features, request_context_features
 
@@ -81,7 +81,7 @@ def decode_value(raw: bytes, value_type: Any, proto: Value | None = None) -> Any
 def _view_fields(store: Any, view_name: str, feature_names: Sequence[str]) -> list[HashField]:
     view = store.get_feature_view(view_name)
     types = {field.name: field.dtype.to_value_type() for field in view.features}
-    return [HashField(view_name, name, _mmh3(f"{view_name}:{name}"), types[name])
+    return [HashField(view_name, name, feature_hash(f"{view_name}:{name}"), types[name])
             for name in feature_names]
 
 
@@ -144,7 +144,7 @@ class RedisFeatureFetcher:
         """The Redis key of one entity, computed by Feast's own function."""
         entity_key = EntityKey(join_keys=[self.join_key],
                                entity_values=[Value(string_val=entity_id)])
-        return _redis_key(self.project, entity_key, self.key_version)
+        return redis_key(self.project, entity_key, self.key_version)
 
     def _key_parts(self) -> tuple[bytes, bytes]:
         """The constant head (the join key's part) and tail (the project) of every key.

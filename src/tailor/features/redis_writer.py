@@ -27,13 +27,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tailor.features.feast_internals import feature_hash
 from tailor.warehouse.duckdb_warehouse import sql_literal
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _hash_rows(group: SourceGroup, table: pa.Table) -> Iterator[dict[bytes, byte
     stamps = timestamp_bytes(table.column(group.timestamp_field))
     for view in group.views:
         for feature in view.features:
-            fields.append(_mmh3(f"{view.name}:{feature.name}"))
+            fields.append(feature_hash(f"{view.name}:{feature.name}"))
             encoded.append(encode_column(table.column(feature.name).combine_chunks(),
                                          feature.dtype.to_value_type()))
         fields.append(f"_ts:{view.name}".encode())

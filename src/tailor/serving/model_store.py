@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tailor.config import Settings
+from tailor.serving.bentoml_internals import (
+    configured_model_store, model_store_at, store_path,
+)
 
 STORE_FOLDER = "bentoml"  # <home>/bentoml is a BENTOML_HOME; its models/ is the store
 MLFLOW_MODULE = "bentoml.mlflow"  # what bentoml.mlflow.load_model checks
@@ -74,10 +77,8 @@ class TailorModelStore:
         self.path = bentoml_home(settings) / "models"
 
     def _store(self) -> Any:
-        from bentoml._internal.models.model import ModelStore
-
         self.path.mkdir(parents=True, exist_ok=True)
-        return ModelStore(self.path)
+        return model_store_at(self.path)
 
     @contextmanager
     def _import_lock(self) -> Iterator[None]:
@@ -142,9 +143,8 @@ class TailorModelStore:
     def load(self, stored: StoredVersion) -> Any:
         """The fitted Tailor object of a stored version (the pyfunc model unwrapped)."""
         import bentoml
-        from bentoml._internal.models.model import ModelStore
 
-        model = ModelStore(stored.store).get(stored.tag)
+        model = model_store_at(stored.store).get(stored.tag)
         return bentoml.mlflow.load_model(model).unwrap_python_model().model
 
     def newest(self, registered_name: str, reference: str) -> StoredVersion | None:
@@ -158,11 +158,9 @@ class TailorModelStore:
         return None
 
     def _stores(self) -> list[Any]:
-        from bentoml._internal.configuration.containers import BentoMLContainer
-
         stores = [self._store()]
-        configured = BentoMLContainer.model_store.get()
-        if Path(configured._path).resolve() != self.path.resolve():
+        configured = configured_model_store()
+        if store_path(configured).resolve() != self.path.resolve():
             stores.append(configured)
         return stores
 

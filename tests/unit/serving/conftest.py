@@ -108,17 +108,18 @@ def pipeline(served_home: ServedHome, pipeline_factory):
 def configured_bentoml_store():
     """Points BentoML's configured model store (a served Bento's, else $BENTOML_HOME's) at
     a folder for the test: `configured_bentoml_store(path)`; put back afterwards."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models.model import ModelStore
+    from tailor.serving.bentoml_internals import (
+        configured_model_store, model_store_at, set_configured_model_store,
+    )
 
-    before = BentoMLContainer.model_store.get()
+    before = configured_model_store()
 
     def point(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        BentoMLContainer.model_store.set(ModelStore(path))
+        set_configured_model_store(model_store_at(path))
 
     yield point
-    BentoMLContainer.model_store.set(before)
+    set_configured_model_store(before)
 
 
 @pytest.fixture

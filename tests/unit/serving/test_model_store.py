@@ -9,9 +9,9 @@ from pathlib import Path
 import bentoml
 import mlflow.pyfunc
 import numpy as np
-from bentoml._internal.models.model import ModelStore
 from mlflow.tracking import MlflowClient
 
+from tailor.serving.bentoml_internals import model_store_at
 from tailor.serving.checkout import CheckoutScorer
 from tailor.serving.model_store import bentoml_home
 from tailor.serving.registry import ModelSlot
@@ -40,7 +40,7 @@ def test_a_loaded_version_is_imported_once_with_its_labels(served_home, tmp_path
     slot = ModelSlot(settings, "checkout", "champion", prepare=CheckoutScorer)
     assert slot.refresh()
 
-    store = ModelStore(tmp_path / "home" / "bentoml" / "models")
+    store = model_store_at(tmp_path / "home" / "bentoml" / "models")
     stored = store.get(tag)
     uri = settings.tracking_uri
     run_id = MlflowClient(uri, uri).get_model_version("tailor-checkout", version).run_id
