@@ -23,19 +23,23 @@ def tailor(*args: str, home: Path, expect: int = 0) -> dict:
 
 
 @pytest.fixture(scope="module")
-def faulty_shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+def faulty_shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, dict]:
+    """A simulated shop with 1% injected faults, ingested: (home, shop, injected, report).
+
+    The ingest happens here, not in a test, so that every test can run alone."""
     root = tmp_path_factory.mktemp("foundation")
     home, shop = root / "home", root / "shop"
     tailor("simulate", "--customers", "300", "--products", "80", "--days", "21", "--seed", "11",
            "--faults", "0.01", "--out", str(shop), home=home)
     injected = json.loads((shop / "ground_truth" / "faults.json").read_text())
-    return home, shop, injected
-
-
-def test_ingest_reports_each_injected_fault_exactly(faulty_shop: tuple[Path, Path, dict]) -> None:
-    home, shop, injected = faulty_shop
     report = tailor("ingest", str(shop / "events.parquet"), "--products", str(shop / "products.csv"),
                     "--customers", str(shop / "customers.csv"), home=home)
+    return home, shop, injected, report
+
+
+def test_ingest_reports_each_injected_fault_exactly(faulty_shop: tuple[Path, Path, dict, dict]
+                                                    ) -> None:
+    _, shop, injected, report = faulty_shop
     expected_rejected = {reason: count for reason, count in injected.items()
                          if reason != "duplicate_event_id" and count}
     assert report["rejected"] == expected_rejected
@@ -44,8 +48,8 @@ def test_ingest_reports_each_injected_fault_exactly(faulty_shop: tuple[Path, Pat
     assert report["accepted"] == rows - sum(expected_rejected.values()) - injected["duplicate_event_id"]
 
 
-def test_every_good_row_is_stored_once(faulty_shop: tuple[Path, Path, dict]) -> None:
-    home, shop, _ = faulty_shop
+def test_every_good_row_is_stored_once(faulty_shop: tuple[Path, Path, dict, dict]) -> None:
+    home, shop, _, _ = faulty_shop
     events = pd.read_parquet(shop / "events.parquet")
     result = tailor("warehouse", home=home)  # nothing exported yet: the store is the truth
     assert result["tables"]["events"] == 0
@@ -60,8 +64,9 @@ def test_every_good_row_is_stored_once(faulty_shop: tuple[Path, Path, dict]) -> 
     assert stored_ids == set(good["event_id"])
 
 
-def test_validate_fails_with_the_exact_counts_and_writes_reports(faulty_shop: tuple[Path, Path, dict]) -> None:
-    home, _, injected = faulty_shop
+def test_validate_fails_with_the_exact_counts_and_writes_reports(
+        faulty_shop: tuple[Path, Path, dict, dict]) -> None:
+    home, _, injected, _ = faulty_shop
     report = tailor("validate", home=home, expect=1)
     assert report["passed"] is False
     rules = {rule["name"]: rule for rule in report["rules"]}
