@@ -43,7 +43,10 @@ def test_churn_auc_reaches_0_8_with_precision_and_recall_at_0_7(results) -> None
     result = results["churn"]
     assert result.metrics["roc_auc"] >= 0.80
     assert result.metrics["threshold"] == 0.7
-    assert 0.0 < result.metrics["precision"] <= 1.0 and 0.0 < result.metrics["recall"] <= 1.0
+    # At the 0.7 operating threshold the flagged customers churn more often than customers at
+    # large (the base rate), and the rule catches some of them: a list worth e-mailing.
+    assert result.metrics["precision"] > result.metrics["positive_rate"]
+    assert result.metrics["recall"] > 0.0
     assert result.metrics["roc_auc"] > result.baselines["recency"]["roc_auc"]
     assert any("churn horizon" in note for note in result.notes)    # 36 days of data, not 90
 

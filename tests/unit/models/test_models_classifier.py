@@ -56,8 +56,10 @@ def test_feature_names_are_numbers_and_booleans_only() -> None:
 
 def test_missing_feature_columns_are_treated_as_missing_values() -> None:
     model = fit_classifier(_frame(), ["signal", "noise"], "label", "moment")
-    probability = model.predict_proba(pd.DataFrame({"signal": [3.0]}))
-    assert 0.0 < probability[0] <= 1.0
+    absent = model.predict_proba(pd.DataFrame({"signal": [3.0, -3.0]}))
+    missing = model.predict_proba(pd.DataFrame({"signal": [3.0, -3.0], "noise": [np.nan] * 2}))
+    np.testing.assert_allclose(absent, missing)
+    assert absent[0] > absent[1]  # the signal still decides
 
 
 def test_rule_baseline_is_monotone_in_its_feature() -> None:
