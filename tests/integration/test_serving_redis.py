@@ -1,11 +1,11 @@
 """The serving pipeline on the real Redis online store (TAILOR_TEST_REDIS_URL): personalised
-answers through the direct-HMGET fast path, the live session pushed to Redis steering the
-homepage, and the per-request cost with Redis in the loop. The run uses its own Feast
-project (the suffix of every Redis key it writes) and deletes its keys afterwards."""
+answers through the direct-HMGET fast path and the live session pushed to Redis steering the
+homepage (the per-request cost with Redis in the loop is measured by bench/bench_serving.py).
+The run uses its own Feast project (the suffix of every Redis key it writes) and deletes its
+keys afterwards."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -111,26 +111,3 @@ def test_a_session_pushed_to_redis_steers_the_homepage(served) -> None:
                if model.categories[model.products.positions[item.product_id]] == target]
     assert browsed == [3, 6, 9]
     assert steered.items[3].reason == f"because you are browsing {target}"
-
-
-def test_per_request_cost_with_redis_in_the_loop(served) -> None:
-    from tailor.serving.schemas import HomepageRequest
-
-    _, _, pipeline = served
-    customer = _customers(pipeline, 2)[1]
-    request = HomepageRequest(customer_id=customer, k=K)
-    reader = pipeline.features["homepage"]
-
-    def p50(call, repeats: int = 300) -> float:
-        call()
-        samples = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            call()
-            samples.append((time.perf_counter() - started) * 1000)
-        return float(np.percentile(samples, 50))
-
-    read, total = p50(lambda: reader.read(customer)), p50(lambda: pipeline.homepage(request))
-    print(f"\nRedis fast path: feature read p50 {read:.2f} ms, pipeline.homepage p50 "
-          f"{total:.2f} ms")
-    assert total < 5.0
