@@ -35,8 +35,8 @@ from tailor.models.evaluate import BacktestResult, backtest
 from tailor.training.plots import log_plots
 from tailor.training.privacy import excluded_customer_ids
 from tailor.training.registry import (
-    CHAMPION, Promotion, alias_version, apply_aliases, decide_promotion, experiment_id,
-    log_model, logged_params, use_tracking,
+    CHAMPION, Promotion, alias_version, experiment_id, log_model, logged_params, promote,
+    use_tracking,
 )
 from tailor.training.specs import ModelSpec, get_spec
 from tailor.training.tuning import (
@@ -126,15 +126,16 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
             tuning, holdout = _choose_reranker(data, tuning, holdout, split, k)
         _log_holdout(tuning, holdout)
         mlflow.set_tag("feature_version", feature_version(model, data, holdout))
-        champion, champion_version = _champion_on_holdout(spec, data, settings, holdout,
-                                                          tuning.best_params, split, k)
+        measured = _champion_on_holdout(spec, data, settings, holdout, tuning.best_params,
+                                        split, k)
         final = spec.fit_final(data, tuning.best_params, holdout)
         version = log_model(final, spec.registered_name)
-        promoted, reason = decide_promotion(holdout, champion, champion_version)
-        promotion = apply_aliases(MlflowClient(), spec.registered_name, version, promoted, reason,
-                                  champion_version)
+        promotion = promote(settings, MlflowClient(), spec.registered_name, version, holdout,
+                            measured, lambda: _champion_on_holdout(
+                                spec, data, settings, holdout, tuning.best_params, split, k))
         mlflow.set_tags({"promotion": promotion.reason, "registered_version": version})
-        return _result(model, run.info.run_id, promotion, holdout, champion, tuning, started)
+        return _result(model, run.info.run_id, promotion, holdout, promotion.champion, tuning,
+                       started)
 
 
 def _tag_run(spec: ModelSpec, data: ShopData, settings: Settings, gate_forced: bool,
