@@ -51,6 +51,26 @@ def test_missing_events_file_exits_2(tailor_home: Path) -> None:
     assert "nope.csv" in result.output
 
 
+def test_a_connection_ended_by_the_server_exits_3_with_one_line(
+        tailor_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg's AdminShutdown (a backend terminated during COMMIT) is a failed service, not
+    a failed gate with a traceback."""
+    import psycopg
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        raise psycopg.errors.AdminShutdown("terminating connection due to administrator command\n"
+                                           "server closed the connection unexpectedly")
+
+    monkeypatch.setattr("tailor.events.ingest.ingest_files", terminated)
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,customer_id,event_type,timestamp\n")
+    result = CliRunner().invoke(app, ["ingest", str(events)])
+    assert result.exit_code == 3
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if "AdminShutdown" in line]
+    assert len(lines) == 1 and "server closed the connection" in lines[0]
+
+
 def test_unreachable_postgres_exits_3_with_one_line(tailor_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAILOR_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
     result = CliRunner().invoke(app, ["validate"])
