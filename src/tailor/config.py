@@ -69,7 +69,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Times a write to the event store is tried again after its connection dropped "
             "(a server restart or failover); rows are still stored once. 0 = give up at once."),
     Setting("ingest", "retry_backoff_seconds", float, 1.0,
-            "Wait before the first retry of a dropped store connection; each further wait doubles."),
+            "Seconds before the first retry of a dropped store connection; each wait doubles."),
     Setting("lake", "export_chunk_rows", int, 1_000_000,
             "Events per lake file written by one export step."),
     Setting("quality", "max_reject_rate", float, 0.001,

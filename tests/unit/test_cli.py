@@ -1,5 +1,5 @@
-"""The CLI contract: fast start (no heavy imports), --home everywhere, exit code 2 on bad input, 3 on a
-failed service."""
+"""The CLI contract: fast start (no heavy imports), --home everywhere, exit code 2 on bad
+input, 3 on a failed service."""
 
 import json
 import subprocess

@@ -397,7 +397,8 @@ class PostgresEventStore(SqlEventReads):
         ingest run."""
         values = (run.batch_id, run.source, _py_time(run.started_at), _py_time(run.finished_at),
                   int(run.received), int(run.accepted), int(run.duplicates),
-                  json.dumps(dict(run.rejected), sort_keys=True), run.status, run.abort_reason)
+                  json.dumps(dict(run.rejected), sort_keys=True), run.status,
+                  run.abort_reason)
         self._transaction([(_upsert_sql("ingest_runs", INGEST_RUN_COLUMNS, "batch_id"), values)])
 
     # -- catalogue and customers ----------------------------------------------------------------

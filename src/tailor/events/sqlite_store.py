@@ -309,7 +309,8 @@ class SqliteEventStore(SqlEventReads):
         ingest run."""
         values = (run.batch_id, run.source, timestamp_micros(run.started_at),
                   timestamp_micros(run.finished_at), int(run.received), int(run.accepted),
-                  int(run.duplicates), json.dumps(dict(run.rejected), sort_keys=True), run.status, run.abort_reason)
+                  int(run.duplicates), json.dumps(dict(run.rejected), sort_keys=True),
+                  run.status, run.abort_reason)
         self._write(_upsert_sql("ingest_runs", INGEST_RUN_COLUMNS, "batch_id"), [values])
 
     # -- catalogue and customers ----------------------------------------------------------------

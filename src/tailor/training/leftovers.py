@@ -6,8 +6,9 @@ Reads the model's experiment (runs still `RUNNING`, with the `tailor.pid`, `tail
     `set_terminated(run, "KILLED")` and a `tailor.cleanup` tag saying why, and the same
     for their trial runs still `RUNNING`;
   * versions made by `tailor train` with neither a promotion decision nor an alias whose
-    run no longer runs (a kill between "Created version" and the decision): `tailor.status = orphaned` and a
-    `promotion` tag "not promoted: orphaned ...", so nobody mistakes them for candidates.
+    run no longer runs (a kill between "Created version" and the decision):
+    `tailor.status = orphaned` and a `promotion` tag "not promoted: orphaned ...", so nobody
+    mistakes them for candidates.
 Runs of other hosts are left alone (their processes cannot be checked from here), as are
 runs without the pid tags (older versions, or runs not started by `tailor train`).
 """

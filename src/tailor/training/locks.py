@@ -115,7 +115,8 @@ def _advisory_lock(url: str, registered_name: str, timeout: float) -> Iterator[N
             connection.execute("SELECT pg_advisory_unlock(%s, %s)", (0x7A11, key - 2**31))
 
 
-def _wait_for(attempt: Callable[[], bool], registered_name: str, timeout: float, where: str) -> None:
+def _wait_for(attempt: Callable[[], bool], registered_name: str, timeout: float,
+              where: str) -> None:
     """Call `attempt()` until it returns True; log once when another run holds the lock."""
     deadline = time.monotonic() + timeout
     waited = False
