@@ -1,8 +1,8 @@
 """Two training runs of one model deciding their promotion at the same time (issue 22, item 5).
 
-On a real MLflow SQLite registry, two threads with their own clients each read "no champion
-yet" (a barrier makes sure both have read it before either decides), then decide through
-`promote`, as `tailor train` does. Exactly one version ends champion, the other run's
+On a real MLflow SQLite registry, two threads (and then two processes) with their own
+clients each read "no champion yet" (a barrier makes sure both have read it before either
+decides), then decide through `promote`, as `tailor train` does. Exactly one version ends champion, the other run's
 decision is made against it, and every version's `promotion` tag agrees with the aliases.
 Without the promotion lock and the second look at the champion, both promoted.
 """
@@ -140,4 +140,76 @@ def test_the_lock_is_exclusive_and_gives_up_after_the_setting(settings: Settings
             with promotion_lock(short, NAME):
                 pass
     with promotion_lock(short, NAME):  # released on exit
+        pass
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from mlflow.tracking import MlflowClient
+from tailor.config import load_settings
+from test_promotion_concurrency import NAME, measure, holdout
+from tailor.training.registry import promote, use_tracking
+
+home, version, score, other, folder = sys.argv[1:6]
+scores = {version: float(score), other: float(score)}
+settings = load_settings(home=home, env={})
+use_tracking(settings)
+client = MlflowClient(settings.tracking_uri)
+measured = measure(client, scores)
+Path(folder, version).touch()  # this process has read the champion
+while not Path(folder, other).exists():  # wait until the other one has too
+    time.sleep(0.01)
+promotion = promote(settings, client, NAME, version, holdout(scores[version]), measured,
+                    lambda: measure(client, scores))
+print(promotion.reason)
+"""
+
+
+def test_two_processes_promote_one_and_compare_the_other_with_it(settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    """The same race between two processes, each with its own registry client."""
+    import os
+    import subprocess
+    import sys
+
+    first, second = register_versions(settings, 2)
+    folder = tmp_path / "barrier"
+    folder.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(settings.home_path), version,
+                                "0.2", other, str(folder)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+              for version, other in ((first, second), (second, first))]
+    reasons = {}
+    for version, racer in zip((first, second), racers):
+        out, err = racer.communicate(timeout=300)
+        assert racer.returncode == 0, err[-2000:]
+        reasons[version] = out.strip().splitlines()[-1]
+    client = MlflowClient(settings.tracking_uri)
+    champion = str(client.get_model_version_by_alias(NAME, CHAMPION).version)
+    other = second if champion == first else first
+    assert reasons[champion].startswith("promoted: no champion yet")
+    assert reasons[other].startswith(f"not promoted: precision@10 0.2000 does not beat "
+                                     f"champion v{champion}")
+    for version in (first, second):
+        assert client.get_model_version(NAME, version).tags["promotion"] == reasons[version]
+
+
+@pytest.mark.postgres
+def test_a_postgresql_registry_is_locked_in_its_own_database(settings: Settings,
+                                                             postgres_server_url: str) -> None:
+    registry = settings.replace(models_promotion_lock_seconds=0.2,
+                                mlflow_tracking_uri=postgres_server_url.replace(
+                                    "postgresql://", "postgresql+psycopg://", 1))
+    assert lock_file(registry, NAME) is None  # an advisory lock, no file
+    with promotion_lock(registry, NAME):
+        with pytest.raises(PromotionLockTimeout):
+            with promotion_lock(registry, NAME):
+                pass
+        with promotion_lock(registry, "tailor-churn"):  # another model is not held up
+            pass
+    with promotion_lock(registry, NAME):
         pass
