@@ -85,8 +85,13 @@ def test_the_next_train_marks_a_killed_run_and_its_orphan_version(home: Settings
         client.create_registered_model(NAME)  # the killed run got no further than this
     orphan = str(client.create_model_version(NAME, str(source), run_id=killed_run).version)
     by_hand = str(client.create_model_version(NAME, str(source)).version)  # no run: not ours
-    # A training of this model still running in a live process (this test's own).
+    # A training of this model still running in a live process (this test's own), with a
+    # trial; and a trial left RUNNING under a training run that ended (a killed worker's).
     alive = client.create_run(experiment, tags=process_tags()).info.run_id
+    alive_trial = client.create_run(experiment, tags={MLFLOW_PARENT_RUN_ID: alive}).info.run_id
+    ended = client.create_run(experiment, tags=process_tags()).info.run_id
+    client.set_terminated(ended, "FINISHED")
+    stray_trial = client.create_run(experiment, tags={MLFLOW_PARENT_RUN_ID: ended}).info.run_id
 
     result = train_models(settings, "homepage", trials=1, force=True)[0]
 
@@ -95,6 +100,9 @@ def test_the_next_train_marks_a_killed_run_and_its_orphan_version(home: Settings
     assert f"process {training.pid}" in killed.data.tags[CLEANUP_TAG]
     assert client.get_run(trial).info.status == "KILLED"
     assert client.get_run(alive).info.status == "RUNNING"
+    assert client.get_run(alive_trial).info.status == "RUNNING"
+    assert client.get_run(stray_trial).info.status == "KILLED"
+    assert "FINISHED" in client.get_run(stray_trial).data.tags[CLEANUP_TAG]
     orphan_tags = client.get_model_version(NAME, orphan).tags
     assert orphan_tags[STATUS_TAG] == ORPHANED
     assert orphan_tags["promotion"].startswith("not promoted: orphaned")
@@ -107,4 +115,5 @@ def test_the_next_train_marks_a_killed_run_and_its_orphan_version(home: Settings
     champion = alias_version(client, NAME, CHAMPION)
     assert champion is None or str(champion.version) == result.version
     assert client.get_run(result.run_id).data.tags[PID_TAG] == str(os.getpid())
+    client.set_terminated(alive_trial, "FINISHED")
     client.set_terminated(alive, "FINISHED")

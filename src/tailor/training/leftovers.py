@@ -4,7 +4,7 @@ Reads the model's experiment (runs still `RUNNING`, with the `tailor.pid`, `tail
 `tailor.pid_started` tags every training run carries) and its registered versions. Writes:
   * runs whose process is gone (same host, the pid not alive or alive since another time):
     `set_terminated(run, "KILLED")` and a `tailor.cleanup` tag saying why, and the same
-    for their trial runs still `RUNNING`;
+    for their trial runs still `RUNNING` (and for trials whose training run has ended);
   * versions made by `tailor train` with neither a promotion decision nor an alias whose
     run no longer runs (a kill between "Created version" and the decision):
     `tailor.status = orphaned` and a `promotion` tag "not promoted: orphaned ...", so nobody
@@ -94,7 +94,8 @@ def _running_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
 
 
 def kill_dead_runs(client: MlflowClient, experiment_id: str) -> list[str]:
-    """Mark the RUNNING runs whose process is gone (and their RUNNING trials) as KILLED.
+    """Mark the RUNNING runs whose process is gone as KILLED, and the RUNNING trials of
+    training runs that are gone or ended (a killed Optuna worker's trial outlives nobody).
 
     Returns:
         The ids of the training runs marked (trials not listed).
@@ -109,11 +110,31 @@ def kill_dead_runs(client: MlflowClient, experiment_id: str) -> list[str]:
         client.set_tag(run.info.run_id, CLEANUP_TAG, reason)
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("run %s was left RUNNING: %s", run.info.run_id, reason)
+    running_ids = {run.info.run_id for run in running}
     for run in running:
-        if run.data.tags.get(MLFLOW_PARENT_RUN_ID) in dead_ids and run.info.run_id not in dead_ids:
-            client.set_tag(run.info.run_id, CLEANUP_TAG, "KILLED with its parent run")
+        reason = _orphan_trial(client, run, dead_ids, running_ids)
+        if reason:
+            client.set_tag(run.info.run_id, CLEANUP_TAG, reason)
             client.set_terminated(run.info.run_id, "KILLED")
     return sorted(dead_ids)
+
+
+def _orphan_trial(client: MlflowClient, run: Run, dead_ids: set[str],
+                  running_ids: set[str]) -> str:
+    """Why a RUNNING trial run (a child without the pid tags) cannot be running any more,
+    or "" when it may be."""
+    parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
+    if not parent or PID_TAG in run.data.tags or run.info.run_id in dead_ids:
+        return ""
+    if parent in dead_ids:
+        return "KILLED with its training run, whose process is gone"
+    if parent in running_ids:
+        return ""
+    try:
+        status = client.get_run(parent).info.status
+    except MlflowException:
+        return ""
+    return "" if status == "RUNNING" else f"KILLED: its training run had ended ({status})"
 
 
 def _training_run(client: MlflowClient, run_id: str | None) -> Run | None:
