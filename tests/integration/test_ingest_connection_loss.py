@@ -138,6 +138,7 @@ def test_a_backend_terminated_mid_copy_is_retried_and_the_import_is_exact(
                           progress=False).to_dict()
     assert terminator.terminated == 2  # two real terminations, both survived
     assert counts(report) == counts(expected)
+    assert any("connection dropped 2 time(s)" in warning for warning in report["warnings"])
     store = open_event_store(import_url)
     try:
         assert store.count_events() == expected["accepted"]

@@ -28,7 +28,7 @@ import pickle
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -797,7 +797,8 @@ def ingest_files(settings: Any, events_path: Path | str, *, products_path: Path 
     store = open_event_store(settings.event_store_url)
     report = IngestReport(batch_id=f"import-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                           store=redact_url(settings.event_store_url))
-    policy = RetryPolicy.from_settings(settings)
+    dropped: list[str] = []
+    policy = replace(RetryPolicy.from_settings(settings), on_retry=dropped.append)
     try:
         if "products" in plan:
             load_products(store, plan["products"], settings.ingest_chunk_rows, report, policy)
@@ -808,6 +809,9 @@ def ingest_files(settings: Any, events_path: Path | str, *, products_path: Path 
     finally:
         report.seconds = time.perf_counter() - started
         store.close()
+    if dropped:
+        _warn(report, f"the event store connection dropped {len(dropped)} time(s) (first: "
+                      f"{dropped[0]}); each write was tried again and its rows stored once")
     log.info("ingest %s: accepted %d, duplicates %d, rejected %s", report.batch_id,
              report.accepted, report.duplicates, report.rejected or "none")
     return report

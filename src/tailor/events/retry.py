@@ -34,10 +34,12 @@ class RetryPolicy:
     Attributes:
         retries: attempts after the first (0 = give up at once).
         backoff_seconds: wait before the first retry; each further wait doubles.
+        on_retry: told the error (one line) before each retry, e.g. to report them.
     """
 
     retries: int = 0
     backoff_seconds: float = 0.0
+    on_retry: Callable[[str], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> "RetryPolicy":
@@ -80,6 +82,8 @@ def with_retries(operation: Callable[[int], Result], what: str, policy: RetryPol
                     f"{what}: {type(error).__name__}: {one_line(error)}") from error
             attempt += 1
             delay = policy.wait(attempt)
+            if policy.on_retry is not None:
+                policy.on_retry(f"{type(error).__name__}: {one_line(error)}")
             log.warning("%s: the event store connection failed (%s: %s); retry %d of %d in "
                         "%.1f s", what, type(error).__name__, one_line(error), attempt,
                         policy.retries, delay)
