@@ -2,7 +2,9 @@
 
 Every command takes `--home` (or `TAILOR_HOME`); commands that report take `--json`
 and then print exactly one JSON object on stdout (progress and prose go to stderr).
-Exit codes: 0 success, 1 a gate failed, 2 bad usage or input.
+Exit codes: 0 success, 1 a gate failed, 2 bad usage or input, 3 a service failed (a
+database, Redis or the registry unreachable or dropping the connection: one line on stderr,
+no traceback; running the command again once the service is back is safe).
 
 Heavy libraries (pandas, pyarrow, duckdb, mlflow, ...) are imported inside the
 commands so that `tailor --help` stays fast.
@@ -37,6 +39,7 @@ JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object on stdou
 
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_SERVICE_FAILED = 3
 
 log = logging.getLogger("tailor")
 
@@ -55,7 +58,7 @@ def _setup_logging() -> None:
 
 @contextmanager
 def _job(home: Optional[Path]) -> Iterator[Settings]:
-    """Load settings and turn known input errors into a clear message and exit code 2."""
+    """Load settings; known input errors exit 2 and failed services 3, each with one line."""
     _setup_logging()
     from tailor.events.schema import ContractError
 
@@ -65,23 +68,30 @@ def _job(home: Optional[Path]) -> Iterator[Settings]:
         _stderr_console().print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as error:
-        if not _is_unavailable_service(error):
+        if type(error).__name__ == "ExportInProgress":  # another export holds the lock
+            _stderr_console().print(f"[bold red]error:[/] {type(error).__name__}: {error}",
+                                    highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        if not _is_failed_service(error):
             raise
-        _stderr_console().print(f"[bold red]error:[/] {type(error).__name__}: {error}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        message = " ".join(str(error).split())  # drivers put server detail on more lines
+        _stderr_console().print(f"[bold red]service failed:[/] {type(error).__name__}: "
+                                f"{message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_SERVICE_FAILED) from None
 
 
-def _is_unavailable_service(error: Exception) -> bool:
-    """A store that cannot be reached or is busy: a clear message, not a traceback."""
-    from tailor.events.lake import ExportInProgress
-
-    if isinstance(error, (ExportInProgress, ConnectionError)):
+def _is_failed_service(error: Exception) -> bool:
+    """A store or server that cannot be reached or dropped the connection (PostgreSQL,
+    Redis, the MLflow registry's lock): a one-line message and exit 3, not a traceback."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
         return True
-    name, module = type(error).__name__, type(error).__module__
-    if module.startswith("psycopg"):
-        return name == "OperationalError"
-    if module.startswith("redis"):
-        return name in {"ConnectionError", "TimeoutError"}
+    for kind in type(error).__mro__:
+        module = kind.__module__
+        if module.startswith("psycopg") and kind.__name__ in {"OperationalError",
+                                                              "InterfaceError"}:
+            return True
+        if module.startswith("redis") and kind.__name__ in {"ConnectionError", "TimeoutError"}:
+            return True
     return False
 
 

@@ -65,6 +65,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Rows read, validated and written per chunk; bounds ingest memory."),
     Setting("ingest", "max_future_seconds", int, 300,
             "Timestamps further than this ahead of the receive time are rejected as future_timestamp."),
+    Setting("ingest", "retries", int, 3,
+            "Times a write to the event store is tried again after its connection dropped "
+            "(a server restart or failover); rows are still stored once. 0 = give up at once."),
+    Setting("ingest", "retry_backoff_seconds", float, 1.0,
+            "Seconds before the first retry of a dropped store connection; each wait doubles."),
     Setting("lake", "export_chunk_rows", int, 1_000_000,
             "Events per lake file written by one export step."),
     Setting("quality", "max_reject_rate", float, 0.001,
@@ -140,6 +145,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("models", "optuna_storage", str, "",
             "Optuna study storage, e.g. postgresql://... for workers on several machines; "
             "empty keeps each study in memory."),
+    Setting("models", "promotion_lock_seconds", float, 1800.0,
+            "Longest a training run waits for another run of the same model to finish its "
+            "promotion decision (they are taken one at a time); past it training fails."),
     Setting("alerts", "webhook_url", str, "",
             "POST a JSON alert here when the quality gate fails (Slack-compatible 'text' field)."),
     Setting("alerts", "email_to", str, "",
@@ -258,7 +266,8 @@ def _validate(values: dict[str, Any]) -> None:
                  "models_checkout_margin_rate"):
         if not 0.0 <= values[name] <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {values[name]!r}")
-    for name in ("models_collaborative_after_purchases", "models_optuna_jobs"):
+    for name in ("models_collaborative_after_purchases", "models_optuna_jobs",
+                 "ingest_retries", "ingest_retry_backoff_seconds"):
         if values[name] < 0:
             raise ConfigError(f"{name} must be 0 or more, got {values[name]!r}")
     for name in ("serving_workers", "serving_timeout_ms", "serving_max_request_bytes",
@@ -285,7 +294,8 @@ def _validate(values: dict[str, Any]) -> None:
     if not 0.0 <= values["serving_session_share"] <= 1.0:
         raise ConfigError("serving_session_share must be between 0 and 1, "
                           f"got {values['serving_session_share']!r}")
-    for name in ("models_category_cap", "models_churn_horizon_days"):
+    for name in ("models_category_cap", "models_churn_horizon_days",
+                 "models_promotion_lock_seconds"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive, got {values[name]!r}")
     for name in ("quality_max_reject_rate", "quality_max_duplicate_rate"):

@@ -189,6 +189,37 @@ def test_ingest_runs_are_recorded_oldest_first(store: EventStore) -> None:
     assert len(runs) == 2 and runs["accepted"].tolist() == [7, 5]
 
 
+def test_an_aborted_run_keeps_its_status_and_reason(store: EventStore) -> None:
+    store.record_ingest(IngestRun("b1", "a.csv", NOW, NOW, received=4, accepted=4))
+    store.record_ingest(IngestRun("b2", "b.csv", NOW, NOW + pd.Timedelta(seconds=1), received=2,
+                                  accepted=2, status="aborted",
+                                  abort_reason="StoreUnavailable: connection dropped"))
+    runs = store.ingest_runs()
+    assert runs[["status", "abort_reason"]].values.tolist() == [
+        ["finished", ""], ["aborted", "StoreUnavailable: connection dropped"]]
+
+
+def test_a_sqlite_store_from_before_the_status_column_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE ingest_runs (batch_id TEXT PRIMARY KEY, source TEXT "
+                           "NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL, "
+                           "received INTEGER NOT NULL, accepted INTEGER NOT NULL, duplicates "
+                           "INTEGER NOT NULL, rejected TEXT NOT NULL)")
+        connection.execute("INSERT INTO ingest_runs VALUES ('old', 'a.csv', 0, 0, 3, 3, 0, '{}')")
+    connection.close()
+    store = open_event_store(f"sqlite:///{path}")
+    try:
+        assert store.ingest_runs()[["batch_id", "status", "abort_reason"]].values.tolist() == [
+            ["old", "finished", ""]]
+        store.record_ingest(IngestRun("new", "b.csv", NOW, NOW, status="aborted",
+                                      abort_reason="interrupted"))
+        assert store.ingest_runs()["status"].tolist() == ["finished", "aborted"]
+    finally:
+        store.close()
+    assert open_event_store(f"sqlite:///{path}").ingest_runs()["status"].size == 2  # re-open
+
+
 def test_products_upsert_keeps_extra_columns(store: EventStore) -> None:
     catalogue = pd.DataFrame({"product_id": ["p1", "p2"], "name": ["Shoe", "Hat"],
                               "category": ["shoes", "hats"], "price": ["19.90", "5"],

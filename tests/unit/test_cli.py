@@ -1,4 +1,5 @@
-"""The CLI contract: fast start (no heavy imports), --home everywhere, exit code 2 on bad input."""
+"""The CLI contract: fast start (no heavy imports), --home everywhere, exit code 2 on bad
+input, 3 on a failed service."""
 
 import json
 import subprocess
@@ -50,8 +51,28 @@ def test_missing_events_file_exits_2(tailor_home: Path) -> None:
     assert "nope.csv" in result.output
 
 
-def test_unreachable_postgres_exits_2_with_a_message(tailor_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_ended_by_the_server_exits_3_with_one_line(
+        tailor_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg's AdminShutdown (a backend terminated during COMMIT) is a failed service, not
+    a failed gate with a traceback."""
+    import psycopg
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        raise psycopg.errors.AdminShutdown("terminating connection due to administrator command\n"
+                                           "server closed the connection unexpectedly")
+
+    monkeypatch.setattr("tailor.events.ingest.ingest_files", terminated)
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,customer_id,event_type,timestamp\n")
+    result = CliRunner().invoke(app, ["ingest", str(events)])
+    assert result.exit_code == 3
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if "AdminShutdown" in line]
+    assert len(lines) == 1 and "server closed the connection" in lines[0]
+
+
+def test_unreachable_postgres_exits_3_with_one_line(tailor_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAILOR_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
     result = CliRunner().invoke(app, ["validate"])
-    assert result.exit_code == 2
-    assert "OperationalError" in result.output
+    assert result.exit_code == 3  # "a service failed" (README, docs/architecture.md)
+    assert "OperationalError" in result.output and "Traceback" not in result.output

@@ -30,7 +30,7 @@ REJECTED_COLUMNS: tuple[str, ...] = (
 )
 INGEST_RUN_COLUMNS: tuple[str, ...] = (
     "batch_id", "source", "started_at", "finished_at", "received", "accepted", "duplicates",
-    "rejected",
+    "rejected", "status", "abort_reason",
 )
 EVENT_FLOAT_COLUMNS = ("price", "quantity")
 PRODUCT_FLOAT_COLUMNS = ("price", "rating")
@@ -328,7 +328,8 @@ def rejected_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
 
 
 def ingest_runs_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """Ingest runs as a frame: times tz-aware UTC, `rejected` a dict per row."""
+    """Ingest runs as a frame: times tz-aware UTC, `rejected` a dict per row, `status`
+    (finished or aborted) and `abort_reason` as text."""
     frame = pd.DataFrame.from_records(list(rows), columns=list(INGEST_RUN_COLUMNS))
     for name in ("started_at", "finished_at"):
         frame[name] = _timestamps_column(frame[name])

@@ -28,7 +28,7 @@ import pickle
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -52,7 +52,12 @@ from tailor.events.schema import (
     rows_as_json,
     validate_events,
 )
-from tailor.events.store import EventStore, IngestRun, open_event_store
+from tailor.events.retry import (
+    RetryPolicy, insert_events_exactly, insert_rejected_once, one_line, with_retries,
+)
+from tailor.events.store import (
+    RUN_ABORTED, RUN_FINISHED, EventStore, IngestRun, StoreUnavailable, open_event_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -623,13 +628,16 @@ def frame_from_arrow(payload: bytes) -> pd.DataFrame:
 
 
 def write_chunk(store: EventStore, report: IngestReport, source: str, valid: pd.DataFrame,
-                rejected: pd.DataFrame) -> None:
+                rejected: pd.DataFrame, policy: RetryPolicy = RetryPolicy()) -> None:
     """Store one chunk's valid rows and dead letters, then add them to the report.
 
-    Counts reach the report only once their rows are committed.
+    Counts reach the report only once their rows are committed. A dropped store connection
+    is retried as `policy` says, exactly once per row (`tailor.events.retry`).
     """
-    inserted = store.insert_events(valid, report.batch_id)
-    store.insert_rejected(rejected, report.batch_id, source)
+    what = f"rows from {report.received + 1:,} of {source}"
+    inserted = insert_events_exactly(store, valid, report.batch_id, what, policy)
+    insert_rejected_once(store, rejected, report.batch_id, source,
+                         sum(report.rejected.values()), what, policy)
     report.received += len(valid) + len(rejected)
     report.accepted += inserted
     report.duplicates += len(valid) - inserted
@@ -641,8 +649,9 @@ def write_chunk(store: EventStore, report: IngestReport, source: str, valid: pd.
 
 
 def load_products(store: EventStore, source: InputFile, chunk_rows: int,
-                  report: IngestReport) -> None:
-    """Upsert the catalogue; rows without a product_id are skipped and counted in a warning."""
+                  report: IngestReport, policy: RetryPolicy = RetryPolicy()) -> None:
+    """Upsert the catalogue; rows without a product_id are skipped and counted in a warning.
+    Upserts are idempotent, so a dropped connection is simply retried (`policy`)."""
     path, kind = source.path, source.kind
     columns = file_columns(path, kind)
     require_columns(path, columns, ("product_id",))
@@ -656,8 +665,9 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
                 numbers = pd.to_numeric(frame[name], errors="coerce")
                 bad_numbers[name] += int((frame[name].notna() & numbers.isna()).sum())
         frame = frame[~_blank(frame["product_id"])]
-        report.products += store.upsert_products(frame[~_nul_rows(frame, PRODUCT_COLUMNS,
-                                                                  with_nul)])
+        rows = frame[~_nul_rows(frame, PRODUCT_COLUMNS, with_nul)]
+        report.products += with_retries(lambda _: store.upsert_products(rows),
+                                        f"products of {path}", policy)
     if skipped:
         _warn(report, f"{path}: skipped {skipped:,} product row(s) without a product_id "
                       "or with the wrong number of fields")
@@ -668,8 +678,9 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
 
 
 def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_rows: int,
-                   report: IngestReport) -> None:
-    """Upsert pseudonymous customers; PII columns go to the (encrypted) PII store only."""
+                   report: IngestReport, policy: RetryPolicy = RetryPolicy()) -> None:
+    """Upsert pseudonymous customers; PII columns go to the (encrypted) PII store only.
+    Upserts are idempotent, so a dropped connection is simply retried (`policy`)."""
     path, kind = source.path, source.kind
     columns = file_columns(path, kind)
     require_columns(path, columns, ("customer_id",))
@@ -684,7 +695,9 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
             frame = frame[~_nul_rows(frame, CUSTOMER_COLUMNS, with_nul)]
             if pii_store is not None:
                 pii_store.upsert(frame[["customer_id", *private]])
-            report.customers += store.upsert_customers(frame.drop(columns=private))
+            rows = frame.drop(columns=private)
+            report.customers += with_retries(lambda _: store.upsert_customers(rows),
+                                             f"customers of {path}", policy)
     finally:
         if pii_store is not None:
             pii_store.close()
@@ -784,15 +797,21 @@ def ingest_files(settings: Any, events_path: Path | str, *, products_path: Path 
     store = open_event_store(settings.event_store_url)
     report = IngestReport(batch_id=f"import-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                           store=redact_url(settings.event_store_url))
+    dropped: list[str] = []
+    policy = replace(RetryPolicy.from_settings(settings), on_retry=dropped.append)
     try:
         if "products" in plan:
-            load_products(store, plan["products"], settings.ingest_chunk_rows, report)
+            load_products(store, plan["products"], settings.ingest_chunk_rows, report, policy)
         if "customers" in plan:
-            load_customers(store, plan["customers"], settings, settings.ingest_chunk_rows, report)
-        _load_events(store, plan["events"], settings, now, progress, report)
+            load_customers(store, plan["customers"], settings, settings.ingest_chunk_rows, report,
+                           policy)
+        _load_events(store, plan["events"], settings, now, progress, report, policy)
     finally:
         report.seconds = time.perf_counter() - started
         store.close()
+    if dropped:
+        _warn(report, f"the event store connection dropped {len(dropped)} time(s) (first: "
+                      f"{dropped[0]}); each write was tried again and its rows stored once")
     log.info("ingest %s: accepted %d, duplicates %d, rejected %s", report.batch_id,
              report.accepted, report.duplicates, report.rejected or "none")
     return report
@@ -819,8 +838,9 @@ def _check_inputs(events_path: Path, products_path: Path | str | None,
 
 
 def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Timestamp,
-                 progress: bool, report: IngestReport) -> None:
-    """Stream the events file through validation into the store; records the ingest run.
+                 progress: bool, report: IngestReport, policy: RetryPolicy) -> None:
+    """Stream the events file through validation into the store; records the ingest run,
+    as `aborted` with the reason when it stops early (the counts are what was committed).
 
     A file of more than one chunk is read and validated in a `ReaderProcess` while this
     process writes; a smaller one in this process (there is nothing to overlap).
@@ -830,29 +850,47 @@ def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Ti
     report.pii_in_events = bool(pii_columns(columns))
     plan = ReadPlan(path=path, kind=source.kind, columns=columns,
                     chunk_rows=settings.ingest_chunk_rows, now=now,
-                    known_products=store.product_ids() or None,
+                    known_products=with_retries(lambda _: store.product_ids(),
+                                                "the catalogue", policy) or None,
                     max_future_seconds=settings.ingest_max_future_seconds,
                     pii_in_events=report.pii_in_events)
     run_started = pd.Timestamp.now(tz="UTC")
     # Started before the progress bar's thread: a forked child copies no running thread.
     reader = ReaderProcess(plan) if source.rows_estimate > plan.chunk_rows else None
+    status, reason = RUN_ABORTED, "interrupted"
     try:
         with _progress_bar(progress) as bar:
             task = bar.add_task(f"ingest {path.name}", total=max(source.rows_estimate, 1))
             for valid, rejected, warnings in (reader or validated_chunks(plan)):
-                write_chunk(store, report, str(path), valid, rejected)
+                write_chunk(store, report, str(path), valid, rejected, policy)
                 for message in warnings:
                     if message not in report.warnings:
                         report.warnings.append(message)
                 bar.update(task, completed=min(report.received, source.rows_estimate))
             bar.update(task, completed=source.rows_estimate)
+        status, reason = RUN_FINISHED, ""
+    except Exception as error:
+        reason = f"{type(error).__name__}: {one_line(error)}"
+        raise
     finally:
         if reader is not None:
             reader.close()
-        store.record_ingest(IngestRun(
+        _record_run(store, IngestRun(
             batch_id=report.batch_id, source=str(path), started_at=run_started,
             finished_at=pd.Timestamp.now(tz="UTC"), received=report.received,
             accepted=report.accepted, duplicates=report.duplicates,
-            rejected=dict(report.rejected)))
+            rejected=dict(report.rejected), status=status, abort_reason=reason), policy)
     if report.received == 0:
         _warn(report, f"{path}: no data rows (header only); nothing imported")
+
+
+def _record_run(store: EventStore, run: IngestRun, policy: RetryPolicy) -> None:
+    """Record the run (retried like the writes). An aborted run whose record cannot be
+    written either is logged: the error that aborted it is the one to raise."""
+    try:
+        with_retries(lambda _: store.record_ingest(run), "the ingest run", policy)
+    except StoreUnavailable as error:
+        if run.status == RUN_FINISHED:
+            raise
+        log.error("ingest %s aborted (%s), and its run could not be recorded: %s",
+                  run.batch_id, run.abort_reason, error)

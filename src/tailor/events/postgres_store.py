@@ -91,7 +91,9 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     received BIGINT NOT NULL,
     accepted BIGINT NOT NULL,
     duplicates BIGINT NOT NULL,
-    rejected TEXT NOT NULL
+    rejected TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'finished',  -- or 'aborted' (see abort_reason)
+    abort_reason TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS products (
     product_id TEXT PRIMARY KEY,
@@ -110,6 +112,13 @@ CREATE TABLE IF NOT EXISTS customers (
     device_type TEXT,
     extra TEXT NOT NULL DEFAULT '{}'
 );
+"""
+
+# Columns added to `ingest_runs` after its first version: a store created before them gets
+# them on open. Rows written before say 'finished': no run recorded its status then.
+MIGRATIONS_SQL = """
+ALTER TABLE ingest_runs ADD COLUMN IF NOT EXISTS status TEXT NOT NULL DEFAULT 'finished';
+ALTER TABLE ingest_runs ADD COLUMN IF NOT EXISTS abort_reason TEXT NOT NULL DEFAULT ''
 """
 
 # The staging table lives in the session's pg_temp schema and empties itself at commit.
@@ -269,8 +278,10 @@ class PostgresEventStore(SqlEventReads):
                 return cursor.fetchall()
 
     def initialize(self) -> None:
-        """Create the tables and indexes if they do not exist (idempotent, safe to race)."""
-        statements = [(sql, None) for sql in SCHEMA_SQL.split(";") if sql.strip()]
+        """Create the tables and indexes if they do not exist and add the columns later
+        versions introduced (idempotent, safe to race)."""
+        statements = [(sql, None) for sql in (SCHEMA_SQL + ";" + MIGRATIONS_SQL).split(";")
+                      if sql.strip()]
         # Two processes creating the same tables at once would collide; the lock orders them.
         lock = ("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.tailor.init'))", None)
         self._transaction([lock, *statements])
@@ -382,10 +393,12 @@ class PostgresEventStore(SqlEventReads):
                         copy.write_row((batch_id, source, received, *row))
 
     def record_ingest(self, run: IngestRun) -> None:
-        """Record (or, for a batch id seen before, replace) the counts of one ingest run."""
+        """Record (or, for a batch id seen before, replace) the counts and status of one
+        ingest run."""
         values = (run.batch_id, run.source, _py_time(run.started_at), _py_time(run.finished_at),
                   int(run.received), int(run.accepted), int(run.duplicates),
-                  json.dumps(dict(run.rejected), sort_keys=True))
+                  json.dumps(dict(run.rejected), sort_keys=True), run.status,
+                  run.abort_reason)
         self._transaction([(_upsert_sql("ingest_runs", INGEST_RUN_COLUMNS, "batch_id"), values)])
 
     # -- catalogue and customers ----------------------------------------------------------------

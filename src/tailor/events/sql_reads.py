@@ -96,6 +96,17 @@ class SqlEventReads:
                           f"ORDER BY started_at, {self._ingest_run_tiebreak}")
         return ingest_runs_frame(rows)
 
+    def batch_events_after(self, batch_id: str, seq: int) -> int:
+        """Events of `batch_id` stored with a seq above `seq` (a range of the primary key)."""
+        mark = self._placeholder
+        return int(self._read(f"SELECT COUNT(*) FROM events WHERE seq > {mark} "
+                              f"AND batch_id = {mark}", (int(seq), batch_id))[0][0])
+
+    def batch_rejected(self, batch_id: str) -> int:
+        """Dead-letter rows of `batch_id`."""
+        return int(self._read("SELECT COUNT(*) FROM rejected_events WHERE batch_id = "
+                              f"{self._placeholder}", (batch_id,))[0][0])
+
     def product_ids(self) -> set[str]:
         """Ids of every product in the catalogue."""
         return {row[0] for row in self._read("SELECT product_id FROM products")}

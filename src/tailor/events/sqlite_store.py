@@ -84,7 +84,9 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     received INTEGER NOT NULL,
     accepted INTEGER NOT NULL,
     duplicates INTEGER NOT NULL,
-    rejected TEXT NOT NULL
+    rejected TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'finished',  -- or 'aborted' (see abort_reason)
+    abort_reason TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS products (
     product_id TEXT PRIMARY KEY,
@@ -104,6 +106,13 @@ CREATE TABLE IF NOT EXISTS customers (
     extra TEXT NOT NULL DEFAULT '{}'
 );
 """
+
+# Columns added to `ingest_runs` after its first version: a store created before them gets
+# them on open. Rows written before say 'finished': no run recorded its status then.
+INGEST_RUN_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("status", "TEXT NOT NULL DEFAULT 'finished'"),
+    ("abort_reason", "TEXT NOT NULL DEFAULT ''"),
+)
 
 # Events go in ROWS_PER_INSERT to a statement: per-statement work (and the GIL handed back
 # and forth around each step) then costs a quarter less per row than one row a statement.
@@ -206,9 +215,15 @@ class SqliteEventStore(SqlEventReads):
             return self._connect().execute(sql, parameters).fetchall()
 
     def initialize(self) -> None:
-        """Create the tables and indexes if they do not exist (idempotent)."""
+        """Create the tables and indexes if they do not exist, and add the columns later
+        versions introduced to an existing store's tables (idempotent)."""
         with self._lock:
-            self._connect().executescript(SCHEMA_SQL)
+            connection = self._connect()
+            connection.executescript(SCHEMA_SQL)
+            present = {row[1] for row in connection.execute("PRAGMA table_info(ingest_runs)")}
+            for column, definition in INGEST_RUN_ADDED_COLUMNS:
+                if column not in present:
+                    connection.execute(f"ALTER TABLE ingest_runs ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         """Close the connection (a later call reopens it)."""
@@ -290,10 +305,12 @@ class SqliteEventStore(SqlEventReads):
                     rows)
 
     def record_ingest(self, run: IngestRun) -> None:
-        """Record (or, for a batch id seen before, replace) the counts of one ingest run."""
+        """Record (or, for a batch id seen before, replace) the counts and status of one
+        ingest run."""
         values = (run.batch_id, run.source, timestamp_micros(run.started_at),
                   timestamp_micros(run.finished_at), int(run.received), int(run.accepted),
-                  int(run.duplicates), json.dumps(dict(run.rejected), sort_keys=True))
+                  int(run.duplicates), json.dumps(dict(run.rejected), sort_keys=True),
+                  run.status, run.abort_reason)
         self._write(_upsert_sql("ingest_runs", INGEST_RUN_COLUMNS, "batch_id"), [values])
 
     # -- catalogue and customers ----------------------------------------------------------------

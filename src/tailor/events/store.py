@@ -14,6 +14,33 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pandas as pd
 
+RUN_FINISHED = "finished"  # `ingest_runs.status`: every row of the source was read and stored
+RUN_ABORTED = "aborted"    # the run stopped early (`abort_reason` says why); re-run to complete
+
+
+class StoreUnavailable(ConnectionError):
+    """The event store's server could not be reached, or dropped the connection, even after
+    the retries; the message says what failed and what was kept."""
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` means the store's server went away (a retry on a new connection may
+    succeed), as opposed to a problem with the data or the SQL.
+
+    PostgreSQL: psycopg's `OperationalError` and its subclasses (a terminated backend is
+    `AdminShutdown`, a closed socket a plain `OperationalError`) and `InterfaceError` (the
+    connection object was already closed).
+    """
+    if isinstance(error, StoreUnavailable):
+        return False  # retries were spent already
+    if isinstance(error, ConnectionError):
+        return True
+    for kind in type(error).__mro__:
+        if kind.__module__.startswith("psycopg") and kind.__name__ in {"OperationalError",
+                                                                      "InterfaceError"}:
+            return True
+    return False
+
 
 @dataclass
 class IngestRun:
@@ -27,6 +54,8 @@ class IngestRun:
     accepted: int = 0
     duplicates: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    status: str = RUN_FINISHED  # or RUN_ABORTED
+    abort_reason: str = ""  # why an aborted run stopped (the error, one line)
 
 
 @runtime_checkable
@@ -53,10 +82,18 @@ class EventStore(Protocol):
         """Keep rejected rows (`row_number, reason, field, detail, raw`) in the dead-letter table."""
 
     def record_ingest(self, run: IngestRun) -> None:
-        """Record the counts of one ingest run."""
+        """Record the counts and status of one ingest run (replacing a row of its batch id)."""
 
     def ingest_runs(self) -> "pd.DataFrame":
-        """All ingest runs, oldest first, with `rejected` as a dict per row."""
+        """All ingest runs, oldest first, with `rejected` as a dict per row, `status` and
+        `abort_reason`."""
+
+    def batch_events_after(self, batch_id: str, seq: int) -> int:
+        """Events of `batch_id` stored with a seq above `seq` (what a write whose outcome
+        was lost with the connection did store)."""
+
+    def batch_rejected(self, batch_id: str) -> int:
+        """Dead-letter rows of `batch_id`."""
 
     def rejected_counts(self, since: "pd.Timestamp | None" = None) -> dict[str, int]:
         """Dead-letter rows per reason, optionally only those received since a time."""

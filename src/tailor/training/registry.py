@@ -5,7 +5,8 @@ Reads and writes the MLflow tracking store and model registry at `settings.track
 `<home>/mlartifacts/<experiment>`. Each model is registered as `tailor-<model>`; a new
 version always gets the alias `challenger` and takes `champion` only when it beats the
 current champion and the baselines on the same holdout. The decision and its reason are
-tags on the version and on the training run.
+tags on the version and on the training run. Runs of one model take the decision one at
+a time, under the promotion lock of `tailor.training.locks`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -27,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from tailor.config import Settings
 from tailor.models.evaluate import BacktestResult
+from tailor.training.locks import promotion_lock
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +134,18 @@ def logged_params(client: MlflowClient, version: Any) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Promotion:
-    """What happened to a new version."""
+    """What happened to a new version (and the champion it was compared with, if any)."""
 
     version: str
     promoted: bool
     reason: str
     previous_champion: str | None
+    champion: BacktestResult | None = None
+
+
+# The current champion backtested on the challenger's holdout, and its version (None, None
+# without a champion).
+ChampionOnHoldout = tuple[BacktestResult | None, str | None]
 
 
 def decide_promotion(challenger: BacktestResult, champion: BacktestResult | None,
@@ -166,6 +174,46 @@ def apply_aliases(client: MlflowClient, registered_name: str, version: str, prom
     client.set_model_version_tag(registered_name, version, "promotion", reason)
     log.info("%s v%s: %s", registered_name, version, reason)
     return Promotion(version, promoted, reason, champion_version)
+
+
+def promote(settings: Settings, client: MlflowClient, registered_name: str, version: str,
+            challenger: BacktestResult, measured: ChampionOnHoldout,
+            measure_champion: Callable[[], ChampionOnHoldout]) -> Promotion:
+    """Decide whether `version` becomes champion, holding the model's promotion lock.
+
+    Runs of one model decide one at a time (`tailor.training.locks`). Under the lock the
+    champion alias is read again: when another run moved it after `measured` was taken, the
+    new champion is measured on the same holdout (`measure_champion`) and the decision is
+    made against it, so two runs started together never both promote "with no champion".
+
+    Args:
+        settings: the tracking URI and `models.promotion_lock_seconds`.
+        client: the registry client.
+        registered_name, version: the new version.
+        challenger: its holdout backtest.
+        measured: the champion on the same holdout as read before the lock.
+        measure_champion: measures the current champion again.
+
+    Returns:
+        The `Promotion` (aliases and the `promotion` tag are set).
+
+    Raises:
+        PromotionLockTimeout: another run held the lock past the setting.
+    """
+    with promotion_lock(settings, registered_name):
+        champion, champion_version = measured
+        current = alias_version(client, registered_name, CHAMPION)
+        current_version = None if current is None else str(current.version)
+        if current_version != champion_version:
+            log.info("%s: the champion moved from %s to %s during training; comparing v%s "
+                     "with the new champion", registered_name, champion_version or "none",
+                     current_version or "none", version)
+            champion, champion_version = measure_champion()
+        promoted, reason = decide_promotion(challenger, champion, champion_version)
+        promotion = apply_aliases(client, registered_name, version, promoted, reason,
+                                  champion_version)
+    return Promotion(promotion.version, promotion.promoted, promotion.reason,
+                     promotion.previous_champion, champion)
 
 
 def load_champion(settings: Settings, registered_name: str) -> tuple[Any, str]:

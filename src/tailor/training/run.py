@@ -5,7 +5,9 @@ exclusion list, the warehouse. Writes one MLflow run per model in experiment
 `tailor-<model>`: the Optuna trials as nested runs, the best parameters, holdout metrics
 beside the baselines (and the champion's on the same holdout), plots, the data and feature
 versions, the model as a pyfunc registered `tailor-<model>`, its aliases and the reason
-for the promotion decision.
+for the promotion decision. Before training, runs and versions a killed training of the
+same model left behind are marked (`tailor.training.leftovers`); each run is tagged with
+its process (pid, host, start time) so that the next run can tell.
 
 Steps of one model:
   1. split the history (time: the last 20% is the holdout, or `cutoff`; or user);
@@ -32,11 +34,12 @@ from tailor.models import feature_frames
 from tailor.models.constants import DEFAULT_K, MODEL_NAMES
 from tailor.models.data import NotEnoughData, ShopData, data_version, load_shop_data, make_split
 from tailor.models.evaluate import BacktestResult, backtest
+from tailor.training.leftovers import clean_up_leftovers
 from tailor.training.plots import log_plots
 from tailor.training.privacy import excluded_customer_ids
 from tailor.training.registry import (
-    CHAMPION, Promotion, alias_version, apply_aliases, decide_promotion, experiment_id,
-    log_model, logged_params, use_tracking,
+    CHAMPION, Promotion, alias_version, experiment_id, log_model, logged_params, promote,
+    use_tracking,
 )
 from tailor.training.specs import ModelSpec, get_spec
 from tailor.training.tuning import (
@@ -109,6 +112,7 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
         data = load_shop_data(settings, excluded_customer_ids(settings))
     use_tracking(settings)
     experiment = experiment_id(settings, spec.registered_name)
+    clean_up_leftovers(MlflowClient(), experiment, spec.registered_name)
     holdout_split = make_split(data, split, cutoff)
     with start_parent_run(experiment, f"train-{model}", project_run,
                           resume_project_run) as run:
@@ -126,15 +130,16 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
             tuning, holdout = _choose_reranker(data, tuning, holdout, split, k)
         _log_holdout(tuning, holdout)
         mlflow.set_tag("feature_version", feature_version(model, data, holdout))
-        champion, champion_version = _champion_on_holdout(spec, data, settings, holdout,
-                                                          tuning.best_params, split, k)
+        measured = _champion_on_holdout(spec, data, settings, holdout, tuning.best_params,
+                                        split, k)
         final = spec.fit_final(data, tuning.best_params, holdout)
         version = log_model(final, spec.registered_name)
-        promoted, reason = decide_promotion(holdout, champion, champion_version)
-        promotion = apply_aliases(MlflowClient(), spec.registered_name, version, promoted, reason,
-                                  champion_version)
+        promotion = promote(settings, MlflowClient(), spec.registered_name, version, holdout,
+                            measured, lambda: _champion_on_holdout(
+                                spec, data, settings, holdout, tuning.best_params, split, k))
         mlflow.set_tags({"promotion": promotion.reason, "registered_version": version})
-        return _result(model, run.info.run_id, promotion, holdout, champion, tuning, started)
+        return _result(model, run.info.run_id, promotion, holdout, promotion.champion, tuning,
+                       started)
 
 
 def _tag_run(spec: ModelSpec, data: ShopData, settings: Settings, gate_forced: bool,

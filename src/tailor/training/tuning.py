@@ -35,6 +35,7 @@ from tailor.config import Settings
 from tailor.models.constants import DEFAULT_K
 from tailor.models.data import NotEnoughData, ShopData
 from tailor.models.evaluate import backtest
+from tailor.training.leftovers import process_tags
 from tailor.training.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -266,16 +267,19 @@ def start_parent_run(experiment_id: str, run_name: str, project_run: str | None 
     opened when `resume` is true (one model per project), or into a child of it otherwise
     (several models from one entry point, each needing its own parameters).
     """
+    # Tagged with this process from the start: a run killed at any point can be told apart
+    # from one still running (`tailor.training.leftovers`).
+    tags = process_tags()
     if project_run and resume:
-        return mlflow.start_run(run_id=project_run)
+        return mlflow.start_run(run_id=project_run, tags=tags)
     if project_run:
         # Open the child beside its parent (the UI nests runs within one experiment).
         client = MlflowClient()
         parent_experiment = client.get_run(project_run).info.experiment_id
         child = client.create_run(parent_experiment, tags={MLFLOW_PARENT_RUN_ID: project_run,
-                                                           MLFLOW_RUN_NAME: run_name})
+                                                           MLFLOW_RUN_NAME: run_name, **tags})
         return mlflow.start_run(run_id=child.info.run_id)
-    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
 
 
 def _run_exists(run_id: str) -> bool:
