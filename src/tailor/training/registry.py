@@ -27,6 +27,7 @@ from mlflow.types.schema import ColSpec, Schema
 from mlflow.tracking import MlflowClient
 
 from tailor.config import Settings
+from tailor.logs import library_output
 from tailor.models.evaluate import BacktestResult
 from tailor.training.locks import promotion_lock
 
@@ -112,10 +113,11 @@ def log_model(fitted: Any, registered_name: str) -> str:
         path = Path(folder) / "model.pkl"
         with path.open("wb") as handle:
             pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT, python_model=str(PYFUNC_CODE), artifacts={"model": str(path)},
-            signature=signature, input_example=example, pip_requirements=_requirements(),
-            registered_model_name=registered_name)
+        with library_output("mlflow.output"):  # "Created version ..." goes to the log only
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT, python_model=str(PYFUNC_CODE),
+                artifacts={"model": str(path)}, signature=signature, input_example=example,
+                pip_requirements=_requirements(), registered_model_name=registered_name)
     return str(info.registered_model_version)
 
 
