@@ -42,7 +42,8 @@ def original(tmp_path_factory: pytest.TempPathFactory):
     settings = load_settings(home=folder / "V", env={})
     shop = build_shop_home(settings, folder / "shop", customers=120, products=40, days=20,
                            seed=7, ends_days_ago=5)
-    run_features(settings, now=NOW, show_progress=False)
+    summary = run_features(settings, now=NOW, show_progress=False)
+    assert summary.warnings == [] and summary.materialized_rows > 0  # recent events: fresh
     return settings, shop
 
 
