@@ -3,7 +3,8 @@
 Reads the warehouse; writes `<home>/features/` (offline Parquet sources and manifest),
 `<home>/feature_repo/` (the rendered Feast repo and its registry) and the online store
 (SQLite under the home, or Redis): incrementally, what is new or changed since the last
-run (`tailor.features.repo.materialize`). Progress goes to stderr, and so do warnings
+run (`tailor.features.repo.materialize`). A warehouse whose views read another home's lake
+(a copied home) is refreshed first. Progress goes to stderr, and so do warnings
 (`tailor.features.freshness`): a batch view with no offline row inside its TTL window.
 """
 
@@ -27,6 +28,7 @@ from tailor.features.repo import (
     materialize,
     open_feature_store,
 )
+from tailor.warehouse.duckdb_warehouse import refresh_warehouse, views_reading_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,17 @@ def _feast_logs_at_warning() -> Iterator[None]:
         feast_log.setLevel(level)
 
 
+def _refresh_copied_warehouse(settings: Settings) -> None:
+    """Refresh a warehouse whose lake views read another home's lake (a copied home): the
+    features must come from this home's data."""
+    elsewhere = views_reading_elsewhere(settings)
+    if elsewhere:
+        log.warning("features: the warehouse's %s view(s) read another lake than %s (a copied "
+                    "home?); refreshing the warehouse first", ", ".join(elsewhere),
+                    settings.lake_root)
+        refresh_warehouse(settings)
+
+
 def run_features(settings: Settings, now: datetime | None = None,
                  show_progress: bool = True, full: bool = False) -> FeaturesSummary:
     """Compute, apply and materialize; the whole `tailor features` job.
@@ -142,6 +155,7 @@ def run_features(settings: Settings, now: datetime | None = None,
     """
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
+    _refresh_copied_warehouse(settings)
     with _status(show_progress) as status, _feast_logs_at_warning():
         build = compute_features(settings, now=now,
                                  progress=lambda message: status.update(message))

@@ -17,6 +17,8 @@ from tailor.features.online import OnlineFeatureReader
 from tailor.features.pipeline import run_features
 from tailor.features.repo import detach_foreign_infra, foreign_infra_paths, online_store_path
 
+from tailor.warehouse.duckdb_warehouse import views_reading_elsewhere
+
 from shop_homes import build_shop_home
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -56,10 +58,11 @@ def test_features_on_a_copy_leave_the_original_byte_for_byte(original, tmp_path:
     assert tables_before["tailor_customer_activity"] > 0
     copied = load_settings(home=copy, env={})
     assert foreign_infra_paths(copied) == [str(online_store_path(settings))]  # the hazard
+    assert views_reading_elsewhere(copied) == ["customers", "events", "products"]
     run_features(copied, now=NOW, show_progress=False)
     assert tree_hashes(settings.home_path) == before
     assert online_tables(online_store_path(settings)) == tables_before
-    assert foreign_infra_paths(copied) == []
+    assert foreign_infra_paths(copied) == [] and views_reading_elsewhere(copied) == []
     rendered = (copy / "feature_repo" / "feature_store.yaml").read_text(encoding="utf-8")
     assert str(settings.home_path.resolve()) not in rendered
     events = pd.read_parquet(shop / "events.parquet")
