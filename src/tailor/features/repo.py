@@ -21,8 +21,9 @@ configuration dictionary is rendered into the yaml (for the `feast` CLI) and pas
 
 A home copied with `cp -a` carries a registry whose recorded infrastructure (the SQLite
 tables and their absolute file) names the original home; Feast would drop those tables
-when it applies the copy's definitions. `detach_foreign_infra` removes such records from
-the registry before Feast reads it, so a home never touches files outside itself.
+when it applies the copy's definitions. `detach_foreign_infra` removes such records (and
+records of tables this home's online store lost, so Feast creates them again) from the
+registry before Feast reads it, so a home never touches files outside itself.
 """
 
 from __future__ import annotations
@@ -351,6 +352,14 @@ def _inside(path: str, folder: Path) -> bool:
     return Path(path).resolve().is_relative_to(folder.resolve())
 
 
+def _read_registry(path: Path) -> Any:
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+
+    proto = RegistryProto()
+    proto.ParseFromString(path.read_bytes())
+    return proto
+
+
 def foreign_infra_paths(settings: Settings) -> list[str]:
     """Files outside this home that the registry's recorded infrastructure names.
 
@@ -360,45 +369,66 @@ def foreign_infra_paths(settings: Settings) -> list[str]:
     Returns:
         The distinct paths, sorted; empty for a registry of this home or no registry.
     """
-    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
-
     path = registry_path(settings)
     if not path.is_file():
         return []
-    proto = RegistryProto()
-    proto.ParseFromString(path.read_bytes())
     home = settings.home_path.resolve()
-    return sorted({item.sqlite_table.path for item in proto.infra.infra_objects
+    return sorted({item.sqlite_table.path for item in _read_registry(path).infra.infra_objects
                    if item.HasField("sqlite_table") and not _inside(item.sqlite_table.path, home)})
 
 
+def _sqlite_tables(database: Path) -> set[str]:
+    """Tables in a SQLite file, read-only (none when the file is missing)."""
+    import sqlite3
+
+    if not database.is_file():
+        return set()
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        return {name for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def detach_foreign_infra(settings: Settings) -> list[str]:
-    """Drop the registry's infrastructure records that name files outside this home.
+    """Drop the registry's infrastructure records that Feast must not act on.
 
     A copied home's registry records the original's SQLite tables; Feast's apply would tear
-    them down (`DROP TABLE` in the original's online store) as "moved". Without the
-    records Feast creates this home's tables (`CREATE TABLE IF NOT EXISTS`: the copied rows
-    stay) and touches nothing else. Objects, intervals and the rest of the registry stay.
+    them down (`DROP TABLE` in the original's online store) as "moved". A record of a table
+    missing from this home's online store (lost, or dropped by that fault) would keep Feast
+    from creating it again. Without the records Feast creates this home's tables (`CREATE
+    TABLE IF NOT EXISTS`: rows already there stay) and touches nothing else. Objects,
+    intervals and the rest of the registry stay.
 
     Returns:
-        The foreign paths removed (empty: the registry was left as it was).
+        What was removed: foreign file paths, and `<table> (missing)` for lost tables
+        (empty: the registry was left as it was).
     """
-    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
-
-    foreign = foreign_infra_paths(settings)
-    if not foreign:
-        return []
     path = registry_path(settings)
-    proto = RegistryProto()
-    proto.ParseFromString(path.read_bytes())
-    kept = [item for item in proto.infra.infra_objects
-            if not (item.HasField("sqlite_table") and item.sqlite_table.path in foreign)]
+    if not path.is_file():
+        return []
+    proto = _read_registry(path)
+    home = settings.home_path.resolve()
+    tables = _sqlite_tables(online_store_path(settings))
+    removed, kept = [], []
+    for item in proto.infra.infra_objects:
+        if not item.HasField("sqlite_table"):
+            kept.append(item)
+        elif not _inside(item.sqlite_table.path, home):
+            removed.append(item.sqlite_table.path)
+        elif Path(item.sqlite_table.path).resolve() == online_store_path(settings).resolve() \
+                and item.sqlite_table.name not in tables:
+            removed.append(f"{item.sqlite_table.name} (missing)")
+        else:
+            kept.append(item)
+    if not removed:
+        return []
     del proto.infra.infra_objects[:]
     proto.infra.infra_objects.extend(kept)
     path.write_bytes(proto.SerializeToString())
-    log.warning("feature registry %s named files of another home (%s); their records were "
-                "removed, this home's online store is used", path, ", ".join(foreign))
-    return foreign
+    removed = sorted(set(removed))
+    log.warning("feature registry %s recorded online tables Feast must not act on (%s); "
+                "their records were removed, this home's online store is used", path,
+                ", ".join(removed))
+    return removed
 
 
 def source_table(view: Any) -> str:

@@ -77,3 +77,17 @@ def test_features_on_a_copy_leave_the_original_byte_for_byte(original, tmp_path:
 def test_detach_leaves_a_home_of_its_own_alone(original) -> None:
     settings, _ = original
     assert detach_foreign_infra(settings) == []
+
+
+def test_lost_online_tables_are_created_again_by_a_full_run(original) -> None:
+    """The state the fault left the original in (its tables dropped, its registry unchanged):
+    `tailor features --full` creates and fills them again."""
+    settings, shop = original
+    with sqlite3.connect(online_store_path(settings)) as connection:
+        connection.execute('DROP TABLE "tailor_customer_activity"')
+    run_features(settings, now=NOW, show_progress=False, full=True)
+    assert online_tables(online_store_path(settings))["tailor_customer_activity"] > 0
+    events = pd.read_parquet(shop / "events.parquet")
+    customer = events.loc[events["event_type"] == "purchase", "customer_id"].iloc[-1]
+    vector = OnlineFeatureReader(settings, "churn").read(customer, request_time=NOW)
+    assert not vector.missing and vector.error is None
