@@ -1,19 +1,25 @@
 """How much offline data a materialization window holds, and warnings when it holds none.
 
 Reads the offline Parquet sources of the feature views (`<home>/features/*.parquet`, through
-DuckDB); writes nothing. `tailor features` reports the counts (`materialized_rows`) and the
-warnings: a batch view with no row inside its TTL window serves every entity as stale
-defaults online (docs/features.md, "Stale windows").
+DuckDB). Writes `<home>/feature_repo/data/freshness.json`: the batch views the last
+`tailor features` run found no row for within their TTL, which the online reader reports
+as stale, not missing (nothing fresh was materialized, so an absent row says nothing about
+the entity). `tailor features` reports the counts (`materialized_rows`) and the warnings
+(docs/features.md, "Stale windows").
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from tailor.features.repo import ViewWindow
+from tailor.config import Settings
+from tailor.features.repo import ViewWindow, repo_dir
+
+FRESHNESS_FILE = "freshness.json"
 
 BATCH_LAYER = "batch"  # the `layer` tag of the views the batch job fills (features.py)
 
@@ -87,3 +93,33 @@ def stale_warnings(counts: Sequence[WindowRows], end: datetime) -> list[str]:
                         f"{end:%Y-%m-%d %H:%M} ({newest}); every online read of it is stale "
                         "defaults. Load recent events, or raise features.batch_ttl_days")
     return warnings
+
+
+def freshness_path(settings: Settings) -> Path:
+    """`<home>/feature_repo/data/freshness.json`."""
+    return repo_dir(settings) / "data" / FRESHNESS_FILE
+
+
+def stale_batch_views(counts: Sequence[WindowRows]) -> list[str]:
+    """The batch views with no offline row within their TTL."""
+    return sorted(count.view for count in counts if count.batch and not count.fresh_rows)
+
+
+def write_freshness(settings: Settings, counts: Sequence[WindowRows], end: datetime) -> Path:
+    """Record which batch views had nothing fresh at `end` (for the online reader)."""
+    path = freshness_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"materialized_until": end.isoformat(),
+                                "stale_views": stale_batch_views(counts)}, indent=2),
+                    encoding="utf-8")
+    return path
+
+
+def read_stale_views(settings: Settings) -> frozenset[str]:
+    """The views the last `tailor features` run found nothing fresh for (none when the file
+    is missing or unreadable)."""
+    try:
+        recorded = json.loads(freshness_path(settings).read_text(encoding="utf-8"))
+        return frozenset(str(view) for view in recorded.get("stale_views", ()))
+    except (OSError, ValueError, AttributeError):
+        return frozenset()

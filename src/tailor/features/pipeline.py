@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from tailor.config import Settings
 from tailor.features import specs as catalogue
 from tailor.features.compute import FeatureBuild, compute_features
-from tailor.features.freshness import WindowRows, stale_warnings, window_rows
+from tailor.features.freshness import WindowRows, stale_warnings, window_rows, write_freshness
 from tailor.features.repo import (
     ApplySummary,
     ViewWindow,
@@ -166,6 +166,7 @@ def run_features(settings: Settings, now: datetime | None = None,
         windows = materialize(settings, end=now, store=store,
                               incremental=not full, changed_since=build.changed_since)
         counts = window_rows(store, windows)
+    write_freshness(settings, counts, now)
     warnings = stale_warnings(counts, now)
     for warning in warnings:
         log.warning("features: %s", warning)

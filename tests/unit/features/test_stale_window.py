@@ -47,7 +47,10 @@ def test_an_empty_window_is_reported_not_served_as_fresh(tmp_path: Path) -> None
     buyer = events.loc[events["event_type"] == "purchase", "customer_id"].iloc[0]
     vector = OnlineFeatureReader(settings.replace(features_batch_ttl_days=30), "churn").read(
         buyer, request_time=datetime.now(timezone.utc))
-    assert vector.missing or vector.stale  # what the warning announced
+    # Nothing fresh was materialized: the buyer's history is stale, not a new customer's.
+    assert vector.stale and not vector.missing and vector.error is None
+    assert set(vector.stale_views) == {"customer_activity", "customer_categories"}
+    assert vector.values["orders_lifetime"] == 0  # the default, flagged
 
 
 def test_a_window_with_rows_warns_of_nothing() -> None:
