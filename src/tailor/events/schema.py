@@ -561,10 +561,16 @@ def _reject_implausible(found: "_Rejections", parsed: pd.Series, raw: pd.Series,
                  + f" is {window} (implausible: an unset clock or a default value?)")
     early, late = out_of_range_times(parsed, raw)
     for mask, where in ((early, window), (late, "after year 2261, the last storable one")):
-        found.reject(mask, IMPLAUSIBLE_TIMESTAMP, "timestamp",
-                     lambda rows, where=where: "timestamp: "
-                     + raw[rows].astype(str).str.slice(0, 40).map(repr)
-                     + f" is {where} (implausible)")
+        found.reject(mask, IMPLAUSIBLE_TIMESTAMP, "timestamp", _quoted_detail(raw, where))
+
+
+def _quoted_detail(raw: pd.Series, where: str) -> Callable[[np.ndarray], pd.Series]:
+    """Details "timestamp: '<value as sent>' is <where> (implausible)" for the rejected rows."""
+    def detail(rows: np.ndarray) -> pd.Series:
+        return ("timestamp: " + raw[rows].astype(str).str.slice(0, 40).map(repr)
+                + f" is {where} (implausible)")
+
+    return detail
 
 
 class _Rejections:

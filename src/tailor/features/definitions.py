@@ -8,8 +8,9 @@ fields. Reads `<home>/features/manifest.json` and, in a rendered repo,
 registry there but creates only the last folder of the path).
 
 Home resolution: a repo rendered by `tailor features` (`<home>/feature_repo/`) carries
-`tailor_home.json` naming its home (relative to the repo: ".."); the repo in git (`feature_store/`) uses the
-`TAILOR_HOME` environment variable (an absolute path: Feast changes directory).
+`tailor_home.json` naming its home (relative to the repo: ".."); the repo in git
+(`feature_store/`) uses the `TAILOR_HOME` environment variable (an absolute path: Feast
+changes directory).
 """
 
 from __future__ import annotations

@@ -53,9 +53,10 @@ def count_rows(path: str, start: datetime, end: datetime) -> tuple[int, datetime
         return 0, None
     with duckdb.connect() as connection:
         connection.execute("SET TimeZone = 'UTC'")
-        rows, newest = connection.execute(
+        found = connection.execute(
             "SELECT count(*) FILTER (WHERE event_timestamp >= ? AND event_timestamp <= ?), "
             "max(event_timestamp) FROM read_parquet(?)", [start, end, path]).fetchone()
+    rows, newest = found if found is not None else (0, None)
     return int(rows), newest
 
 

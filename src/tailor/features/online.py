@@ -146,7 +146,8 @@ def vector_from_row(layout: ServiceLayout, row: Mapping[str, Any],
     `nothing_fresh` (the last materialization found no row within its TTL at all, so the
     absent row says the history is old, not that the entity is new).
     """
-    missing, stale = [], []
+    missing: list[str] = []
+    stale: list[str] = []
     now = request_time.timestamp()
     view_seconds = row.get(VIEW_SECONDS)  # the fast path's per-view times
     for view, ttl in layout.ttl_by_view.items():

@@ -68,7 +68,8 @@ def test_a_clean_store_passes_every_rule(settings: Settings, ingest_rows,
     assert [rule.status for rule in report.rules] == ["pass"] * 10
     assert [rule.name for rule in report.rules] == [
         "missing_customer_id", "duplicate_event_id", "nonpositive_price", "future_timestamp",
-        "implausible_timestamp", "malformed_row", "unknown_product", "missing_product_id", "volume_anomaly", "freshness"]
+        "implausible_timestamp", "malformed_row", "unknown_product", "missing_product_id",
+        "volume_anomaly", "freshness"]
 
 
 def test_row_rules_within_their_threshold_warn_but_pass(settings: Settings,
