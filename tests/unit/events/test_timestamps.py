@@ -98,6 +98,7 @@ def test_ingest_counts_implausible_and_zone_less_times(tailor_home: Path,
     stamps = IMPLAUSIBLE + ["2026-03-29T02:30:00", "2026-05-01 08:00:00", "2026-05-01T10:00:00Z"]
     events(stamps).to_csv(path, index=False)
     monkeypatch.setenv("TAILOR_EVENTS_NAIVE_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("TAILOR_INGEST_CHUNK_ROWS", "3")  # several chunks: the reader process
     result = CliRunner().invoke(cli_app, ["ingest", str(path), "--home", str(tailor_home),
                                           "--json"])
     assert result.exit_code == 0, result.output
