@@ -20,22 +20,23 @@ from tailor.features.online import OnlineFeatureReader
 from shop_homes import build_shop_home
 
 
-def features_json(home: Path, **env: str) -> dict:
+def run_cli(home: Path, *options: str, **env: str):
     with pytest.MonkeyPatch.context() as patch:  # the caller's TAILOR_* must not leak in
         for key in [key for key in os.environ if key.startswith("TAILOR_")]:
             patch.delenv(key)
         for key, value in env.items():
             patch.setenv(key, value)
-        result = CliRunner().invoke(cli_app, ["features", "--home", str(home), "--json"])
+        result = CliRunner().invoke(cli_app, ["features", "--home", str(home), *options])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return result
 
 
 def test_an_empty_window_is_reported_not_served_as_fresh(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / "home", env={})
     shop = build_shop_home(settings, tmp_path / "shop", customers=80, products=30, days=14,
                            seed=11, ends_days_ago=120)
-    report = features_json(settings.home_path, TAILOR_FEATURES_BATCH_TTL_DAYS="30")
+    report = json.loads(run_cli(settings.home_path, "--json",
+                                TAILOR_FEATURES_BATCH_TTL_DAYS="30").stdout)
     assert report["materialized_rows"] == 0
     assert report["window_rows"]["customer_activity"] == 0
     warned = " ".join(report["warnings"])
@@ -43,6 +44,8 @@ def test_an_empty_window_is_reported_not_served_as_fresh(tmp_path: Path) -> None
                  "product_catalogue"):
         assert f"{view}: no offline rows within its TTL" in warned
     assert "session_context" not in warned  # pushed by the collector: an empty half hour is normal
+    printed = run_cli(settings.home_path, TAILOR_FEATURES_BATCH_TTL_DAYS="30").output
+    assert "warning: customer_activity: no offline rows within its TTL" in printed
     events = pd.read_parquet(shop / "events.parquet")
     buyer = events.loc[events["event_type"] == "purchase", "customer_id"].iloc[0]
     vector = OnlineFeatureReader(settings.replace(features_batch_ttl_days=30), "churn").read(
