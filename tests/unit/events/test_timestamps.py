@@ -22,6 +22,7 @@ from tailor.cli import app as cli_app
 from tailor.config import ConfigError, load_settings
 from tailor.events.collector import create_collector_app
 from tailor.events.keys import create_key, keys_file_path
+from tailor.events.lake import export_lake
 from tailor.events.records import validate_records
 from tailor.events.schema import (
     IMPLAUSIBLE_TIMESTAMP, REJECT_REASONS, TimestampRules, validate_events,
@@ -112,6 +113,10 @@ def test_ingest_counts_implausible_and_zone_less_times(tailor_home: Path,
     finally:
         store.close()
     assert min(daily["date"]).isoformat() == "2026-03-29"  # no 1969-12-31 or 1970 day
+    settings = load_settings(home=tailor_home, env={})
+    export_lake(settings)
+    partitions = sorted(path.name for path in Path(settings.lake_root, "events").glob("date=*"))
+    assert partitions[0] == "date=2026-03-29"  # no date=1969-12-31 or date=1970-01-01
     printed = CliRunner().invoke(cli_app, ["ingest", str(path), "--home", str(tailor_home)])
     assert "zone-less timestamps: 2 (read as Europe/Berlin" in printed.output
 
