@@ -139,10 +139,7 @@ def ingest(
         from tailor.events.ingest import ingest_files
 
         report = ingest_files(settings, events, products_path=products, customers_path=customers)
-    rejected = ", ".join(f"{reason} {count:,}" for reason, count in sorted(report.rejected.items())) or "none"
-    _emit(report.to_dict(), as_json,
-          f"accepted {report.accepted:,}; duplicates {report.duplicates:,}; rejected: {rejected}\n"
-          f"store: {settings.event_store_url}")
+    _emit(report.to_dict(), as_json, report.summary_text(settings.event_store_url))
 
 
 @app.command()

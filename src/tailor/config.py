@@ -70,6 +70,12 @@ SETTINGS: tuple[Setting, ...] = (
             "(a server restart or failover); rows are still stored once. 0 = give up at once."),
     Setting("ingest", "retry_backoff_seconds", float, 1.0,
             "Seconds before the first retry of a dropped store connection; each wait doubles."),
+    Setting("events", "min_timestamp", str, "2000-01-01T00:00:00Z",
+            "Events stamped before this (ISO 8601 with zone) are rejected as "
+            "implausible_timestamp, e.g. epoch 0 from an unset clock; by import and collector."),
+    Setting("events", "naive_timezone", str, "UTC",
+            "IANA zone that zone-less timestamps are read in (e.g. Europe/Berlin); a time in a "
+            "DST gap moves forward past the gap, a repeated one takes its first occurrence."),
     Setting("lake", "export_chunk_rows", int, 1_000_000,
             "Events per lake file written by one export step."),
     Setting("quality", "max_reject_rate", float, 0.001,
@@ -303,11 +309,31 @@ def _validate(values: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be between 0 and 1, got {values[name]!r}")
     if values["quality_volume_min_ratio"] >= values["quality_volume_max_ratio"]:
         raise ConfigError("quality_volume_min_ratio must be below quality_volume_max_ratio")
+    _validate_event_times(values)
     url = values["database_url"]
     if url and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
         raise ConfigError(
             f"database_url must start with postgresql:// or sqlite:///, got {url.split('://')[0]}://…"
         )
+
+
+def _validate_event_times(values: dict[str, Any]) -> None:
+    """events_min_timestamp: an ISO 8601 time (a date alone is midnight UTC);
+    events_naive_timezone: an IANA zone name."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    text = values["events_min_timestamp"].strip()
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError("events_min_timestamp must be an ISO 8601 time such as "
+                          f"2000-01-01T00:00:00Z, got {text!r}") from None
+    try:
+        ZoneInfo(values["events_naive_timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("events_naive_timezone must be an IANA zone name such as UTC or "
+                          f"Europe/Berlin, got {values['events_naive_timezone']!r}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

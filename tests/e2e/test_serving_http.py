@@ -15,7 +15,7 @@ from tailor.serving.schemas import OFFERS
 
 pytestmark = pytest.mark.slow
 
-ANSWER_FIELDS = {"model_version", "variant", "fallback", "fallback_reason", "request_id"}
+ANSWER_FIELDS = {"model_version", "variant", "fallback", "fallback_reason", "stale", "request_id"}
 ITEM_FIELDS = {"product_id", "score", "reason", "confidence", "lift"}
 
 
@@ -30,6 +30,7 @@ def test_a_known_buyer_gets_a_personalised_homepage_with_reasons(serving) -> Non
     body = response.json()
     assert set(body) == ANSWER_FIELDS | {"items", "personalised"}
     assert not body["fallback"] and body["fallback_reason"] is None, body
+    assert body["stale"] is False  # the home's events are recent
     assert body["personalised"] and body["variant"] == "champion"
     assert body["model_version"] == serving.champion("homepage")
     assert len(body["items"]) == 5 and len({item["product_id"] for item in body["items"]}) == 5

@@ -55,6 +55,7 @@ from tailor.events.schema import (
     MALFORMED_ROW,
     REJECT_REASONS,
     STRING_COLUMNS,
+    TimestampRules,
     ValidationResult,
     parse_timestamps,
     validate_events,
@@ -469,6 +470,7 @@ class BatchWriter:
         self.settings = settings
         self.store_url = settings.event_store_url
         self.max_future_seconds = int(settings.ingest_max_future_seconds)
+        self.timestamps = TimestampRules.from_settings(settings)
         self.window_seconds = float(settings.collector_ingest_run_seconds)
         self.metrics = metrics
         self._queue: queue.Queue[Submission | None] = queue.Queue(maxsize=MAX_PENDING_BATCHES)
@@ -582,7 +584,8 @@ class BatchWriter:
     def _store_group(self, store: EventStore, group: list[Submission]) -> None:
         """Validate a group, commit it in one transaction, then resolve each batch's future."""
         try:
-            checked = validate_group(group, max_future_seconds=self.max_future_seconds)
+            checked = validate_group(group, max_future_seconds=self.max_future_seconds,
+                                     timestamps=self.timestamps)
             if len(checked.dead_letter):
                 store.insert_rejected(checked.dead_letter, self._window.batch_id,
                                       DEAD_LETTER_SOURCE)
@@ -646,12 +649,14 @@ class CheckedGroup:
     dead_letter: pd.DataFrame
 
 
-def validate_group(group: Sequence[Submission], *, max_future_seconds: int) -> CheckedGroup:
+def validate_group(group: Sequence[Submission], *, max_future_seconds: int,
+                   timestamps: TimestampRules | None = None) -> CheckedGroup:
     """Check a group of batches against the data contract in one pass.
 
     Args:
         group: submissions whose events are raw JSON values.
         max_future_seconds: tolerated lead of a timestamp over the receive time.
+        timestamps: plausibility window and naive zone (`events.*` settings).
 
     Returns:
         The `CheckedGroup`; accepted and duplicate counts are filled in after the commit.
@@ -663,10 +668,12 @@ def validate_group(group: Sequence[Submission], *, max_future_seconds: int) -> C
     now = utc_now()
 
     def check_frame(frame: pd.DataFrame) -> ValidationResult:
-        return validate_isolating(frame, now=now, max_future_seconds=max_future_seconds)
+        return validate_isolating(frame, now=now, max_future_seconds=max_future_seconds,
+                                  timestamps=timestamps)
 
     checked = validate_records(enrich_rows(flat.rows, group, flat.owner), now=now,
-                               max_future_seconds=max_future_seconds, check_frame=check_frame)
+                               max_future_seconds=max_future_seconds, check_frame=check_frame,
+                               timestamps=timestamps)
     refused = checked.rejected["row_number"].to_numpy(dtype="int64")
     for row, reason, where, detail in zip(refused, checked.rejected["reason"],
                                           checked.rejected["field"], checked.rejected["detail"]):
@@ -679,7 +686,8 @@ def validate_group(group: Sequence[Submission], *, max_future_seconds: int) -> C
 
 
 def validate_isolating(frame: pd.DataFrame, *, now: pd.Timestamp, max_future_seconds: int,
-                       first_row: int = 0) -> ValidationResult:
+                       first_row: int = 0, timestamps: TimestampRules | None = None
+                       ) -> ValidationResult:
     """`validate_events`, but an unexpected error inside the check costs only the rows causing it.
 
     The check is meant never to raise on bad rows; should some odd value still make it
@@ -688,14 +696,16 @@ def validate_isolating(frame: pd.DataFrame, *, now: pd.Timestamp, max_future_sec
     """
     try:
         return validate_events(frame, now=now, max_future_seconds=max_future_seconds,
-                               first_row_number=first_row)
+                               first_row_number=first_row, timestamps=timestamps)
     except Exception as error:
         if len(frame) > 1:
             half = len(frame) // 2
             parts = [validate_isolating(frame.iloc[:half], now=now, first_row=first_row,
-                                        max_future_seconds=max_future_seconds),
+                                        max_future_seconds=max_future_seconds,
+                                        timestamps=timestamps),
                      validate_isolating(frame.iloc[half:], now=now, first_row=first_row + half,
-                                        max_future_seconds=max_future_seconds)]
+                                        max_future_seconds=max_future_seconds,
+                                        timestamps=timestamps)]
             valid = [part.valid for part in parts if len(part.valid)]
             return ValidationResult(
                 valid=pd.concat(valid, ignore_index=True) if valid else parts[0].valid,

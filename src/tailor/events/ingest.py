@@ -13,7 +13,8 @@ killed midway leaves whole chunks, and importing again completes it.
 Whole-file problems (missing file, unknown format, empty file, invalid UTF-8, a
 missing required column) raise before anything is written. Row problems never do:
 malformed lines and contract violations go to the dead-letter table and the rows
-around them are imported.
+around them are imported. Zone-less timestamps are read in `events.naive_timezone`; the
+report counts them and names the zone (`timestamps` in `ingest --json`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from tailor.events.schema import (
     NUL,
     PRODUCT_COLUMNS,
     ContractError,
+    TimestampRules,
     check_event_columns,
     rows_as_json,
     validate_events,
@@ -88,6 +90,8 @@ class IngestReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     pii_in_events: bool = False  # the events file has PII columns (dropped on read)
+    naive_timestamps: int = 0  # zone-less timestamps read, each taken in naive_timezone
+    naive_timezone: str = "UTC"
 
     def to_dict(self) -> dict[str, Any]:
         """`{"accepted", "duplicates", "rejected": {reason: n}}` followed by the extra keys."""
@@ -96,10 +100,22 @@ class IngestReport:
             "rejected": dict(sorted(self.rejected.items())),
             "received": self.received, "products": self.products, "customers": self.customers,
             "batch_id": self.batch_id, "store": self.store, "seconds": round(self.seconds, 3),
+            "timestamps": {"zone_less": self.naive_timestamps,
+                           "assumed_zone": self.naive_timezone},
         }
         if self.warnings:
             payload["warnings"] = list(self.warnings)
         return payload
+
+    def summary_text(self, store_url: str) -> str:
+        """A few lines for people: counts, the zone-less timestamps and the store."""
+        rejected = ", ".join(f"{reason} {count:,}"
+                             for reason, count in sorted(self.rejected.items())) or "none"
+        return (f"accepted {self.accepted:,}; duplicates {self.duplicates:,}; "
+                f"rejected: {rejected}\n"
+                f"zone-less timestamps: {self.naive_timestamps:,} (read as "
+                f"{self.naive_timezone}, events.naive_timezone)\n"
+                f"store: {store_url}")
 
     def count_rejected(self, reasons: pd.Series) -> None:
         """Add a chunk's rejection reasons to the per-reason counts."""
@@ -457,8 +473,10 @@ def drop_pii(frame: pd.DataFrame, path: Path, report: IngestReport) -> pd.DataFr
 
 def validate_chunk(chunk: Chunk, *, path: Path, now: pd.Timestamp,
                    known_products: set[str] | None, max_future_seconds: int,
-                   report: IngestReport) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Valid rows and dead-letter rows (with file row numbers) of one chunk."""
+                   report: IngestReport, timestamps: TimestampRules | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid rows and dead-letter rows (with file row numbers) of one chunk; adds the
+    chunk's zone-less timestamps to `report.naive_timestamps`."""
     frame, row_numbers = drop_pii(chunk.frame, path, report), chunk.row_numbers
     parts = []
     if chunk.malformed:
@@ -469,7 +487,9 @@ def validate_chunk(chunk: Chunk, *, path: Path, now: pd.Timestamp,
                                       chunk.line_break_in[broken]))
         frame, row_numbers = frame[~broken].reset_index(drop=True), row_numbers[~broken]
     result = validate_events(frame, now=now, known_products=known_products,
-                             max_future_seconds=max_future_seconds, first_row_number=0)
+                             max_future_seconds=max_future_seconds, first_row_number=0,
+                             timestamps=timestamps)
+    report.naive_timestamps += result.naive_timestamps
     rejected = result.rejected
     if not rejected.empty:
         rejected = rejected.assign(row_number=row_numbers[rejected["row_number"].to_numpy()])
@@ -500,9 +520,11 @@ class ReadPlan:
     known_products: set[str] | None
     max_future_seconds: int
     pii_in_events: bool
+    timestamps: TimestampRules = field(default_factory=TimestampRules)
 
 
-ValidatedChunk = tuple[pd.DataFrame, pd.DataFrame, list[str]]  # valid, dead letters, warnings
+# valid rows, dead letters, warnings, zone-less timestamps read
+ValidatedChunk = tuple[pd.DataFrame, pd.DataFrame, list[str], int]
 
 
 # With a reader process, the first chunk goes out in growing pieces: the writer starts on
@@ -526,12 +548,12 @@ def validated_chunks(plan: ReadPlan, *, quick_start: bool = False) -> Iterator[V
                                                plan.chunk_rows, arrow_text=True)):
         for chunk in (whole.split(FIRST_CHUNK_SHARES) if quick_start and number == 0
                       else [whole]):
-            seen = len(notes.warnings)
+            seen, naive = len(notes.warnings), notes.naive_timestamps
             valid, rejected = validate_chunk(chunk, path=plan.path, now=plan.now,
                                              known_products=plan.known_products,
                                              max_future_seconds=plan.max_future_seconds,
-                                             report=notes)
-            yield valid, rejected, notes.warnings[seen:]
+                                             report=notes, timestamps=plan.timestamps)
+            yield valid, rejected, notes.warnings[seen:], notes.naive_timestamps - naive
 
 
 class ReaderProcess:
@@ -573,7 +595,8 @@ class ReaderProcess:
                 return
             if message[0] == "error":
                 raise message[1]
-            yield frame_from_arrow(message[1]), frame_from_arrow(message[2]), message[3]
+            yield (frame_from_arrow(message[1]), frame_from_arrow(message[2]), message[3],
+                   message[4])
 
     def close(self) -> None:
         """Stop the reader (if it still runs) and release the pipe."""
@@ -591,8 +614,9 @@ def _send_validated_chunks(plan: ReadPlan, send: Any, receive: Any) -> None:
     """
     receive.close()
     try:
-        for valid, rejected, warnings in validated_chunks(plan, quick_start=True):
-            send.send(("chunk", frame_to_arrow(valid), frame_to_arrow(rejected), warnings))
+        for valid, rejected, warnings, naive in validated_chunks(plan, quick_start=True):
+            send.send(("chunk", frame_to_arrow(valid), frame_to_arrow(rejected), warnings,
+                       naive))
         send.send(("done",))
     except BrokenPipeError:  # the importing process is gone: nothing left to do
         return
@@ -853,7 +877,9 @@ def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Ti
                     known_products=with_retries(lambda _: store.product_ids(),
                                                 "the catalogue", policy) or None,
                     max_future_seconds=settings.ingest_max_future_seconds,
-                    pii_in_events=report.pii_in_events)
+                    pii_in_events=report.pii_in_events,
+                    timestamps=TimestampRules.from_settings(settings))
+    report.naive_timezone = plan.timestamps.naive_timezone
     run_started = pd.Timestamp.now(tz="UTC")
     # Started before the progress bar's thread: a forked child copies no running thread.
     reader = ReaderProcess(plan) if source.rows_estimate > plan.chunk_rows else None
@@ -861,8 +887,9 @@ def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Ti
     try:
         with _progress_bar(progress) as bar:
             task = bar.add_task(f"ingest {path.name}", total=max(source.rows_estimate, 1))
-            for valid, rejected, warnings in (reader or validated_chunks(plan)):
+            for valid, rejected, warnings, naive in (reader or validated_chunks(plan)):
                 write_chunk(store, report, str(path), valid, rejected, policy)
+                report.naive_timestamps += naive
                 for message in warnings:
                     if message not in report.warnings:
                         report.warnings.append(message)

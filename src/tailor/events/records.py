@@ -6,7 +6,9 @@ the same rows, without paying the vectorised check's fixed cost (about 10 ms per
 whatever the number of rows) on every 100-event batch.
 
 A row takes the fast path when each of its values has a plain form (text ids; an
-ISO 8601 time to the second with `Z` or `±HH:MM`, or epoch seconds as a JSON number;
+ISO 8601 time to the second with `Z` or `±HH:MM` inside the plausibility window, or epoch
+seconds as a JSON number; a zone-less time goes to the frame path, which reads it in
+`events.naive_timezone` and counts it;
 numbers as JSON numbers or plain decimal text; properties as an object) and it passes
 every rule of the contract. Every other row, that is any row that is rejected and any
 value only the lenient parsers read, goes to `validate_events` with the others like it,
@@ -31,6 +33,7 @@ from tailor.events.schema import (
     NUL,
     PRODUCT_EVENT_TYPES,
     STRING_COLUMNS,
+    TimestampRules,
     ValidationResult,
     derive_event_ids,
     from_epoch_seconds,
@@ -117,15 +120,18 @@ def _properties(value: Any) -> str | None:
 
 
 def iso_nanos(text: str) -> int:
-    """Epoch nanoseconds of an ISO 8601 time with seconds (no zone means UTC).
+    """Epoch nanoseconds of an ISO 8601 time with seconds and a zone (`Z` or `±HH:MM`).
 
     Raises:
-        _FramePath: another form, an impossible date or time, or a year out of range.
+        _FramePath: another form, no zone (the frame path applies `events.naive_timezone`
+            and counts it), an impossible date or time, or a year out of range.
     """
     match = _ISO_SECONDS.fullmatch(text)
     if match is None:
         raise _FramePath
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if zone is None:
+        raise _FramePath
     if not _FIRST_YEAR <= int(year) <= _LAST_YEAR or int(hour) > 23 or int(minute) > 59 \
             or int(second) > 59:
         raise _FramePath
@@ -217,8 +223,12 @@ def _fast_frame(rows: list[list[Any]]) -> pd.DataFrame:
 
 
 def split_plain(records: Sequence[Any], *, now: pd.Timestamp, max_future_seconds: int,
-                known_products: set[str] | None) -> tuple[list[int], list[list[Any]], list[int]]:
+                known_products: set[str] | None, timestamps: TimestampRules | None = None
+                ) -> tuple[list[int], list[list[Any]], list[int]]:
     """Split rows into those the fast path accepts and those the frame path must check.
+
+    Rows stamped outside [`timestamps.earliest`, now + max_future_seconds] go to the frame
+    path, which rejects them with the reason.
 
     Returns:
         The positions of the accepted rows, their normalised values, and the positions of
@@ -238,9 +248,10 @@ def split_plain(records: Sequence[Any], *, now: pd.Timestamp, max_future_seconds
             checked.append((position, row))
     _epoch_seconds_to_nanos([row for _, row in checked])
     limit = (now + pd.Timedelta(seconds=max_future_seconds)).value
+    earliest = (timestamps or TimestampRules()).earliest.value
     accepted = [(position, row) for position, row in checked
-                if row[_TIME] is not None and row[_TIME] <= limit]
-    if len(accepted) < len(checked):  # out of range or in the future: the frame path says why
+                if row[_TIME] is not None and earliest <= row[_TIME] <= limit]
+    if len(accepted) < len(checked):  # implausible or future: the frame path says why
         taken = {position for position, _ in accepted}
         others = sorted(others + [position for position, _ in checked if position not in taken])
     return [position for position, _ in accepted], [row for _, row in accepted], others
@@ -249,7 +260,8 @@ def split_plain(records: Sequence[Any], *, now: pd.Timestamp, max_future_seconds
 def validate_records(records: Sequence[Any], *, now: pd.Timestamp,
                      known_products: set[str] | None = None, max_future_seconds: int = 300,
                      first_row_number: int = 0,
-                     check_frame: FrameCheck | None = None) -> ValidationResult:
+                     check_frame: FrameCheck | None = None,
+                     timestamps: TimestampRules | None = None) -> ValidationResult:
     """`validate_events` for rows given as dicts, with plain valid rows checked in Python.
 
     Args:
@@ -257,6 +269,8 @@ def validate_records(records: Sequence[Any], *, now: pd.Timestamp,
         now, known_products, max_future_seconds, first_row_number: as for `validate_events`.
         check_frame: checks the rows that leave the fast path, given as a frame with
             `EVENT_COLUMNS` (default: `validate_events` with these arguments).
+        timestamps: the plausibility window and naive zone, as for `validate_events`
+            (a `check_frame` given should apply the same).
 
     Returns:
         The `ValidationResult` of all rows, valid rows in input order.
@@ -264,12 +278,13 @@ def validate_records(records: Sequence[Any], *, now: pd.Timestamp,
     if check_frame is None:
         def check_frame(frame: pd.DataFrame) -> ValidationResult:
             return validate_events(frame, now=now, known_products=known_products,
-                                   max_future_seconds=max_future_seconds)
+                                   max_future_seconds=max_future_seconds, timestamps=timestamps)
     positions, rows, others = split_plain(records, now=now, max_future_seconds=max_future_seconds,
-                                          known_products=known_products)
+                                          known_products=known_products, timestamps=timestamps)
     fast = _fast_frame(rows)
+    zone = (timestamps or TimestampRules()).naive_timezone
     if not others:
-        return ValidationResult(valid=fast, rejected=_no_rejections())
+        return ValidationResult(valid=fast, rejected=_no_rejections(), naive_timezone=zone)
     slow_frame = pd.DataFrame.from_records([records[position] for position in others],
                                            columns=list(EVENT_COLUMNS))
     slow = check_frame(slow_frame)
@@ -278,7 +293,8 @@ def validate_records(records: Sequence[Any], *, now: pd.Timestamp,
     rejected = slow.rejected.assign(row_number=others_array[refused] + first_row_number)
     slow_kept = others_array[np.setdiff1d(np.arange(len(others)), refused)]
     return ValidationResult(valid=_merged(fast, positions, slow.valid, slow_kept),
-                            rejected=rejected.reset_index(drop=True))
+                            rejected=rejected.reset_index(drop=True),
+                            naive_timestamps=slow.naive_timestamps, naive_timezone=zone)
 
 
 def _merged(fast: pd.DataFrame, fast_positions: list[int], slow: pd.DataFrame,

@@ -3,18 +3,32 @@
 One place for the contract of ARCHITECTURE.md, shared by file import, the HTTP
 collector and the simulator. `validate_events` is vectorised (pandas) so that it
 keeps up with bulk import; it never raises on bad rows, it sorts them out.
+
+Timestamps (`TimestampRules`, from the `events.*` settings): a time before
+`events.min_timestamp` (default 2000-01-01 UTC), or one outside the range a timestamp can
+be stored in at all (years before 1678 or after 2261, e.g. 0001-01-01), is rejected as
+`implausible_timestamp`; one after the receive time plus the tolerated skew as
+`future_timestamp`. Zone-less values (ISO text without an offset, naive datetimes) are
+read in `events.naive_timezone` and counted (`ValidationResult.naive_timestamps`): a wall
+time in a DST gap moves forward to the first time after the gap, a repeated wall time
+(the hour the clocks go back) takes its first occurrence. Epoch numbers are UTC.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from tailor.config import Settings
 
 EVENT_TYPES: tuple[str, ...] = (
     "page_view", "product_view", "search", "add_to_cart", "remove_from_cart",
@@ -46,13 +60,14 @@ PII_COLUMNS: tuple[str, ...] = ("email", "name", "first_name", "last_name", "pho
 # Rejection reasons, in the order they are checked: a row with several problems is
 # rejected for the first. Duplicates are not rejections (they are counted and stored once).
 MALFORMED_ROW = "malformed_row"
+IMPLAUSIBLE_TIMESTAMP = "implausible_timestamp"
 MISSING_CUSTOMER_ID = "missing_customer_id"
 MISSING_PRODUCT_ID = "missing_product_id"
 FUTURE_TIMESTAMP = "future_timestamp"
 NONPOSITIVE_PRICE = "nonpositive_price"
 UNKNOWN_PRODUCT = "unknown_product"
 REJECT_REASONS: tuple[str, ...] = (
-    MALFORMED_ROW, MISSING_CUSTOMER_ID, MISSING_PRODUCT_ID, FUTURE_TIMESTAMP,
+    MALFORMED_ROW, IMPLAUSIBLE_TIMESTAMP, MISSING_CUSTOMER_ID, MISSING_PRODUCT_ID, FUTURE_TIMESTAMP,
     NONPOSITIVE_PRICE, UNKNOWN_PRODUCT,
 )
 DUPLICATE_EVENT_ID = "duplicate_event_id"
@@ -61,8 +76,38 @@ MAX_STRING_LENGTH = 512  # longer ids or queries are malformed, not truncated
 NUL = "\x00"
 
 
+DEFAULT_MIN_TIMESTAMP = "2000-01-01T00:00:00Z"
+DEFAULT_NAIVE_TIMEZONE = "UTC"
+
+
 class ContractError(ValueError):
     """The input as a whole breaks the contract (e.g. a required column is missing)."""
+
+
+@dataclass(frozen=True)
+class TimestampRules:
+    """What a plausible timestamp is, and the zone of zone-less ones (module docstring).
+
+    Attributes:
+        min_timestamp: ISO 8601; earlier times are implausible (a date or a zone-less
+            time is UTC).
+        naive_timezone: IANA zone name zone-less timestamps are read in.
+    """
+
+    min_timestamp: str = DEFAULT_MIN_TIMESTAMP
+    naive_timezone: str = DEFAULT_NAIVE_TIMEZONE
+
+    @property
+    def earliest(self) -> pd.Timestamp:
+        """`min_timestamp` as a UTC timestamp."""
+        stamp = pd.Timestamp(datetime.fromisoformat(self.min_timestamp.strip()
+                                                    .replace("Z", "+00:00")))
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "TimestampRules":
+        """The rules of `events.min_timestamp` and `events.naive_timezone`."""
+        return cls(settings.events_min_timestamp, settings.events_naive_timezone)
 
 
 @dataclass
@@ -72,11 +117,14 @@ class ValidationResult:
     `valid` has exactly `EVENT_COLUMNS` with normalised types (timestamp UTC,
     price float, quantity float, properties JSON text). `rejected` has
     `row_number` (position in the input), `reason`, `field`, `detail` and `raw`
-    (the original row as JSON text, so nothing is lost).
+    (the original row as JSON text, so nothing is lost). `naive_timestamps` counts the
+    zone-less timestamps read (valid or not), each taken in `naive_timezone`.
     """
 
     valid: pd.DataFrame
     rejected: pd.DataFrame
+    naive_timestamps: int = 0
+    naive_timezone: str = DEFAULT_NAIVE_TIMEZONE
 
 
 def check_event_columns(columns: Iterable[str]) -> None:
@@ -162,6 +210,68 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
 
     Returns a datetime64[ns, UTC] series with NaT where a value cannot be parsed.
     """
+    return _parse_utc(values)
+
+
+def parse_event_timestamps(values: pd.Series, naive_timezone: str = DEFAULT_NAIVE_TIMEZONE
+                           ) -> tuple[pd.Series, np.ndarray]:
+    """Parse timestamps as `parse_timestamps` does, zone-less ones read in `naive_timezone`.
+
+    Args:
+        values: the raw timestamp column.
+        naive_timezone: IANA zone of values without an offset (module docstring: DST).
+
+    Returns:
+        The datetime64[ns, UTC] series (NaT where unparseable) and a mask of the parsed
+        values that had no zone.
+    """
+    parsed = _parse_utc(values)
+    naive = zone_less(values) & parsed.notna().to_numpy()
+    if naive.any() and naive_timezone != "UTC":
+        wall = pd.DatetimeIndex(parsed[naive]).tz_localize(None)
+        local = wall.tz_localize(naive_timezone, ambiguous=np.ones(len(wall), dtype=bool),
+                                 nonexistent="shift_forward")
+        parsed[naive] = local.tz_convert("UTC")
+    return parsed, naive
+
+
+# A zone after a time (an offset or Z), or a zone name at the end: "2026-03-29" is zone-less.
+_ZONE_MARK = re.compile(r"(?:\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)"
+                        r"|\b(?:UTC|GMT|UT)\b)\s*$", re.IGNORECASE)
+
+
+def zone_less(values: pd.Series) -> np.ndarray:
+    """Mask of values that name a time without a zone: text without an offset, `Z` or a
+    UTC/GMT suffix, naive datetimes. Epoch numbers are UTC, never zone-less."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return np.zeros(len(values), dtype=bool)
+    if values.dtype.kind == "M":
+        return values.notna().to_numpy()
+    if values.dtype.kind in "iuf":
+        return np.zeros(len(values), dtype=bool)
+    text = _text_array(values)
+    if text is not None:
+        text = _trimmed(text)
+        numeric = np.asarray(pc.match_substring_regex(text, _NUMBER_PATTERN).fill_null(True))
+        zoned = np.asarray(pc.match_substring_regex(
+            text, _ZONE_MARK.pattern, ignore_case=True).fill_null(True))
+        return ~numeric & ~zoned
+
+    def one(value: object) -> bool:
+        if isinstance(value, datetime):
+            return value.tzinfo is None
+        if isinstance(value, str):
+            stripped = value.strip()
+            return bool(stripped) and not re.fullmatch(_NUMBER_PATTERN, stripped) \
+                and _ZONE_MARK.search(stripped) is None
+        return False
+
+    return np.fromiter((one(value) for value in values.astype(object)), dtype=bool,
+                       count=len(values))
+
+
+def _parse_utc(values: pd.Series) -> pd.Series:
+    """`parse_timestamps`: zone-less values taken as UTC."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     if values.dtype.kind == "M":
@@ -219,7 +329,7 @@ def _parse_mixed_timestamps(values: pd.Series, parsed: pd.Series) -> pd.Series:
     `parse_timestamps` reads text, the rest by the lenient path."""
     is_text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
     if is_text.any():
-        parsed[is_text] = parse_timestamps(values[is_text])
+        parsed[is_text] = _parse_utc(values[is_text])
     rest = ~is_text & values.notna().to_numpy()
     if rest.any():
         parsed[rest] = _parse_timestamps_slowly(values[rest], parsed[rest])
@@ -322,6 +432,7 @@ def validate_events(
     known_products: set[str] | None = None,
     max_future_seconds: int = 300,
     first_row_number: int = 0,
+    timestamps: TimestampRules | None = None,
 ) -> ValidationResult:
     """Split a chunk of raw events into valid, normalised rows and rejected rows with reasons.
 
@@ -332,6 +443,8 @@ def validate_events(
             for shops that import events without a catalogue.
         max_future_seconds: tolerated clock skew.
         first_row_number: row number of the chunk's first row in the whole input.
+        timestamps: the plausibility window's start and the zone of zone-less times
+            (default: `TimestampRules()`, 2000-01-01 UTC and UTC).
 
     Returns:
         A `ValidationResult`; every input row is in exactly one of its two frames.
@@ -349,7 +462,8 @@ def validate_events(
     too_long, has_nul = {}, {}
     for name in STRING_COLUMNS:
         out[name], too_long[name], has_nul[name] = _clean_text_column(column[name])
-    out["timestamp"] = parse_timestamps(column["timestamp"])
+    rules = timestamps or TimestampRules()
+    out["timestamp"], naive = parse_event_timestamps(column["timestamp"], rules.naive_timezone)
     out["price"], bad_price = _parse_numbers(column["price"])
     out["quantity"], bad_quantity = _parse_numbers(column["quantity"])
     out["properties"], bad_properties = _properties_text(column["properties"])
@@ -368,6 +482,7 @@ def validate_events(
            + " is not one of " + ", ".join(EVENT_TYPES))
     reject(event_type.isna(), MALFORMED_ROW, "event_type", "event_type: missing")
     raw_timestamp = column["timestamp"]
+    _reject_implausible(found, out["timestamp"], raw_timestamp, rules)
     reject(out["timestamp"].isna() & raw_timestamp.notna(), MALFORMED_ROW, "timestamp",
            lambda rows: "timestamp: cannot parse "
            + raw_timestamp[rows].astype(str).str.slice(0, 40).map(repr)
@@ -409,7 +524,53 @@ def validate_events(
         "detail": found.detail[is_rejected].astype(str).astype(object),
         "raw": rows_as_json(chunk.loc[is_rejected]),
     })
-    return ValidationResult(valid=valid, rejected=rejected)
+    return ValidationResult(valid=valid, rejected=rejected, naive_timestamps=int(naive.sum()),
+                            naive_timezone=rules.naive_timezone)
+
+
+# The year of an ISO-like text, for times outside the range pandas can hold.
+_LEADING_YEAR = r"^\s*([+-]?\d{1,9})-\d{1,2}-\d{1,2}"
+_FIRST_STORABLE_YEAR, _LAST_STORABLE_YEAR = 1678, 2261
+
+
+def out_of_range_times(parsed: pd.Series, raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of unparsed values that are times before, and after, the storable range
+    (ISO text with a year before 1678 or after 2261, epoch seconds beyond the range), e.g.
+    0001-01-01T00:00:00Z."""
+    candidates = (parsed.isna() & raw.notna()).to_numpy()
+    early, late = np.zeros(len(raw), dtype=bool), np.zeros(len(raw), dtype=bool)
+    if not candidates.any():
+        return early, late
+    text = raw[candidates].astype(str)
+    years = pd.to_numeric(text.str.extract(_LEADING_YEAR, expand=False), errors="coerce")
+    numbers = pd.to_numeric(text.str.strip(), errors="coerce")
+    early[candidates] = ((years < _FIRST_STORABLE_YEAR)
+                         | (numbers < -_EPOCH_SECONDS_LIMIT)).to_numpy(dtype=bool)
+    late[candidates] = ((years > _LAST_STORABLE_YEAR)
+                        | (numbers > _EPOCH_SECONDS_LIMIT)).to_numpy(dtype=bool)
+    return early, late
+
+
+def _reject_implausible(found: "_Rejections", parsed: pd.Series, raw: pd.Series,
+                        rules: TimestampRules) -> None:
+    """Reject times before `rules.earliest` and times outside the storable range."""
+    earliest = rules.earliest
+    window = f"before events.min_timestamp {earliest.isoformat()}"
+    found.reject(parsed < earliest, IMPLAUSIBLE_TIMESTAMP, "timestamp",
+                 lambda rows: "timestamp: " + parsed[rows].astype(str)
+                 + f" is {window} (implausible: an unset clock or a default value?)")
+    early, late = out_of_range_times(parsed, raw)
+    for mask, where in ((early, window), (late, "after year 2261, the last storable one")):
+        found.reject(mask, IMPLAUSIBLE_TIMESTAMP, "timestamp", _quoted_detail(raw, where))
+
+
+def _quoted_detail(raw: pd.Series, where: str) -> Callable[[np.ndarray], pd.Series]:
+    """Details "timestamp: '<value as sent>' is <where> (implausible)" for the rejected rows."""
+    def detail(rows: np.ndarray) -> pd.Series:
+        return ("timestamp: " + raw[rows].astype(str).str.slice(0, 40).map(repr)
+                + f" is {where} (implausible)")
+
+    return detail
 
 
 class _Rejections:

@@ -8,8 +8,9 @@ fields. Reads `<home>/features/manifest.json` and, in a rendered repo,
 registry there but creates only the last folder of the path).
 
 Home resolution: a repo rendered by `tailor features` (`<home>/feature_repo/`) carries
-`tailor_home.json` naming its home; the repo in git (`feature_store/`) uses the
-`TAILOR_HOME` environment variable (an absolute path: Feast changes directory).
+`tailor_home.json` naming its home (relative to the repo: ".."); the repo in git
+(`feature_store/`) uses the `TAILOR_HOME` environment variable (an absolute path: Feast
+changes directory).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def repo_home(repo_dir: Path, env: Mapping[str, str] | None = None) -> Path:
     """
     marker = repo_dir / HOME_MARKER
     if marker.is_file():
-        return Path(json.loads(marker.read_text(encoding="utf-8"))["home"])
+        # ".." (relative to the repo) since copied homes exist; older markers are absolute.
+        return (repo_dir / json.loads(marker.read_text(encoding="utf-8"))["home"]).resolve()
     variables = os.environ if env is None else env
     if not variables.get("TAILOR_HOME"):
         raise RuntimeError(

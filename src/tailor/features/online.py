@@ -1,12 +1,15 @@
 """Online feature reads for serving: one feature service's vector per entity, never raising.
 
 Reads the online store (Feast's SQLite store under the home, or Redis) through the Feast
-SDK, for a feature service (homepage, cross_sell, churn, checkout). Writes nothing.
+SDK, for a feature service (homepage, cross_sell, churn, checkout), and the last run's
+`freshness.json`. Writes nothing.
 
 Every read returns a `FeatureVector`: the values, with the catalogue default
 (`tailor.features.specs`) in place of anything the store could not give, and flags
 saying why: the entity was never seen by a view (`missing`), a view's row is older than
-the view's TTL (`stale`), or the store could not be read at all (`error`). Request-time
+the view's TTL (`stale`), or the store could not be read at all (`error`). A view the last
+`tailor features` run found no row for within its TTL (`tailor.features.freshness`) is
+stale for every entity without a row, not missing. Request-time
 features derived from a missing or stale view get their defaults too, so a served
 vector equals what a training set (`tailor.features.training`) holds for the same
 entity and time.
@@ -25,6 +28,7 @@ so an outage costs no time per request.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +45,7 @@ VIEW_SECONDS = "__view_seconds__"
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
+FRESHNESS_CHECK_SECONDS = 30.0  # how often a reader re-reads the last run's stale views
 WARM_UP_READS = 5
 WARM_UP_ENTITY = "__tailor_warm_up__"
 # Which entity each model's service is keyed by (used when the registry cannot be read).
@@ -131,14 +136,18 @@ def _as_utc(moment: datetime | None) -> datetime:
 
 
 def vector_from_row(layout: ServiceLayout, row: Mapping[str, Any],
-                    request_time: datetime) -> FeatureVector:
+                    request_time: datetime,
+                    nothing_fresh: frozenset[str] = frozenset()) -> FeatureVector:
     """Turn one row into a vector: Feast's answer (values and `<feature>__ts` seconds) or
     the fast path's (values and VIEW_SECONDS).
 
     A view is missing when all its features are null and carry no timestamp; stale when
-    its timestamp is older than its TTL at `request_time`.
+    its timestamp is older than its TTL at `request_time`, or when it has no row and is in
+    `nothing_fresh` (the last materialization found no row within its TTL at all, so the
+    absent row says the history is old, not that the entity is new).
     """
-    missing, stale = [], []
+    missing: list[str] = []
+    stale: list[str] = []
     now = request_time.timestamp()
     view_seconds = row.get(VIEW_SECONDS)  # the fast path's per-view times
     for view, ttl in layout.ttl_by_view.items():
@@ -147,7 +156,7 @@ def vector_from_row(layout: ServiceLayout, row: Mapping[str, Any],
         seconds = (view_seconds.get(view, 0) if view_seconds is not None
                    else row.get(f"{names[0]}__ts") or 0)
         if seconds == 0 and all(row.get(name) is None for name in names):
-            missing.append(view)
+            (stale if view in nothing_fresh else missing).append(view)
         elif ttl is not None and now - seconds > ttl.total_seconds():
             stale.append(view)
     unusable = set(missing) | set(stale)
@@ -194,6 +203,8 @@ class OnlineFeatureReader:
         self._load_error: str | None = None
         self._down_until = 0.0
         self._lock = threading.Lock()
+        self._nothing_fresh: frozenset[str] = frozenset()
+        self._freshness_checked = -math.inf
         self._load()
         if warm_up:
             self.warm_up()
@@ -284,7 +295,17 @@ class OnlineFeatureReader:
             message = f"online store read failed: {type(error).__name__}: {error}"
             log.warning("online features (%s): %s", self.service_name, message)
             return [self._error_vector(message) for _ in entity_ids]
-        return [vector_from_row(self._layout, row, moment) for row in rows]
+        nothing_fresh = self._views_with_nothing_fresh()
+        return [vector_from_row(self._layout, row, moment, nothing_fresh) for row in rows]
+
+    def _views_with_nothing_fresh(self) -> frozenset[str]:
+        """`read_stale_views`, re-read at most every FRESHNESS_CHECK_SECONDS."""
+        if time.monotonic() - self._freshness_checked > FRESHNESS_CHECK_SECONDS:
+            from tailor.features.freshness import read_stale_views
+
+            self._nothing_fresh = read_stale_views(self.settings)
+            self._freshness_checked = time.monotonic()
+        return self._nothing_fresh
 
     def _fetch(self, entity_ids: Sequence[str], moment: datetime) -> list[dict[str, Any]]:
         """Rows of Feast's answer: feature values plus `<feature>__ts` seconds."""

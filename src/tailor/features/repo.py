@@ -3,9 +3,12 @@
 Reads: the definition modules (`feature_store/*.py` of the source tree, or
 `features.definitions_dir`) and the settings. Writes `<home>/feature_repo/`:
 
-    feature_store.yaml   Feast configuration from the settings (SQLite or Redis online store)
+    feature_store.yaml   Feast configuration from the settings (SQLite or Redis online store);
+                         registry and SQLite paths relative to the repo, so a copied home's
+                         repo names its own files
     *.py                 copies of the definition modules
-    tailor_home.json     the home the definitions read their files and manifest from
+    tailor_home.json     the home the definitions read their files and manifest from ("..",
+                         relative to the repo)
     data/registry.db     Feast's registry (file registry; it records each view's
                          materialized intervals)
     data/online_store.db the SQLite online store (when no Redis URL is set)
@@ -15,6 +18,12 @@ Reads: the definition modules (`feature_store/*.py` of the source tree, or
 newest offline rows into the online store (all of them, or incrementally). The same
 configuration dictionary is rendered into the yaml (for the `feast` CLI) and passed to
 `FeatureStore` in-process, so both see one store.
+
+A home copied with `cp -a` carries a registry whose recorded infrastructure (the SQLite
+tables and their absolute file) names the original home; Feast would drop those tables
+when it applies the copy's definitions. `detach_foreign_infra` removes such records (and
+records of tables this home's online store lost, so Feast creates them again) from the
+registry before Feast reads it, so a home never touches files outside itself.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import shutil
 import sys
 import threading
@@ -37,7 +47,11 @@ import yaml
 from tailor.config import Settings
 from tailor.features.definitions import HOME_MARKER
 
+log = logging.getLogger(__name__)
+
 RENDERED_REPO_DIR = "feature_repo"
+REGISTRY_FILE = "data/registry.db"  # relative to the rendered repo, as Feast resolves it
+ONLINE_STORE_FILE = "data/online_store.db"
 MATERIALIZED_STORE_FILE = "materialized_store.json"
 DEFINITION_MODULES: tuple[str, ...] = (
     "entities.py", "data_sources.py", "features.py", "on_demand_features.py",
@@ -129,8 +143,16 @@ def redis_connection_string(redis_url: str, timeout_seconds: float | None = None
     return ",".join(pieces)
 
 
+def online_store_path(settings: Settings) -> Path:
+    """The SQLite online store's file, `<home>/feature_repo/data/online_store.db`."""
+    return repo_dir(settings) / ONLINE_STORE_FILE
+
+
 def online_store_config(settings: Settings, serving: bool = False) -> dict[str, Any]:
     """The online_store section: SQLite under the home, or Redis when redis_url is set.
+
+    The SQLite path is relative to the repo (Feast joins it to the repo path), so the
+    rendered yaml of a copied home never names the original's file.
 
     Args:
         settings: uses `redis_url`, `home_path`, `features_batch_ttl_days`,
@@ -139,7 +161,7 @@ def online_store_config(settings: Settings, serving: bool = False) -> dict[str, 
             materialization writes large pipelines and must not time out).
     """
     if not settings.redis_url:
-        return {"type": "sqlite", "path": str(repo_dir(settings) / "data" / "online_store.db")}
+        return {"type": "sqlite", "path": ONLINE_STORE_FILE}
     timeout = settings.features_online_timeout_ms / 1000 if serving else None
     return {
         "type": "redis",
@@ -151,7 +173,7 @@ def online_store_config(settings: Settings, serving: bool = False) -> dict[str, 
 
 def registry_path(settings: Settings) -> Path:
     """Feast's registry file inside the home (exists once the definitions were applied)."""
-    return repo_dir(settings) / "data" / "registry.db"
+    return repo_dir(settings) / REGISTRY_FILE
 
 
 def repo_config_dict(settings: Settings, serving: bool = False) -> dict[str, Any]:
@@ -159,7 +181,7 @@ def repo_config_dict(settings: Settings, serving: bool = False) -> dict[str, Any
     return {
         "project": settings.features_project,
         "provider": "local",
-        "registry": {"registry_type": "file", "path": str(registry_path(settings)),
+        "registry": {"registry_type": "file", "path": REGISTRY_FILE,
                      "cache_ttl_seconds": 60},
         "online_store": online_store_config(settings, serving),
         # DuckDB (through ibis) joins point in time in SQL; the file store's dask join
@@ -187,7 +209,8 @@ def render_feature_repo(settings: Settings) -> Path:
     config_file.write_text(header + yaml.safe_dump(repo_config_dict(settings), sort_keys=False),
                            encoding="utf-8")
     config_file.chmod(0o600)  # may hold the Redis password
-    marker = {"home": str(settings.home_path.resolve()), "rendered_at": _now_iso()}
+    # The repo's parent folder is the home; relative, so a copied home's repo reads itself.
+    marker = {"home": "..", "rendered_at": _now_iso()}
     (target / HOME_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
     return target
 
@@ -305,6 +328,7 @@ def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySumm
     )
 
     target = render_feature_repo(settings)
+    detach_foreign_infra(settings)
     contents = load_definitions(target, settings.features_project)
     store = store or open_feature_store(settings)
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
@@ -322,6 +346,89 @@ def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySumm
         online_store=store.config.online_store.type,
         applied=sorted(f"{type(item).__name__}:{item.name}" for item in to_apply),
         deleted=sorted(f"{type(item).__name__}:{item.name}" for item in to_delete))
+
+
+def _inside(path: str, folder: Path) -> bool:
+    return Path(path).resolve().is_relative_to(folder.resolve())
+
+
+def _read_registry(path: Path) -> Any:
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+
+    proto = RegistryProto()
+    proto.ParseFromString(path.read_bytes())
+    return proto
+
+
+def foreign_infra_paths(settings: Settings) -> list[str]:
+    """Files outside this home that the registry's recorded infrastructure names.
+
+    Read from the registry file's bytes, not through Feast: Feast opens (and creates) each
+    recorded SQLite file as it loads the record.
+
+    Returns:
+        The distinct paths, sorted; empty for a registry of this home or no registry.
+    """
+    path = registry_path(settings)
+    if not path.is_file():
+        return []
+    home = settings.home_path.resolve()
+    return sorted({item.sqlite_table.path for item in _read_registry(path).infra.infra_objects
+                   if item.HasField("sqlite_table") and not _inside(item.sqlite_table.path, home)})
+
+
+def _sqlite_tables(database: Path) -> set[str]:
+    """Tables in a SQLite file, read-only (none when the file is missing)."""
+    import sqlite3
+
+    if not database.is_file():
+        return set()
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        return {name for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def detach_foreign_infra(settings: Settings) -> list[str]:
+    """Drop the registry's infrastructure records that Feast must not act on.
+
+    A copied home's registry records the original's SQLite tables; Feast's apply would tear
+    them down (`DROP TABLE` in the original's online store) as "moved". A record of a table
+    missing from this home's online store (lost, or dropped by that fault) would keep Feast
+    from creating it again. Without the records Feast creates this home's tables (`CREATE
+    TABLE IF NOT EXISTS`: rows already there stay) and touches nothing else. Objects,
+    intervals and the rest of the registry stay.
+
+    Returns:
+        What was removed: foreign file paths, and `<table> (missing)` for lost tables
+        (empty: the registry was left as it was).
+    """
+    path = registry_path(settings)
+    if not path.is_file():
+        return []
+    proto = _read_registry(path)
+    home = settings.home_path.resolve()
+    tables = _sqlite_tables(online_store_path(settings))
+    removed, kept = [], []
+    for item in proto.infra.infra_objects:
+        if not item.HasField("sqlite_table"):
+            kept.append(item)
+        elif not _inside(item.sqlite_table.path, home):
+            removed.append(item.sqlite_table.path)
+        elif Path(item.sqlite_table.path).resolve() == online_store_path(settings).resolve() \
+                and item.sqlite_table.name not in tables:
+            removed.append(f"{item.sqlite_table.name} (missing)")
+        else:
+            kept.append(item)
+    if not removed:
+        return []
+    del proto.infra.infra_objects[:]
+    proto.infra.infra_objects.extend(kept)
+    path.write_bytes(proto.SerializeToString())
+    removed = sorted(set(removed))
+    log.warning("feature registry %s recorded online tables Feast must not act on (%s); "
+                "their records were removed, this home's online store is used", path,
+                ", ".join(removed))
+    return removed
 
 
 def source_table(view: Any) -> str:
@@ -368,7 +475,7 @@ def online_store_identity(settings: Settings) -> str:
         parts = urlsplit(settings.redis_url)
         where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
         return f"{where} {settings.features_project}"
-    return f"sqlite {online_store_config(settings)['path']} {settings.features_project}"
+    return f"sqlite {online_store_path(settings)} {settings.features_project}"
 
 
 def _materialized_store_file(settings: Settings) -> Path:

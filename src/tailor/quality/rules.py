@@ -13,7 +13,7 @@ fails and training is blocked).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,8 +21,8 @@ import pandas as pd
 
 from tailor.config import Settings
 from tailor.events.schema import (
-    DUPLICATE_EVENT_ID, FUTURE_TIMESTAMP, MALFORMED_ROW, MISSING_CUSTOMER_ID, MISSING_PRODUCT_ID,
-    NONPOSITIVE_PRICE, UNKNOWN_PRODUCT,
+    DUPLICATE_EVENT_ID, FUTURE_TIMESTAMP, IMPLAUSIBLE_TIMESTAMP, MALFORMED_ROW, MISSING_CUSTOMER_ID,
+    MISSING_PRODUCT_ID, NONPOSITIVE_PRICE, UNKNOWN_PRODUCT, TimestampRules,
 )
 from tailor.events.store import EventStore
 
@@ -37,6 +37,7 @@ ROW_RULES: dict[str, str] = {
     MISSING_CUSTOMER_ID: "Every event is attributed to a customer (no null customer_id).",
     NONPOSITIVE_PRICE: "Prices are above 0.",
     FUTURE_TIMESTAMP: "No event timestamp is in the future.",
+    IMPLAUSIBLE_TIMESTAMP: "No event timestamp is before events.min_timestamp (e.g. epoch 0).",
     MALFORMED_ROW: "Rows match the contract's columns and types.",
     UNKNOWN_PRODUCT: "Product ids are in the catalogue.",
     MISSING_PRODUCT_ID: "Product events (views, cart, purchases) name their product.",
@@ -246,8 +247,20 @@ def check_freshness(facts: StoreFacts, now: pd.Timestamp, settings: Settings) ->
     return result
 
 
+def stored_before(daily: pd.DataFrame, earliest: pd.Timestamp) -> int:
+    """Stored events on UTC days before `earliest`'s day (another writer, or rows stored
+    before the plausibility window existed); by day, as the store aggregates them."""
+    if daily.empty:
+        return 0
+    days = pd.to_datetime(daily["date"]).dt.date
+    return int(daily["events"].to_numpy(dtype="int64")[(days < earliest.date()).to_numpy()].sum())
+
+
 def evaluate_rules(facts: StoreFacts, now: pd.Timestamp, settings: Settings) -> list[RuleResult]:
     """Every rule, in report order: the brief's four, the other row rules, volume, freshness."""
+    earliest = TimestampRules.from_settings(settings).earliest
+    facts = replace(facts, violations={
+        **facts.violations, IMPLAUSIBLE_TIMESTAMP: stored_before(facts.daily, earliest)})
     max_reject = settings.quality_max_reject_rate
     rules = [check_row_rule(MISSING_CUSTOMER_ID, facts, max_reject),
              check_duplicates(facts, settings.quality_max_duplicate_rate)]

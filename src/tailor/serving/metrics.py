@@ -7,6 +7,8 @@ reads nothing. Names:
     tailor_requests_total{endpoint,outcome}        outcome: ok or fallback
     tailor_fallbacks_total{endpoint,reason}        reason: a short kind (timeout, no_model, ...)
     tailor_errors_total{endpoint}                  unexpected errors (answered with a fallback)
+    tailor_stale_answers_total{endpoint}           answers built on stale features (flagged
+                                                   `stale` in the answer)
     tailor_batch_size{endpoint}                    histogram, requests per model call
     tailor_model_info{model,version}               1 for the version serving now
     tailor_model_load_failures_total{model}        versions that failed to load
@@ -49,6 +51,7 @@ class _Collectors:
     model_info: Any
     load_failures: Any
     incentives: Any
+    stale: Any
     versions: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,6 +81,9 @@ def _create(registry: Any) -> _Collectors:
         load_failures=Counter("tailor_model_load_failures",
                               "Model versions that failed to load (the old one kept serving).",
                               ["model"], registry=registry),
+        stale=Counter("tailor_stale_answers", "Answers built on stale features (the "
+                      "customer's history older than its TTL), by endpoint.", ["endpoint"],
+                      registry=registry),
         incentives=Counter("tailor_incentive_reservations",
                            "Checkout incentives checked against the daily budget, by outcome.",
                            ["outcome"], registry=registry))
@@ -119,6 +125,10 @@ class ServingMetrics:
     def error(self, endpoint: str) -> None:
         """One unexpected error (the request still got a fallback answer)."""
         self._metrics.errors.labels(endpoint=endpoint).inc()
+
+    def stale(self, endpoint: str) -> None:
+        """One answer built on stale features (defaults in place of the customer's history)."""
+        self._metrics.stale.labels(endpoint=endpoint).inc()
 
     def batch_size(self, endpoint: str, size: int) -> None:
         """One model call that scored `size` requests."""

@@ -15,6 +15,9 @@ Framework-free: the BentoML service (`bentos/`) only validates bodies with
 when the feature store is unreachable, no model is loaded, the model fails or the time
 budget (`serving.timeout_ms`, async methods) runs out, the answer is the popularity
 fallback with `fallback: true` and the reason, counted in `tailor_fallbacks_total`.
+Features older than their TTL (`stale`: defaults stand in for the customer's history)
+flag the answer `stale: true` (counted in `tailor_stale_answers_total`); a checkout offer
+on them is the fallback `stale_features`, so no incentive budget is spent on defaults.
 Each public method records its own metrics (latency, outcome, fallbacks, batch sizes); the
 service must not record them again.
 """
@@ -60,6 +63,7 @@ FEATURE_STORE = "feature_store"
 NO_MODEL = "no_model"
 MODEL_ERROR = "model_error"
 INTERNAL_ERROR = "internal_error"
+STALE_FEATURES = "stale_features"  # the customer's history is older than its TTL
 ERROR_KINDS = frozenset({MODEL_ERROR, INTERNAL_ERROR})
 
 
@@ -260,6 +264,8 @@ class ServingPipeline:
                 self.metrics.fallback(endpoint, answer.kind)
             if answer.kind in ERROR_KINDS:
                 self.metrics.error(endpoint)
+            if getattr(answer.response, "stale", False):
+                self.metrics.stale(endpoint)
             self.metrics.observe(endpoint, seconds,
                                  "fallback" if answer.response.fallback else "ok")
 
@@ -379,6 +385,10 @@ class ServingPipeline:
             else:
                 ranked.append((position, self._browsing(ranker, requests[position], vector)))
         self._rank(ranker, loaded.version, requests, ranked, answers)
+        for position, vector in zip(personal, vectors):
+            answer = answers[position]
+            if vector.stale and answer is not None:
+                answer.response.stale = True
         return _filled(answers)
 
     @staticmethod
@@ -514,7 +524,7 @@ class ServingPipeline:
         return _Answer(CheckoutOfferResponse(
             p_abandon=None, offer=NO_OFFER, reason=f"no offer: {reason}", model_version=None,
             variant=self.slots["checkout"].reference, fallback=True, fallback_reason=reason,
-            request_id=_request_id()), kind)
+            stale=kind == STALE_FEATURES, request_id=_request_id()), kind)
 
     def _price_of(self, product_id: str) -> float | None:
         product = self.catalogue.get(product_id)
@@ -537,6 +547,14 @@ class ServingPipeline:
             if vector is not None and vector.error:
                 answers[position] = self._checkout_fallback(
                     request, FEATURE_STORE, f"feature store unavailable: {vector.error}")
+                continue
+            if vector is not None and vector.stale:
+                # A score of default features would spend the incentive budget on nothing.
+                answers[position] = self._checkout_fallback(
+                    request, STALE_FEATURES,
+                    f"stale features: the customer's history ({', '.join(vector.stale_views)})"
+                    " is older than its TTL, so the model would score defaults; no incentive "
+                    "is spent on them (run `tailor features` on recent events)")
                 continue
             facts = cart_facts(request.cart, self._price_of)
             scored.append((position, facts,

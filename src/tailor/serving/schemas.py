@@ -140,6 +140,9 @@ class _Answer(BaseModel):
     variant: str = Field(description="The registry alias (or version) the model came from.")
     fallback: bool = Field(description="True when the answer is the fallback, not the model's.")
     fallback_reason: str | None = None
+    stale: bool = Field(False, description="True when the customer's history in the online "
+                                           "store is older than its TTL (stale): the answer "
+                                           "was built on default features in its place.")
     request_id: str
 
 

@@ -30,6 +30,7 @@ from tailor.config import Settings
 from tailor.logs import library_output
 from tailor.models.evaluate import BacktestResult
 from tailor.training.locks import promotion_lock
+from tailor.training.relocation import rehome_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,12 @@ REQUIREMENTS = ("mlflow", "pandas", "numpy", "scipy", "scikit-learn", "xgboost",
 
 
 def use_tracking(settings: Settings) -> str:
-    """Point MLflow (tracking and registry) at the settings' store; returns the URI."""
+    """Point MLflow (tracking and registry) at the settings' store; returns the URI.
+
+    A copied home's own store is first pointed at its own artifacts (`rehome_artifacts`):
+    its runs never write into, and its models never load from, the home it was copied from.
+    """
+    rehome_artifacts(settings)
     uri = settings.tracking_uri
     exported = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)

@@ -129,6 +129,30 @@ def create_lake_views(connection: duckdb.DuckDBPyConnection, lake_url: str) -> N
             connection.execute(load_sql(f"{view}_empty"))
 
 
+def views_reading_elsewhere(settings: Settings) -> list[str]:
+    """Lake views of the warehouse file that read another lake than the settings' one.
+
+    A view stores its lake path as written at the last refresh: in a home copied with
+    `cp -a`, the warehouse reads the original home's lake until it is refreshed.
+
+    Returns:
+        The names of such views (empty when the warehouse was never built).
+    """
+    path = settings.warehouse_file
+    if not path.is_file():
+        return []
+    _, _, duck_root = _lake_location(settings.lake_root)
+    own = sql_literal(duck_root + "/")[:-1]  # the opening quote and the root, no closing one
+    connection = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = connection.execute("SELECT view_name, sql FROM duckdb_views() "
+                                  "WHERE NOT internal").fetchall()
+    finally:
+        connection.close()
+    return sorted(name for name, sql in rows
+                  if name in VIEWS and "read_parquet(" in sql and own not in sql)
+
+
 def refresh_warehouse(settings: Settings) -> dict[str, int]:
     """Recreate the lake views and rebuild orders and sessions; run after each lake export.
 

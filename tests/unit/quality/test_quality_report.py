@@ -53,7 +53,7 @@ def test_json_has_the_documented_shape(settings: Settings, ingest_faulty_file,
     assert document["passed"] is False and document["stored"] == 1000
     assert document["checked_at"] == NOW.isoformat()
     assert document["report_paths"] == report.report_paths
-    assert len(document["rules"]) == 9
+    assert len(document["rules"]) == 10
     for rule in document["rules"]:
         assert {"name", "description", "blocking", "status", "count", "value", "threshold",
                 "details"} <= set(rule)

@@ -65,10 +65,11 @@ def test_a_clean_store_passes_every_rule(settings: Settings, ingest_rows,
     report = gate(settings, now=pd.Timestamp("2026-02-25T06:00:00Z"))
 
     assert report.passed
-    assert [rule.status for rule in report.rules] == ["pass"] * 9
+    assert [rule.status for rule in report.rules] == ["pass"] * 10
     assert [rule.name for rule in report.rules] == [
         "missing_customer_id", "duplicate_event_id", "nonpositive_price", "future_timestamp",
-        "malformed_row", "unknown_product", "missing_product_id", "volume_anomaly", "freshness"]
+        "implausible_timestamp", "malformed_row", "unknown_product", "missing_product_id",
+        "volume_anomaly", "freshness"]
 
 
 def test_row_rules_within_their_threshold_warn_but_pass(settings: Settings,
