@@ -46,6 +46,8 @@ import yaml
 
 from tailor.config import Settings
 from tailor.features.definitions import HOME_MARKER
+from tailor.features.feast_internals import online_store_redis_client
+from tailor.logs import library_output
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +310,7 @@ def serving_retry() -> Any:
 
 def limit_redis_retries(store: Any) -> None:
     """Give the Redis client inside Feast's online store the serving retry policy."""
-    online_store = store._get_provider().online_store
-    client = online_store._get_client(store.config.online_store)
-    client.set_retry(serving_retry())
+    online_store_redis_client(store).set_retry(serving_retry())
 
 
 def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySummary:
@@ -333,8 +333,8 @@ def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySumm
     store = store or open_feature_store(settings)
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         settings.features_project, store.registry, contents)
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        # Feast prints its plan to stdout, and warns on every apply that on-demand views
+    with library_output("feast.output"), warnings.catch_warnings():
+        # Feast prints its plan (to the log, not the terminal: Tailor sums it up), and warns on every apply that on-demand views
         # are experimental (known: docs/features.md).
         warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
         # The same call `feast apply` makes after parsing the repo: registry and
@@ -537,7 +537,7 @@ def materialize(settings: Settings, end: datetime | None = None, store: Any | No
     for window in windows:
         if window.view not in done:
             groups.setdefault((window.mode, window.start), []).append(window.view)
-    with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress to stdout
+    with library_output("feast.output"):  # Feast's progress lines go to the log
         for (mode, start), names in groups.items():
             if mode == "incremental":
                 store.materialize_incremental(end_date=end, feature_views=sorted(names))
