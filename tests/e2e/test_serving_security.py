@@ -130,47 +130,65 @@ def _product_views(customer: str, products: list[str], tag: str,
             for number, product in enumerate(products)]
 
 
+def _wait_for_reason(serving, customer: str, reason: str, timeout: float = 60.0) -> set[str]:
+    """The customer's browsing reasons once `reason` is among them (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    reasons = _browsing_reasons(serving, customer)
+    while reason not in reasons and time.monotonic() < deadline:
+        time.sleep(0.5)
+        reasons = _browsing_reasons(serving, customer)
+    return reasons
+
+
 def test_unsigned_events_do_not_steer_a_customer_but_signed_ones_do(serving) -> None:
     from tailor.events.identity import sign_customer_id
 
-    customer = serving.home.known_buyer
+    customer, witness = serving.home.known_buyer, _another_buyer(serving)
     catalogue = pd.read_csv(serving.home.shop / "products.csv")
     in_stock = catalogue[catalogue["inventory"] > 0]
-    already = _browsing_reasons(serving, customer)
-    forged_category, signed_category = [
+    shown = _browsing_reasons(serving, customer) | _browsing_reasons(serving, witness)
+    forged_category, witness_category = [
         category for category in sorted(set(in_stock["category"]))
-        if f"because you are browsing {category}" not in already][:2]
+        if f"because you are browsing {category}" not in shown][:2]
     forged = in_stock[in_stock["category"] == forged_category]["product_id"].head(5).tolist()
-    signed = in_stock[in_stock["category"] == signed_category]["product_id"].head(1).tolist()
+    seen = in_stock[in_stock["category"] == witness_category]["product_id"].head(1).tolist()
     url = serving.url + "/collect/v1/events"
     headers = {"X-Tailor-Key": serving.public_key}
     watermark = _store_call(serving, lambda store: store.max_seq())
 
-    posted = httpx.post(url, json={"events": _product_views(customer, forged, "forged")},
-                        headers=headers, timeout=30.0)
-    assert posted.status_code == 200 and posted.json()["accepted"] == len(forged), posted.text
-    signature = sign_customer_id(serving.identity_secret, customer)
-    posted = httpx.post(url, json={"events": _product_views(customer, signed, "signed",
-                                                            signature)},
-                        headers=headers, timeout=30.0)
-    assert posted.status_code == 200 and posted.json()["accepted"] == 1, posted.text
+    # The issue's five unsigned views, and in the same batch (one worker, one commit, pushed
+    # in order) a signed view for another customer that shows when the batch was pushed.
+    batch = (_product_views(customer, forged, "forged")
+             + _product_views(witness, seen, "witness",
+                              sign_customer_id(serving.identity_secret, witness)))
+    posted = httpx.post(url, json={"events": batch}, headers=headers, timeout=30.0)
+    assert posted.status_code == 200 and posted.json()["accepted"] == len(batch), posted.text
+    assert f"because you are browsing {witness_category}" in _wait_for_reason(
+        serving, witness, f"because you are browsing {witness_category}")
+    assert f"because you are browsing {forged_category}" not in \
+        _browsing_reasons(serving, customer)
 
-    # The pusher folds events in commit order: once the signed view shows, the forged
-    # ones have been handled too.
-    deadline = time.monotonic() + 60
-    reasons = _browsing_reasons(serving, customer)
-    while f"because you are browsing {signed_category}" not in reasons \
-            and time.monotonic() < deadline:
-        time.sleep(0.5)
-        reasons = _browsing_reasons(serving, customer)
-    assert f"because you are browsing {signed_category}" in reasons
-    assert f"because you are browsing {forged_category}" not in reasons
+    # The same view, signed by the shop: now it counts for the customer.
+    signed = _product_views(customer, forged[:1], "signed",
+                            sign_customer_id(serving.identity_secret, customer))
+    posted = httpx.post(url, json={"events": signed}, headers=headers, timeout=30.0)
+    assert posted.status_code == 200 and posted.json()["accepted"] == 1, posted.text
+    assert f"because you are browsing {forged_category}" in _wait_for_reason(
+        serving, customer, f"because you are browsing {forged_category}")
 
     stored = _store_call(serving, lambda store: store.events_after(watermark, 100))
     owners = dict(zip(stored["event_id"], stored["customer_id"]))
     assert {owners[f"identity-forged-{n}"] for n in range(len(forged))} == {"anon-forged"}
-    assert owners["identity-signed-0"] == customer
+    assert owners["identity-signed-0"] == customer and owners["identity-witness-0"] == witness
     assert not stored["properties"].str.contains("identity_signature").any()
+
+
+def _another_buyer(serving) -> str:
+    """A customer with purchases other than the known buyer."""
+    events = pd.read_parquet(serving.home.shop / "events.parquet",
+                             columns=["customer_id", "event_type"])
+    buyers = events[events["event_type"] == "purchase"]["customer_id"].value_counts().index
+    return str(next(buyer for buyer in buyers if buyer != serving.home.known_buyer))
 
 
 def _store_call(serving, call):

@@ -25,8 +25,8 @@ The signature itself is never stored. Requests made with a secret key come from 
 servers and are trusted as sent.
 
 Why the id is rewritten at the door rather than flagged for downstream jobs to skip: every
-consumer (the live session features, the feature builds, the warehouse's identity join,
-training) reads `customer_id`; one rewrite before the commit makes all of them right at
+consumer (the live session features, the feature builds, training, a later join of
+anonymous and known histories) reads `customer_id`; one rewrite before the commit makes all of them right at
 once, and the store never holds a claim that nobody proved.
 """
 
