@@ -294,6 +294,10 @@ def _validate(values: dict[str, Any]) -> None:
                  "serving_max_header_count"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
+    for name in ("serving_max_header_bytes", "collector_max_header_bytes"):
+        if values[name] < 1_024:
+            raise ConfigError(f"{name} must be at least 1024 (bytes of request line and "
+                              f"headers), got {values[name]!r}")
     if not 1 <= values["serving_port"] <= 65_535:
         raise ConfigError(f"serving_port must be between 1 and 65535, got {values['serving_port']!r}")
     if not 0 < values["serving_switch_interval_ms"] <= 1000:
