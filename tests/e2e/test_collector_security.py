@@ -108,3 +108,10 @@ def test_every_answer_carries_the_security_headers(collector, path: str, status:
         assert policy.startswith("default-src 'none'")
     refused = httpx.post(f"{process.url}/v1/events", json={"events": []})
     assert refused.status_code == 401 and "nosniff" in refused.headers["x-content-type-options"]
+
+
+def test_a_malformed_request_is_a_json_400_with_the_security_headers(collector) -> None:
+    process, _ = collector
+    answer = send_raw(process.url, b"GET /healthz HTTP/1.1\r\nHost probe\r\n\r\n")
+    assert answer.status == 400 and "malformed HTTP request" in answer.body.decode(), answer
+    assert all(name in answer.headers for name in SECURITY_HEADERS)

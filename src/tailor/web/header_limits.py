@@ -10,8 +10,9 @@ app code runs. h11 stops reading at a size limit while the head is still arrivin
 servers use `header_limited_protocol`, uvicorn's h11 protocol with:
 
 - h11's buffer limit set to the largest head (`max_incomplete_event_size`); uvicorn
-  answers a head over it with a bare 400, this protocol with 431 and a JSON error, and
-  closes the connection without reading the rest;
+  answers a head over it with a bare 400, this protocol with 431 and a JSON error (and a
+  malformed request with a JSON 400), with the security headers, and closes the
+  connection without reading the rest;
 - the number of headers checked once the head is complete (431 as well; a head under the
   size limit holds at most a few thousand).
 
@@ -88,13 +89,16 @@ class _HeaderLimitedH11Protocol(H11Protocol):
         self.app = HeaderCountGuard(self.app, self.max_headers)
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request h11 cannot read: 431 when the head is too large."""
-        if len(self.conn.trailing_data[0]) <= self.max_head_bytes:
-            super().send_400_response(msg)
-            return
-        headers, body = _error_body(431, head_too_large(self.max_head_bytes))
-        for event in (h11.Response(status_code=431, headers=headers,
-                                   reason=b"Request Header Fields Too Large"),
+        """uvicorn's answer to a request h11 cannot read: 431 when the head is too large,
+        else 400; JSON with the security headers either way, then the connection closes."""
+        if len(self.conn.trailing_data[0]) > self.max_head_bytes:
+            status, reason = 431, b"Request Header Fields Too Large"
+            message = head_too_large(self.max_head_bytes)
+        else:
+            status, reason = 400, b"Bad Request"
+            message = "malformed HTTP request: not a valid HTTP/1.1 request line and headers"
+        headers, body = _error_body(status, message)
+        for event in (h11.Response(status_code=status, headers=headers, reason=reason),
                       h11.Data(data=body), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event))
         self.transport.close()
