@@ -113,5 +113,28 @@ def metrics_text() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(_HistogramsInOrder(registry)), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class _HistogramsInOrder:
+    """A registry view whose histogram samples come as the exposition format orders them
+    (per label set: buckets, then count, then sum); the multiprocess collector mixes them,
+    as BentoML's own /metrics notes and corrects the same way."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def collect(self) -> Any:
+        for metric in self.registry.collect():
+            if metric.type == "histogram":
+                metric.samples.sort(key=_histogram_order)
+            yield metric
+
+
+def _histogram_order(sample: Any) -> tuple[Any, ...]:
+    labels = tuple(sorted((key, value) for key, value in sample.labels.items() if key != "le"))
+    suffix = next((rank for rank, end in enumerate(("_bucket", "_count", "_sum"))
+                   if sample.name.endswith(end)), 3)
+    bound = float(sample.labels["le"]) if suffix == 0 and "le" in sample.labels else 0.0
+    return labels, suffix, bound
