@@ -26,8 +26,8 @@ servers and are trusted as sent.
 
 Why the id is rewritten at the door rather than flagged for downstream jobs to skip: every
 consumer (the live session features, the feature builds, training, a later join of
-anonymous and known histories) reads `customer_id`; one rewrite before the commit makes all of them right at
-once, and the store never holds a claim that nobody proved.
+anonymous and known histories) reads `customer_id`; one rewrite before the commit makes all
+of them right at once, and the store never holds a claim that nobody proved.
 """
 
 from __future__ import annotations
@@ -202,14 +202,12 @@ class IdentityCheck:
     def _bound(self, event: dict[str, Any], key_kind: str, secret: str | None) -> dict[str, Any]:
         properties = _properties_of(event)
         signature = properties.get(SIGNATURE_PROPERTY) if properties is not None else None
-        customer_id = event.get("customer_id")
-        checked = (key_kind == "public" and isinstance(customer_id, str) and customer_id
-                   and not customer_id.startswith(ANONYMOUS_PREFIX))
-        if not checked or not (self.required or signature is not None):
+        claimed = _claimed_id(event) if key_kind == "public" else None
+        if claimed is None or not (self.required or signature is not None):
             if signature is None:
                 return event
             return _with_properties(event, _without_signature(properties, {}))
-        if signature_valid(secret, customer_id, signature):
+        if signature_valid(secret, claimed, signature):
             return _with_properties(event, _without_signature(properties,
                                                               {IDENTITY_PROPERTY: VERIFIED}))
         marked = _with_properties(event, _without_signature(properties,
@@ -217,6 +215,15 @@ class IdentityCheck:
         if not self.required:
             return marked
         return {**marked, "customer_id": anonymous_id_for(event, properties or {})}
+
+
+def _claimed_id(event: Mapping[str, Any]) -> str | None:
+    """The known customer's id an event claims; None for an anonymous or a missing id."""
+    customer_id = event.get("customer_id")
+    if isinstance(customer_id, str) and customer_id \
+            and not customer_id.startswith(ANONYMOUS_PREFIX):
+        return customer_id
+    return None
 
 
 def _without_signature(properties: Mapping[str, Any] | None,

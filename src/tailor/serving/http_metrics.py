@@ -107,8 +107,13 @@ def metrics_text() -> tuple[bytes, str]:
     """The Prometheus text of every metric of this server and its content type: summed over
     the worker processes when prometheus_client runs in multiprocess mode (under BentoML),
     else this process's default registry."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
-    from prometheus_client import generate_latest, multiprocess
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        REGISTRY,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

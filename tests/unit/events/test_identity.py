@@ -95,4 +95,5 @@ def test_the_secret_file_is_private_picked_up_and_never_overwritten(tmp_path: Pa
     assert check.secret() == secret
     with pytest.raises(FileExistsError, match="rotate"):
         create_identity_secret(path)
-    assert IdentityCheck.from_settings(settings, env={"TAILOR_IDENTITY_SECRET": "x"}).secret() == "x"
+    from_env = IdentityCheck.from_settings(settings, env={"TAILOR_IDENTITY_SECRET": "x"})
+    assert from_env.secret() == "x"
