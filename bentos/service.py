@@ -67,7 +67,8 @@ use_in_bentoml_workers(int(SETTINGS.serving_max_header_bytes),
                       int(SETTINGS.serving_max_header_count))
 BATCHING = bool(SETTINGS.serving_adaptive_batching)
 COLLECTOR_PREFIX = "/collect"
-# No key for health probes and the API description; everything else needs a secret key.
+# No key for health probes, the index page and the API description; everything else
+# (metrics included, unless serving.metrics_without_key) needs a secret key.
 OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/docs.json", "/") + (
     ("/metrics",) if SETTINGS.serving_metrics_without_key else ())
 OPEN_PREFIXES = (COLLECTOR_PREFIX,)
@@ -187,7 +188,6 @@ class Tailor:
     @bentoml.on_shutdown
     def close(self) -> None:
         self.pipeline.close()
-
 
 
 def _known_routes() -> list[str]:
