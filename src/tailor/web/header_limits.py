@@ -14,7 +14,10 @@ servers use `header_limited_protocol`, uvicorn's h11 protocol with:
   malformed request with a JSON 400), with the security headers, and closes the
   connection without reading the rest;
 - the number of headers checked once the head is complete (431 as well; a head under the
-  size limit holds at most a few thousand).
+  size limit holds at most a few thousand);
+- the security headers added to every answer (`SecurityHeadersMiddleware` as the
+  outermost layer), so that answers made outside the app's own middleware (BentoML's
+  500, 503 and 504) carry them too.
 
 `tailor collect` hands the protocol class to uvicorn. `bentoml serve` builds uvicorn's
 settings itself and offers no parser option, so `use_in_bentoml_workers` names the protocol
@@ -31,7 +34,14 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from tailor.web.security_headers import API_HEADERS, ASGIApp, Receive, Scope, Send
+from tailor.web.security_headers import (
+    API_HEADERS,
+    ASGIApp,
+    Receive,
+    Scope,
+    SecurityHeadersMiddleware,
+    Send,
+)
 
 # What `uvicorn.config.HTTP_PROTOCOLS["auto"]` resolves to once `use_in_bentoml_workers` ran.
 WORKER_PROTOCOL_NAME = f"{__name__}:BENTOML_WORKER_PROTOCOL"
@@ -86,7 +96,7 @@ class _HeaderLimitedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head_bytes)
-        self.app = HeaderCountGuard(self.app, self.max_headers)
+        self.app = HeaderCountGuard(SecurityHeadersMiddleware(self.app), self.max_headers)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request h11 cannot read: 431 when the head is too large,
