@@ -4,10 +4,15 @@
 request each, the JSON bodies of `tailor.serving.schemas`), `POST /batch/homepage` and
 `/batch/checkout_offer` (`{"requests": [...]}` of the same requests; an object rather than a
 bare list, whose malformed JSON BentoML would answer with a 500), the event collector under
-`/collect`, BentoML's `/healthz`, `/livez`, `/readyz` (ready once the pipeline is) and
-`/metrics` (Prometheus, the `tailor_*` series included), and the OpenAPI spec at
-`/docs.json`. Every path but health and the spec needs a secret key; bodies are capped at
-`serving.max_request_bytes`. The collector keeps its own keys and limits.
+`/collect`, BentoML's `/healthz`, `/livez`, `/readyz` (ready once the pipeline is), the
+OpenAPI spec at `/docs.json`, and Tailor's own `/` (a script-free index of the endpoints,
+in place of BentoML's Swagger page) and `/metrics` (every `tailor_*` series, summed over
+the workers). Every path but health, the index and the spec needs a secret key (and
+`/metrics` too unless `serving.metrics_without_key`); bodies are capped at
+`serving.max_request_bytes`, request heads at `serving.max_header_bytes` and
+`serving.max_header_count` (431); every answer carries the security headers. BentoML's own
+HTTP metrics are off: they label requests with their raw paths (`tailor.serving.http_metrics`
+counts by route instead). The collector keeps its own keys and limits.
 
 `Scorer` exists only when `serving.adaptive_batching` is on: its batchable methods merge
 concurrent requests (up to `serving.max_batch_size`, waiting at most
@@ -18,7 +23,9 @@ than `serving.timeout_ms`, `Tailor` answers in-process with its own pipeline (it
 bounded by `serving.timeout_ms`). With batching off, `Tailor` scores in-process.
 
 Reads the settings from the environment (TAILOR_*, as `tailor serve` passes them) once, at
-import: the worker counts and batch limits are part of the service definitions.
+import: the worker counts and batch limits are part of the service definitions, and the
+header limits must be in place before the worker's uvicorn server picks its parser
+(`tailor.web.header_limits.use_in_bentoml_workers`).
 """
 
 from __future__ import annotations
@@ -32,8 +39,13 @@ import bentoml
 from pydantic import Field
 
 from tailor.config import load_settings
+from starlette.routing import Route
+
 from tailor.events.collector import create_collector_app
+from tailor.server import ENDPOINTS
 from tailor.serving.http import ApiKeyMiddleware, BodyLimitMiddleware
+from tailor.serving.http_metrics import RouteMetricsMiddleware
+from tailor.serving.ops_routes import create_ops_app
 from tailor.serving.schemas import (
     AlsoBoughtRequest,
     AlsoBoughtResponse,
@@ -42,6 +54,8 @@ from tailor.serving.schemas import (
     HomepageRequest,
     HomepageResponse,
 )
+from tailor.web.header_limits import use_in_bentoml_workers
+from tailor.web.security_headers import SecurityHeadersMiddleware
 
 log = logging.getLogger("tailor.bentos")
 
@@ -49,18 +63,27 @@ SETTINGS = load_settings()
 # Each worker process imports this module: its threads (the event loop, the scoring threads)
 # hand the interpreter over after serving.switch_interval_ms instead of Python's 5 ms.
 sys.setswitchinterval(float(SETTINGS.serving_switch_interval_ms) / 1000)
+use_in_bentoml_workers(int(SETTINGS.serving_max_header_bytes),
+                      int(SETTINGS.serving_max_header_count))
 BATCHING = bool(SETTINGS.serving_adaptive_batching)
 COLLECTOR_PREFIX = "/collect"
-# No key for health probes and the API description; everything else needs a secret key.
-OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/docs.json", "/")
-OPEN_PREFIXES = (COLLECTOR_PREFIX, "/static_content")
+# No key for health probes, the index page and the API description; everything else
+# (metrics included, unless serving.metrics_without_key) needs a secret key.
+OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/docs.json", "/") + (
+    ("/metrics",) if SETTINGS.serving_metrics_without_key else ())
+OPEN_PREFIXES = (COLLECTOR_PREFIX,)
+SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/schema.json")
+COLLECTOR_APP = create_collector_app(SETTINGS)
+OPS_APP = create_ops_app(ENDPOINTS)
 BATCH_LIMIT = Field(min_length=1, max_length=int(SETTINGS.serving_max_batch_size))
 HomepageBatch = Annotated[list[HomepageRequest], BATCH_LIMIT]
 CheckoutBatch = Annotated[list[CheckoutOfferRequest], BATCH_LIMIT]
 SCORER_TIMEOUT_SECONDS = int(SETTINGS.serving_timeout_ms) / 1000.0
 # No access log: its lines hold the shoppers' IP addresses (the collector keeps none either).
+# No BentoML HTTP metrics: they label each request with its raw path (unbounded series).
 SERVICE_CONFIG = {"workers": int(SETTINGS.serving_workers),
-                  "logging": {"access": {"enabled": False}}}
+                  "logging": {"access": {"enabled": False}},
+                  "metrics": {"enabled": False}}
 
 
 def _pipeline():
@@ -98,7 +121,8 @@ class Scorer:
 
 
 @bentoml.service(name="Tailor", **SERVICE_CONFIG)
-@bentoml.asgi_app(create_collector_app(SETTINGS), path=COLLECTOR_PREFIX, name="collector")
+@bentoml.asgi_app(COLLECTOR_APP, path=COLLECTOR_PREFIX, name="collector")
+@bentoml.asgi_app(OPS_APP, path="/", name="ops")
 class Tailor:
     """Recommendations, checkout offers and event collection for an online shop."""
 
@@ -166,6 +190,18 @@ class Tailor:
         self.pipeline.close()
 
 
+def _known_routes() -> list[str]:
+    """Every path the service answers (metric labels): its APIs, the system paths, the
+    collector's routes."""
+    collector = [COLLECTOR_PREFIX + route.path for route in COLLECTOR_APP.routes
+                 if isinstance(route, Route)]
+    return [api.route for api in Tailor.apis.values()] + list(SYSTEM_ROUTES) + collector
+
+
+# The first added wraps the others: every answer, refusals included, gets the security
+# headers and is counted.
+Tailor.add_asgi_middleware(SecurityHeadersMiddleware)
+Tailor.add_asgi_middleware(RouteMetricsMiddleware, routes=_known_routes())
 Tailor.add_asgi_middleware(ApiKeyMiddleware, settings=SETTINGS, open_paths=OPEN_PATHS,
                            passthrough_prefixes=OPEN_PREFIXES)
 Tailor.add_asgi_middleware(BodyLimitMiddleware,

@@ -420,12 +420,17 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("create")
 def create_key(
     kind: str = typer.Argument(
-        ..., help="public (browser pages, events only) or secret (server to server)."),
+        ..., help="public (browser pages, events only), secret (server to server) or "
+                  "identity (the shop's secret for signing customer ids)."),
     label: str = typer.Option("", help="A note to recognise the key by (e.g. the shop's name)."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create a collector key; prints it once (only its SHA-256 hash is kept)."""
+    """Create a collector key; prints it once (only its SHA-256 hash is kept). An identity
+    secret is kept as it is (mode 0600): the collector needs it to check signatures."""
+    if kind == "identity":
+        _create_identity_secret(home, as_json)
+        return
     with _job(home) as settings:
         from tailor.events.keys import create_key as create_collector_key, keys_file_path
 
@@ -437,6 +442,27 @@ def create_key(
         sys.stdout.write(plain_key + "\n")
         _stderr_console().print(f"{kind} key created; its hash is in {keys_file}. "
                                 "Copy it now: it cannot be shown again.", highlight=False)
+
+
+def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
+    """`tailor keys create identity`: write the shop's identity secret and print it."""
+    with _job(home) as settings:
+        from tailor.events.identity import create_identity_secret, identity_secret_path
+
+        path = identity_secret_path(settings)
+        try:
+            secret = create_identity_secret(path)
+        except FileExistsError as error:
+            raise ValueError(str(error)) from None
+    if as_json:
+        _emit({"kind": "identity", "key": secret, "secret_file": str(path)}, True, "")
+    else:
+        sys.stdout.write(secret + "\n")
+        _stderr_console().print(
+            f"identity secret written to {path} (mode 0600). Give it to the shop's server: it "
+            "signs each signed-in customer's id (hex HMAC-SHA256) for tailor.identify(id, "
+            "{signature}); turn on collector.require_signed_identity once it does.",
+            highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

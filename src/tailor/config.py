@@ -110,6 +110,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Serve the demo shop pages under /shop/ (tailor collect --demo-shop turns it on)."),
     Setting("collector", "ingest_run_seconds", int, 60,
             "The collector sums its batches into one ingest_runs row per this many seconds."),
+    Setting("collector", "max_header_bytes", int, 16_384,
+            "Largest request head (request line and headers) `tailor collect` reads; a larger "
+            "one gets 431 and the connection is closed before the rest is read."),
+    Setting("collector", "max_header_count", int, 100,
+            "Most request headers `tailor collect` accepts in one request; more get 431."),
+    Setting("collector", "metrics_without_key", bool, False,
+            "Serve GET /metrics without a key (only for a collector whose port only a "
+            "Prometheus scraper on a private network can reach); by default it needs a "
+            "secret key."),
+    Setting("collector", "require_signed_identity", bool, False,
+            "Events sent with a public key count as a known customer's only when they carry "
+            "a valid identity signature (HMAC-SHA256 of the customer id with the identity "
+            "secret); others are stored under an anonymous id (docs/security.md)."),
+    Setting("collector", "identity_secret_file", str, "",
+            "File holding the shop's identity secret (written by `tailor keys create "
+            "identity`, mode 0600; TAILOR_IDENTITY_SECRET overrides it). Empty: "
+            "<home>/identity.key."),
     Setting("features", "project", str, "tailor",
             "Feast project name (letters, digits, underscores); Redis keys and the registry use it."),
     Setting("features", "snapshot_hours", int, 24,
@@ -174,6 +191,15 @@ SETTINGS: tuple[Setting, ...] = (
             "popularity fallback (\"fallback\": true, reason \"timeout\")."),
     Setting("serving", "max_request_bytes", int, 65_536,
             "Largest request body in bytes on the model endpoints; larger bodies get 413."),
+    Setting("serving", "max_header_bytes", int, 16_384,
+            "Largest request head (request line and headers) `tailor serve` reads; a larger "
+            "one gets 431 and the connection is closed before the rest is read."),
+    Setting("serving", "max_header_count", int, 100,
+            "Most request headers `tailor serve` accepts in one request; more get 431."),
+    Setting("serving", "metrics_without_key", bool, False,
+            "Serve GET /metrics without a key (only for a server whose port only a "
+            "Prometheus scraper on a private network can reach); by default it needs a "
+            "secret key."),
     Setting("serving", "max_k", int, 100,
             "Most products one request may ask for (k); a larger k is refused with 400."),
     Setting("serving", "adaptive_batching", bool, False,
@@ -252,7 +278,8 @@ def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
 def _validate(values: dict[str, Any]) -> None:
     for name in ("ingest_chunk_rows", "lake_export_chunk_rows", "quality_volume_trailing_days",
                  "alerts_smtp_port", "collector_max_batch_events", "collector_max_batch_bytes",
-                 "collector_ingest_run_seconds"):
+                 "collector_ingest_run_seconds", "collector_max_header_bytes",
+                 "collector_max_header_count"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
     for name in ("features_batch_ttl_days", "features_session_ttl_minutes",
@@ -278,9 +305,14 @@ def _validate(values: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be 0 or more, got {values[name]!r}")
     for name in ("serving_workers", "serving_timeout_ms", "serving_max_request_bytes",
                  "serving_max_k", "serving_max_batch_size", "serving_max_latency_ms",
-                 "serving_fallback_size", "serving_threads"):
+                 "serving_fallback_size", "serving_threads", "serving_max_header_bytes",
+                 "serving_max_header_count"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
+    for name in ("serving_max_header_bytes", "collector_max_header_bytes"):
+        if values[name] < 1_024:
+            raise ConfigError(f"{name} must be at least 1024 (bytes of request line and "
+                              f"headers), got {values[name]!r}")
     if not 1 <= values["serving_port"] <= 65_535:
         raise ConfigError(f"serving_port must be between 1 and 65535, got {values['serving_port']!r}")
     if not 0 < values["serving_switch_interval_ms"] <= 1000:

@@ -1,5 +1,6 @@
 """Session fixtures for the serving tests: a trained home on a private Redis and a real
-`bentoml serve` process over it (two workers), started the way `tailor serve` starts it."""
+`bentoml serve` process over it (two workers), started the way `tailor serve` starts it,
+with signed customer ids required by its collector (`collector.require_signed_identity`)."""
 
 from __future__ import annotations
 
@@ -45,21 +46,24 @@ def trained_home(private_redis: RedisServer,
 @pytest.fixture(scope="session")
 def serving(trained_home: TrainedHome, private_redis: RedisServer) -> Iterator[Serving]:
     """`bentoml serve bentos.service:Tailor` on a free port, ready."""
+    from tailor.events.identity import create_identity_secret, identity_secret_path
     from tailor.events.keys import create_key, keys_file_path
     from tailor.server import start_server
 
     settings = trained_home.settings.replace(serving_reload_seconds=str(RELOAD_SECONDS),
                                              serving_workers=str(WORKERS),
-                                             serving_timeout_ms=str(TIMEOUT_MS))
+                                             serving_timeout_ms=str(TIMEOUT_MS),
+                                             collector_require_signed_identity="true")
     keys_file = keys_file_path(settings)
     secret_key = create_key("secret", keys_file, label="serving tests")
     public_key = create_key("public", keys_file, label="serving tests")
+    identity_secret = create_identity_secret(identity_secret_path(settings))
     log_path = settings.home_path / "server.log"
     with log_path.open("ab") as log:
         server = start_server(settings, host="127.0.0.1", port=free_port(), log=log)
     serving = Serving(url=server.url, home=trained_home, redis=private_redis,
                       secret_key=secret_key, public_key=public_key, log_path=log_path,
-                      reload_seconds=RELOAD_SECONDS)
+                      reload_seconds=RELOAD_SECONDS, identity_secret=identity_secret)
     try:
         if not server.wait_ready(timeout=240):
             raise RuntimeError(f"the server did not become ready:\n{serving.log_tail()}")

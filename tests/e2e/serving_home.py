@@ -127,7 +127,8 @@ def _with_customers(settings: Settings, shop: Path) -> TrainedHome:
 
 @dataclass
 class Serving:
-    """A running Tailor server, the home behind it, its Redis and two keys."""
+    """A running Tailor server, the home behind it, its Redis, two keys and the identity
+    secret its collector checks customer-id signatures with."""
 
     url: str
     home: TrainedHome
@@ -136,6 +137,7 @@ class Serving:
     public_key: str
     log_path: Path
     reload_seconds: float
+    identity_secret: str = ""
 
     def post(self, path: str, body: Any, *, key: str | None = None,
              **kwargs: Any) -> httpx.Response:

@@ -62,10 +62,28 @@ def _browser_paths() -> tuple[str, str]:
     return str(chromium), str(driver)
 
 
+SECRET_KEYS: dict[Path, str] = {}  # a secret key per collector home, for its /metrics
+
+
+def with_secret_key(home: Path) -> Path:
+    """Create a secret key in `home` (before its collector starts) for reading /metrics."""
+    SECRET_KEYS[home] = create_key("secret", home / "collector_keys.json")
+    return home
+
+
+def metrics_text(collector: CollectorProcess) -> str:
+    """The collector's /metrics, read with its secret key."""
+    answer = httpx.get(f"{collector.url}/metrics",
+                       headers={"X-Tailor-Key": SECRET_KEYS[collector.home]})
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
     _browser_paths()
-    process = start_collector(tmp_path_factory.mktemp("browser") / "home", demo_shop=True)
+    home = with_secret_key(tmp_path_factory.mktemp("browser") / "home")
+    process = start_collector(home, demo_shop=True)
     yield process
     process.stop()
 
@@ -118,7 +136,7 @@ def wait_for_events(collector: CollectorProcess, count: int, timeout: float = 20
 
 def collector_metric(collector: CollectorProcess, name: str) -> float:
     """The sum of a metric's samples (every label) from the collector's /metrics."""
-    text = httpx.get(f"{collector.url}/metrics").text
+    text = metrics_text(collector)
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith((name + " ", name + "{")))
 
@@ -158,6 +176,9 @@ def test_a_shopping_journey_arrives_in_order_with_session_and_customer(
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
     assert list(events["event_type"]) == JOURNEY_EVENTS, errors
+    # The shop works under its Content-Security-Policy: the browser refused nothing.
+    assert not [entry for entry in errors if "Content Security Policy" in entry["message"]
+                or "Refused to" in entry["message"]], errors
     assert events["session_id"].nunique() == 1 and events["session_id"].iloc[0].startswith("s-")
     properties = events["properties"].map(json.loads)
     assert anonymous_id.startswith("anon-")
@@ -308,7 +329,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def test_cors_lets_configured_shops_in_and_keeps_others_out(
         tmp_path: Path, shop_origins: dict[str, str], new_browser: Callable[[], Any]) -> None:
-    home = tmp_path / "home"
+    home = with_secret_key(tmp_path / "home")
     key = create_key("public", home / "collector_keys.json")
     collector = start_collector(home, settings={
         "TAILOR_COLLECTOR_ALLOWED_ORIGINS": shop_origins["allowed"]})
@@ -324,10 +345,48 @@ def test_cors_lets_configured_shops_in_and_keeps_others_out(
         events = wait_for_events(collector, 3)
         time.sleep(1)
         events = stored_events(collector)
-        metrics = httpx.get(f"{collector.url}/metrics").text
+        metrics = metrics_text(collector)
     finally:
         collector.stop()
     assert sorted(events["event_type"]) == ["add_to_cart", "page_view", "product_view"]
     assert set(events["product_id"].dropna()) == {"p-allowed"}
     assert {json.loads(p)["page"] for p in events["properties"]} == {"/allowed.html"}
     assert 'tailor_collector_requests_total{status="403"}' in metrics  # the refused beacon
+
+
+# -- signed customer ids ------------------------------------------------------------------------
+
+
+def test_tailor_js_sends_the_identity_signature_and_only_signed_ids_count(
+        tmp_path: Path, new_browser: Callable[[], Any]) -> None:
+    from tailor.events.identity import create_identity_secret, sign_customer_id
+
+    home = tmp_path / "home"
+    secret = create_identity_secret(home / "identity.key")
+    signature = sign_customer_id(secret, "c-signed")
+    collector = start_collector(home, demo_shop=True, settings={
+        "TAILOR_COLLECTOR_REQUIRE_SIGNED_IDENTITY": "true"})
+    try:
+        for customer, options in (("c-signed", {"signature": signature}), ("c-forged", {})):
+            driver = new_browser()
+            driver.get(f"{collector.url}/shop/index.html")
+            sent = driver.execute_script(
+                "tailor.identify(arguments[0], arguments[1]); tailor.productView('p-100');"
+                "return JSON.parse(localStorage.getItem('tailor:queue'))"
+                ".map(item => item.event.properties.identity_signature || null);",
+                customer, options)
+            assert sent[-1] == options.get("signature"), sent  # what tailor.js will send
+            driver.get("about:blank")
+        events = wait_for_events(collector, 6)
+        time.sleep(1)
+        events = stored_events(collector)
+    finally:
+        collector.stop()
+    properties = events["properties"].map(json.loads)
+    signed = events[events["customer_id"] == "c-signed"]
+    assert sorted(signed["event_type"]) == ["click", "product_view"]
+    assert set(properties[signed.index].map(lambda p: p.get("identity"))) == {"verified"}
+    assert "c-forged" not in set(events["customer_id"])
+    forged = properties.map(lambda p: p.get("identity")) == "unverified"
+    assert forged.sum() == 2 and events.loc[forged, "customer_id"].str.startswith("anon-").all()
+    assert not events["properties"].str.contains("identity_signature").any()

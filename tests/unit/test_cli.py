@@ -76,3 +76,17 @@ def test_unreachable_postgres_exits_3_with_one_line(tailor_home: Path, monkeypat
     result = CliRunner().invoke(app, ["validate"])
     assert result.exit_code == 3  # "a service failed" (README, docs/architecture.md)
     assert "OperationalError" in result.output and "Traceback" not in result.output
+
+
+def test_keys_create_identity_writes_a_private_secret_once(tmp_path: Path) -> None:
+    import stat
+
+    result = CliRunner().invoke(app, ["keys", "create", "identity", "--json", "--home",
+                                      str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout.strip().splitlines()[-1])
+    path = Path(created["secret_file"])
+    assert created["key"].startswith("tlr_ik_") and path.read_text().strip() == created["key"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = CliRunner().invoke(app, ["keys", "create", "identity", "--home", str(tmp_path)])
+    assert again.exit_code == 2 and "rotate" in again.output

@@ -6,7 +6,9 @@ dead-letter rows to the event store at `settings.event_store_url`, and one
 `ingest_runs` row per `collector.ingest_run_seconds` window of batches.
 
 Routes: `POST /v1/events` (and its CORS preflight), `GET /healthz`, `GET /metrics`
-(Prometheus text), `GET /tailor.js`, and `GET /shop/…` when the demo shop is on.
+(Prometheus text, secret key), `GET /tailor.js`, and `GET /shop/…` when the demo shop is
+on. Every answer carries the security headers (`tailor.web.security_headers`); events sent
+with a public key pass the signed-identity rule (`tailor.events.identity`) first.
 
 A batch is answered only after its events are committed: one writer thread owns the
 store, takes whatever batches are waiting, validates them together (plain valid events
@@ -41,6 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -48,6 +51,7 @@ from starlette.staticfiles import StaticFiles
 
 from tailor.config import Settings
 from tailor.events.frames import utc_now
+from tailor.events.identity import IdentityCheck
 from tailor.events.keys import KeyRing, generate_key, load_key_ring
 from tailor.events.records import validate_records
 from tailor.events.schema import (
@@ -62,6 +66,8 @@ from tailor.events.schema import (
 )
 from tailor.events.store import EventStore, IngestRun, open_event_store
 from tailor.features.realtime import background_pusher, notify_events_committed
+from tailor.web.header_limits import header_limited_protocol
+from tailor.web.security_headers import SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -787,6 +793,7 @@ class CollectorContext:
     metrics: CollectorMetrics
     writer: BatchWriter
     demo_shop_key: str | None = None
+    identity: IdentityCheck | None = None  # signed customer ids (tailor.events.identity)
 
     def authenticate(self, request: Request) -> str:
         """The kind of the request's key (`public` or `secret`).
@@ -873,6 +880,8 @@ async def _store_batch(request: Request, context: CollectorContext, kind: str) -
     body = await read_capped_body(request, int(settings.collector_max_batch_bytes))
     received_at = datetime.now(timezone.utc)
     sent_at, events = parse_batch(body, int(settings.collector_max_batch_events))
+    if context.identity is not None:
+        events = context.identity.bind(events, kind)
     if not events:
         return JSONResponse(BatchResult().to_dict())
     submission = Submission(
@@ -911,8 +920,17 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """`GET /metrics`: this app's counters in the Prometheus text format."""
-    registry = request.app.state.collector.metrics.registry
+    """`GET /metrics`: this app's counters in the Prometheus text format; a secret key is
+    needed unless `collector.metrics_without_key` is on."""
+    context: CollectorContext = request.app.state.collector
+    if not context.settings.collector_metrics_without_key:
+        try:
+            if context.authenticate(request) != "secret":
+                raise RequestError(403, "metrics need a secret key (a public key only sends "
+                                        "events); create one with `tailor keys create secret`")
+        except RequestError as error:
+            return JSONResponse({"error": error.message}, status_code=error.status)
+    registry = context.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -973,7 +991,8 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None) -
     context = CollectorContext(
         settings=settings, key_ring=load_key_ring(settings),
         allowed_origins=parse_origins(settings.collector_allowed_origins),
-        metrics=metrics_, writer=BatchWriter(settings, metrics_))
+        metrics=metrics_, writer=BatchWriter(settings, metrics_),
+        identity=IdentityCheck.from_settings(settings))
     if demo_shop:
         context.demo_shop_key = generate_key("public")
         context.key_ring.add(context.demo_shop_key, "public")
@@ -987,14 +1006,16 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None) -
         yield
         await run_in_threadpool(context.writer.stop)
 
-    app = Starlette(routes=_routes(demo_shop), lifespan=lifespan)
+    app = Starlette(routes=_routes(demo_shop), lifespan=lifespan,
+                    middleware=[Middleware(SecurityHeadersMiddleware, page_prefixes=("/shop",))])
     app.state.collector = context
     return app
 
 
 def serve_collector(settings: Settings, *, host: str, port: int,
                     demo_shop: bool | None = None) -> None:
-    """Run the collector with uvicorn until interrupted (access log off: it would hold IPs)."""
+    """Run the collector with uvicorn until interrupted (access log off: it would hold IPs;
+    request heads capped at `collector.max_header_bytes` and `collector.max_header_count`)."""
     import uvicorn
 
     app = create_collector_app(settings, demo_shop=demo_shop)
@@ -1003,7 +1024,9 @@ def serve_collector(settings: Settings, *, host: str, port: int,
     if app.state.collector.demo_shop_key:
         log.info("demo shop: http://%s:%d/shop/", host, port)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
-                server_header=False)
+                server_header=False,
+                http=header_limited_protocol(int(settings.collector_max_header_bytes),
+                                             int(settings.collector_max_header_count)))
 
 
 def _redacted(url: str) -> str:

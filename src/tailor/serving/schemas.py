@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_K = 10
 DEFAULT_MAX_K = 100
@@ -63,10 +63,42 @@ def _check_context(context: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
+def lone_surrogate_at(value: Any, where: str = "") -> str | None:
+    """The dotted path of the first string in `value` holding a lone surrogate (JSON lets
+    `"\\ud800"` through; no store, log or encoder can write it), else None."""
+    if isinstance(value, str):
+        return where if any("\ud800" <= character <= "\udfff" for character in value) else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        shown = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+        label = f"{where}.{shown}" if where else shown
+        found = lone_surrogate_at(key, label) if isinstance(key, str) else None
+        found = found or lone_surrogate_at(item, label)
+        if found is not None:
+            return found
+    return None
+
+
 class _Request(BaseModel):
-    """Requests refuse unknown fields, so a misspelt field is an error, not silently ignored."""
+    """Requests refuse unknown fields, so a misspelt field is an error, not silently ignored;
+    and text that is not valid Unicode (a lone surrogate), so it never reaches a store."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = lone_surrogate_at(data)
+        if where is not None:
+            raise ValueError(f"{where or 'body'}: holds a lone UTF-16 surrogate (such as "
+                             "\\ud800), which is not valid Unicode text; send the text as "
+                             "UTF-8 or as a surrogate pair")
+        return data
 
 
 class _WithK(_Request):

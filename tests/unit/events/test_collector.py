@@ -508,7 +508,7 @@ def test_metrics_count_accepted_rejected_duplicates_and_latency(client: TestClie
     post(client, secret_key, events)
     post(client, secret_key, events)
     post(client, None, events)
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers={"X-Tailor-Key": secret_key}).text
 
     def value(line_start: str) -> float:
         return float(next(line for line in text.splitlines() if line.startswith(line_start + " "))

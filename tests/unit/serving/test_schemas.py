@@ -81,3 +81,16 @@ def test_checkout_request_needs_a_session() -> None:
 
 def test_the_offers_are_the_checkout_models_incentives() -> None:
     assert OFFERS == (NO_INCENTIVE, *INCENTIVES)
+
+
+@pytest.mark.parametrize("body", [
+    {"customer_id": "c\ud800"},
+    {"customer_id": "c1", "context": {"categories": ["shoes", "\udfff"]}},
+    {"customer_id": "c1", "context": {"\ud800": "x"}},
+])
+def test_a_lone_surrogate_is_refused_naming_where_it_is(body: dict) -> None:
+    with pytest.raises(ValidationError, match="lone UTF-16 surrogate") as error:
+        HomepageRequest.model_validate(body)
+    assert error.value.errors()[0]["msg"].split("Value error, ")[1].startswith(
+        ("customer_id", "context.categories.1", "context.\\ud800"))
+    assert HomepageRequest.model_validate({"customer_id": "c\U0001F600"}).customer_id == "c\U0001F600"

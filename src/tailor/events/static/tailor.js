@@ -12,6 +12,8 @@
  * - customer_id is the anonymous id until identify(customerId); every event also carries
  *   properties.anonymous_id, and identify() sends a `click` event with
  *   properties.action = "identify", so the platform can join anonymous and known history.
+ *   identify(customerId, {signature}) keeps the shop's signature of the id and sends it
+ *   with that customer's events as properties.identity_signature.
  * - A session ends after 30 minutes without events; the next event starts a new one.
  * - The page_view of a page is held until the page is hidden and then sent with
  *   properties.time_on_page (seconds the page was visible). A page that dies without
@@ -190,6 +192,8 @@
       delete properties[name];
     });
     properties.anonymous_id = anonymousId();
+    const signature = read("identity_signature");
+    if (signature && event.customer_id === read("customer_id")) properties.identity_signature = signature;
     properties.page = global.location ? global.location.pathname : undefined;
     event.properties = properties;
     return event;
@@ -416,16 +420,26 @@
         track("purchase", withFields(withFields(props, item), { order_id: orderId })));
     },
     click: (target, props) => track("click", withFields(props, { target: target })),
-    /** Join this browser's anonymous history to a known customer (call at login). */
-    identify(knownCustomerId) {
+    /**
+     * Join this browser's anonymous history to a known customer (call at login). Where the
+     * collector requires signed identities, pass {signature}: the hex HMAC-SHA256 of the
+     * customer id with the shop's identity secret, computed on the shop's server; it goes
+     * with every event of this customer.
+     */
+    identify(knownCustomerId, options) {
       const id = String(knownCustomerId || "").trim();
-      if (!allowed() || !id || id === read("customer_id")) return null;
+      const signature = options && options.signature ? String(options.signature) : null;
+      if (!allowed() || !id) return null;
+      if (id === read("customer_id") && signature === read("identity_signature")) return null;
+      const known = id === read("customer_id");
       write("customer_id", id);
-      return track("click", { action: "identify" });
+      write("identity_signature", signature);
+      return known ? null : track("click", { action: "identify" });
     },
     /** Forget the customer (at logout): a new anonymous id and session from here on. */
     reset() {
       write("customer_id", null);
+      write("identity_signature", null);
       write("anonymous_id", null);
       write("session", null);
     },
