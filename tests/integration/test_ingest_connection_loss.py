@@ -1,4 +1,4 @@
-"""An import into PostgreSQL whose connection the server ends (issue 22, item 4).
+"""An import into PostgreSQL whose connection the server ends.
 
 The importer's backend is terminated for real (`pg_terminate_backend`, found by the
 connection's application_name) while a chunk is being copied, or right after a chunk

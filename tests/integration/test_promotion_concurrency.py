@@ -1,4 +1,4 @@
-"""Two training runs of one model deciding their promotion at the same time (issue 22, item 5).
+"""Two training runs of one model deciding their promotion at the same time.
 
 On a real MLflow SQLite registry, two threads (and then two processes) with their own
 clients each read "no champion yet" (a barrier makes sure both have read it before either

@@ -1,4 +1,4 @@
-"""What a killed `tailor train` leaves behind, marked by the next run (issue 22, item 6).
+"""What a killed `tailor train` leaves behind, marked by the next run.
 
 A real `tailor train homepage` process is SIGKILLed once its MLflow run exists; its run (and
 its trials) stay RUNNING. A version left without a decision, as a kill right after "Created

@@ -2,7 +2,7 @@
 
 Reads the metrics of every worker (`tailor.serving.http_metrics.metrics_text`); writes
 nothing. Mounted by the BentoML service in place of BentoML's index page, which is the
-Swagger UI with a third-party tag manager script on the API's origin (issue 21): the index
+Swagger UI with a third-party tag manager script on the API's origin: the index
 here is plain HTML without any script, listing the endpoints and linking the OpenAPI spec
 (`/docs.json`) for tools that render it elsewhere. `/metrics` replaces BentoML's (turned
 off with its path-labelled HTTP metrics); the key check stays with `ApiKeyMiddleware`.

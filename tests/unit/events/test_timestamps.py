@@ -1,4 +1,4 @@
-"""Timestamps at the edge of the contract (issue #22): implausible times (epoch 0, 1970,
+"""Timestamps at the edge of the contract: implausible times (epoch 0, 1970,
 negative epochs, year 1) are rejected with a reason of their own at import, in the collector
 and by the quality rule; zone-less times follow `events.naive_timezone` (DST handled one
 way, always) and the ingest report says how many there were and which zone was assumed."""

@@ -1,4 +1,4 @@
-"""A home copied with `cp -a` (issue #22): `tailor features` on the copy never touches the
+"""A home copied with `cp -a`: `tailor features` on the copy never touches the
 original, byte for byte, and both homes serve their online features afterwards."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A shop whose events end long before today (issue #22): `tailor features` with a TTL
+"""A shop whose events end long before today: `tailor features` with a TTL
 shorter than that gap materializes nothing fresh, and says so instead of exiting quietly."""
 
 from __future__ import annotations

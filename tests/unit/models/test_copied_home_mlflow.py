@@ -1,4 +1,4 @@
-"""A home copied with `cp -a` (issue #22): MLflow in the copy writes its artifacts into the
+"""A home copied with `cp -a`: MLflow in the copy writes its artifacts into the
 copy, never into the home it was copied from, and reads its old models from its own copy."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stale features are never served as fresh (issue #22): when the customer's history in
+"""Stale features are never served as fresh: when the customer's history in
 the online store is older than its TTL, the answer says so, the serving metrics count it,
 and a checkout offer spends no incentive budget on the default features."""
 
