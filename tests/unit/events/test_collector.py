@@ -571,12 +571,13 @@ def test_a_store_that_cannot_open_answers_503(tmp_path: Path, secret_key: str,
 def test_the_demo_shop_is_off_unless_asked_for(settings: Settings) -> None:
     plain = TestClient(create_collector_app(settings))
     assert plain.get("/shop/").status_code == 404
-    with TestClient(create_collector_app(settings, demo_shop=True)) as shop:
+    own_origin = "http://testserver"  # where the shop is served: the test client's origin
+    with TestClient(create_collector_app(settings, demo_shop=True,
+                                         shop_origins=frozenset({own_origin}))) as shop:
         page = shop.get("/shop/")
         assert page.status_code == 200 and "tailor.js" in page.text
         config = shop.get("/shop/config.js").text
         demo_key = json.loads(config.split("=", 1)[1].rstrip(";\n"))["key"]
-        own_origin = "http://testserver"
         response = post(shop, demo_key, [make_event()], origin=own_origin)
         assert response.status_code == 200, response.text
     assert create_collector_app(settings).state.collector.key_ring.kind_of(demo_key) is None
