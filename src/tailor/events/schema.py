@@ -260,6 +260,10 @@ def _parse_mixed_timestamps(values: pd.Series, parsed: pd.Series) -> pd.Series:
     """Objects that are not all text (JSON numbers beside strings): the text as
     `parse_timestamps` reads text, the rest by the lenient path."""
     is_text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
+    # Text that is not valid Unicode reads as no time at all (NaT: "cannot parse").
+    not_unicode = is_text & ~values.map(lambda value: not isinstance(value, str)
+                                        or is_storable_text(value)).to_numpy(dtype=bool)
+    is_text &= ~not_unicode
     if is_text.any():
         parsed[is_text] = parse_timestamps(values[is_text])
     is_number = np.array([isinstance(value, (int, float, np.integer, np.floating))
@@ -269,7 +273,7 @@ def _parse_mixed_timestamps(values: pd.Series, parsed: pd.Series) -> pd.Series:
         seconds = np.array([_number_or_nan(value) for value in values[is_number].tolist()],
                            dtype="float64")
         parsed[is_number] = from_epoch_seconds(seconds)
-    rest = ~is_text & ~is_number & values.notna().to_numpy()
+    rest = ~is_text & ~not_unicode & ~is_number & values.notna().to_numpy()
     if rest.any():
         parsed[rest] = _parse_timestamps_slowly(values[rest], parsed[rest])
     return parsed
