@@ -4,7 +4,9 @@
 request each, the JSON bodies of `tailor.serving.schemas`), `POST /batch/homepage` and
 `/batch/checkout_offer` (`{"requests": [...]}` of the same requests; an object rather than a
 bare list, whose malformed JSON BentoML would answer with a 500), the event collector under
-`/collect`, BentoML's `/healthz`, `/livez`, `/readyz` (ready once the pipeline is) and
+`/collect`, BentoML's `/healthz`, `/livez` (the process answers), `/readyz` (503 until the
+pipeline has started, while a model that exists failed to load, and while the collector's
+event store refuses writes; the reason goes to the log once a minute) and
 `/metrics` (Prometheus, the `tailor_*` series included), and the OpenAPI spec at
 `/docs.json`. Every path but health and the spec needs a secret key; bodies are capped at
 `serving.max_request_bytes`. The collector keeps its own keys and limits.
@@ -42,6 +44,7 @@ from tailor.serving.schemas import (
     HomepageRequest,
     HomepageResponse,
 )
+from tailor.throttled_log import ThrottledLog
 
 log = logging.getLogger("tailor.bentos")
 
@@ -90,15 +93,30 @@ class Scorer:
         return self.pipeline.checkout_batch(requests)
 
     def __is_ready__(self) -> bool:
-        return self.pipeline.ready()
+        return _ready(self.pipeline)
 
     @bentoml.on_shutdown
     def close(self) -> None:
         self.pipeline.close()
 
 
+COLLECTOR = create_collector_app(SETTINGS)
+NOT_READY_LOG = ThrottledLog(log)
+
+
+def _ready(pipeline, collector=None) -> bool:
+    """Whether the service may take traffic: the pipeline is ready and (for the service that
+    mounts it) the collector's event store takes writes. The reason is logged when not."""
+    problem = pipeline.unready_reason()
+    if problem is None and collector is not None:
+        problem = collector.state.collector.writer.health_problem()
+    if problem is not None and problem != "starting":
+        NOT_READY_LOG.log(logging.WARNING, problem, "/readyz: not ready: %s", problem)
+    return problem is None
+
+
 @bentoml.service(name="Tailor", **SERVICE_CONFIG)
-@bentoml.asgi_app(create_collector_app(SETTINGS), path=COLLECTOR_PREFIX, name="collector")
+@bentoml.asgi_app(COLLECTOR, path=COLLECTOR_PREFIX, name="collector")
 class Tailor:
     """Recommendations, checkout offers and event collection for an online shop."""
 
@@ -159,7 +177,7 @@ class Tailor:
             return []
 
     def __is_ready__(self) -> bool:
-        return self.pipeline.ready()
+        return _ready(self.pipeline, COLLECTOR)
 
     @bentoml.on_shutdown
     def close(self) -> None:
