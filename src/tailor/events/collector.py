@@ -495,10 +495,14 @@ class BatchWriter:
         self._log = ThrottledLog(log)
         self._window = IngestWindow.start()
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
         """Start the writer thread (idempotent) and wait until the store is open.
 
-        A store that failed to open is tried again at most once every `REOPEN_SECONDS`.
+        A store that failed to open is tried again at most once every `REOPEN_SECONDS`
+        (the error stands until the new attempt has an outcome).
+
+        Args:
+            wait: wait for the store to open (and raise its error); False only starts it.
 
         Raises:
             Exception: whatever opening the store raised (bad URL, server down).
@@ -507,12 +511,14 @@ class BatchWriter:
             if self._thread is not None and not self._thread.is_alive() \
                     and self.error is not None \
                     and time.monotonic() - self._error_at >= REOPEN_SECONDS:
-                self._thread, self.error = None, None
+                self._thread = None
                 self._ready.clear()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tailor-collector-writer",
                                                 daemon=True)
                 self._thread.start()
+        if not wait:
+            return
         self._ready.wait()
         if self.error is not None:
             raise self.error
@@ -523,8 +529,13 @@ class BatchWriter:
         return self._thread is not None and self._thread.is_alive() and self.error is None
 
     def health_problem(self) -> str | None:
-        """Why the collector cannot store events now (None when it can, or has not tried)."""
+        """Why the collector cannot store events now (None when it can, or has not tried).
+
+        A store that failed to open is tried again from here too (in the background), so
+        an idle collector that a load balancer took out of rotation still recovers.
+        """
         if self.error is not None:
+            self.start(wait=False)
             return f"event store: {type(self.error).__name__}: {self.error}"
         if self.write_error is not None:
             return f"event store refuses writes ({self._failed_writes} failed): {self.write_error}"
@@ -563,6 +574,10 @@ class BatchWriter:
             self.error, self._error_at = error, time.monotonic()
             self._ready.set()
             return
+        if self.error is not None:
+            log.warning("collector: the event store opened after failing to (%s)",
+                        error_key(self.error))
+            self.error = None
         # The session-feature pusher's first start imports the feature code (most of a
         # second of CPU, more with a Feast repo): done before the first batch, not during it.
         background_pusher(self.settings).ready.wait(PUSHER_START_SECONDS)

@@ -184,3 +184,17 @@ def test_throttled_log_counts_what_it_held_back(caplog: pytest.LogCaptureFixture
     assert messages == ["write failed: full", "something else",
                         "write failed: full (and 4 more like it in the last 60 s)"]
     assert caplog.records[0].exc_info and not caplog.records[2].exc_info
+
+
+def test_a_store_that_could_not_open_is_opened_once_it_can_be_even_when_idle(
+        tmp_path: Path, settings: Settings, secret_key: str) -> None:
+    blocker = tmp_path / "store-folder"
+    blocker.write_text("a file where the store's folder should be")
+    blocked = settings.replace(database_url=f"sqlite:///{blocker / 'events.db'}")
+    client = TestClient(create_collector_app(blocked))  # no lifespan: starts on first batch
+    assert post(client, secret_key, [make_event()]).status_code == 503
+    health = client.get("/healthz")
+    assert health.status_code == 503 and "event store" in health.json()["error"]
+    blocker.unlink()  # fixed; no batch arrives (a load balancer took the collector out)
+    wait_for(lambda: client.get("/healthz").status_code == 200)
+    assert post(client, secret_key, [make_event()]).json()["accepted"] == 1
