@@ -1098,7 +1098,11 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(context.writer.start)
+        try:
+            await run_in_threadpool(context.writer.start)
+        except Exception as error:  # keep serving: 503s and /healthz say why until it opens
+            log.warning("collector: starting without an event store (%s); batches get 503 "
+                        "and /healthz says why until it can be opened", error_key(error))
         if context.key_ring.count() == 0:
             log.warning("collector: no keys yet; every batch gets 401/403 until one is made "
                         "with `tailor keys create public` (or secret)")
