@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 from tailor.config import Settings
 from tailor.serving.metrics import ServingMetrics
 from tailor.serving.model_store import StoredVersion, TailorModelStore
+from tailor.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class ModelSlot:
         # serve; None when the slot serves, or when there is simply no model yet.
         self.load_failure: str | None = None
         self._registry_missing = False
+        self._log = ThrottledLog(log)
         self._lock = threading.Lock()  # one refresh at a time; reads never wait for it
 
     def refresh(self) -> bool:
@@ -165,7 +167,9 @@ class ModelSlot:
         if count and self.metrics is not None:
             self.metrics.load_failure(self.model)
         serving = f"; v{self.current.version} keeps serving" if self.current else ""
-        log.warning("%s@%s: %s%s", self.registered_name, self.reference, message, serving)
+        # Once a minute per distinct message: the watcher retries every few seconds.
+        self._log.log(logging.WARNING, message + serving, "%s@%s: %s%s", self.registered_name,
+                      self.reference, message, serving)
         return False
 
     def _resolve(self) -> tuple[str, str | None] | None:
