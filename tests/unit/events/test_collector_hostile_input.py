@@ -333,3 +333,17 @@ def test_hostile_values_never_fail_a_batch_or_its_good_events(client: TestClient
                                  "properties", "event"), item
         assert "could not be checked" not in item["detail"], item
     assert client.get("/healthz").status_code == 200
+
+
+def test_clock_skew_correction_survives_hostile_timestamps(client: TestClient, secret_key: str,
+                                                           store: EventStore) -> None:
+    sent_at = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=5)).isoformat()
+    good = make_event()
+    body = ('{"sent_at": "' + sent_at + '", "events": [' + json.dumps(good) + ", "
+            + json.dumps(make_event())[:-1] + ', "timestamp": 1' + "0" * 400 + "}, "
+            + json.dumps(make_event(timestamp="2026-01-01T00:00:00Z\ud800")) + "]}").encode()
+    response = post_raw(client, secret_key, body)
+    assert response.status_code == 200, response.text
+    assert [(item["index"], item["field"]) for item in response.json()["rejected"]] == [
+        (1, "timestamp"), (2, "timestamp")]
+    assert store.events_after(0, 10)["event_id"].tolist() == [good["event_id"]]
