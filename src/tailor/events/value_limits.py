@@ -65,12 +65,10 @@ def shown_number(value: Any) -> str:
 
 def id_number_problem(value: Any) -> str | None:
     """Why a JSON number cannot be an id (too many digits, not finite), or None."""
-    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
-        return f"{shown_number(value)} is out of range; must be a string or an integer of at " \
-               f"most {MAX_ID_DIGITS} digits"
-    if abs(value) >= 10 ** MAX_ID_DIGITS:
-        return f"{shown_number(value)} is out of range; must be a string or an integer of at " \
-               f"most {MAX_ID_DIGITS} digits"
+    not_finite = isinstance(value, (float, np.floating)) and not math.isfinite(value)
+    if not_finite or abs(value) >= 10 ** MAX_ID_DIGITS:
+        return (f"{shown_number(value)} is out of range; must be a string or an integer of "
+                f"at most {MAX_ID_DIGITS} digits")
     return None
 
 
