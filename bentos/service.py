@@ -4,15 +4,17 @@
 request each, the JSON bodies of `tailor.serving.schemas`), `POST /batch/homepage` and
 `/batch/checkout_offer` (`{"requests": [...]}` of the same requests; an object rather than a
 bare list, whose malformed JSON BentoML would answer with a 500), the event collector under
-`/collect`, BentoML's `/healthz`, `/livez`, `/readyz` (ready once the pipeline is), the
-OpenAPI spec at `/docs.json`, and Tailor's own `/` (a script-free index of the endpoints,
-in place of BentoML's Swagger page) and `/metrics` (every `tailor_*` series, summed over
-the workers). Every path but health, the index and the spec needs a secret key (and
-`/metrics` too unless `serving.metrics_without_key`); bodies are capped at
-`serving.max_request_bytes`, request heads at `serving.max_header_bytes` and
-`serving.max_header_count` (431); every answer carries the security headers. BentoML's own
-HTTP metrics are off: they label requests with their raw paths (`tailor.serving.http_metrics`
-counts by route instead). The collector keeps its own keys and limits.
+`/collect`, BentoML's `/healthz`, `/livez` (the process answers), `/readyz` (503 until the
+pipeline has started, while a model that exists failed to load, and while the collector's
+event store refuses writes; the reason goes to the log once a minute), the OpenAPI spec at
+`/docs.json`, and Tailor's own `/` (a script-free index of the endpoints, in place of
+BentoML's Swagger page) and `/metrics` (every `tailor_*` series, summed over the workers).
+Every path but health, the index and the spec needs a secret key (and `/metrics` too unless
+`serving.metrics_without_key`); bodies are capped at `serving.max_request_bytes`, request
+heads at `serving.max_header_bytes` and `serving.max_header_count` (431); every answer
+carries the security headers. BentoML's own HTTP metrics are off: they label requests with
+their raw paths (`tailor.serving.http_metrics` counts by route instead). The collector keeps
+its own keys and limits.
 
 `Scorer` exists only when `serving.adaptive_batching` is on: its batchable methods merge
 concurrent requests (up to `serving.max_batch_size`, waiting at most
@@ -54,6 +56,7 @@ from tailor.serving.schemas import (
     HomepageRequest,
     HomepageResponse,
 )
+from tailor.throttled_log import ThrottledLog
 from tailor.web.header_limits import use_in_bentoml_workers
 from tailor.web.security_headers import SecurityHeadersMiddleware
 
@@ -113,11 +116,25 @@ class Scorer:
         return self.pipeline.checkout_batch(requests)
 
     def __is_ready__(self) -> bool:
-        return self.pipeline.ready()
+        return _ready(self.pipeline)
 
     @bentoml.on_shutdown
     def close(self) -> None:
         self.pipeline.close()
+
+
+NOT_READY_LOG = ThrottledLog(log)
+
+
+def _ready(pipeline, collector=None) -> bool:
+    """Whether the service may take traffic: the pipeline is ready and (for the service that
+    mounts it) the collector's event store takes writes. The reason is logged when not."""
+    problem = pipeline.unready_reason()
+    if problem is None and collector is not None:
+        problem = collector.state.collector.writer.health_problem()
+    if problem is not None and problem != "starting":
+        NOT_READY_LOG.log(logging.WARNING, problem, "/readyz: not ready: %s", problem)
+    return problem is None
 
 
 @bentoml.service(name="Tailor", **SERVICE_CONFIG)
@@ -183,7 +200,7 @@ class Tailor:
             return []
 
     def __is_ready__(self) -> bool:
-        return self.pipeline.ready()
+        return _ready(self.pipeline, COLLECTOR_APP)
 
     @bentoml.on_shutdown
     def close(self) -> None:

@@ -350,13 +350,20 @@ def serve(
         server = start_server(settings, host=host, port=port, workers=workers)
     try:
         _announce_server(settings, server, workers, has_secret_key)
-        if not server.wait_ready():
+        if server.wait_ready():
+            _stderr_console().print(f"ready: {server.url}/readyz answers 200 (Ctrl-C stops)",
+                                    highlight=False)
+        elif server.process.poll() is not None:
             _stderr_console().print(f"[bold red]error:[/] the server exited (code "
                                     f"{server.process.poll()}) before it was ready; its log "
                                     "is above", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT)
-        _stderr_console().print(f"ready: {server.url}/readyz answers 200 (Ctrl-C stops)",
-                                highlight=False)
+        else:  # running but not ready (e.g. models that fail to load): keep it, say why
+            _stderr_console().print(f"[bold yellow]warning:[/] {server.url}/readyz still "
+                                    "answers 503; the log above says why (a model that fails "
+                                    "to load, an event store that refuses writes). Serving "
+                                    "on; it turns ready once the fault clears (Ctrl-C stops)",
+                                    highlight=False)
         code = server.process.wait()
     except KeyboardInterrupt:
         code = 0

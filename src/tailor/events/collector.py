@@ -5,10 +5,11 @@ Reads request bodies, the key ring (`tailor.events.keys`), and the files under
 dead-letter rows to the event store at `settings.event_store_url`, and one
 `ingest_runs` row per `collector.ingest_run_seconds` window of batches.
 
-Routes: `POST /v1/events` (and its CORS preflight), `GET /healthz`, `GET /metrics`
-(Prometheus text, secret key), `GET /tailor.js`, and `GET /shop/…` when the demo shop is
-on. Every answer carries the security headers (`tailor.web.security_headers`); events sent
-with a public key pass the signed-identity rule (`tailor.events.identity`) first.
+Routes: `POST /v1/events` (and its CORS preflight), `GET /healthz` and `/readyz` (503 with
+the reason while the store cannot be opened or its last write failed), `GET /livez`,
+`GET /metrics` (Prometheus text, secret key), `GET /tailor.js`, and `GET /shop/…` when the
+demo shop is on. Every answer carries the security headers (`tailor.web.security_headers`);
+events sent with a public key pass the signed-identity rule (`tailor.events.identity`) first.
 
 A batch is answered only after its events are committed: one writer thread owns the
 store, takes whatever batches are waiting, validates them together (plain valid events
@@ -66,6 +67,7 @@ from tailor.events.schema import (
 )
 from tailor.events.store import EventStore, IngestRun, open_event_store
 from tailor.features.realtime import background_pusher, notify_events_committed
+from tailor.throttled_log import ThrottledLog, error_key
 from tailor.web.header_limits import header_limited_protocol
 from tailor.web.security_headers import SecurityHeadersMiddleware
 
@@ -86,7 +88,11 @@ SKEW_TOLERANCE_SECONDS = 2.0
 MAX_SKEW_SECONDS = 86_400.0
 MAX_PENDING_BATCHES = 2_000  # beyond this the collector answers 503 instead of queueing
 MAX_GROUP_EVENTS = 5_000  # events validated together by the writer at most
+REOPEN_SECONDS = 1.0  # a store that failed to open is tried again after this, on demand
 PUSHER_START_SECONDS = 10.0  # the longest the writer waits for the session pusher to start
+SECRET_KEY_IN_URL = ("secret keys are accepted in the X-Tailor-Key header only, never in a "
+                     "URL: URLs end up in logs, so rotate this key now (`tailor keys create "
+                     "secret`)")
 REGION_HEADERS = ("cf-ipcountry", "cloudfront-viewer-country", "x-region")
 REGION_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -470,6 +476,13 @@ class BatchWriter:
 
     `submit` returns a future that resolves to the batch's `BatchResult` only after its
     events are committed, or to an exception when the store failed (nothing acknowledged).
+
+    Faults: when a group's commit fails, a probe write tells a failing store from a failing
+    batch; with the store writable the batches are retried one by one, so only the batch at
+    fault gets the error. After any failed write the connection is closed (the next write
+    opens a new one: a connection opened read-only, or broken, is never reused), and while
+    the last write failed `health_problem` says why and the writer probes the store every
+    second until a write succeeds. Identical errors are logged once per minute with a count.
     """
 
     def __init__(self, settings: Settings, metrics: CollectorMetrics) -> None:
@@ -484,19 +497,36 @@ class BatchWriter:
         self._ready = threading.Event()
         self._start_lock = threading.Lock()
         self.error: BaseException | None = None
+        self._error_at = 0.0  # monotonic time the store failed to open, for retries
+        self.write_error: str | None = None  # the last write failed, and why
+        self._failed_writes = 0
+        self._log = ThrottledLog(log)
         self._window = IngestWindow.start()
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
         """Start the writer thread (idempotent) and wait until the store is open.
+
+        A store that failed to open is tried again at most once every `REOPEN_SECONDS`
+        (the error stands until the new attempt has an outcome).
+
+        Args:
+            wait: wait for the store to open (and raise its error); False only starts it.
 
         Raises:
             Exception: whatever opening the store raised (bad URL, server down).
         """
         with self._start_lock:
+            if self._thread is not None and not self._thread.is_alive() \
+                    and self.error is not None \
+                    and time.monotonic() - self._error_at >= REOPEN_SECONDS:
+                self._thread = None
+                self._ready.clear()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tailor-collector-writer",
                                                 daemon=True)
                 self._thread.start()
+        if not wait:
+            return
         self._ready.wait()
         if self.error is not None:
             raise self.error
@@ -505,6 +535,19 @@ class BatchWriter:
     def alive(self) -> bool:
         """Whether the writer is running with an open store."""
         return self._thread is not None and self._thread.is_alive() and self.error is None
+
+    def health_problem(self) -> str | None:
+        """Why the collector cannot store events now (None when it can, or has not tried).
+
+        A store that failed to open is tried again from here too (in the background), so
+        an idle collector that a load balancer took out of rotation still recovers.
+        """
+        if self.error is not None:
+            self.start(wait=False)
+            return f"event store: {type(self.error).__name__}: {self.error}"
+        if self.write_error is not None:
+            return f"event store refuses writes ({self._failed_writes} failed): {self.write_error}"
+        return None
 
     def submit(self, submission: Submission) -> Future:
         """Queue a batch; the future resolves after its commit.
@@ -534,9 +577,15 @@ class BatchWriter:
         try:
             store = open_event_store(self.store_url)
         except BaseException as error:  # reported to start(): the collector cannot work
-            self.error = error
+            self._log.log(logging.ERROR, "open " + error_key(error),
+                          "collector: cannot open the event store: %s", error_key(error))
+            self.error, self._error_at = error, time.monotonic()
             self._ready.set()
             return
+        if self.error is not None:
+            log.warning("collector: the event store opened after failing to (%s)",
+                        error_key(self.error))
+            self.error = None
         # The session-feature pusher's first start imports the feature code (most of a
         # second of CPU, more with a Feast repo): done before the first batch, not during it.
         background_pusher(self.settings).ready.wait(PUSHER_START_SECONDS)
@@ -546,6 +595,8 @@ class BatchWriter:
                 group, stopping = self._next_group()
                 if group:
                     self._store_group(store, group)
+                elif self.write_error is not None and not stopping:
+                    self._probe(store)  # idle and failing: find out whether it is over
                 self._maintain_window(store, force=stopping)
                 if stopping:
                     return
@@ -587,21 +638,35 @@ class BatchWriter:
             events += len(item.events)
         return group, False
 
-    def _store_group(self, store: EventStore, group: list[Submission]) -> None:
-        """Validate a group, commit it in one transaction, then resolve each batch's future."""
+    def _store_group(self, store: EventStore, group: list[Submission], *,
+                     write_dead_letter: bool = True) -> None:
+        """Validate a group, commit it in one transaction, then resolve each batch's future.
+
+        When the commit fails and a probe write succeeds (the store is fine: a batch is at
+        fault), each batch is stored again on its own; dead letters already written are not
+        written twice.
+        """
+        dead_letter_written = False
         try:
             checked = validate_group(group, max_future_seconds=self.max_future_seconds,
                                      timestamps=self.timestamps)
-            if len(checked.dead_letter):
+            if write_dead_letter and len(checked.dead_letter):
                 store.insert_rejected(checked.dead_letter, self._window.batch_id,
                                       DEAD_LETTER_SOURCE)
+            dead_letter_written = True
             new_counts = commit_events(store, checked.valid, checked.valid_owner, len(group),
                                        self._window.batch_id)
-        except Exception as error:  # not acknowledged: every request of the group may retry
-            log.exception("collector: storing a group of %d batches failed", len(group))
+        except Exception as error:  # not acknowledged: the requests may retry
+            self._write_failed(store, error, len(group))
+            if len(group) > 1 and self._probe(store):
+                for submission in group:
+                    self._store_group(store, [submission], write_dead_letter=write_dead_letter
+                                      and not dead_letter_written)
+                return
             for submission in group:
                 self._fail(submission, error)
             return
+        self._write_succeeded()
         valid_counts = np.bincount(checked.valid_owner, minlength=len(group))
         for number, submission in enumerate(group):
             result = checked.results[number]
@@ -612,6 +677,36 @@ class BatchWriter:
             submission.future.set_result(result)
         # Session features for the online store (issue 3): queued, never raises or blocks.
         notify_events_committed(self.settings, checked.valid)
+
+    def _write_failed(self, store: EventStore, error: BaseException, batches: int) -> None:
+        """Record a failed write, log it (identical errors once a minute) and drop the
+        connection, so the next write opens a fresh one."""
+        self.write_error = error_key(error)
+        self._failed_writes += 1
+        self._log.log(logging.ERROR, "write " + self.write_error,
+                      "collector: storing %d batch(es) failed: %s", batches, self.write_error,
+                      exc_info=error)
+        try:
+            store.close()
+        except Exception:  # a broken connection may fail to close: it is dropped either way
+            pass
+
+    def _write_succeeded(self) -> None:
+        if self.write_error is not None:
+            log.warning("collector: the event store accepts writes again (after %d failed "
+                        "write(s): %s)", self._failed_writes, self.write_error)
+        self.write_error, self._failed_writes = None, 0
+
+    def _probe(self, store: EventStore) -> bool:
+        """Whether the store takes a write now: records the open ingest window (an upsert
+        of its counts, harmless to repeat)."""
+        try:
+            store.record_ingest(self._window.as_run())
+        except Exception as error:
+            self._write_failed(store, error, 0)
+            return False
+        self._write_succeeded()
+        return True
 
     def _fail(self, submission: Submission, error: BaseException) -> None:
         self.metrics.pending.dec()
@@ -634,8 +729,8 @@ class BatchWriter:
             try:
                 store.record_ingest(window.as_run())
                 window.recorded_at, window.dirty = now, False
-            except Exception:  # counts only: events are already committed and answered
-                log.exception("collector: recording ingest run %s failed", window.batch_id)
+            except Exception as error:  # counts only: events are already committed and answered
+                self._write_failed(store, error, 0)
         if full and not window.dirty:
             self._window = IngestWindow.start()
 
@@ -783,6 +878,18 @@ def parse_origins(text: str) -> frozenset[str]:
     return frozenset(part.strip().rstrip("/").lower() for part in text.split(",") if part.strip())
 
 
+def bound_origins(host: str, port: int) -> frozenset[str]:
+    """The origins a browser uses for a server bound to `host:port` (plain HTTP).
+
+    A loopback or wildcard address gives the loopback names (127.0.0.1, localhost, [::1]);
+    pages reached through any other name must be listed in `collector.allowed_origins`.
+    """
+    host = host.strip().lower()
+    if host in ("", "0.0.0.0", "::", "127.0.0.1", "localhost", "::1", "[::1]"):
+        return frozenset(f"http://{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
+    return frozenset({f"http://{host}:{port}"})
+
+
 @dataclass
 class CollectorContext:
     """Everything the routes share: limits, keys, allowed origins, metrics and the writer."""
@@ -794,6 +901,8 @@ class CollectorContext:
     writer: BatchWriter
     demo_shop_key: str | None = None
     identity: IdentityCheck | None = None  # signed customer ids (tailor.events.identity)
+    shop_origins: frozenset[str] = frozenset()  # where the demo shop's own pages are served
+    log_limiter: ThrottledLog = field(default_factory=lambda: ThrottledLog(log))
 
     def authenticate(self, request: Request) -> str:
         """The kind of the request's key (`public` or `secret`).
@@ -809,6 +918,13 @@ class CollectorContext:
         if not header_key and authorization.lower().startswith("bearer "):
             header_key = authorization[7:].strip()
         query_key = request.query_params.get("key", "").strip()
+        if query_key and self.key_ring.kind_of(query_key) == "secret":
+            # Refused whatever else the request carries: the key is in URLs and logs now,
+            # and a silent success would leave nobody knowing it must be rotated.
+            self.log_limiter.log(logging.WARNING, "secret key in URL",
+                                 "collector: refused a secret key sent in a URL (?key=); "
+                                 "rotate that key")
+            raise RequestError(403, SECRET_KEY_IN_URL)
         plain_key = header_key or query_key
         if not plain_key:
             raise RequestError(401, "missing key: send it in the X-Tailor-Key header (or as "
@@ -816,9 +932,6 @@ class CollectorContext:
         kind = self.key_ring.kind_of(plain_key)
         if kind is None:
             raise RequestError(403, "unknown key: create one with `tailor keys create public`")
-        if kind == "secret" and not header_key:
-            raise RequestError(403, "secret keys are accepted in the X-Tailor-Key header only, "
-                                    "never in a URL (rotate a key that was sent in one)")
         return kind
 
     def origin_allowed(self, request: Request) -> bool:
@@ -828,9 +941,9 @@ class CollectorContext:
             return False
         if "*" in self.allowed_origins or origin in self.allowed_origins:
             return True
-        # The demo shop is served by the collector itself: its pages are same-origin.
-        own_origin = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
-        return self.demo_shop_key is not None and origin == own_origin
+        # The demo shop is served by the collector itself, at the origins it is bound to
+        # (never the request's Host header, which the sender chooses).
+        return self.demo_shop_key is not None and origin in self.shop_origins
 
     def check_origin(self, request: Request, kind: str) -> None:
         """Refuse (403) a public key used from a page whose origin is not configured."""
@@ -862,7 +975,9 @@ async def post_events(request: Request) -> Response:
     except RequestError as error:
         response = JSONResponse({"error": error.message}, status_code=error.status)
     except Exception as error:  # the store failed: nothing acknowledged, the client retries
-        log.warning("collector: answering 503 after a store error: %s", type(error).__name__)
+        context.log_limiter.log(logging.WARNING, "503 " + error_key(error),
+                                "collector: answering 503 after a store error: %s",
+                                type(error).__name__)
         response = JSONResponse({"error": "event store unavailable; nothing from this batch "
                                           "was acknowledged, retry it"},
                                 status_code=503, headers={"Retry-After": "1"})
@@ -911,11 +1026,16 @@ async def preflight_events(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """`GET /healthz`: 200 while the writer runs (or has not been needed yet), else 503."""
-    writer = request.app.state.collector.writer
-    if writer.error is not None:
-        return JSONResponse({"status": "error", "error": f"event store: {writer.error}"},
-                            status_code=503)
+    """`GET /healthz` (and `/readyz`): 200 while the event store takes writes (or has not
+    been needed yet); 503 with the reason while it cannot be opened or its last write failed."""
+    problem = request.app.state.collector.writer.health_problem()
+    if problem is not None:
+        return JSONResponse({"status": "error", "error": problem}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def livez(request: Request) -> Response:
+    """`GET /livez`: 200 while the process answers (liveness only, the store is not asked)."""
     return JSONResponse({"status": "ok"})
 
 
@@ -958,6 +1078,8 @@ def _routes(demo_shop: bool) -> list[Any]:
         Route(EVENTS_PATH, post_events, methods=["POST"]),
         Route(EVENTS_PATH, preflight_events, methods=["OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/tailor.js", tracker_script, methods=["GET"]),
     ]
@@ -970,7 +1092,8 @@ def _routes(demo_shop: bool) -> list[Any]:
     return routes
 
 
-def create_collector_app(settings: Settings, *, demo_shop: bool | None = None) -> Starlette:
+def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
+                         shop_origins: frozenset[str] | None = None) -> Starlette:
     """The collector as an ASGI app (also mounted inside the BentoML service).
 
     Args:
@@ -978,6 +1101,9 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None) -
             `ingest.max_future_seconds` are used.
         demo_shop: serve the demo shop under /shop/ with a throw-away public key that
             lives in this process only; None follows `collector.demo_shop`.
+        shop_origins: the origins the demo shop's pages are served from, which may use its
+            key without being in `collector.allowed_origins` (default: the loopback origins
+            of `serving.host`/`serving.port`, where the BentoML service mounts it).
 
     Returns:
         A Starlette app. Its writer thread starts with the app's lifespan, or on the first
@@ -996,10 +1122,16 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None) -
     if demo_shop:
         context.demo_shop_key = generate_key("public")
         context.key_ring.add(context.demo_shop_key, "public")
+        context.shop_origins = shop_origins if shop_origins is not None else bound_origins(
+            settings.serving_host, int(settings.serving_port))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(context.writer.start)
+        try:
+            await run_in_threadpool(context.writer.start)
+        except Exception as error:  # keep serving: 503s and /healthz say why until it opens
+            log.warning("collector: starting without an event store (%s); batches get 503 "
+                        "and /healthz says why until it can be opened", error_key(error))
         if context.key_ring.count() == 0:
             log.warning("collector: no keys yet; every batch gets 401/403 until one is made "
                         "with `tailor keys create public` (or secret)")
@@ -1018,7 +1150,8 @@ def serve_collector(settings: Settings, *, host: str, port: int,
     request heads capped at `collector.max_header_bytes` and `collector.max_header_count`)."""
     import uvicorn
 
-    app = create_collector_app(settings, demo_shop=demo_shop)
+    app = create_collector_app(settings, demo_shop=demo_shop,
+                               shop_origins=bound_origins(host, port))
     log.info("collector on http://%s:%d%s -> %s", host, port, EVENTS_PATH,
              _redacted(settings.event_store_url))
     if app.state.collector.demo_shop_key:

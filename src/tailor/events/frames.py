@@ -21,6 +21,7 @@ from tailor.events.schema import (
     derive_event_ids,
     parse_timestamps,
 )
+from tailor.events.value_limits import storable
 
 MICROS_PER_DAY = 86_400_000_000
 # Column order of the `events` table after `seq`; the bulk paths write in this order.
@@ -291,20 +292,14 @@ def rejected_column_lists(rejected: pd.DataFrame) -> list[list[Any]]:
                    else int(value) for value in full["row_number"].astype(object).tolist()]
     lists: list[list[Any]] = [row_numbers]
     for name in ("reason", "field", "detail", "raw"):
-        lists.append([None if value is None else _storable(str(value))
+        lists.append([None if value is None else storable(str(value))
                       for value in object_list(full[name].astype(object))])
     if "customer_id" in full.columns:
-        lists.append([None if value is None else _storable(str(value))
+        lists.append([None if value is None else storable(str(value))
                       for value in object_list(full["customer_id"].astype(object))])
     else:
         lists.append([_raw_customer_id(raw) for raw in lists[4]])
     return lists
-
-
-def _storable(text: str) -> str:
-    """Text any store accepts: a NUL character (PostgreSQL refuses it) written as `\\u0000`,
-    so a dead letter keeps what arrived instead of failing its whole batch."""
-    return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
 def _raw_customer_id(raw: str | None) -> str | None:
@@ -315,7 +310,7 @@ def _raw_customer_id(raw: str | None) -> str | None:
         value = json.loads(raw).get("customer_id")
     except (ValueError, AttributeError):
         return None
-    return None if value is None else _storable(str(value))
+    return None if value is None else storable(str(value))
 
 
 def rejected_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:

@@ -60,6 +60,7 @@ from tailor.events.retry import (
 from tailor.events.store import (
     RUN_ABORTED, RUN_FINISHED, EventStore, IngestRun, StoreUnavailable, open_event_store,
 )
+from tailor.events.value_limits import is_storable_text
 
 log = logging.getLogger(__name__)
 
@@ -345,10 +346,41 @@ def _parquet_chunks(path: Path, columns: list[str], chunk_rows: int,
         except (pa.ArrowException, OSError) as error:
             raise ValueError(f"{path}: cannot read the Parquet file past row {done:,} ({error}); "
                              "rows before it were imported") from None
-        frame = batch.to_pandas(types_mapper=_text_as_arrow if arrow_text else None)
+        frame = _batch_frame(batch, arrow_text)
         frame.columns = columns
         yield Chunk(frame, np.arange(done + 1, done + len(frame) + 1), [])
         done += len(frame)
+
+
+def _batch_frame(batch: pa.RecordBatch, arrow_text: bool) -> pd.DataFrame:
+    """A Parquet record batch as a frame; text that is not valid UTF-8 (which pandas cannot
+    convert, and another writer may have put there) is decoded with surrogate escapes, so
+    the contract check refuses those rows alone, naming the column."""
+    broken = [position for position, column in enumerate(batch.columns)
+              if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
+              and not _valid_utf8(column)]
+    if not broken:
+        return batch.to_pandas(types_mapper=_text_as_arrow if arrow_text else None)
+    as_bytes = {position: batch.column(position).view(
+        pa.large_binary() if pa.types.is_large_string(batch.column(position).type)
+        else pa.binary()) for position in broken}
+    columns = [as_bytes.get(position, column) for position, column in enumerate(batch.columns)]
+    frame = pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pandas(
+        types_mapper=_text_as_arrow if arrow_text else None)
+    for position in broken:
+        frame.isetitem(position, pd.Series(
+            [None if raw is None else raw.decode("utf-8", "surrogateescape")
+             for raw in frame.iloc[:, position].tolist()], index=frame.index, dtype=object))
+    return frame
+
+
+def _valid_utf8(column: pa.Array) -> bool:
+    """Whether every value of a text column is valid UTF-8."""
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _csv_reader(stream: Any, columns: list[str],
@@ -681,6 +713,7 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
     require_columns(path, columns, ("product_id",))
     skipped, bad_numbers = 0, {name: 0 for name in ("price", "rating", "inventory")}
     with_nul: dict[str, int] = {}
+    not_unicode: dict[str, int] = {}
     for chunk in iter_chunks(path, kind, columns, chunk_rows):
         frame = chunk.frame
         skipped += len(chunk.malformed) + int(_blank(frame["product_id"]).sum())
@@ -689,13 +722,16 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
                 numbers = pd.to_numeric(frame[name], errors="coerce")
                 bad_numbers[name] += int((frame[name].notna() & numbers.isna()).sum())
         frame = frame[~_blank(frame["product_id"])]
-        rows = frame[~_nul_rows(frame, PRODUCT_COLUMNS, with_nul)]
+        unstorable = _nul_rows(frame, PRODUCT_COLUMNS, with_nul) \
+            | _not_unicode_rows(frame, not_unicode)
+        rows = frame[~unstorable]
         report.products += with_retries(lambda _: store.upsert_products(rows),
                                         f"products of {path}", policy)
     if skipped:
         _warn(report, f"{path}: skipped {skipped:,} product row(s) without a product_id "
                       "or with the wrong number of fields")
     _warn_nul(report, path, "product", with_nul)
+    _warn_not_unicode(report, path, "product", not_unicode)
     for name, count in bad_numbers.items():
         if count:
             _warn(report, f"{path}: {name}: {count:,} value(s) not a number, stored as empty")
@@ -712,11 +748,14 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
     pii_store = open_pii_store(settings) if private else None
     skipped = 0
     with_nul: dict[str, int] = {}
+    not_unicode: dict[str, int] = {}
     try:
         for chunk in iter_chunks(path, kind, columns, chunk_rows):
             frame = chunk.frame[~_blank(chunk.frame["customer_id"])]
             skipped += len(chunk.malformed) + len(chunk.frame) - len(frame)
-            frame = frame[~_nul_rows(frame, CUSTOMER_COLUMNS, with_nul)]
+            # PII columns too: the PII store encrypts UTF-8 bytes, which such text has none of.
+            frame = frame[~(_nul_rows(frame, CUSTOMER_COLUMNS, with_nul)
+                            | _not_unicode_rows(frame, not_unicode))]
             if pii_store is not None:
                 pii_store.upsert(frame[["customer_id", *private]])
             rows = frame.drop(columns=private)
@@ -729,6 +768,7 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
         _warn(report, f"{path}: skipped {skipped:,} customer row(s) without a customer_id "
                       "or with the wrong number of fields")
     _warn_nul(report, path, "customer", with_nul)
+    _warn_not_unicode(report, path, "customer", not_unicode)
 
 
 def _nul_rows(frame: pd.DataFrame, columns: tuple[str, ...], counts: dict[str, int]
@@ -746,6 +786,37 @@ def _nul_rows(frame: pd.DataFrame, columns: tuple[str, ...], counts: dict[str, i
             counts[name] = counts.get(name, 0) + int(has_nul.sum())
             found |= has_nul
     return found
+
+
+def _not_unicode_rows(frame: pd.DataFrame, counts: dict[str, int]) -> pd.Series:
+    """Mask of rows holding text that is not valid Unicode (a Parquet file's invalid UTF-8,
+    read with surrogate escapes) in any column; no store can encode it. Adds the rows found
+    per column to `counts`."""
+    found = pd.Series(False, index=frame.index)
+    for name in frame.columns:
+        if frame[name].dtype != object:
+            continue  # Arrow-backed text is valid UTF-8 by construction
+        values = frame[name].tolist()
+        try:
+            pa.array(values, type=pa.string(), from_pandas=True)  # fast when all is well
+            continue
+        except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        bad = pd.Series([isinstance(value, str) and not is_storable_text(value)
+                         for value in values], index=frame.index)
+        if bad.any():
+            counts[name] = counts.get(name, 0) + int(bad.sum())
+            found |= bad
+    return found
+
+
+def _warn_not_unicode(report: IngestReport, path: Path, kind: str,
+                      counts: dict[str, int]) -> None:
+    """One warning naming each column where rows were skipped for text that is not UTF-8."""
+    if counts:
+        columns = ", ".join(f"{name} ({count:,})" for name, count in counts.items())
+        _warn(report, f"{path}: skipped {kind} row(s) with text that is not valid UTF-8 in "
+                      f"{columns}; fix the file's encoding and import it again")
 
 
 def _warn_nul(report: IngestReport, path: Path, kind: str, counts: dict[str, int]) -> None:

@@ -39,6 +39,7 @@ from tailor.events.schema import (
     from_epoch_seconds,
     validate_events,
 )
+from tailor.events.value_limits import MAX_PRICE, MAX_QUANTITY, is_storable_text, json_object_text
 
 FrameCheck = Callable[[pd.DataFrame], ValidationResult]
 
@@ -69,7 +70,7 @@ def _text(value: Any) -> str | None:
     kind = type(value)
     if kind is str:
         text = value.strip()
-        if len(text) > MAX_STRING_LENGTH or NUL in text:
+        if len(text) > MAX_STRING_LENGTH or NUL in text or not is_storable_text(text):
             raise _FramePath
         return text or None
     if kind is int and -_EXACT_INT < value < _EXACT_INT:
@@ -113,10 +114,10 @@ def _properties(value: Any) -> str | None:
             raise _FramePath from None
     if type(value) is not dict:
         raise _FramePath
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        raise _FramePath from None
+    text, problem = json_object_text(value)
+    if problem is not None:
+        raise _FramePath
+    return text
 
 
 def iso_nanos(text: str) -> int:
@@ -183,6 +184,8 @@ def _plain_row(record: Any) -> list[Any]:
     row[_TIME] = _time(get("timestamp"))
     price, quantity = _number(get("price")), _number(get("quantity"))
     if price <= 0 or quantity <= 0 or quantity % 1 > 0:  # NaN (absent) passes each test
+        raise _FramePath
+    if price > MAX_PRICE or quantity > MAX_QUANTITY:
         raise _FramePath
     row[_PRICE], row[_QUANTITY] = price, quantity
     row[_PROPERTIES] = _properties(get("properties"))
@@ -285,8 +288,7 @@ def validate_records(records: Sequence[Any], *, now: pd.Timestamp,
     zone = (timestamps or TimestampRules()).naive_timezone
     if not others:
         return ValidationResult(valid=fast, rejected=_no_rejections(), naive_timezone=zone)
-    slow_frame = pd.DataFrame.from_records([records[position] for position in others],
-                                           columns=list(EVENT_COLUMNS))
+    slow_frame = records_frame([records[position] for position in others])
     slow = check_frame(slow_frame)
     others_array = np.array(others, dtype="int64")
     refused = slow.rejected["row_number"].to_numpy(dtype="int64")
@@ -295,6 +297,17 @@ def validate_records(records: Sequence[Any], *, now: pd.Timestamp,
     return ValidationResult(valid=_merged(fast, positions, slow.valid, slow_kept),
                             rejected=rejected.reset_index(drop=True),
                             naive_timestamps=slow.naive_timestamps, naive_timezone=zone)
+
+
+def records_frame(records: Sequence[Any]) -> pd.DataFrame:
+    """Rows given as dicts as a frame with `EVENT_COLUMNS`, types inferred as pandas does;
+    columns holding an integer too large for float64 stay Python objects."""
+    try:
+        return pd.DataFrame.from_records(records, columns=list(EVENT_COLUMNS))
+    except OverflowError:
+        return pd.DataFrame({name: pd.Series([record.get(name) for record in records],
+                                             dtype=object)
+                             for name in EVENT_COLUMNS})
 
 
 def _merged(fast: pd.DataFrame, fast_positions: list[int], slow: pd.DataFrame,

@@ -17,6 +17,7 @@ time in a DST gap moves forward to the first time after the gap, a repeated wall
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from tailor.events.value_limits import (
+    MAX_ID_DIGITS,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    NOT_UNICODE,
+    as_float,
+    id_number_problem,
+    is_storable_text,
+    json_object_text,
+    shown_number,
+)
 
 if TYPE_CHECKING:
     from tailor.config import Settings
@@ -159,8 +172,8 @@ def _text_array(values: pd.Series) -> pa.Array | None:
     try:
         return pa.array(values.to_numpy(dtype=object, na_value=None), type=pa.string(),
                         from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError, OverflowError):
+        return None  # not all text, or text that is not valid Unicode: the object path
 
 
 def _trimmed(text: pa.Array) -> pa.Array:
@@ -179,30 +192,59 @@ def _clean_strings(values: pd.Series) -> pd.Series:
     return _clean_text_column(values)[0]
 
 
-def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    """`_clean_strings` of the values, a mask of values longer than MAX_STRING_LENGTH and a
-    mask of values holding a NUL character (PostgreSQL text cannot store one)."""
-    if values.dtype.kind in "iu":
-        cleaned = values.astype(str).astype(object)
-    elif values.dtype.kind == "f":
-        rendered = values.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
-        cleaned = rendered.astype(object)
-    else:
-        text = _text_array(values)
-        if text is not None:
-            trimmed = _trimmed(text)
-            too_long = np.asarray(pc.utf8_length(trimmed).fill_null(0)) > MAX_STRING_LENGTH
-            has_nul = np.asarray(pc.match_substring(trimmed, NUL).fill_null(False))
-            return _object_series(trimmed, values.index), too_long, has_nul
-        text = values.astype(object).where(values.notna(), None)
-        stripped = text.str.strip()  # NaN for non-strings, which are rendered below
-        others = text.notna() & stripped.isna()
-        if others.any():
-            stripped[others] = text[others].map(str).str.strip()
-        cleaned = stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
-    too_long = cleaned.str.len().astype("float64").fillna(0).to_numpy() > MAX_STRING_LENGTH
-    has_nul = cleaned.str.contains(NUL, regex=False).to_numpy(dtype=bool, na_value=False)
-    return cleaned, too_long, has_nul
+def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """`_clean_strings` of the values, and per value what makes it unstorable (or None).
+
+    The problems, first found first: longer than MAX_STRING_LENGTH, a NUL character
+    (PostgreSQL text cannot hold one), a lone surrogate (no UTF-8 store can), a number
+    too large to be an id.
+    """
+    if values.dtype.kind in "iuf":  # numbers as ids: rendered as text, if not too large
+        numbers = values.to_numpy(dtype="float64")
+        too_big = ~np.isnan(numbers) & ~(np.abs(numbers) < 10.0 ** MAX_ID_DIGITS)
+        if values.dtype.kind == "f":
+            cleaned = values.map(lambda v: None if pd.isna(v) or not math.isfinite(v) else (
+                str(int(v)) if float(v).is_integer() else str(v))).astype(object)
+        else:
+            cleaned = values.astype(str).astype(object)
+        problems = np.full(len(values), None, dtype=object)
+        if too_big.any():
+            problems[too_big] = [id_number_problem(value) for value in values[too_big]]
+        return cleaned, problems
+    text = _text_array(values)
+    if text is not None:
+        trimmed = _trimmed(text)
+        too_long = np.asarray(pc.utf8_length(trimmed).fill_null(0)) > MAX_STRING_LENGTH
+        has_nul = np.asarray(pc.match_substring(trimmed, NUL).fill_null(False))
+        problems = np.full(len(values), None, dtype=object)
+        problems[has_nul] = "contains a NUL character"
+        problems[too_long] = f"longer than {MAX_STRING_LENGTH} characters"
+        return _object_series(trimmed, values.index), problems
+    pairs = [_one_text(value) for value in values.astype(object).tolist()]
+    cleaned = pd.Series([pair[0] for pair in pairs], index=values.index, dtype=object)
+    return cleaned, np.array([pair[1] for pair in pairs], dtype=object)
+
+
+def _one_text(value: object) -> tuple[str | None, str | None]:
+    """One value of a text column that is not all text: (cleaned text or None, problem)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None, None
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
+        return None, None
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        problem = id_number_problem(value)
+        if problem is not None:
+            return None, problem
+    text = (value if isinstance(value, str) else str(value)).strip()
+    if not text:
+        return None, None
+    if len(text) > MAX_STRING_LENGTH:
+        return text, f"longer than {MAX_STRING_LENGTH} characters"
+    if NUL in text:
+        return text, "contains a NUL character"
+    if not is_storable_text(text):
+        return text, NOT_UNICODE
+    return text, None
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
@@ -328,9 +370,20 @@ def _parse_mixed_timestamps(values: pd.Series, parsed: pd.Series) -> pd.Series:
     """Objects that are not all text (JSON numbers beside strings): the text as
     `parse_timestamps` reads text, the rest by the lenient path."""
     is_text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
+    # Text that is not valid Unicode reads as no time at all (NaT: "cannot parse").
+    not_unicode = is_text & ~values.map(lambda value: not isinstance(value, str)
+                                        or is_storable_text(value)).to_numpy(dtype=bool)
+    is_text &= ~not_unicode
     if is_text.any():
         parsed[is_text] = _parse_utc(values[is_text])
-    rest = ~is_text & values.notna().to_numpy()
+    is_number = np.array([isinstance(value, (int, float, np.integer, np.floating))
+                          and not isinstance(value, bool) for value in values.tolist()],
+                         dtype=bool)
+    if is_number.any():  # converted one by one: an integer may be too large for float64
+        seconds = np.array([_number_or_nan(value) for value in values[is_number].tolist()],
+                           dtype="float64")
+        parsed[is_number] = from_epoch_seconds(seconds)
+    rest = ~is_text & ~not_unicode & ~is_number & values.notna().to_numpy()
     if rest.any():
         parsed[rest] = _parse_timestamps_slowly(values[rest], parsed[rest])
     return parsed
@@ -365,10 +418,13 @@ def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     if values.dtype.kind in "iuf":
         return values.astype("float64"), pd.Series(False, index=values.index)
     text = _text_array(values)
-    if text is None:
-        cleaned = _clean_strings(values)
-        numbers = pd.to_numeric(cleaned, errors="coerce").astype("float64")
-        return numbers, cleaned.notna() & numbers.isna()
+    if text is None:  # JSON numbers beside text, or integers too large for float64
+        numbers = np.array([_number_or_nan(value) for value in values.astype(object).tolist()],
+                           dtype="float64")
+        present = np.array([_present(value) for value in values.astype(object).tolist()],
+                           dtype=bool)
+        return (pd.Series(numbers, index=values.index, dtype="float64"),
+                pd.Series(present & np.isnan(numbers), index=values.index))
     text = _trimmed(text)
     present = np.asarray(text.is_valid())
     plain = np.asarray(pc.match_substring_regex(text, _NUMBER_PATTERN).fill_null(False))
@@ -384,33 +440,72 @@ def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return result, pd.Series(present & np.isnan(numbers), index=values.index)
 
 
-def _properties_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Properties as compact JSON-object text, and a mask of values that are not JSON objects."""
+def _number_or_nan(value: object) -> float:
+    """`as_float`, with NaN for anything that is not a number (flagged by the caller)."""
+    try:
+        return as_float(value)
+    except (ValueError, TypeError):
+        return math.nan
 
-    def one(value: object) -> tuple[str | None, bool]:
+
+def _present(value: object) -> bool:
+    """Whether a raw value is given: not None, NaN or blank text."""
+    if value is None or value is pd.NA:
+        return False
+    if isinstance(value, float):
+        return not math.isnan(value)
+    return not (isinstance(value, str) and not value.strip())
+
+
+def _out_of_range(numbers: pd.Series, limit: float) -> np.ndarray:
+    """Mask of numbers beyond ±limit (infinities included; NaN is not)."""
+    values = numbers.to_numpy(dtype="float64")
+    return ~np.isnan(values) & ~(np.abs(values) <= limit)
+
+
+def _range_detail(name: str, raw: pd.Series, limit: float) -> Callable[[np.ndarray], pd.Series]:
+    """The detail builder for values of `name` beyond `limit`, showing each as sent."""
+    return lambda rows: (name + ": " + raw[rows].map(shown_number)
+                         + f" is out of range (at most {limit:,.0f})")
+
+
+def _timestamp_detail(raw: pd.Series) -> Callable[[np.ndarray], pd.Series]:
+    """The detail builder for unreadable timestamps: epoch seconds out of range, or text."""
+    def one(value: object) -> str:
+        if isinstance(value, (int, float, np.integer, np.floating)) \
+                and not isinstance(value, bool):
+            return (f"timestamp: epoch seconds {shown_number(value)} are out of range "
+                    "(years 1677 to 2262)")
+        return f"timestamp: cannot parse {str(value)[:40]!r} as ISO 8601 or epoch seconds"
+    return lambda rows: raw[rows].map(one)
+
+
+def _properties_text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Properties as compact JSON-object text, and per value why it cannot be (or None)."""
+    not_object = "properties: must be a JSON object"
+
+    def one(value: object) -> tuple[str | None, str | None]:
         if value is None or (isinstance(value, float) and np.isnan(value)):
-            return None, False
-        if isinstance(value, dict):
-            return json.dumps(value, sort_keys=True, separators=(",", ":")), False
+            return None, None
         if isinstance(value, str):
             if not value.strip():
-                return None, False
+                return None, None
             try:
-                parsed = json.loads(value)
-            except ValueError:
-                return None, True
-            if isinstance(parsed, dict):
-                return json.dumps(parsed, sort_keys=True, separators=(",", ":")), False
-        return None, True
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                return None, not_object
+        if isinstance(value, dict):
+            return json_object_text(value)
+        return None, not_object
 
     text = np.full(len(values), None, dtype=object)  # numpy keeps None (a Series makes NaN)
-    bad = np.zeros(len(values), dtype=bool)
+    problems = np.full(len(values), None, dtype=object)
     present = values.notna().to_numpy()
     if present.any():  # most events carry no properties: only present values are parsed
         pairs = [one(value) for value in values[present].astype(object)]
         text[present] = [pair[0] for pair in pairs]
-        bad[present] = [pair[1] for pair in pairs]
-    return pd.Series(text, index=values.index, dtype=object), pd.Series(bad, index=values.index)
+        problems[present] = [pair[1] for pair in pairs]
+    return pd.Series(text, index=values.index, dtype=object), problems
 
 
 def derive_event_ids(frame: pd.DataFrame) -> pd.Series:
@@ -459,22 +554,23 @@ def validate_events(
     absent = pd.Series(np.full(n_rows, None, dtype=object), index=chunk.index)
     column = {name: (chunk[name] if name in chunk.columns else absent) for name in EVENT_COLUMNS}
     out = pd.DataFrame(index=chunk.index)
-    too_long, has_nul = {}, {}
+    text_problems = {}
     for name in STRING_COLUMNS:
-        out[name], too_long[name], has_nul[name] = _clean_text_column(column[name])
+        out[name], text_problems[name] = _clean_text_column(column[name])
     rules = timestamps or TimestampRules()
     out["timestamp"], naive = parse_event_timestamps(column["timestamp"], rules.naive_timezone)
     out["price"], bad_price = _parse_numbers(column["price"])
     out["quantity"], bad_quantity = _parse_numbers(column["quantity"])
-    out["properties"], bad_properties = _properties_text(column["properties"])
+    out["properties"], properties_problems = _properties_text(column["properties"])
 
     found = _Rejections(n_rows)
     reject = found.reject
     for name in STRING_COLUMNS:
-        reject(too_long[name], MALFORMED_ROW, name,
-               f"{name}: longer than {MAX_STRING_LENGTH} characters")
-        # PostgreSQL text cannot hold NUL: such a row would fail its whole batch at every retry.
-        reject(has_nul[name], MALFORMED_ROW, name, f"{name}: contains a NUL character")
+        # Text no store can hold (NUL for PostgreSQL, lone surrogates for any UTF-8 store)
+        # would fail the whole transaction at every retry: the row alone is refused.
+        problems = text_problems[name]
+        reject(pd.notna(problems), MALFORMED_ROW, name,
+               lambda rows, problems=problems, name=name: f"{name}: " + pd.Series(problems[rows]))
     event_type = out["event_type"]
     unknown_type = event_type.notna() & ~event_type.isin(EVENT_TYPES)
     reject(unknown_type, MALFORMED_ROW, "event_type",
@@ -484,14 +580,17 @@ def validate_events(
     raw_timestamp = column["timestamp"]
     _reject_implausible(found, out["timestamp"], raw_timestamp, rules)
     reject(out["timestamp"].isna() & raw_timestamp.notna(), MALFORMED_ROW, "timestamp",
-           lambda rows: "timestamp: cannot parse "
-           + raw_timestamp[rows].astype(str).str.slice(0, 40).map(repr)
-           + " as ISO 8601 or epoch seconds")
+           _timestamp_detail(raw_timestamp))
     reject(out["timestamp"].isna(), MALFORMED_ROW, "timestamp", "timestamp: missing")
     reject(bad_price, MALFORMED_ROW, "price", "price: not a number")
+    reject(_out_of_range(out["price"], MAX_PRICE), MALFORMED_ROW, "price",
+           _range_detail("price", column["price"], MAX_PRICE))
     reject(bad_quantity | (out["quantity"] <= 0) | (out["quantity"] % 1 > 0), MALFORMED_ROW,
            "quantity", "quantity: must be a whole number above 0")
-    reject(bad_properties, MALFORMED_ROW, "properties", "properties: must be a JSON object")
+    reject(_out_of_range(out["quantity"], MAX_QUANTITY), MALFORMED_ROW, "quantity",
+           _range_detail("quantity", column["quantity"], MAX_QUANTITY))
+    reject(pd.notna(properties_problems), MALFORMED_ROW, "properties",
+           lambda rows: pd.Series(properties_problems[rows]))
     reject(out["customer_id"].isna(), MISSING_CUSTOMER_ID, "customer_id",
            "customer_id: missing (every event must be attributed)")
     reject(event_type.isin(PRODUCT_EVENT_TYPES) & out["product_id"].isna(), MISSING_PRODUCT_ID,

@@ -147,6 +147,13 @@ def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
             f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
+def _roll_back(connection: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does on a full disk:
+    an explicit ROLLBACK would then fail and hide the error that matters)."""
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
 class SqliteEventStore(SqlEventReads):
     """`EventStore` on one SQLite file; safe to share between threads (calls are serialised).
 
@@ -205,7 +212,7 @@ class SqliteEventStore(SqlEventReads):
                     connection.executemany(sql, rows)
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
             return connection.total_changes - before
 
@@ -287,7 +294,7 @@ class SqliteEventStore(SqlEventReads):
                 connection.execute("DELETE FROM customers WHERE customer_id = ?", (customer_id,))
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
             return int(removed)
 

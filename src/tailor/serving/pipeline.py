@@ -209,18 +209,33 @@ class ServingPipeline:
             self.catalogue = catalogue
 
     def ready(self) -> bool:
-        """Start-up finished and the pipeline is open.
+        """Start-up finished, the pipeline is open and no model that exists failed to load.
 
         Missing models or an empty shop do not make it unready: answers are then flagged
         fallbacks, and the event collector served beside the pipeline must take traffic
-        from a shop's first day, or it would never get the data the models need."""
-        return self._started and not self._closed
+        from a shop's first day, or it would never get the data the models need. A
+        registered model that cannot be loaded (a read-only home, a broken artifact, an
+        unreadable registry) does: the fallbacks would hide a fault an operator must see."""
+        return self.unready_reason() is None
+
+    def unready_reason(self) -> str | None:
+        """Why `ready()` is False, or None."""
+        if not self._started:
+            return "starting"
+        if self._closed:
+            return "closed"
+        for name, slot in self.slots.items():
+            problem = slot.broken()
+            if problem is not None:
+                return f"{name} model not loaded: {problem}"
+        return None
 
     def status(self) -> dict[str, Any]:
         """Models and versions, their last load errors, the feature store, the fallback."""
         fallback = self.fallback.current
         return {
             "ready": self.ready(),
+            "unready_reason": self.unready_reason(),
             "models": {name: slot.status() for name, slot in self.slots.items()},
             "features": {service: {"fast_path": reader.fast_path,
                                    "last_error": self.feature_errors[service]}

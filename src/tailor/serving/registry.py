@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 from tailor.config import Settings
 from tailor.serving.metrics import ServingMetrics
 from tailor.serving.model_store import StoredVersion, TailorModelStore
+from tailor.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,11 @@ class ModelSlot:
         self.store = TailorModelStore(settings)
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
+        # Why a model that exists (or a registry that could not be read) gave nothing to
+        # serve; None when the slot serves, or when there is simply no model yet.
+        self.load_failure: str | None = None
         self._registry_missing = False
+        self._log = ThrottledLog(log)
         self._lock = threading.Lock()  # one refresh at a time; reads never wait for it
 
     def refresh(self) -> bool:
@@ -105,7 +110,8 @@ class ModelSlot:
             except Exception as error:  # the registry is down: keep serving what we have
                 self._failed(f"registry lookup failed: {_describe(error)}", count=False)
                 return self._from_store()
-            if found is None:
+            if found is None:  # no registry or no such version: nothing failed
+                self.load_failure = None
                 return self._from_store() if self._registry_missing else False
             version, run_id = found
             current = self.current
@@ -150,18 +156,20 @@ class ModelSlot:
         """Serve `loaded` from now on (one attribute: a request sees one model whole)."""
         previous = self.current.version if self.current is not None else None
         self.current = loaded
-        self.last_error = None
+        self.last_error = self.load_failure = None
         if self.metrics is not None:
             self.metrics.model_version(self.model, loaded.version)
         log.info("%s: serving v%s (%s)%s", self.registered_name, loaded.version, self.reference,
                  f", was v{previous}" if previous else "")
 
     def _failed(self, message: str, count: bool) -> bool:
-        self.last_error = message
+        self.last_error = self.load_failure = message
         if count and self.metrics is not None:
             self.metrics.load_failure(self.model)
         serving = f"; v{self.current.version} keeps serving" if self.current else ""
-        log.warning("%s@%s: %s%s", self.registered_name, self.reference, message, serving)
+        # Once a minute per distinct message: the watcher retries every few seconds.
+        self._log.log(logging.WARNING, message + serving, "%s@%s: %s%s", self.registered_name,
+                      self.reference, message, serving)
         return False
 
     def _resolve(self) -> tuple[str, str | None] | None:
@@ -210,6 +218,12 @@ class ModelSlot:
         prepared = self.prepare(model) if self.prepare is not None else None
         return LoadedModel(model, stored.version, self.reference, datetime.now(timezone.utc),
                            prepared, stored.tag, source)
+
+    def broken(self) -> str | None:
+        """Why this slot serves nothing although there is something to serve (a version
+        that failed to load, a registry that could not be read), else None. A shop without
+        models yet is not broken: its answers are fallbacks by design."""
+        return self.load_failure if self.current is None else None
 
     def unavailable_reason(self) -> str:
         """Why nothing is served (for a fallback answer): the last load error, if any."""
