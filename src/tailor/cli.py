@@ -226,7 +226,7 @@ def demo(
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
-# -- feature store (issue 3) ----------------------------------------------------------------------
+# -- feature store --------------------------------------------------------------------------------
 
 
 @app.command()
@@ -245,7 +245,7 @@ def features(
     _emit(summary.to_dict(), as_json, summary.summary_text())
 
 
-# -- models (issue 4) ----------------------------------------------------------------------------
+# -- models --------------------------------------------------------------------------------------
 
 
 @app.command()
@@ -328,7 +328,7 @@ def recommend(
     _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
 
 
-# -- serving (issue 5) ---------------------------------------------------------------------------
+# -- serving -------------------------------------------------------------------------------------
 
 
 @app.command()
@@ -401,7 +401,7 @@ def _announce_server(settings: Settings, server: ServerProcess, workers: Optiona
         console.print(f"  {endpoint:<30} {meaning}", highlight=False, soft_wrap=True)
 
 
-# -- event collection (issue 6) ------------------------------------------------------------------
+# -- event collection ----------------------------------------------------------------------------
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`/readyz` of a real `bentoml serve` under faults (issue 22.3): not ready while the models
+"""`/readyz` of a real `bentoml serve` under faults: not ready while the models
 that exist cannot be loaded and while the collector's event store cannot be written; ready
 again, and storing events, once the faults clear. `/livez` stays 200 throughout.
 

@@ -1,4 +1,4 @@
-"""File import of text no store can encode (issue 21.2), on SQLite and PostgreSQL.
+"""File import of text no store can encode, on SQLite and PostgreSQL.
 
 A Parquet file written by another tool can hold string values that are not valid UTF-8
 (here the UTF-8 encoding of the lone surrogate U+D800, which a Python string would hold as

@@ -675,7 +675,7 @@ class BatchWriter:
             self._count(submission, result)
             self.metrics.pending.dec()
             submission.future.set_result(result)
-        # Session features for the online store (issue 3): queued, never raises or blocks.
+        # Session features for the online store: queued, never raises or blocks.
         notify_events_committed(self.settings, checked.valid)
 
     def _write_failed(self, store: EventStore, error: BaseException, batches: int) -> None:

@@ -1,4 +1,4 @@
-"""The requests of the security probe (issue 21) against the real collector app and store.
+"""The requests of the security probe against the real collector app and store.
 
 Each test sends what the probe sent (raw bytes where the JSON matters: `"\\ud800"` is a lone
 surrogate only when escaped like that) and checks the answer and what the store holds:

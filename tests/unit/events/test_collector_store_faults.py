@@ -1,4 +1,4 @@
-"""The collector under store faults (issue 22.3): a read-only store, a full disk, recovery.
+"""The collector under store faults: a read-only store, a full disk, recovery.
 
 The faults are SQLite's own: a connection opened with `mode=ro` (what a read-only home
 gives) answers "attempt to write a readonly database", and `max_page_count` at the current

@@ -1,4 +1,4 @@
-"""Readiness (issue 22.3): a pipeline whose registered models cannot load is not ready.
+"""Readiness: a pipeline whose registered models cannot load is not ready.
 
 The fault is a BentoML model store that cannot be written (its folder's place is taken by
 a file: what a read-only home does, as root too): every registered version fails to load
