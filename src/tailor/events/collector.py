@@ -56,13 +56,14 @@ from tailor.events.identity import IdentityCheck
 from tailor.events.keys import KeyRing, generate_key, load_key_ring
 from tailor.events.records import validate_records
 from tailor.events.schema import (
+    DEFAULT_NAIVE_TIMEZONE,
     EVENT_COLUMNS,
     MALFORMED_ROW,
     REJECT_REASONS,
     STRING_COLUMNS,
     TimestampRules,
     ValidationResult,
-    parse_timestamps,
+    parse_event_timestamps,
     validate_events,
 )
 from tailor.events.store import EventStore, IngestRun, open_event_store
@@ -356,7 +357,8 @@ def _merged_properties(value: Any, additions: dict[str, Any]) -> Any:
 
 
 def enrich_rows(rows: Sequence[dict[str, Any]], group: Sequence[Submission],
-                owner: Sequence[int]) -> list[dict[str, Any]]:
+                owner: Sequence[int], naive_timezone: str = DEFAULT_NAIVE_TIMEZONE
+                ) -> list[dict[str, Any]]:
     """The rows with server-side enrichment: skew-corrected timestamps (the client's own
     time kept in properties), device type from the User-Agent, coarse region.
 
@@ -366,12 +368,14 @@ def enrich_rows(rows: Sequence[dict[str, Any]], group: Sequence[Submission],
         rows: the group's events (JSON objects), one per row.
         group: the submissions the rows came from.
         owner: the submission number of each row.
+        naive_timezone: the zone a zone-less timestamp is read in (`events.naive_timezone`)
+            before its skew is corrected.
     """
     enriched = list(rows)
     additions: dict[int, dict[str, Any]] = {}
     skewed = [row for row, number in enumerate(owner) if group[number].skew_seconds]
     if skewed:
-        _correct_clock_skew(enriched, skewed, group, owner, additions)
+        _correct_clock_skew(enriched, skewed, group, owner, additions, naive_timezone)
     for row, number in enumerate(owner):
         submission = group[number]
         own = enriched[row].get("device_type")
@@ -387,15 +391,15 @@ def enrich_rows(rows: Sequence[dict[str, Any]], group: Sequence[Submission],
 
 def _correct_clock_skew(rows: list[dict[str, Any]], skewed: list[int],
                         group: Sequence[Submission], owner: Sequence[int],
-                        additions: dict[int, dict[str, Any]]) -> None:
+                        additions: dict[int, dict[str, Any]], naive_timezone: str) -> None:
     """Shift the readable timestamps of the `skewed` rows by their batch's skew, in place;
     note each original in `additions`. Unreadable ones, and those the shift would carry
     past pandas' time range, are left as sent for the contract check to judge."""
     originals = pd.Series([rows[row].get("timestamp") for row in skewed], dtype=object)
     skew = np.array([group[owner[row]].skew_seconds for row in skewed], dtype="float64")
     shifts = pd.to_timedelta(skew, unit="s")
-    for row, original, stamp, shift, seconds in zip(skewed, originals,
-                                                    parse_timestamps(originals), shifts, skew):
+    stamps, _ = parse_event_timestamps(originals, naive_timezone)
+    for row, original, stamp, shift, seconds in zip(skewed, originals, stamps, shifts, skew):
         try:
             corrected = stamp + shift
         except (OverflowError, ValueError):  # e.g. a year-2262 time: one event, not the group
@@ -772,7 +776,8 @@ def validate_group(group: Sequence[Submission], *, max_future_seconds: int,
         return validate_isolating(frame, now=now, max_future_seconds=max_future_seconds,
                                   timestamps=timestamps)
 
-    checked = validate_records(enrich_rows(flat.rows, group, flat.owner), now=now,
+    zone = (timestamps or TimestampRules()).naive_timezone
+    checked = validate_records(enrich_rows(flat.rows, group, flat.owner, zone), now=now,
                                max_future_seconds=max_future_seconds, check_frame=check_frame,
                                timestamps=timestamps)
     refused = checked.rejected["row_number"].to_numpy(dtype="int64")

@@ -151,3 +151,17 @@ def test_the_quality_rule_counts_implausible_times(tailor_home: Path) -> None:
     rule = report.rule("implausible_timestamp")
     assert rule.blocking and rule.count == 1 and rule.status == "fail"
     assert "1 among stored events" in rule.details
+
+
+def test_a_zone_less_time_is_read_in_the_naive_zone_before_its_skew_is_corrected() -> None:
+    from datetime import datetime, timezone
+
+    from tailor.events.collector import Submission, enrich_rows
+
+    row = {"event_id": "e1", "customer_id": "c1", "event_type": "page_view",
+           "timestamp": "2026-07-01T12:00:00"}  # Berlin summer time: 10:00 UTC
+    batch = Submission(events=[row], received_at=datetime.now(timezone.utc), skew_seconds=60.0)
+    berlin = enrich_rows([row], [batch], [0], "Europe/Berlin")[0]
+    utc = enrich_rows([row], [batch], [0])[0]
+    assert pd.Timestamp(berlin["timestamp"]) == pd.Timestamp("2026-07-01T10:01:00Z")
+    assert pd.Timestamp(utc["timestamp"]) == pd.Timestamp("2026-07-01T12:01:00Z")
