@@ -73,6 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("events", "min_timestamp", str, "2000-01-01T00:00:00Z",
             "Events stamped before this (ISO 8601 with zone) are rejected as "
             "implausible_timestamp, e.g. epoch 0 from an unset clock; by import and collector."),
+    Setting("events", "session_gap_minutes", int, 30,
+            "Minutes without an event that end a session, for events without a session_id: "
+            "the warehouse's sessions, the features, the live session state and the models."),
     Setting("events", "naive_timezone", str, "UTC",
             "IANA zone that zone-less timestamps are read in (e.g. Europe/Berlin); a time in a "
             "DST gap moves forward past the gap, a repeated one takes its first occurrence."),
@@ -279,7 +282,7 @@ def _validate(values: dict[str, Any]) -> None:
     for name in ("ingest_chunk_rows", "lake_export_chunk_rows", "quality_volume_trailing_days",
                  "alerts_smtp_port", "collector_max_batch_events", "collector_max_batch_bytes",
                  "collector_ingest_run_seconds", "collector_max_header_bytes",
-                 "collector_max_header_count"):
+                 "collector_max_header_count", "events_session_gap_minutes"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {values[name]!r}")
     for name in ("features_batch_ttl_days", "features_session_ttl_minutes",

@@ -292,11 +292,13 @@ def read_manifest(home: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def prepare_inputs(connection: duckdb.DuckDBPyConnection, bucket_seconds: int) -> None:
+def prepare_inputs(connection: duckdb.DuckDBPyConnection, bucket_seconds: int,
+                   session_gap_minutes: int) -> None:
     """Create the product_tiers and keyed_events temporary tables."""
     connection.execute(load_sql("product_tiers").format(
         season_expression=season_expression(connection)))
-    connection.execute(load_sql("keyed_events").format(bucket_seconds=bucket_seconds))
+    connection.execute(load_sql("keyed_events").format(
+        bucket_seconds=bucket_seconds, session_gap_minutes=int(session_gap_minutes)))
 
 
 def compute_features(settings: Settings, now: datetime | None = None,
@@ -321,7 +323,8 @@ def compute_features(settings: Settings, now: datetime | None = None,
     connection = open_warehouse(settings, read_only=True)
     try:
         progress("features: events by period")
-        prepare_inputs(connection, settings.features_snapshot_hours * SECONDS_PER_HOUR)
+        prepare_inputs(connection, settings.features_snapshot_hours * SECONDS_PER_HOUR,
+                       settings.events_session_gap_minutes)
         plan = plan_snapshots(connection, settings.features_snapshot_hours, now)
         categories = catalogue_categories(connection)
         run_feature_sql(connection, plan, categories, progress)

@@ -7,8 +7,8 @@ viewed products from the online store; writes the new state with Feast's
 `tailor features`, so the events stay the one source of truth).
 
 The fold applies the rules of `sql/session_features.sql` to the arriving events: the
-same session key (a new derived session after 30 minutes without an event when the
-shop sends no session id), counts, cart value and categories, the row stamped one
+same session key (a new derived session after `events.session_gap_minutes` without an
+event when the shop sends no session id), counts, cart value and categories, the row stamped one
 microsecond after the newest event. Late events older than the stored state are folded
 in, but the stamp never moves backwards (Feast keeps the newer row).
 
@@ -36,7 +36,7 @@ from tailor.features import specs as catalogue
 log = logging.getLogger(__name__)
 
 PUSH_SOURCE = "session_push"
-SESSION_GAP = timedelta(minutes=30)
+DEFAULT_SESSION_GAP = timedelta(minutes=30)  # events.session_gap_minutes' default
 STAMP_OFFSET = timedelta(microseconds=1)
 EMAIL_EVENTS = frozenset({"email_open", "email_click"})
 QUEUE_LIMIT = 10_000
@@ -124,17 +124,19 @@ def state_from_online(row: dict[str, Any], stamp: datetime | None) -> SessionSta
         is_returning_visitor=bool(row.get("session_is_returning_visitor")))
 
 
-def session_key(event: dict[str, Any], state: SessionState | None, customer_id: str) -> str:
-    """The event's session: its session_id, else the stored session if within 30 minutes."""
+def session_key(event: dict[str, Any], state: SessionState | None, customer_id: str,
+                gap: timedelta = DEFAULT_SESSION_GAP) -> str:
+    """The event's session: its session_id, else the stored session if within `gap`."""
     if event.get("session_id"):
         return str(event["session_id"])
-    if state is not None and event["timestamp"] <= state.last_event_at + SESSION_GAP:
+    if state is not None and event["timestamp"] <= state.last_event_at + gap:
         return state.session_id
     return f"derived:{customer_id}:{int(event['timestamp'].timestamp())}"
 
 
 def fold_event(state: SessionState | None, event: dict[str, Any], customer_id: str,
-               category: str | None, seen_before: bool) -> SessionState:
+               category: str | None, seen_before: bool,
+               gap: timedelta = DEFAULT_SESSION_GAP) -> SessionState:
     """The session state after one more site event (the rules of session_features.sql).
 
     Args:
@@ -145,8 +147,9 @@ def fold_event(state: SessionState | None, event: dict[str, Any], customer_id: s
         category: the category of the event's product, if known.
         seen_before: whether the customer had any event before this one (stored state or
             a batch snapshot row); makes a new session a returning visit.
+        gap: time without an event that ends a derived session (`events.session_gap_minutes`).
     """
-    key = session_key(event, state, customer_id)
+    key = session_key(event, state, customer_id, gap)
     moment = event["timestamp"]
     if state is None or state.session_id != key:
         state = SessionState(session_id=key, started_at=moment, last_event_at=moment,
@@ -194,6 +197,7 @@ class SessionFeaturePusher:
 
             store = open_feature_store(settings, serving=True)
         self.store = store
+        self.session_gap = timedelta(minutes=settings.events_session_gap_minutes)
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def _unseen(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -231,7 +235,7 @@ class SessionFeaturePusher:
             for event in group.to_dict("records"):
                 state = fold_event(state, event, customer_id,
                                    categories.get(event.get("product_id")),
-                                   seen_before or state is not None)
+                                   seen_before or state is not None, self.session_gap)
             if state is not None:  # always: the group has at least one event
                 rows.append(state.to_row(customer_id))
         push_frame = pd.DataFrame(rows)

@@ -5,8 +5,9 @@ privacy hook excludes. Writes nothing. Every model fits on a `ShopData`, so test
 one from plain rows and the warehouse stays the single source in production.
 
 Session and order keys follow the warehouse's rules (`warehouse/sql/sessions.sql` and
-`orders.sql`): a missing session id means a new session after 30 minutes without an event;
-a missing order id means one order per customer and session (or per customer and day).
+`orders.sql`): a missing session id means a new session after `events.session_gap_minutes`
+(30) without an event; a missing order id means one order per customer and session (or per
+customer and day).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tailor.models.constants import DEFAULT_TEST_SHARE
 
 log = logging.getLogger(__name__)
 
-SESSION_GAP = pd.Timedelta(minutes=30)
+DEFAULT_SESSION_GAP = pd.Timedelta(minutes=30)  # events.session_gap_minutes' default
 EVENT_FRAME_COLUMNS: tuple[str, ...] = (
     "customer_id", "event_type", "product_id", "timestamp", "session_key", "order_key",
     "price", "quantity", "device_type", "incentive",
@@ -89,7 +90,8 @@ class ShopData:
 
 
 def build_shop_data(events: pd.DataFrame, products: pd.DataFrame | None = None,
-                    customers: pd.DataFrame | None = None) -> ShopData:
+                    customers: pd.DataFrame | None = None,
+                    session_gap: pd.Timedelta = DEFAULT_SESSION_GAP) -> ShopData:
     """A `ShopData` from frames in the data contract (event rows as the warehouse holds them).
 
     Args:
@@ -97,6 +99,7 @@ def build_shop_data(events: pd.DataFrame, products: pd.DataFrame | None = None,
             price, quantity, device_type and incentive are optional.
         products: the catalogue (product_id plus any of category, price, rating, inventory, name).
         customers: customer_id and optionally signup_date.
+        session_gap: time without an event that ends a derived session.
 
     Returns:
         The shop, events sorted by time, session and order keys derived where missing.
@@ -114,20 +117,21 @@ def build_shop_data(events: pd.DataFrame, products: pd.DataFrame | None = None,
         frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else np.nan
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    frame["session_key"] = session_keys(frame)
+    frame["session_key"] = session_keys(frame, session_gap)
     frame["order_key"] = order_keys(frame)
     return ShopData(frame[list(EVENT_FRAME_COLUMNS)], _catalogue(products, frame),
                     _customers(customers))
 
 
-def session_keys(events: pd.DataFrame) -> pd.Series:
-    """Session id per event; missing ids become 'derived:<customer>:<n>' after 30-minute gaps."""
+def session_keys(events: pd.DataFrame, gap: pd.Timedelta = DEFAULT_SESSION_GAP) -> pd.Series:
+    """Session id per event; missing ids become 'derived:<customer>:<n>', a new n after a gap
+    longer than `gap` (`events.session_gap_minutes`)."""
     keys = events["session_id"].astype(object).copy()
     missing = keys.isna()
     if missing.any():
         unsessioned = events.loc[missing, ["customer_id", "timestamp"]]
         gaps = unsessioned.groupby("customer_id", sort=False)["timestamp"].diff()
-        starts = (gaps.isna() | (gaps > SESSION_GAP)).astype(int)
+        starts = (gaps.isna() | (gaps > gap)).astype(int)
         number = starts.groupby(unsessioned["customer_id"], sort=False).cumsum()
         keys[missing] = ("derived:" + unsessioned["customer_id"].astype(str) + ":"
                          + number.astype(str))
@@ -207,7 +211,8 @@ def load_shop_data(settings: Settings, excluded_customers: Iterable[str] = ()) -
         connection.close()
     log.info("loaded %d events, %d products, %d customers from the warehouse",
              len(events), len(products), len(customers))
-    return replace(build_shop_data(events, products, customers), warehouse_settings=settings)
+    gap = pd.Timedelta(minutes=settings.events_session_gap_minutes)
+    return replace(build_shop_data(events, products, customers, gap), warehouse_settings=settings)
 
 
 def data_version(data: ShopData) -> str:

@@ -172,3 +172,21 @@ def test_memory_lake_through_fsspec(settings: Settings) -> None:
     assert tables["events"] == 17 and tables["orders"] == 5 and tables["products"] == 3
     revenue = query_warehouse(memory, "SELECT SUM(revenue) AS revenue FROM orders")
     assert revenue["revenue"].item() == pytest.approx(25 + 12 + 10 + 5 + 3)
+
+
+def test_one_session_gap_setting_rules_the_warehouse_and_the_models(tmp_path: Path) -> None:
+    """c5's 35-minute pause ends a session at the default 30 minutes, not at 40; the models'
+    session keys (built from the same events) follow the same setting."""
+    from tailor.models.data import load_shop_data
+
+    for minutes, expected in ((30, [3, 2]), (40, [5])):
+        settings = load_settings(home=tmp_path / f"gap{minutes}",
+                                 env={"TAILOR_EVENTS_SESSION_GAP_MINUTES": str(minutes)})
+        load_store(settings, BROWSING)
+        refresh_warehouse(settings)
+        sessions = query_warehouse(
+            settings, "SELECT n_events FROM sessions WHERE customer_id = 'c5' ORDER BY started_at")
+        assert sessions["n_events"].tolist() == expected, minutes
+        events = load_shop_data(settings).events
+        keys = events.loc[events["customer_id"] == "c5", "session_key"]
+        assert keys.value_counts(sort=False).tolist() == expected, minutes

@@ -1,7 +1,7 @@
 -- Every event with its time bucket, its product's category and tier, and a session key.
 -- The bucket is the snapshot period the event falls in: FLOOR(epoch seconds / period).
 -- Site events without a session_id are sessionized per customer like the warehouse's
--- sessions table (a new session after 30 minutes without an event); e-mail events
+-- sessions table (a new session after events.session_gap_minutes without an event); e-mail events
 -- belong to no session (session_key NULL).
 CREATE OR REPLACE TEMP TABLE keyed_events AS
 WITH typed AS (
@@ -28,7 +28,7 @@ unsessioned AS (
         seq,
         CASE
             WHEN LAG(event_time) OVER by_customer IS NULL
-              OR event_time > LAG(event_time) OVER by_customer + INTERVAL '30 minutes'
+              OR event_time > LAG(event_time) OVER by_customer + INTERVAL '{session_gap_minutes} minutes'
             THEN 1 ELSE 0
         END AS starts_session
     FROM typed

@@ -1,6 +1,7 @@
 -- One row per session.
 -- Events with a session_id group by it. Events without one are sessionized per
--- customer: a new session starts after 30 minutes without an event (the common web
+-- customer: a new session starts after {session_gap_minutes} minutes without an event
+-- (events.session_gap_minutes; 30 is the common web
 -- analytics definition); those sessions get the id 'derived:<customer_id>:<n>' and
 -- session_id_derived = true.
 -- device_type is the first non-null device seen in the session.
@@ -10,7 +11,7 @@ WITH unsessioned AS (
         *,
         CASE
             WHEN LAG("timestamp") OVER by_customer IS NULL
-              OR "timestamp" > LAG("timestamp") OVER by_customer + INTERVAL '30 minutes'
+              OR "timestamp" > LAG("timestamp") OVER by_customer + INTERVAL '{session_gap_minutes} minutes'
             THEN 1 ELSE 0
         END AS starts_session
     FROM events
