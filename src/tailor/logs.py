@@ -49,6 +49,25 @@ class ConsoleFilter(logging.Filter):
         return record.levelno >= logging.WARNING
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """A stream handler writing to whatever `sys.stderr` is when a record is emitted.
+
+    A handler bound to the stderr of its creation keeps writing to it after a caller swapped
+    and closed it (a test runner capturing one command's output), and fails every record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102 - the current stderr, never a stale one
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; nothing to keep
+        pass
+
+
 def setup_logging(tailor_level: int = logging.INFO, log_file: Path | None = None) -> None:
     """Configure the root logger once: a filtered stderr handler, and a file for everything.
 
@@ -71,7 +90,7 @@ def setup_logging(tailor_level: int = logging.INFO, log_file: Path | None = None
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     console = _named_handler(root)
     if console is None:
-        console = logging.StreamHandler(sys.stderr)
+        console = CurrentStderrHandler()
         console.set_name(HANDLER_NAME)
         console.setFormatter(logging.Formatter(LINE_FORMAT))
         root.addHandler(console)

@@ -55,3 +55,21 @@ def test_tailor_level_hides_tailor_info_but_not_warnings() -> None:
     own = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1,
                             "/src/tailor/models/x.py:3: UserWarning: ours", None, None)
     assert quiet.filter(own)
+
+
+def test_the_console_handler_follows_a_swapped_stderr(monkeypatch) -> None:
+    """A command run under a capturing runner swaps stderr and closes it afterwards; later
+    records must go to the stderr of their own time, not fail on the closed one."""
+    import io
+
+    from tailor.logs import CurrentStderrHandler
+
+    handler = CurrentStderrHandler()
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    handler.emit(logging.LogRecord("tailor.x", logging.INFO, __file__, 1, "one", None, None))
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    handler.emit(logging.LogRecord("tailor.x", logging.INFO, __file__, 1, "two", None, None))
+    assert second.getvalue() == "two\n"
