@@ -44,6 +44,7 @@ from tailor.config import load_settings
 from starlette.routing import Route
 
 from tailor.events.collector import create_collector_app
+from tailor.features.collector_hook import session_feature_hook
 from tailor.server import ENDPOINTS
 from tailor.serving.http import ApiKeyMiddleware, BodyLimitMiddleware
 from tailor.serving.http_metrics import RouteMetricsMiddleware
@@ -76,7 +77,7 @@ OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/docs.json", "/") + (
     ("/metrics",) if SETTINGS.serving_metrics_without_key else ())
 OPEN_PREFIXES = (COLLECTOR_PREFIX,)
 SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/schema.json")
-COLLECTOR_APP = create_collector_app(SETTINGS)
+COLLECTOR_APP = create_collector_app(SETTINGS, commit_hook=session_feature_hook(SETTINGS))
 OPS_APP = create_ops_app(ENDPOINTS)
 BATCH_LIMIT = Field(min_length=1, max_length=int(SETTINGS.serving_max_batch_size))
 HomepageBatch = Annotated[list[HomepageRequest], BATCH_LIMIT]

@@ -415,8 +415,10 @@ def collect(
     """Run the event collector (POST /v1/events, /tailor.js, /healthz, /metrics) until stopped."""
     with _job(home) as settings:
         from tailor.events.collector import serve_collector
+        from tailor.features.collector_hook import session_feature_hook
 
-        serve_collector(settings, host=host, port=port, demo_shop=demo_shop or None)
+        serve_collector(settings, host=host, port=port, demo_shop=demo_shop or None,
+                        commit_hook=session_feature_hook(settings))
 
 
 keys_app = typer.Typer(help="Collector API keys (stored hashed; the plain key is shown once).",

@@ -36,7 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,7 +67,6 @@ from tailor.events.schema import (
     validate_events,
 )
 from tailor.events.store import EventStore, IngestRun, open_event_store
-from tailor.features.realtime import background_pusher, notify_events_committed
 from tailor.throttled_log import ThrottledLog, error_key
 from tailor.web.header_limits import header_limited_protocol
 from tailor.web.security_headers import SecurityHeadersMiddleware
@@ -90,7 +89,6 @@ MAX_SKEW_SECONDS = 86_400.0
 MAX_PENDING_BATCHES = 2_000  # beyond this the collector answers 503 instead of queueing
 MAX_GROUP_EVENTS = 5_000  # events validated together by the writer at most
 REOPEN_SECONDS = 1.0  # a store that failed to open is tried again after this, on demand
-PUSHER_START_SECONDS = 10.0  # the longest the writer waits for the session pusher to start
 SECRET_KEY_IN_URL = ("secret keys are accepted in the X-Tailor-Key header only, never in a "
                      "URL: URLs end up in logs, so rotate this key now (`tailor keys create "
                      "secret`)")
@@ -414,6 +412,33 @@ def _correct_clock_skew(rows: list[dict[str, Any]], skewed: list[int],
 # -- the writer: validation and storage on one thread ------------------------------------------
 
 
+def _do_nothing() -> None:
+    """The start and stop of a commit hook that needs neither."""
+
+
+@dataclass(frozen=True)
+class CommitHook:
+    """What the writer tells a higher layer (session features, say) about committed events.
+
+    Built by whoever builds the collector (`tailor collect`, the BentoML service); the event
+    layer itself knows no listener, and without a hook nothing is told.
+
+    Attributes:
+        committed: called on the writer thread with each group's committed events (columns
+            of the event contract) after their batches are answered; must neither raise nor
+            block.
+        start: called on the writer thread once the store is open, before the first batch.
+        stop: called when the writer stops, after its last batch.
+    """
+
+    committed: Callable[[pd.DataFrame], None]
+    start: Callable[[], None] = _do_nothing
+    stop: Callable[[], None] = _do_nothing
+
+
+NO_COMMIT_HOOK = CommitHook(committed=lambda events: None)
+
+
 class CollectorMetrics:
     """Prometheus counters of one collector app, in its own registry (not the global one)."""
 
@@ -489,8 +514,10 @@ class BatchWriter:
     second until a write succeeds. Identical errors are logged once per minute with a count.
     """
 
-    def __init__(self, settings: Settings, metrics: CollectorMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: CollectorMetrics,
+                 commit_hook: CommitHook = NO_COMMIT_HOOK) -> None:
         self.settings = settings
+        self.commit_hook = commit_hook
         self.store_url = settings.event_store_url
         self.max_future_seconds = int(settings.ingest_max_future_seconds)
         self.timestamps = TimestampRules.from_settings(settings)
@@ -575,6 +602,7 @@ class BatchWriter:
         self._queue.put(None)
         self._thread.join()
         self._thread = None
+        self.commit_hook.stop()
 
     def _run(self) -> None:
         """The thread's loop: open the store, then store groups until told to stop."""
@@ -590,9 +618,7 @@ class BatchWriter:
             log.warning("collector: the event store opened after failing to (%s)",
                         error_key(self.error))
             self.error = None
-        # The session-feature pusher's first start imports the feature code (most of a
-        # second of CPU, more with a Feast repo): done before the first batch, not during it.
-        background_pusher(self.settings).ready.wait(PUSHER_START_SECONDS)
+        self.commit_hook.start()  # before the first batch, not during it
         self._ready.set()
         try:
             while True:
@@ -679,8 +705,7 @@ class BatchWriter:
             self._count(submission, result)
             self.metrics.pending.dec()
             submission.future.set_result(result)
-        # Session features for the online store: queued, never raises or blocks.
-        notify_events_committed(self.settings, checked.valid)
+        self.commit_hook.committed(checked.valid)  # e.g. session features: never raises or blocks
 
     def _write_failed(self, store: EventStore, error: BaseException, batches: int) -> None:
         """Record a failed write, log it (identical errors once a minute) and drop the
@@ -1098,7 +1123,8 @@ def _routes(demo_shop: bool) -> list[Any]:
 
 
 def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
-                         shop_origins: frozenset[str] | None = None) -> Starlette:
+                         shop_origins: frozenset[str] | None = None,
+                         commit_hook: CommitHook = NO_COMMIT_HOOK) -> Starlette:
     """The collector as an ASGI app (also mounted inside the BentoML service).
 
     Args:
@@ -1109,6 +1135,8 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
         shop_origins: the origins the demo shop's pages are served from, which may use its
             key without being in `collector.allowed_origins` (default: the loopback origins
             of `serving.host`/`serving.port`, where the BentoML service mounts it).
+        commit_hook: told of every group of committed events (the session-feature pusher
+            of `tailor.features.collector_hook`); by default nobody is.
 
     Returns:
         A Starlette app. Its writer thread starts with the app's lifespan, or on the first
@@ -1122,7 +1150,7 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
     context = CollectorContext(
         settings=settings, key_ring=load_key_ring(settings),
         allowed_origins=parse_origins(settings.collector_allowed_origins),
-        metrics=metrics_, writer=BatchWriter(settings, metrics_),
+        metrics=metrics_, writer=BatchWriter(settings, metrics_, commit_hook),
         identity=IdentityCheck.from_settings(settings))
     if demo_shop:
         context.demo_shop_key = generate_key("public")
@@ -1150,13 +1178,15 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
 
 
 def serve_collector(settings: Settings, *, host: str, port: int,
-                    demo_shop: bool | None = None) -> None:
+                    demo_shop: bool | None = None,
+                    commit_hook: CommitHook = NO_COMMIT_HOOK) -> None:
     """Run the collector with uvicorn until interrupted (access log off: it would hold IPs;
-    request heads capped at `collector.max_header_bytes` and `collector.max_header_count`)."""
+    request heads capped at `collector.max_header_bytes` and `collector.max_header_count`).
+    `commit_hook` is passed on to `create_collector_app`."""
     import uvicorn
 
     app = create_collector_app(settings, demo_shop=demo_shop,
-                               shop_origins=bound_origins(host, port))
+                               shop_origins=bound_origins(host, port), commit_hook=commit_hook)
     log.info("collector on http://%s:%d%s -> %s", host, port, EVENTS_PATH,
              _redacted(settings.event_store_url))
     if app.state.collector.demo_shop_key:
