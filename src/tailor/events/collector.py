@@ -68,6 +68,8 @@ from tailor.events.schema import (
 )
 from tailor.events.store import EventStore, IngestRun, open_event_store
 from tailor.throttled_log import ThrottledLog, error_key
+from tailor.urls import redact_url
+from tailor.web.body_limits import BodyLimitError, CappedBody, check_declared_length
 from tailor.web.header_limits import header_limited_protocol
 from tailor.web.security_headers import SecurityHeadersMiddleware
 
@@ -127,20 +129,21 @@ async def read_capped_body(request: Request, max_bytes: int) -> bytes:
     The declared Content-Length is checked first, but the count of bytes actually
     received is what holds: a missing or lying header cannot make the collector read more.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise RequestError(400, f"Content-Length {declared[:20]!r} is not a number")
-        if int(declared) > max_bytes:
-            raise RequestError(413, f"body of {int(declared):,} bytes is over the limit of "
-                                    f"{max_bytes:,} bytes (collector.max_batch_bytes)")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise RequestError(413, f"body is over the limit of {max_bytes:,} bytes "
-                                    "(collector.max_batch_bytes)")
-    return bytes(body)
+    body = CappedBody(max_bytes)
+    try:
+        check_declared_length(request.headers.get("content-length"), max_bytes)
+        async for chunk in request.stream():
+            body.add(chunk)
+    except BodyLimitError as error:
+        if error.declared is not None:
+            raise RequestError(400, f"Content-Length {error.declared[:20]!r} is not a number") \
+                from None
+        if error.declared_bytes is not None:
+            raise RequestError(413, f"body of {error.declared_bytes:,} bytes is over the limit "
+                                    f"of {max_bytes:,} bytes (collector.max_batch_bytes)") from None
+        raise RequestError(413, f"body is over the limit of {max_bytes:,} bytes "
+                                "(collector.max_batch_bytes)") from None
+    return body.bytes()
 
 
 def parse_batch(body: bytes, max_events: int) -> tuple[datetime | None, list[Any]]:
@@ -1188,15 +1191,10 @@ def serve_collector(settings: Settings, *, host: str, port: int,
     app = create_collector_app(settings, demo_shop=demo_shop,
                                shop_origins=bound_origins(host, port), commit_hook=commit_hook)
     log.info("collector on http://%s:%d%s -> %s", host, port, EVENTS_PATH,
-             _redacted(settings.event_store_url))
+             redact_url(settings.event_store_url))
     if app.state.collector.demo_shop_key:
         log.info("demo shop: http://%s:%d/shop/", host, port)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 server_header=False,
                 http=header_limited_protocol(int(settings.collector_max_header_bytes),
                                              int(settings.collector_max_header_count)))
-
-
-def _redacted(url: str) -> str:
-    """A URL with any password hidden, for logs."""
-    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)

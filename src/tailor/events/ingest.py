@@ -32,7 +32,6 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -61,6 +60,7 @@ from tailor.events.store import (
     RUN_ABORTED, RUN_FINISHED, EventStore, IngestRun, StoreUnavailable, open_event_store,
 )
 from tailor.events.value_limits import is_storable_text
+from tailor.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -839,15 +839,6 @@ def _warn(report: IngestReport, message: str) -> None:
 
 
 # -- the job ---------------------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password (safe for reports and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _progress_bar(enabled: bool) -> Any:
