@@ -37,7 +37,9 @@ import pandas as pd
 from rich.console import Console
 
 from tailor.config import load_settings
-from tailor.events.collector import BatchWriter, CollectorMetrics, Submission
+from tailor.events.collector.batches import Submission
+from tailor.events.collector.metrics import CollectorMetrics
+from tailor.events.collector.writer import BatchWriter
 from tailor.events.keys import create_key
 from tailor.events.schema import validate_events
 from tailor.events.store import open_event_store

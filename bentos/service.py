@@ -43,7 +43,7 @@ from pydantic import Field
 from tailor.config import load_settings
 from starlette.routing import Route
 
-from tailor.events.collector import create_collector_app
+from tailor.events.collector.app import create_collector_app
 from tailor.features.collector_hook import session_feature_hook
 from tailor.server import ENDPOINTS
 from tailor.serving.http import OPEN_PATHS as SERVING_OPEN_PATHS

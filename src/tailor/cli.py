@@ -414,7 +414,7 @@ def collect(
 ) -> None:
     """Run the event collector (POST /v1/events, /tailor.js, /healthz, /metrics) until stopped."""
     with _job(home) as settings:
-        from tailor.events.collector import serve_collector
+        from tailor.events.collector.app import serve_collector
         from tailor.features.collector_hook import session_feature_hook
 
         serve_collector(settings, host=host, port=port, demo_shop=demo_shop or None,

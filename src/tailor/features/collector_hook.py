@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tailor.config import Settings
-from tailor.events.collector import CommitHook
+from tailor.events.collector.writer import CommitHook
 from tailor.features.realtime import background_pusher, notify_events_committed
 
 PUSHER_START_SECONDS = 10.0  # the longest the writer waits for the session pusher to start

@@ -321,7 +321,7 @@ def test_a_cart_posted_to_the_collector_reaches_the_online_store(store_home, sho
     """The collector's commit hook folds the events into the session and pushes them."""
     import warnings
 
-    from tailor.events.collector import create_collector_app
+    from tailor.events.collector.app import create_collector_app
     from tailor.events.keys import create_key, keys_file_path
     from tailor.features.collector_hook import session_feature_hook
 
