@@ -136,7 +136,7 @@ def ingest(
 ) -> None:
     """Load events (and optionally products and customers) into the event store."""
     with _job(home) as settings:
-        from tailor.events.ingest import ingest_files
+        from tailor.events.ingest.job import ingest_files
 
         report = ingest_files(settings, events, products_path=products, customers_path=customers)
     _emit(report.to_dict(), as_json, report.summary_text(settings.event_store_url))
