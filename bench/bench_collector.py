@@ -37,10 +37,13 @@ import pandas as pd
 from rich.console import Console
 
 from tailor.config import load_settings
-from tailor.events.collector import BatchWriter, CollectorMetrics, Submission
+from tailor.events.collector.batches import Submission
+from tailor.events.collector.metrics import CollectorMetrics
+from tailor.events.collector.writer import BatchWriter
 from tailor.events.keys import create_key
 from tailor.events.schema import validate_events
 from tailor.events.store import open_event_store
+from tailor.features.collector_hook import session_feature_hook
 
 TARGET_EVENTS_PER_SECOND = 10_000
 LATENCY_RATE_EVENTS = 2_000
@@ -218,7 +221,7 @@ async def direct_load(database_url: str, home: Path, seconds: float,
                       rate: int | None) -> LoadResult:
     """The same batches handed straight to the collector's writer (validation + commit)."""
     settings = load_settings(home=home, env={}).replace(database_url=database_url)
-    writer = BatchWriter(settings, CollectorMetrics())
+    writer = BatchWriter(settings, CollectorMetrics(), session_feature_hook(settings))
     writer.start()
     maker = BatchMaker()
 

@@ -36,7 +36,7 @@ import pyarrow.csv as pa_csv
 
 from tailor.config import load_settings
 from tailor.events.frames import complete_events, event_matrix
-from tailor.events.ingest import ingest_files
+from tailor.events.ingest.job import ingest_files
 from tailor.events.schema import EVENT_COLUMNS, validate_events
 from tailor.events.store import open_event_store
 

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
+from tailor.events.ingest.job import ingest_files
 from tailor.events.lake import export_lake
 from tailor.models.data import load_shop_data
 from tailor.simulate import ShopConfig, simulate_shop

@@ -43,8 +43,10 @@ from pydantic import Field
 from tailor.config import load_settings
 from starlette.routing import Route
 
-from tailor.events.collector import create_collector_app
+from tailor.events.collector.app import create_collector_app
+from tailor.features.collector_hook import session_feature_hook
 from tailor.server import ENDPOINTS
+from tailor.serving.http import OPEN_PATHS as SERVING_OPEN_PATHS
 from tailor.serving.http import ApiKeyMiddleware, BodyLimitMiddleware
 from tailor.serving.http_metrics import RouteMetricsMiddleware
 from tailor.serving.ops_routes import create_ops_app
@@ -70,13 +72,12 @@ use_in_bentoml_workers(int(SETTINGS.serving_max_header_bytes),
                       int(SETTINGS.serving_max_header_count))
 BATCHING = bool(SETTINGS.serving_adaptive_batching)
 COLLECTOR_PREFIX = "/collect"
-# No key for health probes, the index page and the API description; everything else
-# (metrics included, unless serving.metrics_without_key) needs a secret key.
-OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/docs.json", "/") + (
-    ("/metrics",) if SETTINGS.serving_metrics_without_key else ())
+# Everything but the open paths of tailor.serving.http (metrics included, unless
+# serving.metrics_without_key) needs a secret key.
+OPEN_PATHS = SERVING_OPEN_PATHS + (("/metrics",) if SETTINGS.serving_metrics_without_key else ())
 OPEN_PREFIXES = (COLLECTOR_PREFIX,)
 SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/schema.json")
-COLLECTOR_APP = create_collector_app(SETTINGS)
+COLLECTOR_APP = create_collector_app(SETTINGS, commit_hook=session_feature_hook(SETTINGS))
 OPS_APP = create_ops_app(ENDPOINTS)
 BATCH_LIMIT = Field(min_length=1, max_length=int(SETTINGS.serving_max_batch_size))
 HomepageBatch = Annotated[list[HomepageRequest], BATCH_LIMIT]

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
+from tailor.events.ingest.job import ingest_files
 from tailor.events.lake import export_lake
 from tailor.simulate import ShopConfig, simulate_shop
 from tailor.warehouse import refresh_warehouse

@@ -136,7 +136,7 @@ def ingest(
 ) -> None:
     """Load events (and optionally products and customers) into the event store."""
     with _job(home) as settings:
-        from tailor.events.ingest import ingest_files
+        from tailor.events.ingest.job import ingest_files
 
         report = ingest_files(settings, events, products_path=products, customers_path=customers)
     _emit(report.to_dict(), as_json, report.summary_text(settings.event_store_url))
@@ -414,9 +414,11 @@ def collect(
 ) -> None:
     """Run the event collector (POST /v1/events, /tailor.js, /healthz, /metrics) until stopped."""
     with _job(home) as settings:
-        from tailor.events.collector import serve_collector
+        from tailor.events.collector.app import serve_collector
+        from tailor.features.collector_hook import session_feature_hook
 
-        serve_collector(settings, host=host, port=port, demo_shop=demo_shop or None)
+        serve_collector(settings, host=host, port=port, demo_shop=demo_shop or None,
+                        commit_hook=session_feature_hook(settings))
 
 
 keys_app = typer.Typer(help="Collector API keys (stored hashed; the plain key is shown once).",

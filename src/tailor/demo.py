@@ -52,7 +52,7 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
     Returns:
         True when every step passed (the quality gate included, and every served answer 200).
     """
-    from tailor.events.ingest import ingest_files
+    from tailor.events.ingest.job import ingest_files
     from tailor.events.lake import export_lake
     from tailor.quality import run_quality_gate
     from tailor.simulate import ShopConfig, simulate_shop

@@ -50,8 +50,9 @@ def test_bentoml_build_packs_the_service_and_the_tailor_source(built) -> None:
     routes = {route["route"] for route in info["schema"]["routes"]}
     assert {"/homepage", "/also_bought", "/checkout_offer", "/batch/homepage"} <= routes
     source = bento / "src"
-    for path in ("bentos/service.py", "tailor/serving/pipeline.py", "tailor/events/collector.py",
-                 "tailor/events/static/tailor.js", "tailor/features/sql/customer_features.sql"):
+    for path in ("bentos/service.py", "tailor/serving/pipeline.py",
+                 "tailor/events/collector/app.py", "tailor/events/static/tailor.js",
+                 "tailor/features/sql/customer_features.sql"):
         assert (source / path).is_file(), path
     assert not list(source.rglob("__pycache__")) and not (source / "tests").exists()
     runtime_env = {env["name"]: env["value"] for env in info["envs"]}

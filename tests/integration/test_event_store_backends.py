@@ -337,7 +337,7 @@ def import_settings(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_file_import_gives_the_same_counts_on_both_backends(
         store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tailor.events.ingest import ingest_files
+    from tailor.events.ingest.job import ingest_files
     from tailor.events.pii import open_pii_store
 
     settings = import_settings(store_url, tmp_path, monkeypatch, chunk_rows=4)
@@ -369,7 +369,7 @@ def test_file_import_gives_the_same_counts_on_both_backends(
 def test_catalogue_and_customer_rows_with_a_nul_are_skipped_and_named(
         store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL text cannot hold NUL: such a row would fail its whole upsert."""
-    from tailor.events.ingest import ingest_files
+    from tailor.events.ingest.job import ingest_files
 
     settings = import_settings(store_url, tmp_path, monkeypatch, chunk_rows=2)
     pq_rows = pd.DataFrame({"product_id": ["p1", "p2\x00", "p3", "p4"],

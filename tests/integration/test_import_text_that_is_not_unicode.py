@@ -60,7 +60,7 @@ def write_files(folder: Path) -> dict[str, Path]:
 def test_invalid_utf8_in_a_parquet_file_refuses_only_its_rows(
         store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int) -> None:
     from tailor.config import load_settings
-    from tailor.events.ingest import ingest_files
+    from tailor.events.ingest.job import ingest_files
 
     monkeypatch.delenv("TAILOR_PII_KEY", raising=False)
     settings = load_settings(home=tmp_path / "home", env={}).replace(

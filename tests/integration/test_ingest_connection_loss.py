@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 import tailor.events.postgres_store as postgres_store
 from tailor.cli import EXIT_SERVICE_FAILED, app
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
+from tailor.events.ingest.job import ingest_files
 from tailor.events.store import RUN_ABORTED, RUN_FINISHED, StoreUnavailable, open_event_store
 
 pytestmark = pytest.mark.postgres

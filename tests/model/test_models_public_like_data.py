@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
+from tailor.events.ingest.job import ingest_files
 from tailor.events.lake import export_lake
 from tailor.training import evaluate_model, train_models
 from tailor.warehouse import refresh_warehouse

@@ -61,7 +61,7 @@ def test_a_connection_ended_by_the_server_exits_3_with_one_line(
         raise psycopg.errors.AdminShutdown("terminating connection due to administrator command\n"
                                            "server closed the connection unexpectedly")
 
-    monkeypatch.setattr("tailor.events.ingest.ingest_files", terminated)
+    monkeypatch.setattr("tailor.events.ingest.job.ingest_files", terminated)
     events = tmp_path / "events.csv"
     events.write_text("event_id,customer_id,event_type,timestamp\n")
     result = CliRunner().invoke(app, ["ingest", str(events)])

@@ -100,3 +100,27 @@ def test_no_cycle_between_modules_at_import_time() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+ABOVE_EVENTS = ("tailor.features", "tailor.serving", "tailor.training", "tailor.models",
+                "tailor.monitoring", "tailor.experiments")
+
+
+def _reaches(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
+
+
+def test_the_event_layer_imports_no_layer_above_it_counting_lazy_imports() -> None:
+    """Events are the bottom of the data path: whoever needs to hear of committed events
+    (session features) hands the collector a commit hook instead of being imported."""
+    reaching_up = {module: sorted(target for target in targets if _reaches(target, ABOVE_EVENTS))
+                   for module, targets in import_graph(top_level_only=False).items()
+                   if _reaches(module, ("tailor.events",))}
+    assert {module: targets for module, targets in reaching_up.items() if targets} == {}
+
+
+def test_the_layer_check_sees_a_lazy_import() -> None:
+    tree = ast.parse("def f():\n    from tailor.features.realtime import background_pusher\n")
+    found = _imports(tree, {"tailor.features.realtime"}, top_level_only=False)
+    assert found == {"tailor.features.realtime"}
+    assert _reaches("tailor.features.realtime", ABOVE_EVENTS)

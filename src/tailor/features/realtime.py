@@ -12,7 +12,8 @@ event when the shop sends no session id), counts, cart value and categories, the
 microsecond after the newest event. Late events older than the stored state are folded
 in, but the stamp never moves backwards (Feast keeps the newer row).
 
-The collector calls `notify_events_committed` after each commit. It only queues the
+The collector calls `notify_events_committed` after each commit, through the commit hook
+of `tailor.features.collector_hook`. It only queues the
 events for a background thread and never raises, so a feature-store problem can never
 fail an event acknowledgement; the thread pushes within milliseconds.
 """

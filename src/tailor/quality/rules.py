@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -25,6 +24,7 @@ from tailor.events.schema import (
     MISSING_PRODUCT_ID, NONPOSITIVE_PRICE, UNKNOWN_PRODUCT, TimestampRules,
 )
 from tailor.events.store import EventStore
+from tailor.urls import redact_url
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 VOLUME_ANOMALY = "volume_anomaly"
@@ -86,16 +86,6 @@ class StoreFacts:
     daily: pd.DataFrame  # columns date (datetime.date), events
     latest_event_time: pd.Timestamp | None
     rejections_by_field: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, fit for reports and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def gather_facts(store: EventStore, now: pd.Timestamp) -> StoreFacts:

@@ -8,7 +8,8 @@ body `{"error": "..."}` and never reaches the app.
   `Authorization: Bearer <key>` or `X-Tailor-Key: <key>`: 401 without one, 403 for an
   unknown key or a public (browser, write-only) key.
 - `BodyLimitMiddleware`: 413 when the declared or the streamed body is over the limit,
-  400 for a malformed Content-Length.
+  400 for a malformed Content-Length (the checks of `tailor.web.body_limits`, which the
+  collector applies too).
 
 Paths under `passthrough_prefixes` (the mounted event collector) go through both
 untouched: the collector checks its own keys (public keys are valid there) and its own
@@ -21,6 +22,7 @@ import json
 from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 
 from tailor.config import Settings
+from tailor.web.body_limits import BodyLimitError, CappedBody, check_declared_length
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,6 +30,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# No key for health probes, the index page and the API description (the BentoML service
+# adds /metrics when serving.metrics_without_key is on).
 OPEN_PATHS: tuple[str, ...] = ("/healthz", "/livez", "/readyz", "/docs.json", "/")
 PASSTHROUGH_PREFIXES: tuple[str, ...] = ("/collect",)
 BEARER = "bearer "
@@ -119,10 +123,6 @@ class ApiKeyMiddleware:
         return None
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
     """Refuse bodies over `max_bytes` with 413 before the app sees them.
 
@@ -147,18 +147,17 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or _under(scope.get("path", ""), self.passthrough_prefixes):
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await send_json_error(send, 400, "Content-Length: not a whole number of bytes")
-                return
-            if int(declared) > self.max_bytes:
-                await send_json_error(send, 413, self._over_limit(f"{int(declared):,} bytes"))
-                return
         try:
+            check_declared_length(_header(scope, b"content-length"), self.max_bytes)
             body, closing = await self._read_body(receive)
-        except _BodyTooLarge:
-            await send_json_error(send, 413, self._over_limit("the body"))
+        except BodyLimitError as error:
+            if error.declared is not None:
+                await send_json_error(send, 400, "Content-Length: not a whole number of bytes")
+            elif error.declared_bytes is not None:
+                await send_json_error(send, 413,
+                                      self._over_limit(f"{error.declared_bytes:,} bytes"))
+            else:
+                await send_json_error(send, 413, self._over_limit("the body"))
             return
         await self.app(scope, self._replay(body, closing, receive), send)
 
@@ -166,20 +165,16 @@ class BodyLimitMiddleware:
         return f"request body too large: {what} is over the limit of {self.max_bytes:,} bytes"
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, Message | None]:
-        """The whole body, or `_BodyTooLarge`; a disconnect ends it early (and is replayed)."""
-        chunks: list[bytes] = []
-        size = 0
+        """The whole body, or `BodyLimitError` (413); a disconnect ends it early (and is
+        replayed)."""
+        body = CappedBody(self.max_bytes)
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return b"".join(chunks), message
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise _BodyTooLarge
-            chunks.append(chunk)
+                return body.bytes(), message
+            body.add(message.get("body", b""))
             if not message.get("more_body", False):
-                return b"".join(chunks), None
+                return body.bytes(), None
 
     @staticmethod
     def _replay(body: bytes, closing: Message | None, receive: Receive) -> Receive:

@@ -26,16 +26,12 @@ from typer.testing import CliRunner
 
 from tailor.cli import app as cli_app
 from tailor.config import Settings, load_settings
-from tailor.events.collector import (
-    BatchWriter,
-    CollectorMetrics,
-    RequestError,
-    Submission,
-    clock_skew_seconds,
-    create_collector_app,
-    device_type_from_user_agent,
-    read_capped_body,
-)
+from tailor.events.collector.app import create_collector_app
+from tailor.events.collector.batches import Submission
+from tailor.events.collector.enrichment import clock_skew_seconds, device_type_from_user_agent
+from tailor.events.collector.metrics import CollectorMetrics
+from tailor.events.collector.requests import RequestError, read_capped_body
+from tailor.events.collector.writer import BatchWriter
 from tailor.events.keys import create_key, hash_key, keys_file_path, load_key_ring
 from tailor.events.store import EventStore, open_event_store
 

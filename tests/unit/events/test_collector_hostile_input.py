@@ -23,15 +23,13 @@ with warnings.catch_warnings():  # Starlette now suggests httpx2 for its test cl
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
 
-import tailor.events.collector as collector_module
+import tailor.events.collector.writer as writer_module
 from tailor.config import Settings, load_settings
-from tailor.events.collector import (
-    BatchWriter,
-    CollectorMetrics,
-    Submission,
-    bound_origins,
-    create_collector_app,
-)
+from tailor.events.collector.access import bound_origins
+from tailor.events.collector.app import create_collector_app
+from tailor.events.collector.batches import Submission
+from tailor.events.collector.metrics import CollectorMetrics
+from tailor.events.collector.writer import BatchWriter
 from tailor.events.keys import create_key, keys_file_path
 from tailor.events.schema import EVENT_COLUMNS, STRING_COLUMNS
 from tailor.events.store import EventStore, open_event_store
@@ -187,7 +185,7 @@ def run_one_group(settings: Settings, batches: list[list[Any]]) -> list[Any]:
 def test_one_batch_failing_its_commit_fails_none_of_its_neighbours(
         settings: Settings, store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
     poison = make_event(event_id="poison")
-    monkeypatch.setattr(collector_module, "open_event_store",
+    monkeypatch.setattr(writer_module, "open_event_store",
                         lambda url: PoisonedStore(open_event_store(url), "poison"))
     good = [[make_event(), make_event(price=-1)] for _ in range(6)]
     outcomes = run_one_group(settings, [*good[:3], [poison, make_event(event_type="x")],

@@ -25,7 +25,7 @@ with warnings.catch_warnings():  # Starlette now suggests httpx2 for its test cl
     from starlette.testclient import TestClient
 
 from tailor.config import Settings, load_settings
-from tailor.events.collector import create_collector_app
+from tailor.events.collector.app import create_collector_app
 from tailor.events.keys import create_key, keys_file_path
 from tailor.events.sqlite_store import SqliteEventStore, sqlite_path
 from tailor.events.store import EventStore, open_event_store

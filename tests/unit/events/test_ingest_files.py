@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from tailor.cli import app
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
+from tailor.events.ingest.job import ingest_files
 from tailor.events.pii import open_pii_store
 from tailor.events.schema import ContractError
 from tailor.events.store import EventStore, open_event_store
@@ -278,7 +278,8 @@ def test_an_unterminated_quote_cannot_swallow_rows_unseen(settings: Settings, tm
 def test_a_parse_failure_mid_file_keeps_the_rows_before_it(settings: Settings, tmp_path: Path,
                                                            store: EventStore,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tailor.events.ingest.CSV_BLOCK_BYTES", 256)  # one record will not fit
+    # One record will not fit in a block of 256 bytes.
+    monkeypatch.setattr("tailor.events.ingest.readers.CSV_BLOCK_BYTES", 256)
     lines = [HEADER] + [good_line(i) for i in range(1, 41)]
     lines.append(f'e99,c1,search,,2026-02-01T10:00:00Z,"{"x" * 600}",')
     with pytest.raises(ValueError, match="cannot parse the CSV past this point") as raised:
@@ -338,16 +339,17 @@ def stored_rows(store: EventStore) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_the_reader_process_stores_what_one_process_stores(
         settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tailor.events.ingest as ingest
+    import tailor.events.ingest.job as job
+    import tailor.events.ingest.reader_process as reader_process
 
     started: list[object] = []
 
-    class CountedReader(ingest.ReaderProcess):
-        def __init__(self, plan: ingest.ReadPlan) -> None:
+    class CountedReader(reader_process.ReaderProcess):
+        def __init__(self, plan: reader_process.ReadPlan) -> None:
             started.append(plan)
             super().__init__(plan)
 
-    monkeypatch.setattr(ingest, "ReaderProcess", CountedReader)
+    monkeypatch.setattr(job, "ReaderProcess", CountedReader)
     path = write(tmp_path / "events.csv", "\n".join(faulty_lines(200)) + "\n")
     results = []
     for chunk_rows, home in ((1_000, "one"), (12, "piped")):  # line 11 is malformed
@@ -375,16 +377,16 @@ def test_a_reader_process_that_dies_is_reported_and_the_chunks_before_it_kept(
     import multiprocessing
     import os
 
-    import tailor.events.ingest as ingest
+    import tailor.events.ingest.reader_process as reader_process
 
-    validate_chunk = ingest.validate_chunk
+    validate_chunk = reader_process.validate_chunk
 
     def dies_on_the_third_chunk(chunk, **kwargs):  # runs in the (forked) reader process
         if chunk.row_numbers[0] == 21:
             os._exit(3)
         return validate_chunk(chunk, **kwargs)
 
-    monkeypatch.setattr(ingest, "validate_chunk", dies_on_the_third_chunk)
+    monkeypatch.setattr(reader_process, "validate_chunk", dies_on_the_third_chunk)
     path = write(tmp_path / "events.csv", "\n".join([HEADER] + [good_line(i) for i in
                                                                 range(1, 31)]) + "\n")
     with pytest.raises(RuntimeError, match=r"reader process stopped unexpectedly \(exit code 3\)"):

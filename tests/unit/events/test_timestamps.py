@@ -20,7 +20,7 @@ with warnings.catch_warnings():
 
 from tailor.cli import app as cli_app
 from tailor.config import ConfigError, load_settings
-from tailor.events.collector import create_collector_app
+from tailor.events.collector.app import create_collector_app
 from tailor.events.keys import create_key, keys_file_path
 from tailor.events.lake import export_lake
 from tailor.events.records import validate_records
@@ -156,7 +156,8 @@ def test_the_quality_rule_counts_implausible_times(tailor_home: Path) -> None:
 def test_a_zone_less_time_is_read_in_the_naive_zone_before_its_skew_is_corrected() -> None:
     from datetime import datetime, timezone
 
-    from tailor.events.collector import Submission, enrich_rows
+    from tailor.events.collector.batches import Submission
+    from tailor.events.collector.enrichment import enrich_rows
 
     row = {"event_id": "e1", "customer_id": "c1", "event_type": "page_view",
            "timestamp": "2026-07-01T12:00:00"}  # Berlin summer time: 10:00 UTC

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tailor.config import Settings, load_settings
-from tailor.events.ingest import ingest_files
+from tailor.events.ingest.job import ingest_files
 from tailor.events.lake import export_lake
 from tailor.features.compute import compute_features, read_manifest
 from tailor.warehouse import refresh_warehouse

@@ -321,8 +321,9 @@ def test_a_cart_posted_to_the_collector_reaches_the_online_store(store_home, sho
     """The collector's commit hook folds the events into the session and pushes them."""
     import warnings
 
-    from tailor.events.collector import create_collector_app
+    from tailor.events.collector.app import create_collector_app
     from tailor.events.keys import create_key, keys_file_path
+    from tailor.features.collector_hook import session_feature_hook
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -341,7 +342,8 @@ def test_a_cart_posted_to_the_collector_reaches_the_online_store(store_home, sho
                        for row in events.astype(object).where(events.notna(), None)
                        .to_dict("records")]}
     try:
-        with TestClient(create_collector_app(settings)) as client:
+        with TestClient(create_collector_app(
+                settings, commit_hook=session_feature_hook(settings))) as client:
             response = client.post("/v1/events", json=body, headers={"X-Tailor-Key": key})
             acknowledged = time.perf_counter()
             assert response.status_code == 200 and response.json()["accepted"] == 3

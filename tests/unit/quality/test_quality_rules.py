@@ -176,7 +176,7 @@ def test_an_empty_store_passes_with_notes(settings: Settings) -> None:
 
 def test_counts_are_exact_after_a_real_file_import(settings: Settings, tmp_path,
                                                    faulty_csv) -> None:
-    from tailor.events.ingest import ingest_files
+    from tailor.events.ingest.job import ingest_files
 
     events_csv, products_csv, injected, duplicates = faulty_csv(tmp_path)
     with events_csv.open("a") as handle:  # one line the CSV parser cannot split into columns

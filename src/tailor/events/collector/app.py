@@ -1,0 +1,277 @@
+"""The HTTP event collector as an ASGI app: its routes, the app factory and `serve_collector`.
+
+Reads request bodies through the other `tailor.events.collector` modules, and the files
+under `tailor/events/static/` (the `tailor.js` tracker and the demo shop). Writes (through
+the writer thread) valid events and dead-letter rows to the event store at
+`settings.event_store_url`.
+
+Routes: `POST /v1/events` (and its CORS preflight), `GET /healthz` and `/readyz` (503 with
+the reason while the store cannot be opened or its last write failed), `GET /livez`,
+`GET /metrics` (Prometheus text, secret key), `GET /tailor.js`, and `GET /shop/…` when the
+demo shop is on. Every answer carries the security headers (`tailor.web.security_headers`);
+events sent with a public key pass the signed-identity rule (`tailor.events.identity`) first.
+A batch is answered only after its events are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tailor.config import Settings
+from tailor.events.collector.access import (
+    CollectorContext,
+    bound_origins,
+    cors_headers,
+    parse_origins,
+)
+from tailor.events.collector.batches import BatchResult, Submission
+from tailor.events.collector.enrichment import (
+    clock_skew_seconds,
+    device_type_from_user_agent,
+    region_from_headers,
+)
+from tailor.events.collector.metrics import CollectorMetrics
+from tailor.events.collector.requests import (
+    RequestError,
+    check_content_type,
+    parse_batch,
+    read_capped_body,
+)
+from tailor.events.collector.writer import NO_COMMIT_HOOK, BatchWriter, CommitHook
+from tailor.events.identity import IdentityCheck
+from tailor.events.keys import generate_key, load_key_ring
+from tailor.throttled_log import error_key
+from tailor.urls import redact_url
+from tailor.web.header_limits import header_limited_protocol
+from tailor.web.security_headers import SecurityHeadersMiddleware
+
+log = logging.getLogger(__package__)  # one logger for the whole collector, as before the split
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+SHOP_DIR = STATIC_DIR / "shop"
+EVENTS_PATH = "/v1/events"
+CORS_ALLOWED_HEADERS = "Content-Type, X-Tailor-Key"
+CORS_MAX_AGE_SECONDS = 600
+
+
+async def post_events(request: Request) -> Response:
+    """`POST /v1/events`: authenticate, check limits, store the batch, answer after commit."""
+    context: CollectorContext = request.app.state.collector
+    started = time.perf_counter()
+    browser_origin = request.headers.get("origin") if context.origin_allowed(request) else None
+    try:
+        kind = context.authenticate(request)
+        context.check_origin(request, kind)
+        if kind == "secret":
+            browser_origin = None  # secret keys are for servers: no CORS
+        response = await _store_batch(request, context, kind)
+    except RequestError as error:
+        response = JSONResponse({"error": error.message}, status_code=error.status)
+    except Exception as error:  # the store failed: nothing acknowledged, the client retries
+        context.log_limiter.log(logging.WARNING, "503 " + error_key(error),
+                                "collector: answering 503 after a store error: %s",
+                                type(error).__name__)
+        response = JSONResponse({"error": "event store unavailable; nothing from this batch "
+                                          "was acknowledged, retry it"},
+                                status_code=503, headers={"Retry-After": "1"})
+    if browser_origin:
+        response.headers.update(cors_headers(browser_origin))
+    context.metrics.requests.labels(status=str(response.status_code)).inc()
+    context.metrics.latency.observe(time.perf_counter() - started)
+    return response
+
+
+async def _store_batch(request: Request, context: CollectorContext, kind: str) -> Response:
+    """Read and parse an authenticated request, hand it to the writer, await the commit."""
+    settings = context.settings
+    check_content_type(request)
+    body = await read_capped_body(request, int(settings.collector_max_batch_bytes))
+    received_at = datetime.now(timezone.utc)
+    sent_at, events = parse_batch(body, int(settings.collector_max_batch_events))
+    if context.identity is not None:
+        events = context.identity.bind(events, kind)
+    if not events:
+        return JSONResponse(BatchResult().to_dict())
+    submission = Submission(
+        events=events, received_at=received_at,
+        skew_seconds=clock_skew_seconds(sent_at, received_at),
+        # A server's own User-Agent says nothing about the shopper's device.
+        device_type=(device_type_from_user_agent(request.headers.get("user-agent", ""))
+                     if kind == "public" else None),
+        region=region_from_headers(request.headers))
+    result = await asyncio.wrap_future(context.writer.submit(submission))
+    return JSONResponse(result.to_dict())
+
+
+async def preflight_events(request: Request) -> Response:
+    """`OPTIONS /v1/events`: the CORS preflight, answered for configured origins only."""
+    context: CollectorContext = request.app.state.collector
+    origin = request.headers.get("origin")
+    if not origin or not context.origin_allowed(request):
+        return JSONResponse({"error": f"origin {str(origin)[:100]!r} is not allowed; add it to "
+                                      "collector.allowed_origins"}, status_code=403)
+    return Response(status_code=204, headers={
+        **cors_headers(origin),
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS,
+        "Access-Control-Max-Age": str(CORS_MAX_AGE_SECONDS),
+    })
+
+
+async def healthz(request: Request) -> Response:
+    """`GET /healthz` (and `/readyz`): 200 while the event store takes writes (or has not
+    been needed yet); 503 with the reason while it cannot be opened or its last write failed."""
+    problem = request.app.state.collector.writer.health_problem()
+    if problem is not None:
+        return JSONResponse({"status": "error", "error": problem}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def livez(request: Request) -> Response:
+    """`GET /livez`: 200 while the process answers (liveness only, the store is not asked)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    """`GET /metrics`: this app's counters in the Prometheus text format; a secret key is
+    needed unless `collector.metrics_without_key` is on."""
+    context: CollectorContext = request.app.state.collector
+    if not context.settings.collector_metrics_without_key:
+        try:
+            if context.authenticate(request) != "secret":
+                raise RequestError(403, "metrics need a secret key (a public key only sends "
+                                        "events); create one with `tailor keys create secret`")
+        except RequestError as error:
+            return JSONResponse({"error": error.message}, status_code=error.status)
+    registry = context.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def tracker_script(request: Request) -> Response:
+    """`GET /tailor.js`: the JavaScript tracker."""
+    return FileResponse(STATIC_DIR / "tailor.js", media_type="application/javascript",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
+async def shop_config(request: Request) -> Response:
+    """`GET /shop/config.js`: the demo shop's endpoint and its throw-away public key."""
+    key = request.app.state.collector.demo_shop_key
+    body = "window.TAILOR_SHOP = " + json.dumps({"endpoint": EVENTS_PATH, "key": key}) + ";\n"
+    return Response(body, media_type="application/javascript",
+                    headers={"Cache-Control": "no-store"})
+
+
+async def shop_home(request: Request) -> Response:
+    """`GET /shop`: on to the demo shop's home page."""
+    return RedirectResponse("/shop/")
+
+
+def _routes(demo_shop: bool) -> list[Any]:
+    routes: list[Any] = [
+        Route(EVENTS_PATH, post_events, methods=["POST"]),
+        Route(EVENTS_PATH, preflight_events, methods=["OPTIONS"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/tailor.js", tracker_script, methods=["GET"]),
+    ]
+    if demo_shop:
+        routes += [
+            Route("/shop/config.js", shop_config, methods=["GET"]),
+            Route("/shop", shop_home, methods=["GET"]),
+            Mount("/shop", app=StaticFiles(directory=SHOP_DIR, html=True), name="shop"),
+        ]
+    return routes
+
+
+def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
+                         shop_origins: frozenset[str] | None = None,
+                         commit_hook: CommitHook = NO_COMMIT_HOOK) -> Starlette:
+    """The collector as an ASGI app (also mounted inside the BentoML service).
+
+    Args:
+        settings: resolved settings; the `collector` section, the event store URL and
+            `ingest.max_future_seconds` are used.
+        demo_shop: serve the demo shop under /shop/ with a throw-away public key that
+            lives in this process only; None follows `collector.demo_shop`.
+        shop_origins: the origins the demo shop's pages are served from, which may use its
+            key without being in `collector.allowed_origins` (default: the loopback origins
+            of `serving.host`/`serving.port`, where the BentoML service mounts it).
+        commit_hook: told of every group of committed events (the session-feature pusher
+            of `tailor.features.collector_hook`); by default nobody is.
+
+    Returns:
+        A Starlette app. Its writer thread starts with the app's lifespan, or on the first
+        batch when the host does not run lifespans.
+
+    Raises:
+        ValueError: the keys file or a configured key hash is malformed.
+    """
+    demo_shop = bool(settings.collector_demo_shop) if demo_shop is None else demo_shop
+    metrics_ = CollectorMetrics()
+    context = CollectorContext(
+        settings=settings, key_ring=load_key_ring(settings),
+        allowed_origins=parse_origins(settings.collector_allowed_origins),
+        metrics=metrics_, writer=BatchWriter(settings, metrics_, commit_hook),
+        identity=IdentityCheck.from_settings(settings))
+    if demo_shop:
+        context.demo_shop_key = generate_key("public")
+        context.key_ring.add(context.demo_shop_key, "public")
+        context.shop_origins = shop_origins if shop_origins is not None else bound_origins(
+            settings.serving_host, int(settings.serving_port))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(context.writer.start)
+        except Exception as error:  # keep serving: 503s and /healthz say why until it opens
+            log.warning("collector: starting without an event store (%s); batches get 503 "
+                        "and /healthz says why until it can be opened", error_key(error))
+        if context.key_ring.count() == 0:
+            log.warning("collector: no keys yet; every batch gets 401/403 until one is made "
+                        "with `tailor keys create public` (or secret)")
+        yield
+        await run_in_threadpool(context.writer.stop)
+
+    app = Starlette(routes=_routes(demo_shop), lifespan=lifespan,
+                    middleware=[Middleware(SecurityHeadersMiddleware, page_prefixes=("/shop",))])
+    app.state.collector = context
+    return app
+
+
+def serve_collector(settings: Settings, *, host: str, port: int,
+                    demo_shop: bool | None = None,
+                    commit_hook: CommitHook = NO_COMMIT_HOOK) -> None:
+    """Run the collector with uvicorn until interrupted (access log off: it would hold IPs;
+    request heads capped at `collector.max_header_bytes` and `collector.max_header_count`).
+    `commit_hook` is passed on to `create_collector_app`."""
+    import uvicorn
+
+    app = create_collector_app(settings, demo_shop=demo_shop,
+                               shop_origins=bound_origins(host, port), commit_hook=commit_hook)
+    log.info("collector on http://%s:%d%s -> %s", host, port, EVENTS_PATH,
+             redact_url(settings.event_store_url))
+    if app.state.collector.demo_shop_key:
+        log.info("demo shop: http://%s:%d/shop/", host, port)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
+                server_header=False,
+                http=header_limited_protocol(int(settings.collector_max_header_bytes),
+                                             int(settings.collector_max_header_count)))
