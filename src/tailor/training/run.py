@@ -36,7 +36,7 @@ from tailor.models.data import NotEnoughData, ShopData, data_version, load_shop_
 from tailor.models.evaluate import BacktestResult, backtest
 from tailor.training.leftovers import clean_up_leftovers
 from tailor.training.plots import log_plots
-from tailor.training.privacy import excluded_customer_ids
+from tailor.privacy.excluded_customers import excluded_customer_ids
 from tailor.training.registry import (
     CHAMPION, Promotion, alias_version, experiment_id, log_model, logged_params, promote,
     use_tracking,
