@@ -13,10 +13,10 @@ import mlflow
 from mlflow.artifacts import download_artifacts
 from mlflow.tracking import MlflowClient
 
-import tailor.training.registry as training_registry
+import tailor.training.registration as registration
 from tailor.config import load_settings
 from tailor.registry.tracking import CHAMPION, use_tracking
-from tailor.training.registry import experiment_id, load_champion, log_model
+from tailor.training.registration import experiment_id, load_champion, log_model
 
 SERVED = ("homepage", "cross_sell", "checkout")
 TRAINING_ONLY = ("optuna", "matplotlib")
@@ -28,7 +28,7 @@ OLD_ENTRY = ("from mlflow.models import set_model\n\n"
 LOAD = """
 import json, sys
 from tailor.config import load_settings
-from tailor.serving.registry import ModelSlot
+from tailor.serving.model_slots import ModelSlot
 
 home, uri, models = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 settings = load_settings(home=home, env={}).replace(mlflow_tracking_uri=uri)
@@ -67,7 +67,7 @@ def test_a_version_logged_with_the_old_entry_file_still_loads(served_home, tmp_p
     old_entry = tmp_path / "old" / "pyfunc_entry.py"
     old_entry.parent.mkdir()
     old_entry.write_text(OLD_ENTRY)
-    monkeypatch.setattr(training_registry, "PYFUNC_CODE", old_entry)
+    monkeypatch.setattr(registration, "PYFUNC_CODE", old_entry)
     registry = tmp_path / "registry"
     settings = load_settings(home=registry, env={}).replace(
         mlflow_tracking_uri=f"sqlite:///{registry.resolve() / 'mlflow.db'}")
