@@ -8,7 +8,12 @@ matplotlib.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names' types for checkers; at run time __getattr__ imports them
+    from tailor.privacy.excluded_customers import excluded_customer_ids
+    from tailor.training.jobs import evaluate_model, recommend_for_customer, write_retention_list
+    from tailor.training.run import TrainResult, train_model, train_models
 
 _EXPORTS = {"TrainResult": "tailor.training.run", "train_model": "tailor.training.run",
             "train_models": "tailor.training.run", "evaluate_model": "tailor.training.jobs",
