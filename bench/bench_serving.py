@@ -111,7 +111,7 @@ def ensure_champions(home: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     from tailor.config import load_settings
-    from tailor.training.registry import CHAMPION, alias_version, use_tracking
+    from tailor.training.registration import CHAMPION, alias_version, use_tracking
 
     use_tracking(load_settings(home=home, env={}))
     client = MlflowClient()

@@ -138,7 +138,7 @@ def optuna_parallel(settings: Settings, trials: int = 6) -> None:
     import mlflow
 
     from tailor.models.data import make_split
-    from tailor.training.registry import experiment_id, use_tracking
+    from tailor.training.registration import experiment_id, use_tracking
     from tailor.training.specs import get_spec
     from tailor.training.tuning import Reload, tune
 

@@ -239,7 +239,7 @@ def features(
 ) -> None:
     """Compute features from the warehouse, `feast apply` them, materialize the online store."""
     with _job(home) as settings:
-        from tailor.features.pipeline import run_features
+        from tailor.features.build import run_features
 
         summary = run_features(settings, show_progress=not as_json, full=full)
     _emit(summary.to_dict(), as_json, summary.summary_text())

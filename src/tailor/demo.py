@@ -94,7 +94,7 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
             f" -> {settings.warehouse_file}"
 
     def features_step() -> str:
-        from tailor.features.pipeline import run_features
+        from tailor.features.build import run_features
 
         summary = run_features(settings, show_progress=False)
         return (f"{summary.features} features -> {summary.online_store} "

@@ -82,7 +82,7 @@ class TrainedHome:
 
 def build_trained_home(root: Path, redis_url: str) -> TrainedHome:
     """Simulate a small recent shop and take it through every step serving depends on."""
-    from tailor.features.pipeline import run_features
+    from tailor.features.build import run_features
     from tailor.training import train_models
 
     settings = redis_settings(root / "home", redis_url)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tailor.features.build import run_features
 from tailor.features.online import OnlineFeatureReader
-from tailor.features.pipeline import run_features
 from tailor.features.realtime import (
     background_pusher,
     notify_events_committed,

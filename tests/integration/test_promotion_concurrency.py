@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from tailor.config import Settings, load_settings
 from tailor.models.evaluate import BacktestResult
 from tailor.training.locks import PromotionLockTimeout, lock_file, promotion_lock
-from tailor.training.registry import (
+from tailor.training.registration import (
     CHAMPION, CHALLENGER, ChampionOnHoldout, alias_version, promote, use_tracking,
 )
 
@@ -149,7 +149,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from tailor.config import load_settings
 from test_promotion_concurrency import NAME, measure, holdout
-from tailor.training.registry import promote, use_tracking
+from tailor.training.registration import promote, use_tracking
 
 home, version, score, other, folder = sys.argv[1:6]
 scores = {version: float(score), other: float(score)}

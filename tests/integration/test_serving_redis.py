@@ -28,7 +28,7 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
     from mlflow.tracking import MlflowClient
     from prometheus_client import CollectorRegistry
 
-    from tailor.features.pipeline import run_features
+    from tailor.features.build import run_features
     from tailor.serving.budget import RedisLedger
     from tailor.serving.metrics import ServingMetrics
     from tailor.serving.pipeline import ServingPipeline

@@ -26,7 +26,7 @@ from tailor.training import train_models
 from tailor.training.leftovers import (
     CLEANUP_TAG, ORPHANED, PID_TAG, STATUS_TAG, process_tags,
 )
-from tailor.training.registry import CHAMPION, alias_version, use_tracking
+from tailor.training.registration import CHAMPION, alias_version, use_tracking
 
 pytestmark = pytest.mark.slow
 

@@ -24,12 +24,12 @@ from typer.testing import CliRunner
 from shop_homes import load_events
 from tailor.cli import app
 from tailor.config import Settings, load_settings
-from tailor.features.pipeline import run_features
+from tailor.features.build import run_features
 from tailor.models.data import load_shop_data
+from tailor.privacy.excluded_customers import exclusions_path
 from tailor.quality import QualityGateFailed
 from tailor.simulate import ShopConfig, simulate_shop
 from tailor.training import train_models, write_retention_list
-from tailor.training.privacy import exclusions_path
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

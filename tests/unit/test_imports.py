@@ -1,12 +1,16 @@
-"""The package's import graph: no cycles between Tailor's packages or between its modules.
+"""The package's import graph: no cycles between Tailor's packages or between its modules,
+and serving never reaches training.
 
 Reads the source files under src/tailor (their `import` statements, not the running
-interpreter), so a cycle is found even when a lazy import keeps it from failing today.
+interpreter), so a cycle is found even when a lazy import keeps it from failing today; one
+test imports `tailor.serving` in a fresh interpreter and looks at what got loaded.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[2] / "src"
@@ -124,3 +128,33 @@ def test_the_layer_check_sees_a_lazy_import() -> None:
     found = _imports(tree, {"tailor.features.realtime"}, top_level_only=False)
     assert found == {"tailor.features.realtime"}
     assert _reaches("tailor.features.realtime", ABOVE_EVENTS)
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through other Tailor modules."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_no_serving_module_reaches_training_counting_lazy_imports() -> None:
+    graph = import_graph(top_level_only=False)
+    reaching = {module: sorted(target for target in _reachable(graph, module)
+                               if _package(target) == "tailor.training")
+                for module in graph if _package(module) == "tailor.serving"}
+    assert reaching and {module: found for module, found in reaching.items() if found} == {}
+
+
+def test_importing_serving_loads_no_training_library() -> None:
+    """In a fresh interpreter (the environment, and so PYTHONPATH, is inherited)."""
+    code = ("import sys, tailor.serving, tailor.serving.pipeline, tailor.training.pyfunc; "
+            "print([name for name in ('optuna', 'matplotlib') if name in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -1,8 +1,8 @@
 """Who must not be personalised: deleted and opted-out customers, re-read while serving.
 
 Reads `<home>/privacy/excluded_customers.csv` through
-`tailor.training.privacy.excluded_customer_ids` (which creates it, header only, when it is
-missing). Looks at the file's modification time at most every `RECHECK_SECONDS` and
+`tailor.privacy.excluded_customers.excluded_customer_ids` (which creates it, header only,
+when it is missing). Looks at the file's modification time at most every `RECHECK_SECONDS` and
 re-reads it only when it changed, so an opt-out takes effect within seconds and a request
 costs a set lookup.
 """
@@ -14,6 +14,7 @@ import threading
 import time
 
 from tailor.config import Settings
+from tailor.privacy.excluded_customers import excluded_customer_ids, exclusions_path
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ class ExclusionList:
 
     def reload(self) -> None:
         """Re-read the list if the file changed; on a read error keep the ids known so far."""
-        from tailor.training.privacy import excluded_customer_ids, exclusions_path
-
         with self._lock:
             self._checked_at = time.monotonic()
             try:

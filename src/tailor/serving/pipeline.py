@@ -1,6 +1,6 @@
 """The serving pipeline: request -> features -> model -> filters -> answer with reasons.
 
-Reads: the MLflow registry (models by alias, `tailor.serving.registry`), the online feature
+Reads: the MLflow registry (models by alias, `tailor.serving.model_slots`), the online feature
 store (`homepage` and `checkout` services, `tailor.features.online`), the privacy exclusion
 list, the warehouse catalogue and popularity (at start-up). Writes: the BentoML model store
 (versions it loads, `tailor.serving.model_store`), the daily incentive ledger (each
@@ -39,14 +39,14 @@ from tailor.config import Settings
 from tailor.serving.also_bought import CompanionIndex
 from tailor.serving.budget import Ledger, LedgerUnavailable, open_ledger
 from tailor.serving.catalogue import Catalogue, load_catalogue
-from tailor.serving.checkout import (
+from tailor.serving.checkout_offers import (
     NO_OFFER, CheckoutScorer, Decision, cart_facts, model_row, without_incentive,
 )
 from tailor.serving.exclusions import ExclusionList
 from tailor.serving.fallback import FallbackLists, popular_from_model, popular_from_warehouse
 from tailor.serving.homepage import HomepageRanker
 from tailor.serving.metrics import ServingMetrics
-from tailor.serving.registry import ModelSlot, ModelWatcher
+from tailor.serving.model_slots import ModelSlot, ModelWatcher
 from tailor.serving.schemas import (
     AlsoBoughtRequest, AlsoBoughtResponse, CheckoutOfferRequest, CheckoutOfferResponse,
     HomepageRequest, HomepageResponse, RecommendedItem, set_max_k,

@@ -78,7 +78,7 @@ def pipeline_main(argv: Sequence[str] | None = None) -> int:
     import mlflow.projects
 
     from tailor.models.constants import MODEL_NAMES
-    from tailor.training.registry import experiment_id, use_tracking
+    from tailor.training.registration import experiment_id, use_tracking
 
     parser = argparse.ArgumentParser(description="Run the whole training pipeline.")
     parser.add_argument("--trials", type=int, default=20)

@@ -20,8 +20,8 @@ from tailor.config import Settings
 from tailor.models.constants import DEFAULT_K
 from tailor.models.data import load_shop_data
 from tailor.models.evaluate import backtest
-from tailor.training.privacy import excluded_customer_ids
-from tailor.training.registry import (
+from tailor.privacy.excluded_customers import excluded_customer_ids
+from tailor.training.registration import (
     CHAMPION, alias_version, load_champion, logged_params, tracking_store_exists, use_tracking,
 )
 from tailor.training.specs import get_spec

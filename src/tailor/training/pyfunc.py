@@ -1,30 +1,11 @@
-"""The MLflow pyfunc wrapper every Tailor model is logged with (BentoML imports it as is).
+"""The pyfunc wrapper's old module path, kept for model versions logged before it moved.
 
-Reads, when MLflow loads a logged model: the `model` artifact, a pickle of the fitted
-model object from `tailor.models`. Writes nothing. `predict` hands the input frame to the
-model's own `predict_frame`, so the request and response columns are the model's:
-homepage customer_id[, k] -> ranked products with reasons; cross_sell product_id[, k] ->
-companions with confidence and lift; churn customer_id + churn features -> probability;
-checkout session_key + cart features -> P(abandon) and the incentive. Loading it needs the
-`tailor` package installed (it is in the serving image).
+Such a version carries its own copy of the old `pyfunc_entry.py`, which MLflow runs on
+load: `from tailor.training.pyfunc import TailorModel`. The class lives in
+`tailor.registry.pyfunc`; importing this module (and `tailor.training`) loads nothing
+else. Reads and writes nothing.
 """
 
-from __future__ import annotations
+from tailor.registry.pyfunc import TailorModel
 
-import pickle
-from typing import Any
-
-import mlflow.pyfunc
-import pandas as pd
-
-
-class TailorModel(mlflow.pyfunc.PythonModel):
-    """Loads the pickled Tailor model and forwards predictions to it."""
-
-    def load_context(self, context: Any) -> None:
-        with open(context.artifacts["model"], "rb") as handle:
-            self.model = pickle.load(handle)
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None
-                ) -> pd.DataFrame:
-        return self.model.predict_frame(model_input)
+__all__ = ["TailorModel"]

@@ -34,10 +34,10 @@ from tailor.models import feature_frames
 from tailor.models.constants import DEFAULT_K, MODEL_NAMES
 from tailor.models.data import NotEnoughData, ShopData, data_version, load_shop_data, make_split
 from tailor.models.evaluate import BacktestResult, backtest
+from tailor.privacy.excluded_customers import excluded_customer_ids
 from tailor.training.leftovers import clean_up_leftovers
 from tailor.training.plots import log_plots
-from tailor.training.privacy import excluded_customer_ids
-from tailor.training.registry import (
+from tailor.training.registration import (
     CHAMPION, Promotion, alias_version, experiment_id, log_model, logged_params, promote,
     use_tracking,
 )

@@ -21,8 +21,8 @@ import pandas as pd
 
 from tailor.config import Settings
 from tailor.models.data import NotEnoughData, load_shop_data, make_split
-from tailor.training.privacy import excluded_customer_ids
-from tailor.training.registry import use_tracking
+from tailor.privacy.excluded_customers import excluded_customer_ids
+from tailor.training.registration import use_tracking
 from tailor.training.specs import get_spec
 from tailor.training.tuning import (
     WORKER_SETTINGS, make_objective, open_storage, sampler_and_pruner,

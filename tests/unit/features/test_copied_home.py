@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from tailor.config import load_settings
+from tailor.features.build import run_features
 from tailor.features.online import OnlineFeatureReader
-from tailor.features.pipeline import run_features
 from tailor.features.repo import detach_foreign_infra, foreign_infra_paths, online_store_path
 
 from tailor.warehouse.duckdb_warehouse import views_reading_elsewhere

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from tailor.cli import app as cli_app
 from tailor.config import Settings, load_settings
 from tailor.events.schema import PII_COLUMNS
+from tailor.features.build import run_features
 from tailor.features.online import OnlineFeatureReader
-from tailor.features.pipeline import run_features
 from tailor.features.realtime import (
     SessionFeaturePusher,
     background_pusher,

@@ -11,7 +11,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from tailor.config import load_settings
-from tailor.training.registry import experiment_id, use_tracking
+from tailor.training.registration import experiment_id, use_tracking
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tailor.config import load_settings
-from tailor.training.privacy import (
+from tailor.privacy.excluded_customers import (
     EXCLUSION_COLUMNS, excluded_customer_ids, exclusions_path,
 )
 

@@ -63,7 +63,7 @@ def _train(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
-    from tailor.features.pipeline import run_features
+    from tailor.features.build import run_features
 
     folder = tmp_path_factory.mktemp("serving")
     home = folder / "home"

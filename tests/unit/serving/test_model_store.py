@@ -12,11 +12,11 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from tailor.serving.bentoml_internals import model_store_at
-from tailor.serving.checkout import CheckoutScorer
+from tailor.serving.checkout_offers import CheckoutScorer
+from tailor.serving.model_slots import ModelSlot
 from tailor.serving.model_store import bentoml_home
-from tailor.serving.registry import ModelSlot
 from tailor.serving.schemas import CartLine, CheckoutOfferRequest, HomepageRequest
-from tailor.training.registry import use_tracking
+from tailor.training.registration import use_tracking
 
 SERVED = ("homepage", "cross_sell", "checkout")
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from tailor.features.realtime import SessionFeaturePusher
+from tailor.privacy.excluded_customers import exclusions_path
 from tailor.serving.exclusions import RECHECK_SECONDS
 from tailor.serving.schemas import HomepageRequest
-from tailor.training.privacy import exclusions_path
 
 K = 10
 PROMOTED_SLOTS = [3, 6, 9]  # floor(0.3 * n) browsed products in the first n, for n = 1..10

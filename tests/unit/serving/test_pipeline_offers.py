@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tailor.serving.checkout import CartFacts, cart_facts, model_row
+from tailor.serving.checkout_offers import CartFacts, cart_facts, model_row
 from tailor.serving.schemas import (
     OFFERS, AlsoBoughtRequest, CartLine, CheckoutOfferRequest, HomepageRequest,
 )

@@ -1,4 +1,4 @@
-"""The MLflow side of a model: tracking setup, logging as pyfunc, registry versions and aliases.
+"""The training side of the MLflow registry: logging a model as pyfunc, versions, promotion.
 
 Reads and writes the MLflow tracking store and model registry at `settings.tracking_uri`
 (SQLite under the Tailor home by default) and, for local stores, artifacts under
@@ -6,13 +6,14 @@ Reads and writes the MLflow tracking store and model registry at `settings.track
 version always gets the alias `challenger` and takes `champion` only when it beats the
 current champion and the baselines on the same holdout. The decision and its reason are
 tags on the version and on the training run. Runs of one model take the decision one at
-a time, under the promotion lock of `tailor.training.locks`.
+a time, under the promotion lock of `tailor.training.locks`. Where the store is and the
+alias names come from `tailor.registry.tracking`, the pyfunc wrapper from
+`tailor.registry.pyfunc` (both shared with serving).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -29,46 +30,16 @@ from mlflow.tracking import MlflowClient
 from tailor.config import Settings
 from tailor.logs import library_output
 from tailor.models.evaluate import BacktestResult
+from tailor.registry.pyfunc import PYFUNC_CODE
+from tailor.registry.tracking import CHALLENGER, CHAMPION, tracking_store_exists, use_tracking
 from tailor.training.locks import promotion_lock
-from tailor.training.relocation import rehome_artifacts
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
-PYFUNC_CODE = Path(__file__).with_name("pyfunc_entry.py")  # MLflow "model from code" file
 KEY_COLUMNS = frozenset({"customer_id", "product_id", "session_key"})
 REQUIREMENTS = ("mlflow", "pandas", "numpy", "scipy", "scikit-learn", "xgboost", "implicit",
                 "cloudpickle")
-
-
-def use_tracking(settings: Settings) -> str:
-    """Point MLflow (tracking and registry) at the settings' store; returns the URI.
-
-    A copied home's own store is first pointed at its own artifacts (`rehome_artifacts`):
-    its runs never write into, and its models never load from, the home it was copied from.
-    """
-    rehome_artifacts(settings)
-    uri = settings.tracking_uri
-    exported = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    # MLflow also exports the URI to the environment, where the next Settings (another home
-    # in the same process) would pick it up; put the environment back as it was.
-    if exported is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = exported
-    return uri
-
-
-def tracking_store_exists(settings: Settings) -> bool:
-    """False for a local SQLite store that was never created (nothing registered yet)."""
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).is_file()
-    return True
 
 
 def experiment_id(settings: Settings, name: str) -> str:

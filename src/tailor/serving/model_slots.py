@@ -1,7 +1,7 @@
 """Models for serving, from the MLflow registry through the BentoML model store, switched
 without dropping a request.
 
-Reads the MLflow registry at `settings.tracking_uri` (`registry.use_tracking`): which
+Reads the MLflow registry at `settings.tracking_uri` (`tailor.registry.tracking`): which
 version an alias (`champion`, `challenger`, an experiment's) or a version number names.
 That version is imported once into the BentoML model store under the Tailor home as
 `tailor-<model>:v<version>` (`tailor.serving.model_store`) and loaded from there, unwrapped
@@ -178,7 +178,7 @@ class ModelSlot:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        from tailor.training.registry import tracking_store_exists, use_tracking
+        from tailor.registry.tracking import tracking_store_exists, use_tracking
 
         self._registry_missing = not tracking_store_exists(self.settings)
         if self._registry_missing:
@@ -203,7 +203,7 @@ class ModelSlot:
     def _load(self, version: str, run_id: str | None) -> LoadedModel:
         """Import one version into the BentoML store (once) and load and prepare it from
         there (by number: the alias may move meanwhile)."""
-        from tailor.training.registry import use_tracking
+        from tailor.registry.tracking import use_tracking
 
         use_tracking(self.settings)
         alias = None if self.reference.isdigit() else self.reference

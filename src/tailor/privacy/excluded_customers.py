@@ -1,10 +1,11 @@
-"""The privacy hook of training: which customers every model must leave out.
+"""Which customers every model must leave out: the deleted and opted-out ones.
 
 Reads `<home>/privacy/excluded_customers.csv` (columns customer_id, reason, recorded_at;
 reason is `deleted` or `opted_out`). Writes that file, header only, when it does not exist
 yet, so the source is always real and the privacy jobs (`tailor forget`, `tailor opt-out`,
 from the privacy issue) only append rows to it. Until they do, it is empty and nothing is
-excluded. Training, evaluation, recommendations and the retention list all read it.
+excluded. Training, evaluation, recommendations and the retention list all read it, and
+serving re-reads it (`tailor.serving.exclusions`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from tailor.serving.homepage import HomepageRanker
 from tailor.serving.metrics import ServingMetrics
-from tailor.serving.registry import ModelSlot, ModelWatcher
+from tailor.serving.model_slots import ModelSlot, ModelWatcher
 
 NAME = "tailor-homepage"
 ALIAS = "serving-test"
