@@ -129,8 +129,10 @@ def simulate(
 @app.command()
 def ingest(
     events: Path = typer.Argument(..., help="Events file (CSV or Parquet) in the data contract."),
-    products: Optional[Path] = typer.Option(None, help="Products file (CSV or Parquet)."),
-    customers: Optional[Path] = typer.Option(None, help="Customers file; PII columns go to the PII store only."),
+    products: Optional[str] = typer.Option(
+        None, help="Products file (CSV or Parquet); an empty value means none."),
+    customers: Optional[str] = typer.Option(
+        None, help="Customers file; PII columns go to the PII store only. Empty: none."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -138,7 +140,9 @@ def ingest(
     with _job(home) as settings:
         from tailor.events.ingest.job import ingest_files
 
-        report = ingest_files(settings, events, products_path=products, customers_path=customers)
+        # An empty value (the MLflow project's default) means the file was not given.
+        report = ingest_files(settings, events, products_path=Path(products) if products else None,
+                              customers_path=Path(customers) if customers else None)
     _emit(report.to_dict(), as_json, report.summary_text(settings.event_store_url))
 
 

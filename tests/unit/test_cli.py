@@ -2,6 +2,7 @@
 input, 3 on a failed service."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,31 @@ def test_keys_create_identity_writes_a_private_secret_once(tmp_path: Path) -> No
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = CliRunner().invoke(app, ["keys", "create", "identity", "--home", str(tmp_path)])
     assert again.exit_code == 2 and "rotate" in again.output
+
+
+def test_the_mlflow_project_ingest_entry_passes_the_catalogue_and_customers(
+        tailor_home: Path, tmp_path: Path) -> None:
+    """`mlflow run . -e ingest -P events=... -P products=...` stores the catalogue; without
+    them (the entry's empty defaults) the import runs as `tailor ingest EVENTS` does."""
+    import shlex
+
+    from mlflow.projects._project_spec import load_project
+
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,customer_id,event_type,product_id,timestamp\n"
+                      "e1,c1,product_view,p1,2026-02-01T10:00:00Z\n")
+    products = tmp_path / "products.csv"
+    products.write_text("product_id,name,category,price\np1,Mug,home,9.5\n")
+    entry = load_project(Path(__file__).resolve().parents[2]).get_entry_point("ingest")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    reports = []
+    for parameters, home in (({"events": str(events), "products": str(products)}, "with"),
+                             ({"events": str(events)}, "without")):
+        command = entry.compute_command(parameters, str(tmp_path / "storage"))
+        done = subprocess.run(["bash", "-c", command + " --home " + shlex.quote(
+            str(tmp_path / home))], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert reports[0]["products"] == 1 and reports[1]["products"] == 0
+    assert reports[0]["accepted"] == reports[1]["accepted"] == 1
