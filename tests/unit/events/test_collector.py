@@ -13,7 +13,7 @@ import stat
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -25,7 +25,7 @@ with warnings.catch_warnings():  # Starlette now suggests httpx2 for its test cl
 from typer.testing import CliRunner
 
 from tailor.cli import app as cli_app
-from tailor.config import Settings, load_settings
+from tailor.config import Settings
 from tailor.events.collector.app import create_collector_app
 from tailor.events.collector.batches import Submission
 from tailor.events.collector.enrichment import clock_skew_seconds, device_type_from_user_agent
@@ -55,34 +55,6 @@ def make_event(**fields: Any) -> dict[str, Any]:
     }
     event.update(fields)
     return {key: value for key, value in event.items() if value is not ...}
-
-
-@pytest.fixture
-def settings(tailor_home: Path) -> Settings:
-    return load_settings(home=tailor_home, env={}).replace(collector_allowed_origins=SHOP)
-
-
-@pytest.fixture
-def public_key(settings: Settings) -> str:
-    return create_key("public", keys_file_path(settings), label="test shop")
-
-
-@pytest.fixture
-def secret_key(settings: Settings) -> str:
-    return create_key("secret", keys_file_path(settings), label="test server")
-
-
-@pytest.fixture
-def client(settings: Settings, public_key: str, secret_key: str) -> Iterator[TestClient]:
-    with TestClient(create_collector_app(settings)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[EventStore]:
-    event_store = open_event_store(settings.event_store_url)
-    yield event_store
-    event_store.close()
 
 
 def post(client: TestClient, key: str | None, events: Any, *, sent_at: str | None = None,

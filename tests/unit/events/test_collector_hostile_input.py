@@ -13,7 +13,7 @@ import json
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -24,13 +24,12 @@ with warnings.catch_warnings():  # Starlette now suggests httpx2 for its test cl
     from starlette.testclient import TestClient
 
 import tailor.events.collector.writer as writer_module
-from tailor.config import Settings, load_settings
+from tailor.config import Settings
 from tailor.events.collector.access import bound_origins
 from tailor.events.collector.app import create_collector_app
 from tailor.events.collector.batches import Submission
 from tailor.events.collector.metrics import CollectorMetrics
 from tailor.events.collector.writer import BatchWriter
-from tailor.events.keys import create_key, keys_file_path
 from tailor.events.schema import EVENT_COLUMNS, STRING_COLUMNS
 from tailor.events.store import EventStore, open_event_store
 
@@ -53,34 +52,6 @@ def make_event(**fields: Any) -> dict[str, Any]:
 def body_of(events: list[Any]) -> bytes:
     """A batch as JSON bytes the way a hostile client writes it (surrogates as \\u escapes)."""
     return json.dumps({"events": events}).encode("ascii")
-
-
-@pytest.fixture
-def settings(tailor_home: Path) -> Settings:
-    return load_settings(home=tailor_home, env={}).replace(collector_allowed_origins=SHOP)
-
-
-@pytest.fixture
-def public_key(settings: Settings) -> str:
-    return create_key("public", keys_file_path(settings), label="test shop")
-
-
-@pytest.fixture
-def secret_key(settings: Settings) -> str:
-    return create_key("secret", keys_file_path(settings), label="test server")
-
-
-@pytest.fixture
-def client(settings: Settings, public_key: str, secret_key: str) -> Iterator[TestClient]:
-    with TestClient(create_collector_app(settings)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[EventStore]:
-    event_store = open_event_store(settings.event_store_url)
-    yield event_store
-    event_store.close()
 
 
 def post_raw(client: TestClient, key: str, body: bytes, **headers: str):
