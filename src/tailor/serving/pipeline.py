@@ -13,7 +13,8 @@ which the answers report as `variant`.
 Framework-free: the BentoML service (`bentos/`) only validates bodies with
 `tailor.serving.schemas` and calls these methods. They never raise for a valid request:
 when the feature store is unreachable, no model is loaded, the model fails or the time
-budget (`serving.timeout_ms`, async methods) runs out, the answer is the popularity
+budget (`serving.timeout_ms`, async methods on `tailor.serving.deadlines`' worker threads)
+runs out, the answer is the popularity
 fallback with `fallback: true` and the reason, counted in `tailor_fallbacks_total`.
 Features older than their TTL (`stale`: defaults stand in for the customer's history)
 flag the answer `stale: true` (counted in `tailor_stale_answers_total`); a checkout offer
@@ -24,13 +25,10 @@ service must not record them again.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
@@ -42,6 +40,7 @@ from tailor.serving.catalogue import Catalogue, load_catalogue
 from tailor.serving.checkout_offers import (
     NO_OFFER, CheckoutScorer, Decision, cart_facts, model_row, without_incentive,
 )
+from tailor.serving.deadlines import RequestDeadlines
 from tailor.serving.exclusions import ExclusionList
 from tailor.serving.fallback import FallbackLists, popular_from_model, popular_from_warehouse
 from tailor.serving.homepage import HomepageRanker
@@ -83,29 +82,6 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class _Deadline:
-    """One request answered on a worker thread against the time budget.
-
-    The worker and the waiting side settle under one lock which of them came first: an
-    answer finished in time is used even if the wait ran out a moment later, and a worker
-    that finishes after the wait gave up gives back the incentive budget it reserved (its
-    offer is never shown)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.expired = False
-        self.answers: list[_Answer] | None = None
-        self.reserved: list[float] = []
-
-    def expire(self) -> list[_Answer] | None:
-        """Called when the wait runs out: the answers if they are already there, else None
-        (and from now on the worker's answers are unused)."""
-        with self.lock:
-            if self.answers is None:
-                self.expired = True
-            return self.answers
-
-
 def _filled(answers: list[_Answer | None]) -> list[_Answer]:
     """The answers, checked complete (a gap is a bug: the caller answers with fallbacks)."""
     if any(answer is None for answer in answers):
@@ -138,7 +114,6 @@ class ServingPipeline:
         self._started = self._closed = False
         self.settings = settings
         self.metrics = metrics or ServingMetrics()
-        self.timeout_seconds = settings.serving_timeout_ms / 1000
         set_max_k(settings.serving_max_k)
         self.slots = self._slots()
         self.exclusions = ExclusionList(settings)
@@ -148,9 +123,7 @@ class ServingPipeline:
         self.features = {service: OnlineFeatureReader(settings, service)
                          for service in FEATURE_SERVICES}
         self.feature_errors: dict[str, str | None] = dict.fromkeys(FEATURE_SERVICES)
-        self._executor = ThreadPoolExecutor(settings.serving_threads,
-                                            thread_name_prefix="tailor-serving")
-        self._request = threading.local()  # the worker thread's current `_Deadline`, if any
+        self.deadlines = RequestDeadlines(settings.serving_threads, settings.serving_timeout_ms)
         self.watcher = ModelWatcher(self.slots, settings.serving_reload_seconds,
                                     on_switch=self._on_switch)
         self._freeze_heap = freeze_heap
@@ -260,7 +233,7 @@ class ServingPipeline:
         """Stop the model watcher and the worker threads."""
         self._closed = True
         self.watcher.stop()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.deadlines.close()
 
     # -- shared helpers ----------------------------------------------------------------------
 
@@ -309,39 +282,15 @@ class ServingPipeline:
         """Run one request on a worker thread; past the time budget answer the fallback
         (the thread finishes in the background, its answer unused)."""
         started = time.perf_counter()
-        deadline = _Deadline()
-        try:
-            pending = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._work_against, deadline, endpoint, work, [request],
-                fallback)
-            answer = (await asyncio.wait_for(pending, self.timeout_seconds))[0]
-        except TimeoutError:
-            finished = deadline.expire()
-            answer = finished[0] if finished else fallback(
+        answer = await self.deadlines.run(
+            lambda: self._guarded(endpoint, work, [request], fallback),
+            timed_out=lambda: fallback(
                 request, TIMEOUT,
-                f"timeout: no answer within {self.settings.serving_timeout_ms} ms")
-        except Exception as error:  # e.g. the worker threads were shut down by close()
-            answer = fallback(request, INTERNAL_ERROR, f"internal error: {_describe(error)}")
+                f"timeout: no answer within {self.settings.serving_timeout_ms} ms"),
+            failed=lambda error: fallback(request, INTERNAL_ERROR,
+                                          f"internal error: {_describe(error)}"))
         self._record(endpoint, [answer], started)
         return answer.response
-
-    def _work_against(self, deadline: _Deadline, endpoint: str,
-                      work: Callable[[Sequence[Any]], list[_Answer]], requests: Sequence[Any],
-                      fallback: Callable[[Any, str, str], _Answer]) -> list[_Answer]:
-        """`_guarded` on a worker thread for `_within_budget`; hands the answers over to the
-        deadline, or gives back the budget reserved for answers that came too late."""
-        self._request.deadline = deadline
-        try:
-            answers = self._guarded(endpoint, work, requests, fallback)
-        finally:
-            self._request.deadline = None
-        with deadline.lock:
-            if not deadline.expired:
-                deadline.answers = answers
-                return answers
-        for cost in deadline.reserved:
-            self._release(cost)
-        return answers
 
     def _release(self, cost: float) -> None:
         try:
@@ -615,7 +564,7 @@ class ServingPipeline:
             self.metrics.incentive("budget_spent")
             return without_incentive(decision, "there is no daily incentive budget "
                                                "(serving.daily_incentive_budget = 0)")
-        deadline: _Deadline | None = getattr(self._request, "deadline", None)
+        deadline = self.deadlines.current()
         if deadline is not None and deadline.expired:  # the answer will not be shown
             return without_incentive(decision, "the request ran out of time")
         try:
@@ -631,11 +580,10 @@ class ServingPipeline:
                 decision, f"the daily incentive budget is spent ({reservation.spent:.2f} of "
                           f"{reservation.budget:.2f} committed today, UTC)")
         self.metrics.incentive("granted")
-        if deadline is not None:
-            with deadline.lock:
-                if not deadline.expired:
-                    deadline.reserved.append(decision.expected_cost)
-                    return decision
-            self._release(decision.expected_cost)
-            return without_incentive(decision, "the request ran out of time")
-        return decision
+        if deadline is None:
+            return decision
+        cost = decision.expected_cost
+        if deadline.keep(lambda: self._release(cost)):
+            return decision
+        self._release(cost)
+        return without_incentive(decision, "the request ran out of time")

@@ -241,7 +241,7 @@ def test_an_offer_that_runs_out_of_time_keeps_no_budget(offering, ledger_factory
         check = pipeline._within_daily_budget
         monkeypatch.setattr(pipeline, "_within_daily_budget",
                             lambda decision: (check(decision), go_on.wait(5))[0])
-    work = pipeline._work_against
+    work = pipeline.deadlines._work_against
 
     def observed(*args):
         try:
@@ -249,7 +249,7 @@ def test_an_offer_that_runs_out_of_time_keeps_no_budget(offering, ledger_factory
         finally:
             worker_done.set()
 
-    monkeypatch.setattr(pipeline, "_work_against", observed)
+    monkeypatch.setattr(pipeline.deadlines, "_work_against", observed)
     before = incentive_counts(pipeline)
     late = asyncio.run(pipeline.acheckout_offer(cart))
     go_on.set()
