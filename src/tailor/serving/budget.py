@@ -9,7 +9,8 @@ within `serving.daily_incentive_budget`, atomically across threads, worker proce
 servers (a Lua script in Redis; a `BEGIN IMMEDIATE` transaction in SQLite), so concurrent
 offers never commit more than the budget. `release(cost)` gives back a reservation whose
 offer was never shown (its request ran out of time). A ledger that cannot be reached raises
-`LedgerUnavailable`: the caller offers nothing (fail closed).
+`LedgerUnavailable`: the caller offers nothing (fail closed). The checkout decisions reach
+the ledger through `tailor.serving.offer_budget`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ is answered within the time budget (`serving.timeout_ms`), or by the caller's fa
 
 Reads and writes nothing: it owns the worker threads (`serving.threads`) and a thread-local
 holding the deadline of the request a worker is answering, so that work on that thread
-(the incentive budget reservations) can check whether its answer will still be shown.
+(`tailor.serving.offer_budget`) can check whether its answer will still be shown.
 
 A request the wait gave up on keeps running in the background; its answer is unused. The
 worker and the waiting side settle under one lock which of them came first: an answer

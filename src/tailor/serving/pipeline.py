@@ -4,8 +4,8 @@ Reads: the MLflow registry (models by alias, `tailor.serving.model_slots`), the 
 store (`homepage` and `checkout` services, `tailor.features.online`), the privacy exclusion
 list, the warehouse catalogue and popularity (at start-up). Writes: the BentoML model store
 (versions it loads, `tailor.serving.model_store`), the daily incentive ledger (each
-incentive offered reserves its expected cost, `tailor.serving.budget`), Prometheus metrics
-(`tailor.serving.metrics`) and logs; nothing else.
+incentive offered reserves its expected cost, `tailor.serving.offer_budget`), Prometheus
+metrics (`tailor.serving.metrics`) and logs; nothing else.
 
 Each model follows the alias or version number of its `serving.<model>_model` setting,
 which the answers report as `variant`.
@@ -35,10 +35,10 @@ from typing import Any, Callable, Sequence
 
 from tailor.config import Settings
 from tailor.serving.also_bought import CompanionIndex
-from tailor.serving.budget import Ledger, LedgerUnavailable, open_ledger
+from tailor.serving.budget import Ledger, open_ledger
 from tailor.serving.catalogue import Catalogue, load_catalogue
 from tailor.serving.checkout_offers import (
-    NO_OFFER, CheckoutScorer, Decision, cart_facts, model_row, without_incentive,
+    NO_OFFER, CheckoutScorer, Decision, cart_facts, model_row,
 )
 from tailor.serving.deadlines import RequestDeadlines
 from tailor.serving.exclusions import ExclusionList
@@ -46,6 +46,7 @@ from tailor.serving.fallback import FallbackLists, popular_from_model, popular_f
 from tailor.serving.homepage import HomepageRanker
 from tailor.serving.metrics import ServingMetrics
 from tailor.serving.model_slots import ModelSlot, ModelWatcher
+from tailor.serving.offer_budget import budget_status, within_daily_budget
 from tailor.serving.schemas import (
     AlsoBoughtRequest, AlsoBoughtResponse, CheckoutOfferRequest, CheckoutOfferResponse,
     HomepageRequest, HomepageResponse, RecommendedItem, set_max_k,
@@ -217,17 +218,9 @@ class ServingPipeline:
                          "last_error": self.fallback.last_error},
             "catalogue": {"products": len(self.catalogue), "error": self.catalogue.error},
             "excluded_customers": len(self.exclusions),
-            "incentive_budget": self._budget_status(),
+            "incentive_budget": budget_status(self.ledger),
             "timeout_ms": self.settings.serving_timeout_ms,
         }
-
-    def _budget_status(self) -> dict[str, Any]:
-        try:
-            spent, error = self.ledger.spent(), None
-        except LedgerUnavailable as problem:
-            spent, error = None, str(problem)
-        return {"backend": self.ledger.backend, "daily": self.ledger.budget,
-                "spent_today": spent, "last_error": error}
 
     def close(self) -> None:
         """Stop the model watcher and the worker threads."""
@@ -291,14 +284,6 @@ class ServingPipeline:
                                           f"internal error: {_describe(error)}"))
         self._record(endpoint, [answer], started)
         return answer.response
-
-    def _release(self, cost: float) -> None:
-        try:
-            self.ledger.release(cost)
-            self.metrics.incentive("released")
-        except LedgerUnavailable as error:
-            log.warning("an unused incentive reservation of %.2f could not be given back: %s",
-                        cost, error)
 
     # -- homepage ----------------------------------------------------------------------------
 
@@ -556,34 +541,6 @@ class ServingPipeline:
                 fallback=False, fallback_reason=None, request_id=_request_id()))
 
     def _within_daily_budget(self, decision: Decision) -> Decision:
-        """The decision if its incentive's expected cost fits today's budget (then reserved
-        in the ledger); else, or when the ledger cannot be reached, no incentive."""
-        if decision.offer == NO_OFFER:
-            return decision
-        if self.ledger.budget <= 0:
-            self.metrics.incentive("budget_spent")
-            return without_incentive(decision, "there is no daily incentive budget "
-                                               "(serving.daily_incentive_budget = 0)")
-        deadline = self.deadlines.current()
-        if deadline is not None and deadline.expired:  # the answer will not be shown
-            return without_incentive(decision, "the request ran out of time")
-        try:
-            reservation = self.ledger.reserve(decision.expected_cost)
-        except LedgerUnavailable as error:
-            self.metrics.incentive("ledger_unavailable")
-            log.warning("incentive withheld: %s", error)
-            return without_incentive(decision, "the daily incentive budget could not be "
-                                               f"checked ({error})")
-        if not reservation.granted:
-            self.metrics.incentive("budget_spent")
-            return without_incentive(
-                decision, f"the daily incentive budget is spent ({reservation.spent:.2f} of "
-                          f"{reservation.budget:.2f} committed today, UTC)")
-        self.metrics.incentive("granted")
-        if deadline is None:
-            return decision
-        cost = decision.expected_cost
-        if deadline.keep(lambda: self._release(cost)):
-            return decision
-        self._release(cost)
-        return without_incentive(decision, "the request ran out of time")
+        """The decision within today's incentive budget (`tailor.serving.offer_budget`)."""
+        return within_daily_budget(decision, self.ledger, self.metrics,
+                                   self.deadlines.current())
