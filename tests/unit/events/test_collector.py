@@ -27,13 +27,12 @@ from typer.testing import CliRunner
 from tailor.cli import app as cli_app
 from tailor.config import Settings
 from tailor.events.collector.app import create_collector_app
-from tailor.events.collector.batches import Submission
 from tailor.events.collector.enrichment import clock_skew_seconds, device_type_from_user_agent
-from tailor.events.collector.metrics import CollectorMetrics
 from tailor.events.collector.requests import RequestError, read_capped_body
-from tailor.events.collector.writer import BatchWriter
 from tailor.events.keys import create_key, hash_key, keys_file_path, load_key_ring
 from tailor.events.store import EventStore, open_event_store
+
+from writer_groups import run_one_group
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -552,19 +551,6 @@ def test_the_demo_shop_is_off_unless_asked_for(settings: Settings) -> None:
 
 
 # -- the writer groups batches without mixing them up -----------------------------------------
-
-
-def run_one_group(settings: Settings, batches: list[list[Any]]) -> list[Any]:
-    """Hand batches to a writer as one group (queued before it starts); their results."""
-    writer = BatchWriter(settings, CollectorMetrics())
-    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-    submissions = [Submission(events=events, received_at=now) for events in batches]
-    for submission in submissions:
-        writer._queue.put(submission)
-    writer.start()
-    results = [submission.future.result(timeout=30) for submission in submissions]
-    writer.stop()
-    return results
 
 
 def test_batches_validated_together_are_answered_separately(settings: Settings,

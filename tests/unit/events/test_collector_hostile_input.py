@@ -27,11 +27,10 @@ import tailor.events.collector.writer as writer_module
 from tailor.config import Settings
 from tailor.events.collector.access import bound_origins
 from tailor.events.collector.app import create_collector_app
-from tailor.events.collector.batches import Submission
-from tailor.events.collector.metrics import CollectorMetrics
-from tailor.events.collector.writer import BatchWriter
 from tailor.events.schema import EVENT_COLUMNS, STRING_COLUMNS
 from tailor.events.store import EventStore, open_event_store
+
+from writer_groups import run_one_group
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -137,20 +136,6 @@ class PoisonedStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
-
-
-def run_one_group(settings: Settings, batches: list[list[Any]]) -> list[Any]:
-    """Hand batches to a writer as one group (queued before it starts); result or error each."""
-    writer = BatchWriter(settings, CollectorMetrics())
-    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-    submissions = [Submission(events=events, received_at=now) for events in batches]
-    for submission in submissions:
-        writer._queue.put(submission)
-    writer.start()
-    outcomes = [submission.future.exception(timeout=30) or submission.future.result()
-                for submission in submissions]
-    writer.stop()
-    return outcomes
 
 
 def test_one_batch_failing_its_commit_fails_none_of_its_neighbours(
