@@ -82,3 +82,14 @@ def many_headers(path: str, count: int, extra: str = "") -> bytes:
     """A complete request head with `count` small headers."""
     lines = "".join(f"X-Probe-{number}: {number}\r\n" for number in range(count))
     return f"GET {path} HTTP/1.1\r\nHost: probe\r\n{extra}{lines}Connection: close\r\n\r\n".encode()
+
+
+def assert_oversized_heads_are_refused(url: str, path: str) -> None:
+    """A 20 KB header gets 431 (JSON, with the security headers); a 50 MB one is cut off
+    long before its end (the probe's key), so the server never reads it whole."""
+    answer = send_raw(url, oversized_header(path, 20_000))
+    assert answer.status == 431, answer
+    assert "request headers too large" in answer.body.decode()
+    assert all(name in answer.headers for name in SECURITY_HEADERS)
+    huge = send_raw(url, oversized_header(path, 65_536), repeat_last=800, timeout=10.0)
+    assert huge.sent < 50_000_000, f"the server read all {huge.sent:,} bytes"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -20,6 +21,7 @@ from serving_home import Serving, metric_total
 pytestmark = pytest.mark.slow
 
 SCORER_TIMEOUT_MS = 500  # serving.timeout_ms of this server: how long a frozen scorer costs
+CLIENT_TIMEOUT_SECONDS = 30.0  # how long Serving.post waits for an answer
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +52,43 @@ def _homepage(serving: Serving, customer_id: str) -> httpx.Response:
     return serving.post("/homepage", {"customer_id": customer_id, "k": 3})
 
 
+BURST_ROUNDS = 3  # bursts sent at most; whether requests meet in one batch is up to timing
+
+
+def _burst(serving: Serving, customers: list[str]) -> list[httpx.Response]:
+    """The customers' homepage requests, released together from one thread each."""
+    gate = threading.Barrier(len(customers))
+
+    def call(customer: str) -> httpx.Response:
+        gate.wait(timeout=30)
+        return _homepage(serving, customer)
+
+    with ThreadPoolExecutor(len(customers)) as pool:
+        return list(pool.map(call, customers))
+
+
 def test_concurrent_requests_are_scored_in_batches_by_the_scorer(batching) -> None:
     serving, _ = batching
-    before = serving.get("/metrics", key=serving.secret_key).text
     customers = [serving.home.known_buyer] * 16 + [f"visitor-{n}" for n in range(16)]
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda customer: _homepage(serving, customer), customers))
-    assert [answer.status_code for answer in answers] == [200] * len(customers)
-    assert not any(answer.json()["fallback"] for answer in answers)
-    assert all(answer.json()["personalised"] for answer in answers[:16])
-    after = serving.get("/metrics", key=serving.secret_key).text
+    for _ in range(BURST_ROUNDS):
+        before = serving.get("/metrics", key=serving.secret_key).text
+        answers = _burst(serving, customers)
+        assert [answer.status_code for answer in answers] == [200] * len(customers)
+        assert not any(answer.json()["fallback"] for answer in answers)
+        assert all(answer.json()["personalised"] for answer in answers[:16])
+        after = serving.get("/metrics", key=serving.secret_key).text
 
-    def grew(name: str) -> float:
-        return (metric_total(after, name, endpoint="homepage")
-                - metric_total(before, name, endpoint="homepage"))
+        def grew(name: str) -> float:
+            return (metric_total(after, name, endpoint="homepage")
+                    - metric_total(before, name, endpoint="homepage"))
 
-    # Only the scorer's batch method records batch sizes. BentoML's dispatcher refuses (503)
-    # what it expects to miss max_latency_ms; those were answered in-process (still 200).
-    scored_by_scorer, batches = grew("tailor_batch_size_sum"), grew("tailor_batch_size_count")
-    assert 0 < scored_by_scorer <= len(customers)
-    assert batches < scored_by_scorer, "no two requests shared a batch"
+        # Only the scorer's batch method records batch sizes. BentoML's dispatcher refuses
+        # (503) what it expects to miss max_latency_ms; those were answered in-process (200).
+        scored_by_scorer, batches = grew("tailor_batch_size_sum"), grew("tailor_batch_size_count")
+        assert 0 < scored_by_scorer <= len(customers)
+        if batches < scored_by_scorer:
+            break
+    assert batches < scored_by_scorer, f"no two requests shared a batch in {BURST_ROUNDS} bursts"
     offer = serving.post("/checkout_offer", {
         "customer_id": serving.home.known_buyer, "session_id": "s-batch",
         "cart": [{"product_id": product, "price": price}
@@ -89,7 +108,10 @@ def test_a_frozen_scorer_costs_the_budget_not_the_answer(batching) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["personalised"] and not body["fallback"], body  # answered in-process
-    assert SCORER_TIMEOUT_MS / 1000 <= elapsed < SCORER_TIMEOUT_MS / 1000 + 2.5
+    # The scorer's timeout was honoured: the answer waited for it (the lower bound), and
+    # then came in-process instead of hanging until the client gives up (a wide bound, far
+    # from the 30 s client timeout; not a speed figure).
+    assert SCORER_TIMEOUT_MS / 1000 <= elapsed < CLIENT_TIMEOUT_SECONDS / 2
 
 
 def test_a_second_server_leaves_the_first_ones_metrics_alone(serving: Serving, batching) -> None:

