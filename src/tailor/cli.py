@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
-from tailor.config import ConfigError, Settings, load_settings
-
 if TYPE_CHECKING:
+    from tailor.config import Settings
     from tailor.server import ServerProcess
 
 app = typer.Typer(
@@ -60,6 +59,7 @@ def _setup_logging() -> None:
 def _job(home: Optional[Path]) -> Iterator[Settings]:
     """Load settings; known input errors exit 2 and failed services 3, each with one line."""
     _setup_logging()
+    from tailor.config import ConfigError, load_settings  # pydantic: only once a job runs
     from tailor.events.schema import ContractError
 
     try:
@@ -95,7 +95,7 @@ def _is_failed_service(error: Exception) -> bool:
     return False
 
 
-def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+def _emit(payload: dict[str, Any], as_json: bool, human: object) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
     else:
@@ -199,18 +199,36 @@ def warehouse(
 @app.command("config")
 def show_config(
     example: bool = typer.Option(False, "--example", help="Print tailor.toml.example (every key and default)."),
+    keys: bool = typer.Option(False, "--keys",
+                              help="List every key: its variable, type, default, limits and meaning."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the resolved settings (after tailor.toml and TAILOR_* variables)."""
-    from tailor.config import example_toml
+    from tailor.config import SETTINGS, example_toml
 
     if example:
         sys.stdout.write(example_toml())
         return
+    if keys:
+        rows = [{"key": f"{s.section}.{s.key}" if s.section else s.key, "env": s.env,
+                 "type": s.type.__name__, "default": s.default, "must_be": s.rule, "help": s.help}
+                for s in SETTINGS]
+        _emit({"keys": rows}, as_json, _keys_table(rows))
+        return
     with _job(home) as settings:
         payload = dict(settings.values)
     _emit(payload, as_json, "\n".join(f"{key} = {value!r}" for key, value in payload.items()))
+
+
+def _keys_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table("key", "type", "default", "must be", "meaning", title="tailor.toml keys "
+                  "(environment: TAILOR_<SECTION>_<KEY>)", show_lines=False)
+    for row in rows:
+        table.add_row(row["key"], row["type"], repr(row["default"]), row["must_be"], row["help"])
+    return table
 
 
 @app.command()
