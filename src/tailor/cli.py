@@ -331,6 +331,43 @@ def evaluate(
 
 
 @app.command()
+def monitor(
+    model: Optional[str] = typer.Option(None, "--model",
+                                        help="homepage, cross_sell, churn or checkout "
+                                             "(default: all four)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Measure and report; train, promote and record nothing."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One monitoring round: each champion on the newest window against its baseline, drift,
+    and the decision (keep, retrain and promote, roll back, or escalate). Exit 1 when a model
+    is still below its threshold after the round."""
+    with _job(home) as settings:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from tailor.monitoring.rounds import run_round
+        from tailor.monitoring.table import round_table
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=_stderr_console(), transient=True, disable=as_json) as progress:
+            task = progress.add_task("monitoring", total=None)
+            rounds = run_round(settings, [model] if model else None, dry_run=dry_run,
+                               progress=lambda name: progress.update(
+                                   task, description=f"monitoring {name}"))
+    where = {"workspace": str(settings.home_path / "evidently"),
+             "reports": str(settings.reports_path / "monitoring")}
+    _emit({"models": [result.to_dict() for result in rounds], **where}, as_json,
+          round_table(rounds))
+    if not as_json:
+        _stderr_console().print(f"Evidently workspace: {where['workspace']} (evidently ui "
+                                f"--workspace {where['workspace']}); reports: "
+                                f"{where['reports']}", highlight=False)
+    if any(result.below_threshold for result in rounds):
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+@app.command()
 def recommend(
     customer: str = typer.Argument(..., help="The customer id."),
     k: int = typer.Option(10, min=1, help="Number of products."),

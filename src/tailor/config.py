@@ -283,6 +283,22 @@ class Settings(BaseModel):
         "promotion decision (they are taken one at a time); past it training fails.",
         gt=0)
 
+    # -- monitoring ----------------------------------------------------------------------
+    monitoring_max_drop: float = _setting(
+        "monitoring", 0.05,
+        "A champion whose primary metric on the newest window falls more than this share "
+        "below its baseline (its holdout metric) raises an alert and a retraining.",
+        gt=0, le=1)
+    monitoring_window_days: float = _setting(
+        "monitoring", 0.0,
+        "Days of newest data a round measures each champion on; 0 = as long as the "
+        "champion's own holdout, so the measurement repeats the one its baseline came from.",
+        ge=0)
+    monitoring_retrain_trials: int = _setting(
+        "monitoring", 10,
+        "Optuna trials of the challenger a round trains when a champion dropped.",
+        gt=0)
+
     # -- alerts --------------------------------------------------------------------------
     alerts_webhook_url: str = _setting(
         "alerts", "",
