@@ -133,6 +133,37 @@ def test_a_dry_run_measures_the_served_version_on_data_it_never_saw(home: Settin
     assert _versions() == before and audit.history(home, "homepage") == []  # nothing recorded
 
 
+def test_the_evidently_ui_shows_each_model_and_its_snapshots(home: Settings) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    run_round(home, ["homepage"], dry_run=True)  # at least one snapshot, whatever ran before
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ui = subprocess.Popen([str(Path(sys.executable).with_name("evidently")), "ui", "--workspace",
+                           str(home.home_path / "evidently"), "--port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base, deadline, projects = f"http://127.0.0.1:{port}/api/projects", time.monotonic() + 90, None
+        while projects is None and time.monotonic() < deadline and ui.poll() is None:
+            try:
+                projects = httpx.get(base + "/", timeout=5).json()
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert projects is not None, f"evidently ui did not answer (exit {ui.poll()})"
+        [project] = [p for p in projects if p["name"] == "tailor-homepage"]
+        snapshots = httpx.get(f"{base}/{project['id']}/snapshots", timeout=10).json()
+        assert snapshots and all("homepage" in snapshot["tags"] for snapshot in snapshots)
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+
+
 def test_a_broken_champion_is_caught_and_replaced_within_one_round(home: Settings) -> None:
     good = _champion()
     broken = _register_copy(good, _shuffle_scores)

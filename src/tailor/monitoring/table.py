@@ -23,7 +23,8 @@ def round_table(rounds: Sequence[ModelRound]) -> Any:
     for column in ("model", "champion", "metric", "baseline", "now", "change", "drift",
                    "decision"):
         table.add_column(column, justify="right" if column in ("baseline", "now", "change")
-                         else "left", no_wrap=column != "drift")
+                         else "left", no_wrap=column != "drift",
+                         min_width=9 if column == "drift" else None)
     notes = []
     for result in rounds:
         drop = result.drop
