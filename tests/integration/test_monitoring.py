@@ -24,7 +24,7 @@ from shop_homes import load_events
 from tailor.cli import app
 from tailor.config import Settings, load_settings
 from tailor.monitoring import audit
-from tailor.monitoring.reference import ARTIFACT_DIR, load_reference
+from tailor.training.reference import ARTIFACT_DIR, load_reference
 from tailor.monitoring.rounds import run_round
 from tailor.simulate import ShopConfig, simulate_shop
 from tailor.training import train_models

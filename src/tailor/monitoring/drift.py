@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 
 from tailor.config import Settings
-from tailor.monitoring.profiles import CATEGORICAL_COLUMNS
-from tailor.monitoring.reference import sample
+from tailor.models.profiles import CATEGORICAL_COLUMNS
+from tailor.training.reference import sample
 
 log = logging.getLogger(__name__)
 

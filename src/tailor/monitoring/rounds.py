@@ -156,7 +156,7 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     from mlflow.tracking import MlflowClient
 
     from tailor.models.data import NotEnoughData
-    from tailor.monitoring.reference import ReferenceMissing, load_reference
+    from tailor.training.reference import ReferenceMissing, load_reference
     from tailor.registry.tracking import CHAMPION, tracking_store_exists, use_tracking
     from tailor.training.registration import alias_version
     from tailor.training.specs import get_spec
@@ -270,7 +270,7 @@ def _drift(settings: Settings, model: str, reference: Any, data: Any, start: pd.
            measured: _Measured, version: str) -> list[DriftResult]:
     """Data drift of the window's customer profiles, and drift of what the model scored."""
     from tailor.monitoring.drift import compare
-    from tailor.monitoring.profiles import customer_profiles
+    from tailor.models.profiles import customer_profiles
 
     window = data.events[data.events["timestamp"] >= start]
     tags = {"version": version, "window_start": start.isoformat()}
@@ -336,7 +336,7 @@ def _best_earlier_champion(settings: Settings, client: Any, spec: Any, result: M
     """The newest earlier champion that beats `to_beat` on the window, measured the same
     way (a version whose reference is missing is passed over)."""
     from tailor.models.data import NotEnoughData
-    from tailor.monitoring.reference import ReferenceMissing, load_reference
+    from tailor.training.reference import ReferenceMissing, load_reference
 
     current = int(result.champion_version or 0)
     versions = client.search_model_versions(f"name = '{spec.registered_name}'")

@@ -34,7 +34,7 @@ from tailor.models import feature_frames
 from tailor.models.constants import DEFAULT_K, MODEL_NAMES
 from tailor.models.data import NotEnoughData, ShopData, data_version, load_shop_data, make_split
 from tailor.models.evaluate import BacktestResult, backtest
-from tailor.monitoring.reference import log_reference
+from tailor.training.reference import log_reference
 from tailor.privacy.excluded_customers import excluded_customer_ids
 from tailor.training.leftovers import clean_up_leftovers
 from tailor.training.plots import log_plots

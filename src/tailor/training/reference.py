@@ -7,7 +7,7 @@ Writes (at training, on the training run, under the artifact folder `reference/`
   * `scored.parquet`: a sample of what the model scored on the holdout (a classifier's
     feature rows with its `prediction` and the `label`; a ranker's lists with their scores);
   * `profile.parquet`: a sample of the holdout window's customer profiles
-    (`tailor.monitoring.profiles`), the data drift reference for every model.
+    (`tailor.models.profiles`), the data drift reference for every model.
 Reads them back for a version (`load_reference`); a missing or unreadable reference is a
 `ReferenceMissing` that names the version, never a crash.
 """
@@ -24,7 +24,7 @@ import pandas as pd
 
 from tailor.models.data import ShopData
 from tailor.models.evaluate import BacktestResult
-from tailor.monitoring.profiles import customer_profiles
+from tailor.models.profiles import customer_profiles
 
 ARTIFACT_DIR = "reference"
 SAMPLE_ROWS = 5_000  # rows kept per reference frame; drift tests need no more
