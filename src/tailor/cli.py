@@ -496,6 +496,64 @@ def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
             highlight=False)
 
 
+# -- mail ----------------------------------------------------------------------------------------
+
+
+mail_app = typer.Typer(help="The team's mail ([mail] settings) and its outbox under the home.",
+                       no_args_is_help=True)
+app.add_typer(mail_app, name="mail")
+
+
+def _service_failed(message: str) -> typer.Exit:
+    _stderr_console().print(f"[bold red]service failed:[/] {message}", highlight=False,
+                            soft_wrap=True)
+    return typer.Exit(EXIT_SERVICE_FAILED)
+
+
+@mail_app.command("test")
+def mail_test(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send a test message to mail.recipients; exit 3 when the server did not take it (it then
+    waits in the outbox), 2 when no recipients are set."""
+    with _job(home) as settings:
+        import socket
+
+        from tailor.mail import send
+
+        delivery = send(settings, "[tailor] test message",
+                        f"A test message from Tailor on {socket.gethostname()} (home "
+                        f"{settings.home_path.resolve()}). Mail works.\n")
+        if delivery.status == "not configured":
+            raise ValueError("mail.recipients is empty (TAILOR_MAIL_RECIPIENTS): nobody to mail")
+    _emit(delivery.to_dict(), as_json, f"test message {delivery.status}"
+          + (f": {delivery.error}" if delivery.error else ""))
+    if delivery.status != "sent":
+        raise _service_failed(f"mail: {delivery.error} (the message waits in the outbox; "
+                              "`tailor mail flush` retries it)")
+
+
+@mail_app.command("flush")
+def mail_flush(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Retry the messages waiting in the outbox whose time has come; exit 3 when a delivery
+    failed (they wait for the next flush; after mail.max_attempts they move to outbox/failed/)."""
+    with _job(home) as settings:
+        from tailor.mail import flush_outbox
+
+        report = flush_outbox(settings)
+    failed = "".join(f"\ngiven up after {item['attempts']} attempts: {item['subject']!r} "
+                     f"({item['file']}): {item['error']}" for item in report.failed)
+    _emit(report.to_dict(), as_json,
+          f"mail via {report.server}: {len(report.sent)} sent, {report.waiting} waiting, "
+          f"{report.failed_total} given up in all" + failed)
+    if not report.ok:
+        raise _service_failed("mail: " + "; ".join(report.errors or ["messages given up"]))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
