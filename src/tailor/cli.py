@@ -350,6 +350,32 @@ def recommend(
     _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
 
 
+@app.command()
+def retention(
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Score at this time (ISO 8601 date or time); default just after "
+                              "the newest event."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Score every customer with the churn champion; write the high-risk ones (above
+    models.churn_threshold) to reports/retention/ for the retention campaign."""
+    with _job(home) as settings:
+        from tailor.models.data import NotEnoughData
+        from tailor.training import write_retention_list
+
+        try:
+            summary = write_retention_list(settings, as_of=as_of)
+        except LookupError as error:
+            raise ValueError(str(error.args[0] if error.args else error)) from None
+        except NotEnoughData as error:
+            raise ValueError(str(error)) from None
+    _emit(summary.to_dict(), as_json,
+          f"retention list: {summary.high_risk:,} of {summary.customers_scored:,} customers "
+          f"above {summary.threshold:.2f} (churn v{summary.model_version}, as of "
+          f"{summary.as_of}) -> {summary.path}")
+
+
 # -- serving -------------------------------------------------------------------------------------
 
 
