@@ -522,6 +522,86 @@ def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
             highlight=False)
 
 
+# -- schedule ------------------------------------------------------------------------------------
+
+
+@app.command()
+def schedule(
+    once: bool = typer.Option(False, "--once",
+                              help="Run whatever is due now, one job after another, then exit "
+                                   "(exit 1 when a job failed)."),
+    status: bool = typer.Option(False, "--status",
+                                help="Each job's last run, outcome, duration and next slot."),
+    export_kind: Optional[str] = typer.Option(
+        None, "--export", metavar="cron|kubernetes",
+        help="Write the job table as cron lines or Kubernetes CronJobs into FOLDER."),
+    folder: Optional[Path] = typer.Argument(
+        None, help="Folder for --export (default deploy/cron or deploy/kubernetes)."),
+    now: Optional[str] = typer.Option(
+        None, "--now", help="Take this ISO 8601 time as now, for --once and --status (a dry "
+                            "run of a given hour; tests)."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the jobs on their cadence (hourly export and mail flush; daily validate, features,
+    monitor, report; weekly retention), each as a `tailor` command under its own lock; without
+    options, until stopped (SIGTERM), touching <home>/scheduler.heartbeat every minute."""
+    with _job(home) as settings:
+        from tailor.scheduler.jobs import job_table
+
+        jobs = job_table(settings)
+        moment = _parse_now(now)
+        if export_kind is not None:
+            from tailor.scheduler.deploy_files import write_deploy_files
+
+            target = folder or Path("deploy") / export_kind
+            paths = write_deploy_files(settings, jobs, export_kind, target)
+            _emit({"files": [str(path) for path in paths]}, as_json,
+                  "wrote " + ", ".join(str(path) for path in paths))
+            return
+        if folder is not None:
+            raise ValueError("FOLDER is for --export only")
+        if status:
+            from tailor.scheduler.status import schedule_status, status_lines
+
+            payload = schedule_status(settings, jobs, moment)
+            if as_json:
+                _emit(payload, True, "")
+            else:
+                _stderr_console().print("\n".join(status_lines(payload)), highlight=False,
+                                        soft_wrap=True)
+            return
+        if once:
+            from tailor.scheduler.runner import beat, run_due
+
+            beat(settings)
+            report = run_due(settings, moment, jobs)
+        else:
+            if now is not None:
+                raise ValueError("--now is for --once and --status only")
+            from tailor.scheduler.service import run_forever
+
+            run_forever(settings, jobs)
+            return
+    _emit(report.to_dict(), as_json, "\n".join(
+        f"{run.job}: {run.outcome}" + (f" in {run.duration_seconds:.1f} s"
+                                       if run.duration_seconds is not None else "")
+        + (f" ({run.error})" if run.error else "") for run in report.runs) or "nothing due")
+    if not report.ok:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _parse_now(text: Optional[str]):
+    """`--now` as an aware UTC datetime (naive text is UTC); the clock when not given."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return datetime.now(timezone.utc)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))  # ValueError: exit 2
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+        timezone.utc)
+
+
 # -- mail ----------------------------------------------------------------------------------------
 
 

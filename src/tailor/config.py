@@ -30,6 +30,10 @@ DEFAULT_HOME = ".tailor"
 _MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"
 _MODEL_REF_RULE = "a registry alias (letters, digits, _ and -) or a version number"
 
+# The jobs of `tailor schedule`, in the order a round runs them (tailor.scheduler.jobs says
+# what each runs and when).
+SCHEDULE_JOBS = ("export", "mail_flush", "validate", "features", "monitor", "report", "retention")
+
 # Keys that moved: an old key in tailor.toml or the environment is an error naming the new one.
 RENAMED = {
     "alerts_email_to": "mail_recipients",
@@ -468,6 +472,35 @@ class Settings(BaseModel):
         "under the home); once spent the offer is none. 0 = no incentives.",
         ge=0)
 
+    # -- schedule (tailor schedule, deploy/cron, deploy/kubernetes) -----------------------
+    schedule_jobs: str = _setting(
+        "schedule", ",".join(SCHEDULE_JOBS),
+        "Comma-separated jobs that `tailor schedule` runs and --export writes out "
+        "(docs/operations.md, Scheduler).",
+        rule="comma-separated names from " + ", ".join(SCHEDULE_JOBS))
+    schedule_timezone: str = _setting(
+        "schedule", "UTC",
+        "IANA zone the schedule's times are read in (e.g. Europe/Berlin).",
+        rule="an IANA zone name such as UTC or Europe/Berlin")
+    schedule_hourly_minute: int = _setting(
+        "schedule", 5,
+        "Minute past each hour when the hourly jobs start (export; mail_flush 30 minutes later).",
+        ge=0, le=59)
+    schedule_daily_at: str = _setting(
+        "schedule", "02:00",
+        "Time (HH:MM) the daily jobs start: validate, then features (+15 min), monitor "
+        "(+45) and report (+75).",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", rule="a time HH:MM such as 02:00")
+    schedule_weekly_on: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = _setting(
+        "schedule", "mon",
+        "Day of the weekly jobs (retention, 90 minutes after daily_at).",
+        rule="mon, tue, wed, thu, fri, sat or sun")
+    schedule_job_timeout_minutes: float = _setting(
+        "schedule", 240.0,
+        "A job still running after this many minutes is stopped (SIGTERM, then SIGKILL) and "
+        "recorded as timed out.",
+        gt=0)
+
     # -- checks beyond types and limits -------------------------------------------------
 
     @field_validator("*", mode="before")
@@ -516,7 +549,15 @@ class Settings(BaseModel):
             raise ValueError("not a list of e-mail addresses")
         return text
 
-    @field_validator("events_naive_timezone")
+    @field_validator("schedule_jobs")
+    @classmethod
+    def _job_names(cls, text: str) -> str:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not set(names) <= set(SCHEDULE_JOBS):
+            raise ValueError("unknown job")
+        return ",".join(names)
+
+    @field_validator("events_naive_timezone", "schedule_timezone")
     @classmethod
     def _zone_name(cls, name: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
