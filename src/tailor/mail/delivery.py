@@ -89,12 +89,18 @@ def send(settings: Settings, subject: str, text: str, html: str | None = None,
 
     Returns:
         A `Delivery`; never raises for a mail problem (an unreachable or refusing server leaves
-        the message queued for `flush_outbox`).
+        the message queued for `flush_outbox`; an attachment that cannot be read, or an outbox
+        that cannot be written whose direct delivery fails too, is "failed").
     """
     now = now or datetime.now(timezone.utc)
     if not recipients(settings):
         return Delivery(NOT_CONFIGURED)
-    message = build_message(settings, subject, text, html, attachments)
+    try:
+        message = build_message(settings, subject, text, html, attachments)
+    except OSError as error:  # an attachment that is gone or unreadable
+        log.error("mail %r not sent: an attachment cannot be read: %s",
+                  mask_addresses(subject), error)
+        return Delivery(FAILED, error=f"an attachment cannot be read: {_describe(error)}")
     foreign = foreign_addresses(message, settings)
     if foreign:
         error = (f"the message holds {len(foreign)} e-mail address(es) that are neither the "
@@ -102,12 +108,35 @@ def send(settings: Settings, subject: str, text: str, html: str | None = None,
         log.error("mail %r not sent: %s", mask_addresses(subject), error)
         return Delivery(REFUSED, error=error)
     outbox = outbox_for(settings)
-    path, lock = outbox.add(message.as_bytes(policy=policy.SMTP), subject, now)
+    raw, message_id = message.as_bytes(policy=policy.SMTP), str(message["Message-ID"])
     try:
-        return _attempt(settings, outbox, path, outbox.read_state(path), now,
-                        str(message["Message-ID"]))
+        path, lock = outbox.add(raw, subject, now)
+    except OSError as error:  # a read-only or full home: the alert still tries to go out
+        log.error("mail %r: the outbox %s cannot be written (%s); delivering it directly, "
+                  "without a retry if that fails", subject, outbox.root, error)
+        return _deliver_unstored(settings, raw, message_id, _describe(error))
+    try:
+        return _attempt(settings, outbox, path, outbox.read_state(path), now, message_id)
+    except OSError as error:  # moving it to sent/ or recording the attempt failed
+        log.error("mail %r: the outbox failed: %s", subject, error)
+        return Delivery(QUEUED, message_id, str(path), 1, f"outbox: {_describe(error)}")
     finally:
         lock.close()
+
+
+def _deliver_unstored(settings: Settings, raw: bytes, message_id: str,
+                      outbox_error: str) -> Delivery:
+    """One attempt at a message the outbox could not keep: "sent" or "failed"."""
+    try:
+        smtp = connect(settings)
+        try:
+            deliver_raw(smtp, raw)
+        finally:
+            disconnect(smtp)
+    except DELIVERY_ERRORS as error:
+        return Delivery(FAILED, message_id, "", 1, f"outbox not writable ({outbox_error}) and "
+                        f"{server_label(settings)}: {_describe(error)}")
+    return Delivery(SENT, message_id, "", 1, f"not kept: outbox not writable ({outbox_error})")
 
 
 def flush_outbox(settings: Settings, now: datetime | None = None) -> FlushReport:
@@ -119,11 +148,14 @@ def flush_outbox(settings: Settings, now: datetime | None = None) -> FlushReport
     ones older than `mail.keep_sent_days` are deleted.
 
     Returns:
-        A `FlushReport`; never raises for a mail problem.
+        A `FlushReport`; never raises for a mail problem (a message file that cannot be read
+        or moved is counted as an error and stays where it is).
     """
     now = now or datetime.now(timezone.utc)
     outbox = outbox_for(settings)
     report = FlushReport(server=server_label(settings))
+    if outbox.root.exists() and not outbox.root.is_dir():
+        report.errors.append(f"outbox: {outbox.root} is not a folder")
     connection_error = ""
     for path in outbox.waiting():
         with outbox.claim(path) as claimed:
@@ -132,12 +164,17 @@ def flush_outbox(settings: Settings, now: datetime | None = None) -> FlushReport
             state = outbox.read_state(path)
             if not state.due(now):
                 continue
-            if connection_error:
-                delivery = _record_failure(settings, outbox, path, state, now, connection_error)
-            else:
-                delivery = _attempt(settings, outbox, path, state, now)
-                if delivery.status != SENT and delivery.error.startswith(CANNOT_CONNECT):
-                    connection_error = delivery.error
+            try:
+                if connection_error:
+                    delivery = _record_failure(settings, outbox, path, state, now,
+                                               connection_error)
+                else:
+                    delivery = _attempt(settings, outbox, path, state, now)
+                    if delivery.status != SENT and delivery.error.startswith(CANNOT_CONNECT):
+                        connection_error = delivery.error
+            except OSError as error:  # the outbox itself: unreadable file, read-only folder
+                log.error("mail %s: the outbox failed: %s", path.name, error)
+                delivery = Delivery(QUEUED, path=str(path), error=f"outbox: {_describe(error)}")
         if delivery.error and delivery.status != SENT and delivery.error not in report.errors:
             report.errors.append(delivery.error)
         if delivery.status == SENT:
@@ -145,9 +182,13 @@ def flush_outbox(settings: Settings, now: datetime | None = None) -> FlushReport
         elif delivery.status == FAILED:
             report.failed.append({"file": delivery.path, "subject": state.subject,
                                   "attempts": delivery.attempts, "error": delivery.error})
-    report.purged = outbox.tidy(now, timedelta(days=settings.mail_keep_sent_days))
-    report.waiting = len(outbox.waiting())
-    report.failed_total = len(list(outbox.failed.glob("*.eml"))) if outbox.failed.is_dir() else 0
+    try:
+        report.purged = outbox.tidy(now, timedelta(days=settings.mail_keep_sent_days))
+        report.waiting = len(outbox.waiting())
+        report.failed_total = len(list(outbox.failed.glob("*.eml"))) if outbox.failed.is_dir() else 0
+    except OSError as error:
+        log.error("mail: the outbox %s cannot be read: %s", outbox.root, error)
+        report.errors.append(f"outbox: {_describe(error)}")
     return report
 
 

@@ -199,3 +199,25 @@ def test_a_message_holding_a_customer_address_is_refused(
     assert allowed.status == "sent" and len(server.messages) == 1
     assert customer not in caplog.text
     assert len(outbox_files(mail_settings, "sent")) == 1
+
+
+def test_an_outbox_that_cannot_be_written_still_lets_the_mail_out(mail_settings: Settings) -> None:
+    """A home whose outbox cannot be created (here a file stands in its place): the message
+    goes straight to the server, and nothing raises when the server is down too."""
+    mail_settings.home_path.mkdir(parents=True)
+    (mail_settings.home_path / "outbox").write_text("not a folder")
+    with local_smtp_server() as server:
+        delivered = send(mail_settings.replace(mail_port=server.port), "[tailor] alert", "x")
+    lost = send(mail_settings.replace(mail_port=free_port()), "[tailor] alert", "x")
+    assert delivered.status == "sent" and "outbox not writable" in delivered.error
+    assert len(server.messages) == 1
+    assert lost.status == "failed" and "cannot connect" not in lost.error
+    assert "ConnectionRefusedError" in lost.error
+    assert flush_outbox(mail_settings).errors  # reported, not raised
+
+
+def test_a_missing_attachment_fails_the_mail_not_the_job(mail_settings: Settings,
+                                                         tmp_path: Path) -> None:
+    delivery = send(mail_settings.replace(mail_port=free_port()), "[tailor] report", "x",
+                    attachments=[tmp_path / "gone.html"])
+    assert delivery.status == "failed" and "gone.html" in delivery.error
