@@ -142,7 +142,8 @@ def make_certificates(folder: Path) -> tuple[Path, ssl.SSLContext]:
                 critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
 
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    server_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = certificate("Tailor test CA", ca_key, "Tailor test CA", ca_key, ca=True)
     server_cert = certificate("127.0.0.1", server_key, "Tailor test CA", ca_key, ca=False)
     ca_file, cert_file, key_file = folder / "ca.pem", folder / "server.pem", folder / "server.key"

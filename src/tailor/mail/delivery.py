@@ -185,7 +185,8 @@ def flush_outbox(settings: Settings, now: datetime | None = None) -> FlushReport
     try:
         report.purged = outbox.tidy(now, timedelta(days=settings.mail_keep_sent_days))
         report.waiting = len(outbox.waiting())
-        report.failed_total = len(list(outbox.failed.glob("*.eml"))) if outbox.failed.is_dir() else 0
+        if outbox.failed.is_dir():
+            report.failed_total = len(list(outbox.failed.glob("*.eml")))
     except OSError as error:
         log.error("mail: the outbox %s cannot be read: %s", outbox.root, error)
         report.errors.append(f"outbox: {_describe(error)}")

@@ -81,7 +81,9 @@ def foreign_addresses(message: EmailMessage, settings: Settings) -> set[str]:
     for part in message.walk():
         if part.is_multipart():
             continue
-        if part.get_content_maintype() in _TEXT_TYPES or part.get_content_subtype() in _TEXT_SUBTYPES:
+        readable = (part.get_content_maintype() in _TEXT_TYPES
+                    or part.get_content_subtype() in _TEXT_SUBTYPES)
+        if readable:
             payload = part.get_payload(decode=True) or b""
             found.update(_ADDRESS_IN_TEXT.findall(payload.decode("utf-8", "replace")))
     return {address.lower() for address in found} - allowed
