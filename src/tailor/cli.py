@@ -387,6 +387,32 @@ def recommend(
     _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
 
 
+@app.command()
+def retention(
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Score at this time (ISO 8601 date or time); default just after "
+                              "the newest event."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Score every customer with the churn champion; write the high-risk ones (above
+    models.churn_threshold) to reports/retention/ for the retention campaign."""
+    with _job(home) as settings:
+        from tailor.models.data import NotEnoughData
+        from tailor.training import write_retention_list
+
+        try:
+            summary = write_retention_list(settings, as_of=as_of)
+        except LookupError as error:
+            raise ValueError(str(error.args[0] if error.args else error)) from None
+        except NotEnoughData as error:
+            raise ValueError(str(error)) from None
+    _emit(summary.to_dict(), as_json,
+          f"retention list: {summary.high_risk:,} of {summary.customers_scored:,} customers "
+          f"above {summary.threshold:.2f} (churn v{summary.model_version}, as of "
+          f"{summary.as_of}) -> {summary.path}")
+
+
 # -- serving -------------------------------------------------------------------------------------
 
 
@@ -531,6 +557,144 @@ def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
             "signs each signed-in customer's id (hex HMAC-SHA256) for tailor.identify(id, "
             "{signature}); turn on collector.require_signed_identity once it does.",
             highlight=False)
+
+
+# -- schedule ------------------------------------------------------------------------------------
+
+
+@app.command()
+def schedule(
+    once: bool = typer.Option(False, "--once",
+                              help="Run whatever is due now, one job after another, then exit "
+                                   "(exit 1 when a job failed)."),
+    status: bool = typer.Option(False, "--status",
+                                help="Each job's last run, outcome, duration and next slot."),
+    export_kind: Optional[str] = typer.Option(
+        None, "--export", metavar="cron|kubernetes",
+        help="Write the job table as cron lines or Kubernetes CronJobs into FOLDER."),
+    folder: Optional[Path] = typer.Argument(
+        None, help="Folder for --export (default deploy/cron or deploy/kubernetes)."),
+    now: Optional[str] = typer.Option(
+        None, "--now", help="Take this ISO 8601 time as now, for --once and --status (a dry "
+                            "run of a given hour; tests)."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the jobs on their cadence (hourly export and mail flush; daily validate, features,
+    monitor, report; weekly retention), each as a `tailor` command under its own lock; without
+    options, until stopped (SIGTERM), touching <home>/scheduler.heartbeat every minute."""
+    with _job(home) as settings:
+        from tailor.scheduler.jobs import job_table
+
+        jobs = job_table(settings)
+        moment = _parse_now(now)
+        if export_kind is not None:
+            from tailor.scheduler.deploy_files import write_deploy_files
+
+            target = folder or Path("deploy") / export_kind
+            paths = write_deploy_files(settings, jobs, export_kind, target)
+            _emit({"files": [str(path) for path in paths]}, as_json,
+                  "wrote " + ", ".join(str(path) for path in paths))
+            return
+        if folder is not None:
+            raise ValueError("FOLDER is for --export only")
+        if status:
+            from tailor.scheduler.status import schedule_status, status_lines
+
+            payload = schedule_status(settings, jobs, moment)
+            if as_json:
+                _emit(payload, True, "")
+            else:
+                _stderr_console().print("\n".join(status_lines(payload)), highlight=False,
+                                        soft_wrap=True)
+            return
+        if once:
+            from tailor.scheduler.runner import beat, run_due
+
+            beat(settings)
+            report = run_due(settings, moment, jobs)
+        else:
+            if now is not None:
+                raise ValueError("--now is for --once and --status only")
+            from tailor.scheduler.service import run_forever
+
+            run_forever(settings, jobs)
+            return
+    _emit(report.to_dict(), as_json, "\n".join(
+        f"{run.job}: {run.outcome}" + (f" in {run.duration_seconds:.1f} s"
+                                       if run.duration_seconds is not None else "")
+        + (f" ({run.error})" if run.error else "") for run in report.runs) or "nothing due")
+    if not report.ok:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _parse_now(text: Optional[str]):
+    """`--now` as an aware UTC datetime (naive text is UTC); the clock when not given."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return datetime.now(timezone.utc)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))  # ValueError: exit 2
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+        timezone.utc)
+
+
+# -- mail ----------------------------------------------------------------------------------------
+
+
+mail_app = typer.Typer(help="The team's mail ([mail] settings) and its outbox under the home.",
+                       no_args_is_help=True)
+app.add_typer(mail_app, name="mail")
+
+
+def _service_failed(message: str) -> typer.Exit:
+    _stderr_console().print(f"[bold red]service failed:[/] {message}", highlight=False,
+                            soft_wrap=True)
+    return typer.Exit(EXIT_SERVICE_FAILED)
+
+
+@mail_app.command("test")
+def mail_test(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send a test message to mail.recipients; exit 3 when the server did not take it (it then
+    waits in the outbox), 2 when no recipients are set."""
+    with _job(home) as settings:
+        import socket
+
+        from tailor.mail import send
+
+        delivery = send(settings, "[tailor] test message",
+                        f"A test message from Tailor on {socket.gethostname()} (home "
+                        f"{settings.home_path.resolve()}). Mail works.\n")
+        if delivery.status == "not configured":
+            raise ValueError("mail.recipients is empty (TAILOR_MAIL_RECIPIENTS): nobody to mail")
+    _emit(delivery.to_dict(), as_json, f"test message {delivery.status}"
+          + (f": {delivery.error}" if delivery.error else ""))
+    if delivery.status != "sent":
+        raise _service_failed(f"mail: {delivery.error} (the message waits in the outbox; "
+                              "`tailor mail flush` retries it)")
+
+
+@mail_app.command("flush")
+def mail_flush(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Retry the messages waiting in the outbox whose time has come; exit 3 when a delivery
+    failed (they wait for the next flush; after mail.max_attempts they move to outbox/failed/)."""
+    with _job(home) as settings:
+        from tailor.mail import flush_outbox
+
+        report = flush_outbox(settings)
+    failed = "".join(f"\ngiven up after {item['attempts']} attempts: {item['subject']!r} "
+                     f"({item['file']}): {item['error']}" for item in report.failed)
+    _emit(report.to_dict(), as_json,
+          f"mail via {report.server}: {len(report.sent)} sent, {report.waiting} waiting, "
+          f"{report.failed_total} given up in all" + failed)
+    if not report.ok:
+        raise _service_failed("mail: " + "; ".join(report.errors or ["messages given up"]))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -15,6 +15,7 @@ are created by the jobs that write to them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,9 +30,34 @@ DEFAULT_HOME = ".tailor"
 _MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"
 _MODEL_REF_RULE = "a registry alias (letters, digits, _ and -) or a version number"
 
+# The jobs of `tailor schedule`, in the order a round runs them (tailor.scheduler.jobs says
+# what each runs and when).
+SCHEDULE_JOBS = ("export", "mail_flush", "validate", "features", "monitor", "report", "retention")
+
+# Keys that moved: an old key in tailor.toml or the environment is an error naming the new one.
+RENAMED = {
+    "alerts_email_to": "mail_recipients",
+    "alerts_email_from": "mail_sender",
+    "alerts_smtp_host": "mail_host",
+    "alerts_smtp_port": "mail_port",
+}
+MAIL_PASSWORD_ENV = "TAILOR_MAIL_PASSWORD"
+_ADDRESS = re.compile(r'^[^@\s<>,;:"()\[\]]+@[^@\s<>,;:"()\[\]]+$')
+
 
 class ConfigError(ValueError):
     """A setting has a value of the wrong type or out of range; the message names the key."""
+
+
+def is_mail_address(text: str) -> bool:
+    """Whether `text` is one e-mail address, bare or as `Name <address>`."""
+    from email.utils import parseaddr
+
+    text = text.strip()
+    _, address = parseaddr(text)
+    if not address or not _ADDRESS.match(address):
+        return False
+    return text == address or text.endswith(f"<{address}>")
 
 
 def _setting(section: str, default: Any, help: str, *, rule: str = "", **limits: Any) -> Any:
@@ -302,20 +328,60 @@ class Settings(BaseModel):
     # -- alerts --------------------------------------------------------------------------
     alerts_webhook_url: str = _setting(
         "alerts", "",
-        "POST a JSON alert here when the quality gate fails (Slack-compatible 'text' field).")
-    alerts_email_to: str = _setting(
-        "alerts", "",
-        "Comma-separated addresses that receive gate-failure alerts by e-mail.")
-    alerts_email_from: str = _setting(
-        "alerts", "tailor@localhost",
-        "Sender of alert e-mails.")
-    alerts_smtp_host: str = _setting(
-        "alerts", "localhost",
-        "SMTP server for alert e-mails.")
-    alerts_smtp_port: int = _setting(
-        "alerts", 25,
-        "SMTP port for alert e-mails.",
-        ge=1, le=65_535)
+        "POST a JSON alert here when the quality gate fails (Slack-compatible 'text' field). "
+        "Alerts also go by e-mail to mail.recipients.")
+
+    # -- mail ----------------------------------------------------------------------------
+    mail_host: str = _setting(
+        "mail", "localhost",
+        "SMTP server for every mail Tailor sends (alerts, reports). The password is read from "
+        "the TAILOR_MAIL_PASSWORD environment variable only, never from this file.",
+        min_length=1, rule="a host name or address")
+    mail_port: int = _setting(
+        "mail", 0,
+        "SMTP port. 0: the security's standard port (25 for none, 587 for starttls, 465 for tls).",
+        ge=0, le=65_535)
+    mail_security: Literal["none", "starttls", "tls"] = _setting(
+        "mail", "none",
+        "How the connection is encrypted: none (a relay on this machine or network), starttls "
+        "(upgrade after connecting, usually port 587) or tls (encrypted from the start, 465). "
+        "Certificates are checked.",
+        rule="none, starttls or tls")
+    mail_user: str = _setting(
+        "mail", "",
+        "SMTP login; empty: no login. Its password comes from TAILOR_MAIL_PASSWORD. Needs "
+        "security starttls or tls unless the host is this machine.")
+    mail_ca_file: str = _setting(
+        "mail", "",
+        "PEM file of certificate authorities trusted for the SMTP server besides the system's "
+        "(a private relay's own CA). Empty: the system's only.")
+    mail_sender: str = _setting(
+        "mail", "tailor@localhost",
+        "From address of every mail (an address, or a name and <address>).",
+        rule="an e-mail address")
+    mail_recipients: str = _setting(
+        "mail", "",
+        "Comma-separated addresses of the team that receives alerts and reports. Empty: no "
+        "mail is sent (alerts are still logged and posted to alerts.webhook_url).",
+        rule="comma-separated e-mail addresses")
+    mail_timeout_seconds: float = _setting(
+        "mail", 10.0,
+        "Longest wait for the SMTP server on connect and on each command.",
+        gt=0)
+    mail_max_attempts: int = _setting(
+        "mail", 8,
+        "Delivery attempts of one message before it moves to <home>/outbox/failed/ and is "
+        "reported by `tailor mail flush`.",
+        gt=0)
+    mail_retry_backoff_seconds: float = _setting(
+        "mail", 300.0,
+        "Wait before retrying a message that could not be delivered; each further wait doubles "
+        "(8 attempts span about 10.6 hours at the default).",
+        ge=0)
+    mail_keep_sent_days: float = _setting(
+        "mail", 7.0,
+        "Days a delivered message is kept in <home>/outbox/sent/; 0 deletes it once delivered.",
+        ge=0)
 
     # -- serving -------------------------------------------------------------------------
     serving_host: str = _setting(
@@ -422,6 +488,35 @@ class Settings(BaseModel):
         "under the home); once spent the offer is none. 0 = no incentives.",
         ge=0)
 
+    # -- schedule (tailor schedule, deploy/cron, deploy/kubernetes) -----------------------
+    schedule_jobs: str = _setting(
+        "schedule", ",".join(SCHEDULE_JOBS),
+        "Comma-separated jobs that `tailor schedule` runs and --export writes out "
+        "(docs/operations.md, Scheduler).",
+        rule="comma-separated names from " + ", ".join(SCHEDULE_JOBS))
+    schedule_timezone: str = _setting(
+        "schedule", "UTC",
+        "IANA zone the schedule's times are read in (e.g. Europe/Berlin).",
+        rule="an IANA zone name such as UTC or Europe/Berlin")
+    schedule_hourly_minute: int = _setting(
+        "schedule", 5,
+        "Minute past each hour when the hourly jobs start (export; mail_flush 30 minutes later).",
+        ge=0, le=59)
+    schedule_daily_at: str = _setting(
+        "schedule", "02:00",
+        "Time (HH:MM) the daily jobs start: validate, then features (+15 min), monitor "
+        "(+45) and report (+75).",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", rule="a time HH:MM such as 02:00")
+    schedule_weekly_on: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = _setting(
+        "schedule", "mon",
+        "Day of the weekly jobs (retention, 90 minutes after daily_at).",
+        rule="mon, tue, wed, thu, fri, sat or sun")
+    schedule_job_timeout_minutes: float = _setting(
+        "schedule", 240.0,
+        "A job still running after this many minutes is stopped (SIGTERM, then SIGKILL) and "
+        "recorded as timed out.",
+        gt=0)
+
     # -- checks beyond types and limits -------------------------------------------------
 
     @field_validator("*", mode="before")
@@ -456,7 +551,29 @@ class Settings(BaseModel):
         datetime.fromisoformat(text.strip().replace("Z", "+00:00"))  # ValueError names it
         return text
 
-    @field_validator("events_naive_timezone")
+    @field_validator("mail_sender")
+    @classmethod
+    def _one_address(cls, text: str) -> str:
+        if not is_mail_address(text):
+            raise ValueError("not an e-mail address")
+        return text
+
+    @field_validator("mail_recipients")
+    @classmethod
+    def _addresses(cls, text: str) -> str:
+        if text.strip() and not all(map(is_mail_address, text.split(","))):
+            raise ValueError("not a list of e-mail addresses")
+        return text
+
+    @field_validator("schedule_jobs")
+    @classmethod
+    def _job_names(cls, text: str) -> str:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not set(names) <= set(SCHEDULE_JOBS):
+            raise ValueError("unknown job")
+        return ",".join(names)
+
+    @field_validator("events_naive_timezone", "schedule_timezone")
     @classmethod
     def _zone_name(cls, name: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -471,6 +588,16 @@ class Settings(BaseModel):
     def _volume_band(self) -> "Settings":
         if self.quality_volume_min_ratio >= self.quality_volume_max_ratio:
             raise ValueError("quality_volume_min_ratio must be below quality_volume_max_ratio")
+        return self
+
+    @model_validator(mode="after")
+    def _login_encrypted(self) -> "Settings":
+        """A password never crosses the network in clear text."""
+        local = self.mail_host in {"localhost", "127.0.0.1", "::1"}
+        if self.mail_user and self.mail_security == "none" and not local:
+            raise ValueError("mail_security must be starttls or tls when mail_user is set "
+                             f"(the password would cross the network to {self.mail_host} "
+                             "in clear text)")
         return self
 
     # -- derived paths ------------------------------------------------------------------
@@ -617,11 +744,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         inner = value.items() if isinstance(value, dict) else [(None, value)]
         for inner_key, inner_value in inner:
             name = f"{key}_{inner_key}" if inner_key is not None else key
+            label = f"[{key}] {inner_key}" if inner_key is not None else key
+            if name in RENAMED:
+                raise ConfigError(f"{path}: {label} was replaced by {_toml_label(RENAMED[name])} "
+                                  "(one SMTP setup for every mail Tailor sends)")
+            if name == "mail_password":
+                raise ConfigError(f"{path}: {label} is not read from a file: put the SMTP "
+                                  f"password in the {MAIL_PASSWORD_ENV} environment variable")
             if name not in _BY_NAME:
-                label = f"[{key}] {inner_key}" if inner_key is not None else key
                 raise ConfigError(f"{path}: unknown key {label!r}")
             values[name] = inner_value
     return values
+
+
+def _toml_label(name: str) -> str:
+    """`mail_recipients` as tailor.toml spells it: `[mail] recipients`."""
+    setting = _BY_NAME[name]
+    return f"[{setting.section}] {setting.key}" if setting.section else setting.key
 
 
 def load_settings(
@@ -652,6 +791,10 @@ def load_settings(
     if path.is_file():
         values.update(_read_toml(path))
         origins.update(dict.fromkeys(values, str(path)))
+    for old_name, new_name in RENAMED.items():
+        if f"TAILOR_{old_name.upper()}" in env:
+            raise ConfigError(f"TAILOR_{old_name.upper()} was replaced by "
+                              f"{_BY_NAME[new_name].env} (one SMTP setup for every mail)")
     for setting in SETTINGS:
         if setting.env in env:
             values[setting.name] = env[setting.env]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from tailor.cli import app
 
 HEAVY_MODULES = ("pandas", "numpy", "pyarrow", "duckdb", "mlflow", "feast", "bentoml", "xgboost",
-                 "pydantic")
+                 "pydantic", "apscheduler", "aiosmtpd")
 
 
 def test_importing_the_cli_imports_no_heavy_library() -> None:

@@ -29,6 +29,7 @@ roll back"):
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -420,12 +421,14 @@ def _log_to_mlflow(settings: Settings, result: ModelRound) -> None:
 
 def _send_alert(settings: Settings, model: str, result: ModelRound) -> None:
     """The alert of a drop, on the configured channels (never raises)."""
-    from tailor.quality.alerts import post_webhook, send_email
+    from tailor.mail import send
+    from tailor.quality.alerts import post_webhook
 
     log.warning("monitoring: %s", result.reason)
     subject = f"[tailor] {model}: accuracy drop, {result.decision.replace('_', ' ')}"
     if settings.alerts_webhook_url:
         post_webhook(settings.alerts_webhook_url, {"text": f"{subject}: {result.reason}",
                                                    "monitoring": result.to_dict()})
-    if settings.alerts_email_to.strip():
-        send_email(settings, subject, result.reason + "\n")
+    if settings.mail_recipients.strip():
+        send(settings, subject, result.reason + "\n\n" + json.dumps(
+            result.to_dict(), indent=2, default=str) + "\n")
