@@ -110,6 +110,9 @@ def simulate(
     seed: int = typer.Option(7, help="Random seed: the same seed writes the same shop."),
     faults: float = typer.Option(0.0, min=0.0, max=0.5, help="Share of event rows to corrupt, spread over the fault kinds."),
     start: str = typer.Option("2026-01-05", help="First simulated day (ISO date, UTC)."),
+    shift_at_day: Optional[int] = typer.Option(
+        None, "--shift-at-day", help="Day (0-based) a seasonal shift in tastes and a catalogue "
+                                     "turnover happens (what monitoring must catch)."),
     out: Path = typer.Option(..., "--out", help="Folder for events.parquet, products.csv, customers.csv, ground_truth/."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
@@ -119,7 +122,7 @@ def simulate(
         from tailor.simulate import ShopConfig, simulate_shop
 
         config = ShopConfig(n_customers=customers, n_products=products, n_days=days, seed=seed,
-                            fault_rate=faults, start=start)
+                            fault_rate=faults, start=start, shift_at_day=shift_at_day)
         summary = simulate_shop(config, out)
     _emit(summary.to_dict(), as_json,
           f"simulated {summary.n_events:,} events from {summary.n_customers:,} customers "

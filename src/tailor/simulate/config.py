@@ -37,6 +37,8 @@ class ShopConfig:
         email_weekday: weekday of the weekly e-mail campaign (0 = Monday).
         rows_per_group: event rows per Parquet row group (bounds memory).
         show_progress: rich progress bar on stderr; None decides from the shop's size.
+        shift_at_day: the day (0-based) a seasonal shift in tastes and a catalogue turnover
+            happens (`tailor.simulate.shift`); None for no shift.
     """
 
     n_customers: int = 2_000
@@ -55,6 +57,7 @@ class ShopConfig:
     email_weekday: int = 1
     rows_per_group: int = 1_000_000
     show_progress: bool | None = None
+    shift_at_day: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_customers", "n_products", "n_days", "latent_dim", "slate_size",
@@ -71,6 +74,9 @@ class ShopConfig:
             raise ValueError(f"sessions_per_day: must be above 0, got {self.sessions_per_day!r}")
         if not 0 <= self.email_weekday <= 6:
             raise ValueError(f"email_weekday: must be 0 (Monday) to 6, got {self.email_weekday!r}")
+        if self.shift_at_day is not None and not 0 < int(self.shift_at_day) < self.n_days:
+            raise ValueError(f"shift_at_day: must be between 1 and n_days - 1 ({self.n_days - 1}),"
+                             f" got {self.shift_at_day!r}")
         _ = self.start_date  # parsing it raises a clear error for a bad date
 
     @property
