@@ -18,7 +18,9 @@ roll back"):
      champion's parameters are refitted on the data before the window and backtested on it
      (an early signal: the version's own training data covers the window).
   3. A relative drop of more than `monitoring.max_drop` below the baseline (the holdout's
-     primary metric, kept with the version) raises an alert. Then: the quality gate fails ->
+     primary metric, kept with the version) raises an alert. The drop is measured on the
+     metric's ratio to the popularity baseline's on the same customers (holdout and window
+     alike), so a window that is merely harder to predict is not taken for a worse model. Then: the quality gate fails ->
      no retraining, the alert says why; else a challenger is trained with the window as its
      holdout (fit on the data before it) and compared with the champion on that window;
      better -> promoted; else an earlier champion that does better on the window gets the
@@ -63,6 +65,8 @@ class ModelRound:
     baseline: float | None = None
     current: float | None = None
     source: str | None = None  # "served version" or "backtest"
+    popularity_baseline: float | None = None  # the popularity baseline on the holdout
+    popularity_current: float | None = None  # ... and on the window
     drift: list[DriftResult] = field(default_factory=list)
     challenger_version: str | None = None
     challenger: float | None = None
@@ -70,11 +74,23 @@ class ModelRound:
     repeated: bool = False  # the round had run on this window already
 
     @property
-    def drop(self) -> float | None:
+    def raw_drop(self) -> float | None:
         """Relative drop of the current metric below the baseline (negative: it rose)."""
         if self.baseline is None or self.current is None or self.baseline <= 0:
             return None
         return (self.baseline - self.current) / self.baseline
+
+    @property
+    def drop(self) -> float | None:
+        """The drop the policy acts on: of the metric's ratio to what the popularity baseline
+        scores on the same customers (holdout vs window), so a window whose shoppers are
+        simply harder or easier to predict (fewer repeat buyers, a holiday) does not read as
+        the model getting worse; the raw drop when either popularity figure is missing."""
+        raw = self.raw_drop
+        if raw is None or not self.popularity_baseline or not self.popularity_current:
+            return raw
+        return 1.0 - (self.current / self.popularity_current) / (
+            self.baseline / self.popularity_baseline)
 
     @property
     def below_threshold(self) -> bool:
@@ -82,7 +98,9 @@ class ModelRound:
 
     def evidence(self) -> dict[str, Any]:
         return {"metric": self.metric, "baseline": self.baseline, "current": self.current,
-                "drop": self.drop, "source": self.source,
+                "drop": self.drop, "raw_drop": self.raw_drop,
+                "popularity_baseline": self.popularity_baseline,
+                "popularity_current": self.popularity_current, "source": self.source,
                 "challenger_version": self.challenger_version, "challenger": self.challenger,
                 "new_champion": self.new_champion,
                 "drift": [result.to_dict() for result in self.drift]}
@@ -181,14 +199,16 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     start = end - pd.Timedelta(days=days)
     result = ModelRound(model, "ok", "", champion_version=version, window_start=start,
                         window_end=end, metric=reference.primary_metric,
-                        baseline=reference.baseline)
+                        baseline=reference.baseline,
+                        popularity_baseline=reference.popularity)
     earlier = audit.find(settings, _round_key(model, end, version)) if not dry_run else None
     if earlier is not None:
         result.decision, result.repeated = earlier.decision, True
         result.reason = (f"already decided at {earlier.decided_at} for the window ending "
                          f"{end:%Y-%m-%d %H:%M}: {earlier.reason}")
         result.champion_version = earlier.champion_version
-        for key in ("current", "source", "challenger_version", "challenger", "new_champion"):
+        for key in ("current", "source", "challenger_version", "challenger", "new_champion",
+                    "popularity_current"):
             setattr(result, key, earlier.evidence.get(key))
         return result
     if end <= reference.data_to:
@@ -203,22 +223,32 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
             f"{end:%Y-%m-%d}: {error}"
         return result
     result.current, result.source = measured.primary, measured.source
+    result.popularity_current = measured.popularity
     result.drift = _drift(settings, model, reference, data, start, measured, version)
     drop = result.drop
     if drop is None or drop <= settings.monitoring_max_drop:
         result.reason = (f"{result.metric} {result.current:.4f} on the newest "
-                         f"{days:.1f} days vs baseline {result.baseline:.4f} "
-                         f"({_percent(drop)}); within {settings.monitoring_max_drop:.0%}")
+                         f"{days:.1f} days vs baseline {result.baseline:.4f}{_against(result)}: "
+                         f"{_percent(drop)}, within {settings.monitoring_max_drop:.0%}")
         return result
     alert = (f"{spec.registered_name} v{version}: {result.metric} {result.current:.4f} on "
-             f"{start:%Y-%m-%d}..{end:%Y-%m-%d} is {_percent(drop)} below its baseline "
-             f"{result.baseline:.4f} (threshold {settings.monitoring_max_drop:.0%})")
+             f"{start:%Y-%m-%d}..{end:%Y-%m-%d} vs baseline {result.baseline:.4f}"
+             f"{_against(result)}: {_percent(drop)} (threshold "
+             f"{settings.monitoring_max_drop:.0%})")
     if dry_run:
         result.decision, result.reason = "would_retrain", alert + "; dry run: nothing done"
         return result
     _act(settings, client, spec, result, data, start, measured, now, alert)
     _send_alert(settings, model, result)
     return result
+
+
+def _against(result: ModelRound) -> str:
+    """How the window's difficulty was allowed for, when it was."""
+    if result.drop == result.raw_drop:
+        return ""
+    return (f" (popularity scores {result.popularity_current:.4f} on these customers, "
+            f"{result.popularity_baseline:.4f} on the holdout's)")
 
 
 def _percent(drop: float | None) -> str:
@@ -232,13 +262,16 @@ class _Measured:
     primary: float
     source: str
     scored: pd.DataFrame | None
+    popularity: float | None
 
 
 def _measure(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
              data: Any, start: pd.Timestamp) -> _Measured:
     """The version's primary metric on the window from `start` (see the module, step 2)."""
     result, source = _score_version(settings, client, spec, version, reference, data, start)
-    return _Measured(result.primary, source, result.scored)
+    popularity = result.baselines.get("popularity", {}).get(result.primary_metric)
+    return _Measured(result.primary, source, result.scored,
+                     None if popularity is None else float(popularity))
 
 
 def _score_version(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
