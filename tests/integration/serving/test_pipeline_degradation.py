@@ -169,19 +169,6 @@ def a_customer_id(served_home) -> str:
     return str(served_home.events()["customer_id"].iloc[0])
 
 
-def test_an_empty_home_is_ready_and_answers_empty_fallbacks(tmp_path: Path,
-                                                            pipeline_factory) -> None:
-    from tailor.config import load_settings
-
-    empty = pipeline_factory(load_settings(home=tmp_path / "empty", env={}).replace(
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'none.db'}"))
-    assert empty.ready()  # the collector beside it must take a new shop's first events
-    answer = empty.homepage(HomepageRequest(customer_id="c1"))
-    assert answer.fallback and answer.items == []
-    status = empty.status()
-    assert status["fallback"]["size"] == 0 and status["catalogue"]["error"]
-
-
 @pytest.mark.parametrize("endpoint", ["homepage", "also_bought", "checkout_offer"])
 def test_every_answer_is_counted_with_its_latency(pipeline, endpoint: str) -> None:
     customer = a_customer(pipeline)
