@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tailor.errors import InputError
+
 if TYPE_CHECKING:
     from tailor.config import Settings
 
@@ -54,7 +56,7 @@ def hash_key(plain_key: str) -> str:
 def generate_key(kind: str) -> str:
     """A new random key of a kind (`public` or `secret`); the prefix makes leaks easy to spot."""
     if kind not in KEY_KINDS:
-        raise ValueError(f"key kind must be one of {', '.join(KEY_KINDS)}, got {kind!r}")
+        raise InputError(f"key kind must be one of {', '.join(KEY_KINDS)}, got {kind!r}")
     return _PREFIX[kind] + secrets.token_hex(20)
 
 
@@ -70,7 +72,7 @@ def create_key(kind: str, keys_file: Path, label: str = "") -> str:
         The plain key. Only its hash is written; it cannot be recovered later.
 
     Raises:
-        ValueError: unknown kind, or the keys file is not a Tailor keys file.
+        InputError: unknown kind, or the keys file is not a Tailor keys file.
     """
     plain_key = generate_key(kind)
     entries = read_key_entries(keys_file)
@@ -88,12 +90,12 @@ def read_key_entries(keys_file: Path) -> list[dict[str, str]]:
         document = json.loads(keys_file.read_text(encoding="utf-8"))
         entries = document["keys"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{keys_file}: not a Tailor keys file "
+        raise InputError(f"{keys_file}: not a Tailor keys file "
                          '(expected {"keys": [...]})') from None
     for number, entry in enumerate(entries):
         if not isinstance(entry, dict) or entry.get("kind") not in KEY_KINDS \
                 or not _is_sha256(entry.get("sha256")):
-            raise ValueError(f"{keys_file}: entry {number} needs kind public|secret "
+            raise InputError(f"{keys_file}: entry {number} needs kind public|secret "
                              "and a sha256 hex")
     return entries
 
@@ -120,7 +122,7 @@ def _hash_list(text: str, setting: str) -> list[str]:
     hashes = [part.strip().lower() for part in text.split(",") if part.strip()]
     for value in hashes:
         if not _is_sha256(value):
-            raise ValueError(f"collector_{setting}: {value[:12]!r}… is not a 64-digit sha256 hex")
+            raise InputError(f"collector_{setting}: {value[:12]!r}… is not a 64-digit sha256 hex")
     return hashes
 
 
@@ -194,7 +196,7 @@ def load_key_ring(settings: "Settings") -> KeyRing:
     """The key ring for a collector: the keys file plus any hashes given in settings.
 
     Raises:
-        ValueError: the keys file or a configured hash is malformed.
+        InputError: the keys file or a configured hash is malformed.
     """
     configured = {value: "public" for value in
                   _hash_list(settings.collector_public_key_hashes, "public_key_hashes")}

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from tailor.errors import InputError
 from tailor.models.checkout import NO_INCENTIVE, CheckoutParams, checkout_frame, fit_checkout_frame
 from tailor.models.churn import (
     ChurnParams, Horizon, churn_training_frame, fit_churn_frame, plan_horizon,
@@ -122,14 +123,14 @@ def backtest(model: str, data: ShopData, params: Any, split: str = "time",
         report: called with (step, validation value) while fitting (Optuna pruning).
 
     Raises:
-        ValueError: a bad split or cutoff.
+        InputError: a bad split or cutoff.
         NotEnoughData: the data cannot support this model or split (the message says why).
     """
     chosen = make_split(data, split, cutoff)
     runners = {"homepage": _homepage, "cross_sell": _cross_sell, "churn": _churn,
                "checkout": _checkout}
     if model not in runners:
-        raise ValueError(f"model: must be one of {', '.join(runners)}, got {model!r}")
+        raise InputError(f"model: must be one of {', '.join(runners)}, got {model!r}")
     return runners[model](data, chosen, params, k, report)
 
 
@@ -185,7 +186,7 @@ def _ranking_result(model: str, split: Split, k: int, fitted: Any, predictions: 
 def _churn(data: ShopData, split: Split, params: ChurnParams, k: int,
            report: Reporter | None) -> BacktestResult:
     if split.kind != "time":
-        raise ValueError("split: churn is labelled by the time after a cutoff; use --split time")
+        raise InputError("split: churn is labelled by the time after a cutoff; use --split time")
     test_days = (data.end - split.cutoff) / pd.Timedelta(days=1)
     horizon = plan_horizon(params.horizon_days, test_days, "the cutoff")
     train_rows = _cached(data, ("churn_train", split.cutoff, horizon.used_days, params.snapshots,

@@ -25,6 +25,7 @@ import fsspec
 import pandas as pd
 
 from tailor.config import Settings
+from tailor.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +194,12 @@ def query_warehouse(settings: Settings, sql: str,
 
     Raises:
         FileNotFoundError: the warehouse was never built.
-        ValueError: the query is not valid or tries to write (the message is DuckDB's).
+        InputError: the query is not valid or tries to write (the message is DuckDB's).
     """
     connection = open_warehouse(settings, read_only=True)
     try:
         return connection.execute(sql, params).df()
     except duckdb.Error as error:
-        raise ValueError(f"warehouse query failed: {error}") from None
+        raise InputError(f"warehouse query failed: {error}") from None
     finally:
         connection.close()
