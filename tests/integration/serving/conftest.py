@@ -82,6 +82,6 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
 
 
 @pytest.fixture(scope="session")
-def pipeline(served_home: ServedHome, pipeline_factory):
+def pipeline(served_home: ServedHome, pipeline_factory):  # noqa: F811 (the fixture)
     """The pipeline over the served home (shared: tests must not change its state)."""
     return pipeline_factory(served_home.settings)
