@@ -21,14 +21,13 @@ import json
 import logging
 import os
 import secrets
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tailor.errors import InputError
+from tailor.watched_file import WatchedFile
 
 if TYPE_CHECKING:
     from tailor.config import Settings
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 
 KEY_KINDS: tuple[str, ...] = ("public", "secret")
 _PREFIX = {"public": "tlr_pk_", "secret": "tlr_sk_"}
-_RELOAD_SECONDS = 1.0  # how often a running collector looks for keys created since it started
+RELOAD_SECONDS = 1.0  # how often a running collector looks for keys created since it started
 
 
 def keys_file_path(settings: "Settings") -> Path:
@@ -130,16 +129,17 @@ def _hash_list(text: str, setting: str) -> list[str]:
 class KeyRing:
     """The hashes of every accepted key, by kind; reloads the keys file when it changes.
 
-    `extra` holds hashes added in memory only (the demo shop's throw-away key).
+    `extra` holds hashes added in memory only (the demo shop's throw-away key);
+    `keys_file_watch` re-reads the file (its `recheck_seconds`: how often it is looked at).
     """
 
     keys_file: Path | None = None
     configured: dict[str, str] = field(default_factory=dict)  # hash -> kind, from settings
     extra: dict[str, str] = field(default_factory=dict)
-    _from_file: dict[str, str] = field(default_factory=dict)
-    _file_mtime: int | None = None
-    _checked_at: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    keys_file_watch: WatchedFile[dict[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys_file_watch = WatchedFile(self.keys_file, _hashes_in_file, {}, RELOAD_SECONDS)
 
     def add(self, plain_key: str, kind: str) -> None:
         """Accept a key for this process only (not written anywhere)."""
@@ -151,7 +151,7 @@ class KeyRing:
         presented = hash_key(plain_key)
         found = None
         # Compare against every hash without stopping early: timing reveals nothing.
-        for stored, kind in (*self.configured.items(), *self._from_file.items(),
+        for stored, kind in (*self.configured.items(), *self.keys_file_watch.value.items(),
                              *self.extra.items()):
             if hmac.compare_digest(presented, stored):
                 found = kind
@@ -160,7 +160,7 @@ class KeyRing:
     def count(self) -> int:
         """How many keys are accepted."""
         self._reload_if_changed()
-        return len({**self.configured, **self._from_file, **self.extra})
+        return len({**self.configured, **self.keys_file_watch.value, **self.extra})
 
     def _reload_if_changed(self, strict: bool = False) -> None:
         """Re-read the keys file when its modification time moved (checked at most once a second).
@@ -169,27 +169,22 @@ class KeyRing:
             strict: raise on a malformed file (at start-up); otherwise log it and keep the
                 keys already loaded, so a bad edit cannot lock every shop out.
         """
-        now = time.monotonic()
-        if self.keys_file is None or (self._checked_at is not None
-                                      and now - self._checked_at < _RELOAD_SECONDS):
-            return
-        with self._lock:
-            self._checked_at = now
-            try:
-                mtime = self.keys_file.stat().st_mtime_ns
-            except FileNotFoundError:
-                mtime = None
-            if mtime == self._file_mtime:
-                return
-            try:
-                entries = read_key_entries(self.keys_file) if mtime is not None else []
-            except ValueError as error:
-                if strict:
-                    raise
-                log.error("keeping the keys loaded before: %s", error)
-                return
-            self._from_file = {entry["sha256"]: entry["kind"] for entry in entries}
-            self._file_mtime = mtime
+        try:
+            self.keys_file_watch.refresh(force=False)
+        except ValueError as error:
+            if strict:
+                raise
+            log.error("keeping the keys loaded before: %s", error)
+
+
+def _hashes_in_file(keys_file: Path | None) -> dict[str, str]:
+    """Hash -> kind of the keys in the keys file (none while it is missing).
+
+    Raises:
+        InputError: the file is not a Tailor keys file.
+    """
+    entries = read_key_entries(keys_file) if keys_file is not None else []
+    return {entry["sha256"]: entry["kind"] for entry in entries}
 
 
 def load_key_ring(settings: "Settings") -> KeyRing:

@@ -636,7 +636,8 @@ def test_a_key_created_while_running_is_accepted(client: TestClient, settings: S
                                                  store: EventStore,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # The ring looks at the keys file at most once a second; here at every request.
-    monkeypatch.setattr("tailor.events.keys._RELOAD_SECONDS", 0.0)
+    monkeypatch.setattr(client.app.state.collector.key_ring.keys_file_watch,
+                        "recheck_seconds", 0.0)
     later_key = create_key("secret", keys_file_path(settings))
     assert post(client, later_key, [make_event()]).status_code == 200
 
