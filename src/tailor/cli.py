@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
-from tailor.config import ConfigError, Settings, load_settings
 from tailor.errors import InputError
 
 if TYPE_CHECKING:
+    from tailor.config import Settings
     from tailor.server import ServerProcess
 
 app = typer.Typer(
@@ -68,6 +68,8 @@ def _job(home: Optional[Path]) -> Iterator[Settings]:
     its traceback.
     """
     _setup_logging()
+    from tailor.config import ConfigError, load_settings  # pydantic: only once a job runs
+
     try:
         yield load_settings(home=home)
     except (InputError, ConfigError, FileNotFoundError, IsADirectoryError) as error:
@@ -101,7 +103,7 @@ def _is_failed_service(error: Exception) -> bool:
     return False
 
 
-def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+def _emit(payload: dict[str, Any], as_json: bool, human: object) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
     else:
@@ -205,18 +207,36 @@ def warehouse(
 @app.command("config")
 def show_config(
     example: bool = typer.Option(False, "--example", help="Print tailor.toml.example (every key and default)."),
+    keys: bool = typer.Option(False, "--keys",
+                              help="List every key: its variable, type, default, limits and meaning."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the resolved settings (after tailor.toml and TAILOR_* variables)."""
-    from tailor.config import example_toml
+    from tailor.config import SETTINGS, example_toml
 
     if example:
         sys.stdout.write(example_toml())
         return
+    if keys:
+        rows = [{"key": f"{s.section}.{s.key}" if s.section else s.key, "env": s.env,
+                 "type": s.type.__name__, "default": s.default, "must_be": s.rule, "help": s.help}
+                for s in SETTINGS]
+        _emit({"keys": rows}, as_json, _keys_table(rows))
+        return
     with _job(home) as settings:
         payload = dict(settings.values)
     _emit(payload, as_json, "\n".join(f"{key} = {value!r}" for key, value in payload.items()))
+
+
+def _keys_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table("key", "type", "default", "must be", "meaning", title="tailor.toml keys "
+                  "(environment: TAILOR_<SECTION>_<KEY>)", show_lines=False)
+    for row in rows:
+        table.add_row(row["key"], row["type"], repr(row["default"]), row["must_be"], row["help"])
+    return table
 
 
 @app.command()
@@ -310,6 +330,43 @@ def evaluate(
     _emit(payload, as_json, f"{model} v{payload['version'] or '-'} ({payload['split']} split at "
           f"{payload['cutoff']}, {payload['n_evaluated']:,} evaluated)\n" + "\n".join(rows)
           + "".join(f"\nnote: {note}" for note in payload["notes"]))
+
+
+@app.command()
+def monitor(
+    model: Optional[str] = typer.Option(None, "--model",
+                                        help="homepage, cross_sell, churn or checkout "
+                                             "(default: all four)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Measure and report; train, promote and record nothing."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One monitoring round: each champion on the newest window against its baseline, drift,
+    and the decision (keep, retrain and promote, roll back, or escalate). Exit 1 when a model
+    is still below its threshold after the round."""
+    with _job(home) as settings:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from tailor.monitoring.rounds import run_round
+        from tailor.monitoring.table import round_table
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=_stderr_console(), transient=True, disable=as_json) as progress:
+            task = progress.add_task("monitoring", total=None)
+            rounds = run_round(settings, [model] if model else None, dry_run=dry_run,
+                               progress=lambda name: progress.update(
+                                   task, description=f"monitoring {name}"))
+    where = {"workspace": str(settings.home_path / "evidently"),
+             "reports": str(settings.reports_path / "monitoring")}
+    _emit({"models": [result.to_dict() for result in rounds], **where}, as_json,
+          round_table(rounds))
+    if not as_json:
+        _stderr_console().print(f"Evidently workspace: {where['workspace']} (evidently ui "
+                                f"--workspace {where['workspace']}); reports: "
+                                f"{where['reports']}", highlight=False)
+    if any(result.below_threshold for result in rounds):
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 @app.command()

@@ -183,7 +183,7 @@ def start_server(settings: Settings, *, host: str | None = None, port: int | Non
         FileNotFoundError: `bentos/service.py` cannot be found.
     """
     host = host or settings.serving_host
-    port = port or int(settings.serving_port)
+    port = port or settings.serving_port
     check_port_free(host, port)
     working_dir = service_dir()
     bentoml_home = Path(tempfile.mkdtemp(prefix="tailor-bentoml-"))

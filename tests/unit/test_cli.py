@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from tailor.cli import app
 
-HEAVY_MODULES = ("pandas", "numpy", "pyarrow", "duckdb", "mlflow", "feast", "bentoml", "xgboost")
+HEAVY_MODULES = ("pandas", "numpy", "pyarrow", "duckdb", "mlflow", "feast", "bentoml", "xgboost",
+                 "pydantic")
 
 
 def test_importing_the_cli_imports_no_heavy_library() -> None:
@@ -31,6 +32,18 @@ def test_every_command_takes_home() -> None:
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0, name
         assert "--home" in result.output, f"{name} has no --home"
+
+
+def test_config_keys_lists_every_key_with_its_limits() -> None:
+    from tailor.config import SETTINGS
+
+    result = CliRunner().invoke(app, ["config", "--keys", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["env"]: row for row in json.loads(result.stdout)["keys"]}
+    assert set(rows) == {setting.env for setting in SETTINGS}
+    assert rows["TAILOR_SERVING_PORT"]["must_be"] == "between 1 and 65535"
+    assert rows["TAILOR_SERVING_PORT"]["key"] == "serving.port"
+    assert rows["TAILOR_MODELS_DIVERSITY"]["default"] == "none"
 
 
 def test_config_json_prints_one_object(tmp_path: Path) -> None:

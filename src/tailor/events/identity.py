@@ -159,7 +159,7 @@ class IdentityCheck:
         """The check the settings describe; warns when signatures are required but no secret
         exists yet (every browser event then counts as anonymous)."""
         env = os.environ if env is None else env
-        check = cls(required=bool(settings.collector_require_signed_identity),
+        check = cls(required=settings.collector_require_signed_identity,
                     secret_file=identity_secret_path(settings),
                     env_secret=(env.get(SECRET_ENV) or "").strip() or None)
         if check.required and check.secret() is None:

@@ -166,7 +166,7 @@ def refresh_warehouse(settings: Settings) -> dict[str, int]:
         create_lake_views(connection, settings.lake_root)
         for table in DERIVED_TABLES:
             connection.execute(load_sql(SQL_PACKAGE, table).format(
-                session_gap_minutes=int(settings.events_session_gap_minutes)))
+                session_gap_minutes=settings.events_session_gap_minutes))
         connection.execute("COMMIT")
         counts = {table: int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchall()[0][0])
                   for table in TABLES}
