@@ -4,7 +4,9 @@ Every command takes `--home` (or `TAILOR_HOME`); commands that report take `--js
 and then print exactly one JSON object on stdout (progress and prose go to stderr).
 Exit codes: 0 success, 1 a gate failed, 2 bad usage or input, 3 a service failed (a
 database, Redis or the registry unreachable or dropping the connection: one line on stderr,
-no traceback; running the command again once the service is back is safe).
+no traceback; running the command again once the service is back is safe). Bad input is an
+`InputError` (or a `ConfigError`, a missing file): one line and exit 2. Any other exception is
+a bug and ends with its traceback (exit 1).
 
 Heavy libraries (pandas, pyarrow, duckdb, mlflow, ...) are imported inside the
 commands so that `tailor --help` stays fast.
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
+
+from tailor.errors import InputError
 
 if TYPE_CHECKING:
     from tailor.config import Settings
@@ -57,14 +61,18 @@ def _setup_logging() -> None:
 
 @contextmanager
 def _job(home: Optional[Path]) -> Iterator[Settings]:
-    """Load settings; known input errors exit 2 and failed services 3, each with one line."""
+    """Load settings; bad input exits 2 and failed services 3, each with one line.
+
+    Bad input is an `InputError` (a `ContractError` is one), a `ConfigError` (a setting) or a
+    missing file. Any other `ValueError` is a bug, not the user's input: it propagates with
+    its traceback.
+    """
     _setup_logging()
     from tailor.config import ConfigError, load_settings  # pydantic: only once a job runs
-    from tailor.events.schema import ContractError
 
     try:
         yield load_settings(home=home)
-    except (ConfigError, ContractError, FileNotFoundError, IsADirectoryError, ValueError) as error:
+    except (InputError, ConfigError, FileNotFoundError, IsADirectoryError) as error:
         _stderr_console().print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as error:
@@ -286,17 +294,14 @@ def train(
 ) -> None:
     """Tune (Optuna), evaluate on the holdout, register in MLflow; promote only a better model."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.quality import QualityGateFailed
         from tailor.training import train_models
 
-        try:
+        try:  # NotEnoughData is an InputError: exit 2
             results = train_models(settings, model, trials=trials, force=force, jobs=jobs)
         except QualityGateFailed as error:
             _stderr_console().print(f"[bold red]refused:[/] {error}", highlight=False)
             raise typer.Exit(EXIT_GATE_FAILED) from None
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
     lines = [f"{result.model}: {result.status}"
              + (f" v{result.version}, {result.reason}" if result.version else f" ({result.reason})")
              for result in results]
@@ -318,13 +323,10 @@ def evaluate(
 ) -> None:
     """Backtest: fit with the champion's (or default) settings before the split, score after it."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.training import evaluate_model
 
-        try:
-            payload = evaluate_model(settings, model, cutoff=cutoff, split=split, k=k)
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
+        # NotEnoughData is an InputError: exit 2
+        payload = evaluate_model(settings, model, cutoff=cutoff, split=split, k=k)
     rows = [f"{name:<14} " + "  ".join(f"{key} {value:.4f}" for key, value in values.items()
                                        if isinstance(value, float))
             for name, values in [("model", payload["metrics"]), *payload["baselines"].items()]]
@@ -384,7 +386,7 @@ def recommend(
         try:
             payload = recommend_for_customer(settings, customer, k=k)
         except LookupError as error:
-            raise ValueError(str(error.args[0])) from None
+            raise InputError(str(error.args[0])) from None
     lines = [f"{item['rank']:>2}. {item['product_id']}  {item['reason']}"
              for item in payload["items"]]
     _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
@@ -461,7 +463,7 @@ def serve(
 
 
 def _has_secret_key(settings: Settings) -> bool:
-    """Whether any secret key exists (raises ValueError on a malformed keys file)."""
+    """Whether any secret key exists (raises InputError on a malformed keys file)."""
     from tailor.events.keys import keys_file_path, read_key_entries
 
     return bool(settings.collector_secret_key_hashes) or any(
@@ -550,7 +552,7 @@ def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
         try:
             secret = create_identity_secret(path)
         except FileExistsError as error:
-            raise ValueError(str(error)) from None
+            raise InputError(str(error)) from None
     if as_json:
         _emit({"kind": "identity", "key": secret, "secret_file": str(path)}, True, "")
     else:

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailor.errors import InputError
 from tailor.events.value_limits import (
     MAX_ID_DIGITS,
     MAX_PRICE,
@@ -93,7 +94,7 @@ DEFAULT_MIN_TIMESTAMP = "2000-01-01T00:00:00Z"
 DEFAULT_NAIVE_TIMEZONE = "UTC"
 
 
-class ContractError(ValueError):
+class ContractError(InputError):
     """The input as a whole breaks the contract (e.g. a required column is missing)."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from tailor.errors import InputError
 from tailor.models.checkout import NO_INCENTIVE, CheckoutParams, checkout_frame, fit_checkout_frame
 from tailor.models.churn import (
     ChurnParams, Horizon, churn_training_frame, fit_churn_frame, plan_horizon,
@@ -126,12 +127,12 @@ def backtest(model: str, data: ShopData, params: Any, split: str = "time",
         report: called with (step, validation value) while fitting (Optuna pruning).
 
     Raises:
-        ValueError: a bad split or cutoff.
+        InputError: a bad split or cutoff.
         NotEnoughData: the data cannot support this model or split (the message says why).
     """
     chosen = make_split(data, split, cutoff)
     if model not in _RUNNERS:
-        raise ValueError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
+        raise InputError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
     return _RUNNERS[model](data, chosen, params, k, report)
 
 
@@ -207,7 +208,7 @@ def _ranking_result(model: str, split: Split, k: int, fitted: Any, predictions: 
 def _churn(data: ShopData, split: Split, params: ChurnParams, k: int,
            report: Reporter | None, fitted: Any = None) -> BacktestResult:
     if split.kind != "time":
-        raise ValueError("split: churn is labelled by the time after a cutoff; use --split time")
+        raise InputError("split: churn is labelled by the time after a cutoff; use --split time")
     test_days = (data.end - split.cutoff) / pd.Timedelta(days=1)
     horizon = plan_horizon(params.horizon_days, test_days, "the cutoff")
     train_rows = _cached(data, ("churn_train", split.cutoff, horizon.used_days, params.snapshots,

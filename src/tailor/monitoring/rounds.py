@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.models.constants import MODEL_NAMES
 from tailor.monitoring import audit
 from tailor.monitoring.drift import DriftResult
@@ -140,7 +141,7 @@ def run_round(settings: Settings, models: Iterable[str] | None = None, *, dry_ru
     names = list(models or MODEL_NAMES)
     for name in names:
         if name not in MODEL_NAMES:
-            raise ValueError(f"model: must be one of {', '.join(MODEL_NAMES)}, got {name!r}")
+            raise InputError(f"model: must be one of {', '.join(MODEL_NAMES)}, got {name!r}")
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     try:
         data = load_shop_data(settings, excluded_customer_ids(settings))

@@ -2,8 +2,8 @@
 and the header's columns.
 
 Reads the input files (their first bytes, their header, a Parquet footer, or the whole file
-for the UTF-8 scan); writes nothing. Problems raise `ValueError`, `ContractError` or the
-`OSError` of a missing file.
+for the UTF-8 scan); writes nothing. Problems raise `InputError`, `ContractError` (an `InputError`
+too) or the `OSError` of a missing file.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import BinaryIO, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tailor.errors import InputError
 from tailor.events.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS, PRODUCT_COLUMNS, ContractError
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -33,14 +34,14 @@ def file_format(path: Path) -> str:
     """'csv' or 'parquet' from the file name.
 
     Raises:
-        ValueError: any other extension (the message lists the accepted ones).
+        InputError: any other extension (the message lists the accepted ones).
     """
     name = path.name.lower()
     if name.endswith(CSV_SUFFIXES):
         return "csv"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
-    raise ValueError(f"{path}: unsupported file format; accepted formats: {ACCEPTED_FORMATS}")
+    raise InputError(f"{path}: unsupported file format; accepted formats: {ACCEPTED_FORMATS}")
 
 
 @dataclass
@@ -57,7 +58,7 @@ def check_input_file(path: Path, label: str) -> InputFile:
 
     Raises:
         FileNotFoundError, IsADirectoryError: the path is not a file.
-        ValueError: unknown format, empty file, or (CSV) not valid UTF-8.
+        InputError: unknown format, empty file, or (CSV) not valid UTF-8.
     """
     if path.is_dir():
         raise IsADirectoryError(f"{label} file {path} is a directory; "
@@ -66,23 +67,23 @@ def check_input_file(path: Path, label: str) -> InputFile:
         raise FileNotFoundError(f"{label} file not found: {path}")
     kind = file_format(path)
     if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes); nothing to import")
+        raise InputError(f"{path}: empty file (0 bytes); nothing to import")
     if kind == "parquet":
         return InputFile(path, kind, _parquet_rows(path))
     lines, problem = scan_utf8_lines(path)
     if problem:
-        raise ValueError(f"{path}: {problem}; the file was rejected as a whole and nothing "
+        raise InputError(f"{path}: {problem}; the file was rejected as a whole and nothing "
                          "from it was imported (re-encode it as UTF-8, e.g. "
                          "`iconv -f latin1 -t utf-8`, and import again)")
     return InputFile(path, kind, max(lines - 1, 0))
 
 
 def _parquet_rows(path: Path) -> int:
-    """Rows in a Parquet file's footer; ValueError when it is not Parquet."""
+    """Rows in a Parquet file's footer; InputError when it is not Parquet."""
     try:
         return pq.ParquetFile(path).metadata.num_rows
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
+        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
 
 
 def _open_bytes(path: Path) -> BinaryIO:
@@ -126,13 +127,13 @@ def csv_header(path: Path) -> list[str]:
     """The header's column names, normalised (see `normalise_columns`).
 
     Raises:
-        ValueError: the file has no header line.
+        InputError: the file has no header line.
     """
     with _open_bytes(path) as stream:
         text = io.TextIOWrapper(cast(BinaryIO, stream), encoding="utf-8-sig", newline="")
         header = next(csv.reader(text), None)
     if not header or all(not name.strip() for name in header):
-        raise ValueError(f"{path}: empty file (no header line); nothing to import")
+        raise InputError(f"{path}: empty file (no header line); nothing to import")
     return normalise_columns(header, path)
 
 
@@ -161,7 +162,7 @@ def file_columns(path: Path, kind: str) -> list[str]:
     try:
         names = pq.ParquetFile(path).schema_arrow.names
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
+        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
     return normalise_columns(names, path)
 
 

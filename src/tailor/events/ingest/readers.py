@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from tailor.errors import InputError
 from tailor.events.ingest.report import Chunk, MalformedLine
 
 CSV_BLOCK_BYTES = 4 << 20
@@ -37,7 +38,7 @@ def iter_chunks(path: Path, kind: str, columns: list[str], chunk_rows: int, *,
             `validate_events` reads those without a conversion.
 
     Raises:
-        ValueError: the file cannot be parsed past some point (rows before it were yielded).
+        InputError: the file cannot be parsed past some point (rows before it were yielded).
     """
     if kind == "csv":
         yield from _csv_chunks(path, columns, chunk_rows, arrow_text)
@@ -63,7 +64,7 @@ def _parquet_chunks(path: Path, columns: list[str], chunk_rows: int,
         except StopIteration:
             return
         except (pa.ArrowException, OSError) as error:
-            raise ValueError(f"{path}: cannot read the Parquet file past row {done:,} ({error}); "
+            raise InputError(f"{path}: cannot read the Parquet file past row {done:,} ({error}); "
                              "rows before it were imported") from None
         frame = _batch_frame(batch, arrow_text)
         frame.columns = columns
@@ -151,14 +152,14 @@ def _csv_chunks(path: Path, columns: list[str], chunk_rows: int,
 
 
 def _batches(reader: pa.RecordBatchReader, path: Path) -> Iterator[pa.RecordBatch]:
-    """The reader's batches; a parse failure becomes a ValueError naming the file."""
+    """The reader's batches; a parse failure becomes an InputError naming the file."""
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             return
         except (pa.ArrowException, OSError) as error:
-            raise ValueError(f"{path}: cannot parse the CSV past this point ({error}); rows "
+            raise InputError(f"{path}: cannot parse the CSV past this point ({error}); rows "
                              "before it were imported (re-importing stores them once)") from None
         yield batch
 
