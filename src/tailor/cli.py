@@ -403,15 +403,12 @@ def retention(
     """Score every customer with the churn champion; write the high-risk ones (above
     models.churn_threshold) to reports/retention/ for the retention campaign."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.training import write_retention_list
 
         try:
             summary = write_retention_list(settings, as_of=as_of)
-        except LookupError as error:
-            raise ValueError(str(error.args[0] if error.args else error)) from None
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
+        except LookupError as error:  # no churn champion yet (NotEnoughData is an InputError)
+            raise InputError(str(error.args[0] if error.args else error)) from None
     _emit(summary.to_dict(), as_json,
           f"retention list: {summary.high_risk:,} of {summary.customers_scored:,} customers "
           f"above {summary.threshold:.2f} (churn v{summary.model_version}, as of "
@@ -602,7 +599,7 @@ def schedule(
                   "wrote " + ", ".join(str(path) for path in paths))
             return
         if folder is not None:
-            raise ValueError("FOLDER is for --export only")
+            raise InputError("FOLDER is for --export only")
         if status:
             from tailor.scheduler.status import schedule_status, status_lines
 
@@ -620,7 +617,7 @@ def schedule(
             report = run_due(settings, moment, jobs)
         else:
             if now is not None:
-                raise ValueError("--now is for --once and --status only")
+                raise InputError("--now is for --once and --status only")
             from tailor.scheduler.service import run_forever
 
             run_forever(settings, jobs)
@@ -639,7 +636,10 @@ def _parse_now(text: Optional[str]):
 
     if text is None:
         return datetime.now(timezone.utc)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))  # ValueError: exit 2
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise InputError(f"--now: {error}") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
         timezone.utc)
 
@@ -674,7 +674,7 @@ def mail_test(
                         f"A test message from Tailor on {socket.gethostname()} (home "
                         f"{settings.home_path.resolve()}). Mail works.\n")
         if delivery.status == "not configured":
-            raise ValueError("mail.recipients is empty (TAILOR_MAIL_RECIPIENTS): nobody to mail")
+            raise InputError("mail.recipients is empty (TAILOR_MAIL_RECIPIENTS): nobody to mail")
     _emit(delivery.to_dict(), as_json, f"test message {delivery.status}"
           + (f": {delivery.error}" if delivery.error else ""))
     if delivery.status != "sent":

@@ -147,7 +147,7 @@ def evaluate_fitted(model: str, data: ShopData, fitted: Any, cutoff: pd.Timestam
         NotEnoughData: the window holds nothing to score (the message says why).
     """
     if model not in _RUNNERS:
-        raise ValueError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
+        raise InputError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
     return _RUNNERS[model](data, make_split(data, "time", cutoff), fitted.params, k, None,
                            fitted)
 

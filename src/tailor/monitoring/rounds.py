@@ -18,9 +18,8 @@ roll back"):
      champion's parameters are refitted on the data before the window and backtested on it
      (an early signal: the version's own training data covers the window).
   3. A relative drop of more than `monitoring.max_drop` below the baseline (the holdout's
-     primary metric, kept with the version) raises an alert. The drop is measured on the
-     metric's ratio to the popularity baseline's on the same customers (holdout and window
-     alike), so a window that is merely harder to predict is not taken for a worse model. Then: the quality gate fails ->
+     primary metric, kept with the version) raises an alert; what the popularity baseline
+     scored on the holdout and on the window is given beside it, for context. Then: the quality gate fails ->
      no retraining, the alert says why; else a challenger is trained with the window as its
      holdout (fit on the data before it) and compared with the champion on that window;
      better -> promoted; else an earlier champion that does better on the window gets the
@@ -75,23 +74,11 @@ class ModelRound:
     repeated: bool = False  # the round had run on this window already
 
     @property
-    def raw_drop(self) -> float | None:
+    def drop(self) -> float | None:
         """Relative drop of the current metric below the baseline (negative: it rose)."""
         if self.baseline is None or self.current is None or self.baseline <= 0:
             return None
         return (self.baseline - self.current) / self.baseline
-
-    @property
-    def drop(self) -> float | None:
-        """The drop the policy acts on: of the metric's ratio to what the popularity baseline
-        scores on the same customers (holdout vs window), so a window whose shoppers are
-        simply harder or easier to predict (fewer repeat buyers, a holiday) does not read as
-        the model getting worse; the raw drop when either popularity figure is missing."""
-        raw = self.raw_drop
-        if raw is None or not self.popularity_baseline or not self.popularity_current:
-            return raw
-        return 1.0 - (self.current / self.popularity_current) / (
-            self.baseline / self.popularity_baseline)
 
     @property
     def below_threshold(self) -> bool:
@@ -99,7 +86,7 @@ class ModelRound:
 
     def evidence(self) -> dict[str, Any]:
         return {"metric": self.metric, "baseline": self.baseline, "current": self.current,
-                "drop": self.drop, "raw_drop": self.raw_drop,
+                "drop": self.drop,
                 "popularity_baseline": self.popularity_baseline,
                 "popularity_current": self.popularity_current, "source": self.source,
                 "challenger_version": self.challenger_version, "challenger": self.challenger,
@@ -245,11 +232,12 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
 
 
 def _against(result: ModelRound) -> str:
-    """How the window's difficulty was allowed for, when it was."""
-    if result.drop == result.raw_drop:
+    """What the popularity baseline scored on the same customers, for context: a window whose
+    shoppers are harder to predict lowers both."""
+    if not result.popularity_baseline or result.popularity_current is None:
         return ""
-    return (f" (popularity scores {result.popularity_current:.4f} on these customers, "
-            f"{result.popularity_baseline:.4f} on the holdout's)")
+    return (f" (popularity: {result.popularity_current:.4f} here, "
+            f"{result.popularity_baseline:.4f} on the holdout)")
 
 
 def _percent(drop: float | None) -> str:
