@@ -315,6 +315,11 @@ class Settings(BaseModel):
         "A champion whose primary metric on the newest window falls more than this share "
         "below its baseline (its holdout metric) raises an alert and a retraining.",
         gt=0, le=1)
+    monitoring_significance: float = _setting(
+        "monitoring", 0.05,
+        "A drop past max_drop counts only when sampling noise explains it with less than this "
+        "probability (one-sided test on the two samples' standard errors).",
+        gt=0, lt=0.5)
     monitoring_window_days: float = _setting(
         "monitoring", 0.0,
         "Days of newest data a round measures each champion on; 0 = as long as the "
@@ -685,11 +690,13 @@ def _describe(name: str, field: Any) -> Setting:
 def _limits_rule(field: Any) -> str:
     """`gt=0` on an int reads "a positive integer", `ge=0, le=1` "between 0 and 1"."""
     limits = {name: getattr(item, name.lower()) for item in field.metadata
-              for name in ("Gt", "Ge", "Le") if hasattr(item, name.lower())}
+              for name in ("Gt", "Ge", "Lt", "Le") if hasattr(item, name.lower())}
     if "Ge" in limits and "Le" in limits:
         return f"between {limits['Ge']} and {limits['Le']}"
     if "Gt" in limits and "Le" in limits:
         return f"above {limits['Gt']} and at most {limits['Le']}"
+    if "Gt" in limits and "Lt" in limits:
+        return f"above {limits['Gt']} and below {limits['Lt']}"
     if limits.get("Gt") == 0:
         return "a positive integer" if field.annotation is int else "positive"
     if limits.get("Ge") == 0:

@@ -18,8 +18,12 @@ roll back"):
      champion's parameters are refitted on the data before the window and backtested on it
      (an early signal: the version's own training data covers the window).
   3. A relative drop of more than `monitoring.max_drop` below the baseline (the holdout's
-     primary metric, kept with the version) raises an alert; what the popularity baseline
-     scored on the holdout and on the window is given beside it, for context. Then: the quality gate fails ->
+     primary metric, kept with the version) raises an alert, when the drop is also beyond
+     sampling noise: at least the one-sided normal quantile of `monitoring.significance`
+     (1.64 at 5%) standard errors of the difference, each side's error from its own sample
+     (per-unit values for the rankers, Hanley-McNeil for an AUC). A version whose reference
+     has no standard error is judged on the drop alone. What the popularity baseline scored
+     on the holdout and on the window is given beside it, for context. Then: the quality gate fails ->
      no retraining, the alert says why; else a challenger is trained with the window as its
      holdout (fit on the data before it) and compared with the champion on that window;
      better -> promoted; else an earlier champion that does better on the window gets the
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+from statistics import NormalDist
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -67,6 +72,8 @@ class ModelRound:
     source: str | None = None  # "served version" or "backtest"
     popularity_baseline: float | None = None  # the popularity baseline on the holdout
     popularity_current: float | None = None  # ... and on the window
+    baseline_se: float | None = None  # standard errors of baseline and current
+    current_se: float | None = None
     drift: list[DriftResult] = field(default_factory=list)
     challenger_version: str | None = None
     challenger: float | None = None
@@ -81,6 +88,15 @@ class ModelRound:
         return (self.baseline - self.current) / self.baseline
 
     @property
+    def z(self) -> float | None:
+        """How many standard errors the current metric lies below the baseline (None without
+        both standard errors)."""
+        if self.drop is None or self.baseline_se is None or self.current_se is None:
+            return None
+        spread = (self.baseline_se ** 2 + self.current_se ** 2) ** 0.5
+        return float("inf") if spread == 0 else (self.baseline - self.current) / spread
+
+    @property
     def below_threshold(self) -> bool:
         return self.decision in STILL_BELOW
 
@@ -88,7 +104,8 @@ class ModelRound:
         return {"metric": self.metric, "baseline": self.baseline, "current": self.current,
                 "drop": self.drop,
                 "popularity_baseline": self.popularity_baseline,
-                "popularity_current": self.popularity_current, "source": self.source,
+                "popularity_current": self.popularity_current, "baseline_se": self.baseline_se,
+                "current_se": self.current_se, "z": self.z, "source": self.source,
                 "challenger_version": self.challenger_version, "challenger": self.challenger,
                 "new_champion": self.new_champion,
                 "drift": [result.to_dict() for result in self.drift]}
@@ -188,7 +205,8 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     result = ModelRound(model, "ok", "", champion_version=version, window_start=start,
                         window_end=end, metric=reference.primary_metric,
                         baseline=reference.baseline,
-                        popularity_baseline=reference.popularity)
+                        popularity_baseline=reference.popularity,
+                        baseline_se=reference.baseline_se)
     earlier = audit.find(settings, _round_key(model, end, version)) if not dry_run else None
     if earlier is not None:
         result.decision, result.repeated = earlier.decision, True
@@ -196,7 +214,7 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
                          f"{end:%Y-%m-%d %H:%M}: {earlier.reason}")
         result.champion_version = earlier.champion_version
         for key in ("current", "source", "challenger_version", "challenger", "new_champion",
-                    "popularity_current"):
+                    "popularity_current", "current_se"):
             setattr(result, key, earlier.evidence.get(key))
         return result
     if end <= reference.data_to:
@@ -211,9 +229,17 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
             f"{end:%Y-%m-%d}: {error}"
         return result
     result.current, result.source = measured.primary, measured.source
-    result.popularity_current = measured.popularity
+    result.popularity_current, result.current_se = measured.popularity, measured.se
     result.drift = _drift(settings, model, reference, data, start, measured, version)
     drop = result.drop
+    needed = NormalDist().inv_cdf(1.0 - settings.monitoring_significance)
+    if drop is not None and drop > settings.monitoring_max_drop and result.z is not None \
+            and result.z < needed:
+        result.reason = (f"{result.metric} {result.current:.4f} on the newest {days:.1f} days "
+                         f"vs baseline {result.baseline:.4f}{_against(result)}: "
+                         f"{_percent(drop)}, but only {result.z:.2f} standard errors (a drop "
+                         f"needs {needed:.2f}): within sampling noise")
+        return result
     if drop is None or drop <= settings.monitoring_max_drop:
         result.reason = (f"{result.metric} {result.current:.4f} on the newest "
                          f"{days:.1f} days vs baseline {result.baseline:.4f}{_against(result)}: "
@@ -222,7 +248,7 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     alert = (f"{spec.registered_name} v{version}: {result.metric} {result.current:.4f} on "
              f"{start:%Y-%m-%d}..{end:%Y-%m-%d} vs baseline {result.baseline:.4f}"
              f"{_against(result)}: {_percent(drop)} (threshold "
-             f"{settings.monitoring_max_drop:.0%})")
+             f"{settings.monitoring_max_drop:.0%}; {_z_text(result)})")
     if dry_run:
         result.decision, result.reason = "would_retrain", alert + "; dry run: nothing done"
         return result
@@ -240,6 +266,11 @@ def _against(result: ModelRound) -> str:
             f"{result.popularity_baseline:.4f} on the holdout)")
 
 
+def _z_text(result: ModelRound) -> str:
+    return "no standard errors to test it" if result.z is None else \
+        f"{result.z:.2f} standard errors"
+
+
 def _percent(drop: float | None) -> str:
     if drop is None:
         return "no baseline"
@@ -252,6 +283,7 @@ class _Measured:
     source: str
     scored: pd.DataFrame | None
     popularity: float | None
+    se: float | None
 
 
 def _measure(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
@@ -260,7 +292,7 @@ def _measure(settings: Settings, client: Any, spec: Any, version: Any, reference
     result, source = _score_version(settings, client, spec, version, reference, data, start)
     popularity = result.baselines.get("popularity", {}).get(result.primary_metric)
     return _Measured(result.primary, source, result.scored,
-                     None if popularity is None else float(popularity))
+                     None if popularity is None else float(popularity), result.primary_se)
 
 
 def _score_version(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
