@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from tailor.events.frames import finite_numbers
 from tailor.events.ingest.files import InputFile, file_columns, require_columns
 from tailor.events.ingest.readers import iter_chunks
 from tailor.events.ingest.report import IngestReport, warn
@@ -39,7 +40,7 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
         skipped += len(chunk.malformed) + int(_blank(frame["product_id"]).sum())
         for name in bad_numbers:
             if name in frame.columns:
-                numbers = pd.to_numeric(frame[name], errors="coerce")
+                numbers = finite_numbers(frame[name])
                 bad_numbers[name] += int((frame[name].notna() & numbers.isna()).sum())
         frame = frame[~_blank(frame["product_id"])]
         unstorable = _nul_rows(frame, PRODUCT_COLUMNS, with_nul) \
@@ -54,7 +55,8 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
     _warn_not_unicode(report, path, "product", not_unicode)
     for name, count in bad_numbers.items():
         if count:
-            warn(report, f"{path}: {name}: {count:,} value(s) not a number, stored as empty")
+            warn(report, f"{path}: {name}: {count:,} value(s) not a number (or not finite: "
+                          "inf, nan), stored as empty")
 
 
 def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_rows: int,
