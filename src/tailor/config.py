@@ -70,6 +70,28 @@ SETTINGS: tuple[Setting, ...] = (
             "(a server restart or failover); rows are still stored once. 0 = give up at once."),
     Setting("ingest", "retry_backoff_seconds", float, 1.0,
             "Seconds before the first retry of a dropped store connection; each wait doubles."),
+    # The import's saved defaults; checked by tailor.events.ingest.options.check_ingest_settings.
+    Setting("ingest", "column_map", str, "",
+            "Which events-file column is which contract column, as --map: "
+            "customer_id=user_id,event_type=event,timestamp=ts (a|b: the first not empty); "
+            "entries naming columns a file lacks are skipped for that file."),
+    Setting("ingest", "event_types", str, "",
+            "Other names of event types, as --event-types: purchase=Order Completed|Checkout "
+            "Done,add_to_cart=Added; Segment's e-commerce names are built in."),
+    Setting("ingest", "event_types_case_sensitive", bool, False,
+            "Match event-type names exactly; by default any case and separator matches."),
+    Setting("ingest", "timestamp_format", str, "",
+            "strftime format of timestamps that are neither ISO 8601 nor epoch numbers, e.g. "
+            "%d/%m/%Y %H:%M (as --timestamp-format). Empty: only those two forms are read."),
+    Setting("ingest", "dayfirst", bool, False,
+            "Numeric dates are day/month/year (05/01/2026 is 5 January); without it or a "
+            "timestamp format such dates are rejected, never guessed."),
+    Setting("ingest", "delimiter", str, "",
+            "CSV delimiter: a character, or comma, semicolon, tab, pipe. Empty: sniffed among "
+            "comma, semicolon and tab."),
+    Setting("ingest", "encoding", str, "",
+            "Text encoding of CSV and JSON Lines files, e.g. latin-1 or cp1252. Empty: UTF-8, "
+            "checked over the whole file."),
     Setting("events", "min_timestamp", str, "2000-01-01T00:00:00Z",
             "Events stamped before this (ISO 8601 with zone) are rejected as "
             "implausible_timestamp, e.g. epoch 0 from an unset clock; by import and collector."),
