@@ -32,8 +32,6 @@ DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pi
 SNIFF_BYTES = 64 << 10
 UTF8 = "utf-8"
 
-Location = "str | Path"
-
 
 def is_url(location: "str | Path") -> bool:
     """Whether the location is an fsspec URL (`scheme://...`) rather than a local path."""
@@ -67,12 +65,14 @@ def file_format(location: "str | Path", forced: str = "") -> str:
                      f"{ACCEPTED_FORMATS} (or name the format with --format csv|jsonl|parquet)")
 
 
-def is_gzip(location: "str | Path") -> bool:
-    """Whether the file is gzip-compressed: by its name, else by its first two bytes."""
+def is_gzip(location: "str | Path", stream: BinaryIO) -> bool:
+    """Whether the file is gzip-compressed: by its name, else by the first two bytes of its
+    open `stream` (read, then the stream is wound back)."""
     if base_name(location).lower().endswith(".gz"):
         return True
-    with open_binary(location) as stream:
-        return stream.read(2) == b"\x1f\x8b"
+    head = stream.read(2)
+    stream.seek(0)
+    return head == b"\x1f\x8b"
 
 
 def open_binary(location: "str | Path") -> BinaryIO:
@@ -87,9 +87,23 @@ def open_binary(location: "str | Path") -> BinaryIO:
 def open_decompressed(location: "str | Path") -> BinaryIO:
     """The file's bytes, gunzipped when it is gzip."""
     raw = open_binary(location)
-    if is_gzip(location):
-        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+    if is_gzip(location, raw):
+        return cast(BinaryIO, _GzipClosingSource(raw))
     return raw
+
+
+class _GzipClosingSource(gzip.GzipFile):
+    """A gunzipping reader that closes the file under it too (GzipFile leaves it open)."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        super().__init__(fileobj=source, mode="rb")
+        self._source = source
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._source.close()
 
 
 def check_exists(location: "str | Path", label: str) -> int:

@@ -154,7 +154,7 @@ def _csv_chunks(source: InputFile, columns: list[str], chunk_rows: int, arrow_te
     path = source.shown
     with open_binary(source.path) as raw:
         stream = (pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")
-                  if is_gzip(source.path) else raw)
+                  if is_gzip(source.path, raw) else raw)
         reader = _csv_reader(stream, source, columns, malformed)
         pending: list[pa.RecordBatch] = []
         pending_rows, parsed, flushed = 0, 0, 0
