@@ -328,3 +328,18 @@ def test_the_printed_report_shows_mapping_format_and_samples(tailor_home: Path,
                   "'Order Completed'"):
         assert words in result.output, words
     assert "mail@example.com" not in result.output
+
+
+def test_json_lines_without_a_required_key_reject_rows_not_the_file(settings: Settings,
+                                                                    tmp_path: Path) -> None:
+    lines = [{"user": "u1", "event_type": "page_view", "timestamp": T0}] * 2 + [
+        {"customer_id": "c1", "event_type": "page_view", "timestamp": T0}]
+    report = run(settings, write_lines(tmp_path / "events.jsonl", lines))
+    assert (report["accepted"], report["rejected"]) == (1, {"missing_customer_id": 2})
+    report = run(settings.replace(home=str(tmp_path / "mapped")), tmp_path / "events.jsonl",
+                 column_map="customer_id=user")
+    assert report["accepted"] == 3  # the mapped key, else the row's own customer_id
+    sampled = run(settings.replace(home=str(tmp_path / "few")),
+                  write_lines(tmp_path / "few.jsonl", lines[:2]))
+    assert any("no line of the first 1,000 has customer_id" in warning
+               and "--map customer_id=<column>" in warning for warning in sampled["warnings"])

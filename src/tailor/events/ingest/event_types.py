@@ -116,8 +116,8 @@ class EventTypeNames:
         text = text_array(values)
         if text is None:  # not all text (a number, say): the contract check names it
             return EventTypesRead(values, np.zeros(len(values), dtype=bool), {}, {})
-        unknown = np.asarray(pc.invert(pc.is_in(text, value_set=pa.array(EVENT_TYPES)))
-                             .fill_null(False))
+        unknown = np.asarray(text.is_valid()) \
+            & ~np.asarray(pc.is_in(text, value_set=pa.array(EVENT_TYPES)).fill_null(False))
         if not unknown.any():
             return EventTypesRead(values, np.zeros(len(values), dtype=bool), {}, {})
         counts = pc.value_counts(text.filter(pa.array(unknown))).to_pylist()

@@ -32,6 +32,7 @@ from tailor.events.ingest.catalogue import load_customers, load_products
 from tailor.events.ingest.chunks import write_chunk
 from tailor.events.ingest.files import InputFile, check_input_file, file_columns, require_columns
 from tailor.events.ingest.formats import JSON_LINES, PARQUET, base_name
+from tailor.events.ingest.jsonl import SAMPLE_LINES
 from tailor.events.ingest.mapping import SEGMENT, ColumnPlan, plan_columns
 from tailor.events.ingest.options import ImportFlags, ImportOptions, resolve_options
 from tailor.events.ingest.reader_process import ReaderProcess, ReadPlan, validated_chunks
@@ -98,10 +99,12 @@ def ingest_files(settings: Any, events_path: Path | str, *, products_path: Path 
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     options = resolve_options(settings, flags)
     plan = _check_inputs(events_path, products_path, customers_path, options)
-    column_plan = _plan_event_columns(plan["events"], options)
+    column_plan, notes = _plan_event_columns(plan["events"], options)
     store = open_event_store(settings.event_store_url)
     report = IngestReport(batch_id=f"import-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                           store=redact_url(settings.event_store_url))
+    for note in notes:
+        warn(report, note)
     dropped: list[str] = []
     policy = replace(RetryPolicy.from_settings(settings), on_retry=dropped.append)
     try:
@@ -146,25 +149,33 @@ def _check_inputs(events_path: Path | str, products_path: Path | str | None,
     return plan
 
 
-def _plan_event_columns(events: InputFile, options: ImportOptions) -> ColumnPlan:
-    """The events file's column plan, checked to give every required contract column.
+def _plan_event_columns(events: InputFile, options: ImportOptions
+                        ) -> tuple[ColumnPlan, list[str]]:
+    """The events file's column plan, checked to give every required contract column, and
+    the warnings to report (JSON Lines whose first lines lack a required key: in JSON an
+    absent key is a missing value, so the rows are rejected one by one, not the file).
 
     Raises:
-        ContractError: a required column is missing after the mapping (the message says
-            how to map it), or a `--map` source is not in the file.
+        ContractError: a CSV or Parquet file lacks a required column after the mapping (the
+            message says how to map it), or a `--map` source is not in the file.
     """
     columns = file_columns(events)
     plan = plan_columns(columns, options.flag_map, options.saved_map, where=events.shown,
                         strict=events.kind != JSON_LINES)
     missing = [name for name in REQUIRED_EVENT_COLUMNS if name not in plan.contract_columns()]
-    if missing:
-        shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
-        raise ContractError(
-            f"{events.shown}: missing required column(s): {', '.join(missing)} (required: "
-            f"{', '.join(REQUIRED_EVENT_COLUMNS)}; found: {shown or 'none'}); name the file's "
-            "column(s) with --map " + ",".join(f"{name}=<column>" for name in missing)
-            + " (or ingest.column_map in tailor.toml)")
-    return plan
+    if not missing:
+        return plan, []
+    shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
+    how = ("name the file's column(s) with --map "
+           + ",".join(f"{name}=<column>" for name in missing)
+           + " (or ingest.column_map in tailor.toml)")
+    if events.kind == JSON_LINES:  # a key absent from an object is a missing value
+        return plan, [f"{events.shown}: no line of the first {SAMPLE_LINES:,} has "
+                      f"{', '.join(missing)} (keys seen: {shown or 'none'}); rows without "
+                      f"it are rejected; if the file names it otherwise, {how}"]
+    raise ContractError(
+        f"{events.shown}: missing required column(s): {', '.join(missing)} (required: "
+        f"{', '.join(REQUIRED_EVENT_COLUMNS)}; found: {shown or 'none'}); {how}")
 
 
 def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Timestamp,

@@ -100,12 +100,13 @@ class JsonPlan:
 
     @classmethod
     def from_columns(cls, plan: ColumnPlan, event_types: EventTypeNames) -> "JsonPlan":
-        """Paths from the column plan; unmapped columns by their own key and, in a Segment
-        export, by the export's keys even where the sampled lines lacked them."""
+        """Paths from the column plan, each column's own key last; unmapped columns by their
+        own key and, in a Segment export, by the export's keys even where the sampled lines
+        lacked them."""
         paths = {}
         for name in EVENT_COLUMNS:
-            if name in plan.sources and plan.origins[name] != SEGMENT:
-                paths[name] = plan.sources[name]
+            if name in plan.sources and plan.origins[name] != SEGMENT:  # then the own key
+                paths[name] = tuple(dict.fromkeys((*plan.sources[name], name)))
             elif plan.layout == SEGMENT:
                 paths[name] = tuple(dict.fromkeys((*plan.sources.get(name, ()), name,
                                                    *SEGMENT_SOURCES.get(name, ()))))

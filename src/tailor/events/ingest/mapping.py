@@ -41,7 +41,8 @@ SEGMENT_SOURCES: dict[str, tuple[str, ...]] = {
     "device_type": ("context.device.type", "context_device_type"),
     "properties": ("properties",),
 }
-_SEGMENT_IDS = ("userId", "anonymousId", "user_id", "anonymous_id")
+# Fields only such exports have beside `event` or `type`.
+_SEGMENT_MARKS = ("userId", "anonymousId", "user_id", "anonymous_id", "messageId")
 
 
 def parse_column_map(text: str, label: str) -> dict[str, tuple[str, ...]]:
@@ -71,11 +72,11 @@ def parse_column_map(text: str, label: str) -> dict[str, tuple[str, ...]]:
 
 
 def is_segment_layout(columns: list[str]) -> bool:
-    """Whether the columns are a Segment or RudderStack export's: an `event` or `type` and a
-    user or anonymous id, and no `event_type` of the contract's own."""
+    """Whether the columns are a Segment or RudderStack export's: an `event` or `type`, a
+    user or anonymous id (or a `messageId`), and no `event_type` of the contract's own."""
     present = set(columns)
     return ("event_type" not in present and bool(present & {"event", "type"})
-            and bool(present & set(_SEGMENT_IDS)))
+            and bool(present & set(_SEGMENT_MARKS)))
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,9 @@ def plan_columns(columns: list[str], flag_map: dict[str, tuple[str, ...]],
         columns: the file's columns (JSON Lines: keys seen, nested as dotted paths).
         flag_map, saved_map: `--map` and `ingest.column_map`, parsed.
         where: the file, for messages.
-        strict: a flag's source the file lacks is an error (JSON Lines: only keys seen in
-            the first lines are known, so there it is not).
+        strict: the columns are all the file has: a flag's source the file lacks is an
+            error, a saved one is skipped. JSON Lines: only keys seen in the first lines are
+            known, so every source named is kept (a later line may have it).
 
     Raises:
         ContractError: a flag names a column the file lacks, or a source is a PII column.
@@ -189,7 +191,7 @@ def plan_columns(columns: list[str], flag_map: dict[str, tuple[str, ...]],
             if target not in mapping:
                 continue
             found = _resolve(mapping[target], columns, target, origin, where,
-                             strict=strict and origin == FLAG)
+                             strict=strict and origin == FLAG, keep_unseen=not strict)
             if found:
                 sources[target], origins[target] = found, origin
                 break
@@ -203,19 +205,22 @@ def plan_columns(columns: list[str], flag_map: dict[str, tuple[str, ...]],
 
 
 def _resolve(names: tuple[str, ...], columns: list[str], target: str, origin: str,
-             where: str, strict: bool) -> tuple[str, ...]:
-    """The file's columns for `names` (exact, else ignoring case)."""
+             where: str, strict: bool, keep_unseen: bool = False) -> tuple[str, ...]:
+    """The file's columns for `names` (exact, else ignoring case); names not among them
+    are an error (`strict`), kept as given (`keep_unseen`) or left out."""
     by_lower = {name.lower(): name for name in columns}
     found = []
     for name in names:
         column = name if name in columns else by_lower.get(name.lower())
-        if column is not None and column.strip().lower() in PII_COLUMNS:
-            raise ContractError(f"{origin} {target}={name}: {column} is a PII column; it never "
+        if name.strip().lower() in PII_COLUMNS:
+            raise ContractError(f"{origin} {target}={name}: {name} is a PII column; it never "
                                 "reaches the events (map a pseudonymous id instead)")
         if column is None and strict:
             shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
             raise ContractError(f"{origin} {target}={'|'.join(names)}: {where} has no column "
                                 f"{name!r} (found: {shown or 'none'})")
+        if column is None and keep_unseen:
+            column = name
         if column is not None:
             found.append(column)
     return tuple(found)
