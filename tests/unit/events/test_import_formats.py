@@ -332,8 +332,8 @@ def test_the_printed_report_shows_mapping_format_and_samples(tailor_home: Path,
 
 def test_json_lines_without_a_required_key_reject_rows_not_the_file(settings: Settings,
                                                                     tmp_path: Path) -> None:
-    lines = [{"user": "u1", "event_type": "page_view", "timestamp": T0}] * 2 + [
-        {"customer_id": "c1", "event_type": "page_view", "timestamp": T0}]
+    lines = [{"user": user, "event_type": "page_view", "timestamp": T0} for user in ("u1", "u2")]
+    lines.append({"customer_id": "c1", "event_type": "page_view", "timestamp": T0})
     report = run(settings, write_lines(tmp_path / "events.jsonl", lines))
     assert (report["accepted"], report["rejected"]) == (1, {"missing_customer_id": 2})
     report = run(settings.replace(home=str(tmp_path / "mapped")), tmp_path / "events.jsonl",
