@@ -378,8 +378,8 @@ def epoch_out_of_range(numbers: "pd.Series | np.ndarray") -> tuple[np.ndarray, n
     """Masks of epoch numbers before, and after, the range `from_epoch` reads."""
     values = np.asarray(numbers, dtype="float64")
     size = np.abs(values)
-    unread = ((size > _EPOCH_SECONDS_LIMIT) & (size < EPOCH_MILLISECONDS_FROM)) \
-        | (size > _EPOCH_MILLISECONDS_LIMIT)
+    unread = (((size > _EPOCH_SECONDS_LIMIT) & (size < EPOCH_MILLISECONDS_FROM))
+              | (size > _EPOCH_MILLISECONDS_LIMIT)) & np.isfinite(values)  # inf: malformed
     return unread & (values < 0), unread & (values > 0)
 
 
@@ -413,6 +413,8 @@ def unreadable_detail(raw: pd.Series, rules: TimestampRules
     """The detail builder for timestamps that could not be read: epoch numbers out of
     range, or text, with what to pass to read its form."""
     def one(value: object) -> str:
+        if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+            return f"timestamp: {shown_number(value)} is not a finite number"
         if isinstance(value, (int, float, np.integer, np.floating)) \
                 and not isinstance(value, bool):
             return (f"timestamp: epoch number {shown_number(value)} is out of range (seconds "

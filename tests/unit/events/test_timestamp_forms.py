@@ -99,6 +99,14 @@ def test_non_finite_numbers_are_malformed_naming_the_field(field: str, value: ob
         assert "is not a finite number" in result.rejected["detail"].iloc[0]
 
 
+def test_an_infinite_epoch_time_is_malformed_not_a_far_future() -> None:
+    result = validate_events(events([float("inf"), "inf", 1e300]), now=NOW)
+    assert result.rejected[["reason", "field"]].values.tolist() == [
+        ["malformed_row", "timestamp"], ["malformed_row", "timestamp"],
+        ["implausible_timestamp", "timestamp"]]
+    assert "inf is not a finite number" in result.rejected["detail"][0]
+
+
 @pytest.mark.parametrize("url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_no_store_keeps_an_infinite_number(url: str, tmp_path, request) -> None:
     store_url = (f"sqlite:///{tmp_path / 'events.db'}" if url == "sqlite"
