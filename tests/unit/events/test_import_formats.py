@@ -252,6 +252,8 @@ def test_files_come_from_fsspec_urls(settings: Settings, tmp_path: Path) -> None
     assert run(settings, f"file://{local}")["accepted"] == 1
     with pytest.raises(FileNotFoundError, match="events file not found: memory://"):
         run(settings, f"{folder}/nope.csv")
+    with pytest.raises(ValueError, match="nosuch://x/events.csv: Protocol not known"):
+        run(settings, "nosuch://x/events.csv")
     assert stored(settings)[0]["customer_id"].tolist() == ["c1", "c2", "c3"]
 
 

@@ -122,7 +122,12 @@ def check_exists(location: "str | Path", label: str) -> int:
         return path.stat().st_size
     import fsspec
 
-    fs, inner = fsspec.core.url_to_fs(str(location))
+    try:
+        fs, inner = fsspec.core.url_to_fs(str(location))
+    except ImportError as error:  # e.g. s3:// without s3fs installed
+        raise ValueError(f"{shown(location)}: {error}") from None
+    except ValueError as error:  # an unknown scheme
+        raise ValueError(f"{shown(location)}: {error}") from None
     if not fs.exists(inner):
         raise FileNotFoundError(f"{label} file not found: {shown(location)}")
     if fs.isdir(inner):
