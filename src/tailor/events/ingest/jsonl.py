@@ -306,7 +306,7 @@ def _typed(values: list[Any]) -> pd.Series:
 
 def raw_json(record: dict) -> str:
     """An object as dead-letter text, with personal keys at any depth left out."""
-    return json.dumps(_without_personal(record), default=str, ensure_ascii=False)
+    return json.dumps(_without_personal(record), default=str)
 
 
 def _without_personal(value: Any) -> Any:
@@ -316,8 +316,3 @@ def _without_personal(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_personal(item) for item in value]
     return value
-
-
-def has_personal_keys(keys: list[str]) -> bool:
-    """Whether any sampled key (a dotted path) names personal data."""
-    return any(key.rsplit(".", 1)[-1].lower() in PERSONAL_KEYS for key in keys)
