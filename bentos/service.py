@@ -67,10 +67,10 @@ log = logging.getLogger("tailor.bentos")
 SETTINGS = load_settings()
 # Each worker process imports this module: its threads (the event loop, the scoring threads)
 # hand the interpreter over after serving.switch_interval_ms instead of Python's 5 ms.
-sys.setswitchinterval(float(SETTINGS.serving_switch_interval_ms) / 1000)
-use_in_bentoml_workers(int(SETTINGS.serving_max_header_bytes),
-                      int(SETTINGS.serving_max_header_count))
-BATCHING = bool(SETTINGS.serving_adaptive_batching)
+sys.setswitchinterval(SETTINGS.serving_switch_interval_ms / 1000)
+use_in_bentoml_workers(SETTINGS.serving_max_header_bytes,
+                      SETTINGS.serving_max_header_count)
+BATCHING = SETTINGS.serving_adaptive_batching
 COLLECTOR_PREFIX = "/collect"
 # Everything but the open paths of tailor.serving.http (metrics included, unless
 # serving.metrics_without_key) needs a secret key.
@@ -79,13 +79,13 @@ OPEN_PREFIXES = (COLLECTOR_PREFIX,)
 SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/schema.json")
 COLLECTOR_APP = create_collector_app(SETTINGS, commit_hook=session_feature_hook(SETTINGS))
 OPS_APP = create_ops_app(ENDPOINTS)
-BATCH_LIMIT = Field(min_length=1, max_length=int(SETTINGS.serving_max_batch_size))
+BATCH_LIMIT = Field(min_length=1, max_length=SETTINGS.serving_max_batch_size)
 HomepageBatch = Annotated[list[HomepageRequest], BATCH_LIMIT]
 CheckoutBatch = Annotated[list[CheckoutOfferRequest], BATCH_LIMIT]
-SCORER_TIMEOUT_SECONDS = int(SETTINGS.serving_timeout_ms) / 1000.0
+SCORER_TIMEOUT_SECONDS = SETTINGS.serving_timeout_ms / 1000.0
 # No access log: its lines hold the shoppers' IP addresses (the collector keeps none either).
 # No BentoML HTTP metrics: they label each request with its raw path (unbounded series).
-SERVICE_CONFIG = {"workers": int(SETTINGS.serving_workers),
+SERVICE_CONFIG = {"workers": SETTINGS.serving_workers,
                   "logging": {"access": {"enabled": False}},
                   "metrics": {"enabled": False}}
 
@@ -105,13 +105,13 @@ class Scorer:
     def __init__(self) -> None:
         self.pipeline = _pipeline()
 
-    @bentoml.api(batchable=True, max_batch_size=int(SETTINGS.serving_max_batch_size),
-                 max_latency_ms=int(SETTINGS.serving_max_latency_ms))
+    @bentoml.api(batchable=True, max_batch_size=SETTINGS.serving_max_batch_size,
+                 max_latency_ms=SETTINGS.serving_max_latency_ms)
     def homepage_batch(self, requests: list[HomepageRequest], /) -> list[HomepageResponse]:
         return self.pipeline.homepage_batch(requests)
 
-    @bentoml.api(batchable=True, max_batch_size=int(SETTINGS.serving_max_batch_size),
-                 max_latency_ms=int(SETTINGS.serving_max_latency_ms))
+    @bentoml.api(batchable=True, max_batch_size=SETTINGS.serving_max_batch_size,
+                 max_latency_ms=SETTINGS.serving_max_latency_ms)
     def checkout_batch(self, requests: list[CheckoutOfferRequest], /
                        ) -> list[CheckoutOfferResponse]:
         return self.pipeline.checkout_batch(requests)
@@ -223,5 +223,5 @@ Tailor.add_asgi_middleware(RouteMetricsMiddleware, routes=_known_routes())
 Tailor.add_asgi_middleware(ApiKeyMiddleware, settings=SETTINGS, open_paths=OPEN_PATHS,
                            passthrough_prefixes=OPEN_PREFIXES)
 Tailor.add_asgi_middleware(BodyLimitMiddleware,
-                           max_bytes=int(SETTINGS.serving_max_request_bytes),
+                           max_bytes=SETTINGS.serving_max_request_bytes,
                            passthrough_prefixes=(COLLECTOR_PREFIX,))

@@ -4,7 +4,9 @@ Every command takes `--home` (or `TAILOR_HOME`); commands that report take `--js
 and then print exactly one JSON object on stdout (progress and prose go to stderr).
 Exit codes: 0 success, 1 a gate failed, 2 bad usage or input, 3 a service failed (a
 database, Redis or the registry unreachable or dropping the connection: one line on stderr,
-no traceback; running the command again once the service is back is safe).
+no traceback; running the command again once the service is back is safe). Bad input is an
+`InputError` (or a `ConfigError`, a missing file): one line and exit 2. Any other exception is
+a bug and ends with its traceback (exit 1).
 
 Heavy libraries (pandas, pyarrow, duckdb, mlflow, ...) are imported inside the
 commands so that `tailor --help` stays fast.
@@ -21,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
-from tailor.config import ConfigError, Settings, load_settings
+from tailor.errors import InputError
 
 if TYPE_CHECKING:
+    from tailor.config import Settings
     from tailor.server import ServerProcess
 
 app = typer.Typer(
@@ -58,13 +61,18 @@ def _setup_logging() -> None:
 
 @contextmanager
 def _job(home: Optional[Path]) -> Iterator[Settings]:
-    """Load settings; known input errors exit 2 and failed services 3, each with one line."""
+    """Load settings; bad input exits 2 and failed services 3, each with one line.
+
+    Bad input is an `InputError` (a `ContractError` is one), a `ConfigError` (a setting) or a
+    missing file. Any other `ValueError` is a bug, not the user's input: it propagates with
+    its traceback.
+    """
     _setup_logging()
-    from tailor.events.schema import ContractError
+    from tailor.config import ConfigError, load_settings  # pydantic: only once a job runs
 
     try:
         yield load_settings(home=home)
-    except (ConfigError, ContractError, FileNotFoundError, IsADirectoryError, ValueError) as error:
+    except (InputError, ConfigError, FileNotFoundError, IsADirectoryError) as error:
         _stderr_console().print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as error:
@@ -95,7 +103,7 @@ def _is_failed_service(error: Exception) -> bool:
     return False
 
 
-def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+def _emit(payload: dict[str, Any], as_json: bool, human: object) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
     else:
@@ -110,6 +118,9 @@ def simulate(
     seed: int = typer.Option(7, help="Random seed: the same seed writes the same shop."),
     faults: float = typer.Option(0.0, min=0.0, max=0.5, help="Share of event rows to corrupt, spread over the fault kinds."),
     start: str = typer.Option("2026-01-05", help="First simulated day (ISO date, UTC)."),
+    shift_at_day: Optional[int] = typer.Option(
+        None, "--shift-at-day", help="Day (0-based) a seasonal shift in tastes and a catalogue "
+                                     "turnover happens (what monitoring must catch)."),
     out: Path = typer.Option(..., "--out", help="Folder for events.parquet, products.csv, customers.csv, ground_truth/."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
@@ -119,7 +130,7 @@ def simulate(
         from tailor.simulate import ShopConfig, simulate_shop
 
         config = ShopConfig(n_customers=customers, n_products=products, n_days=days, seed=seed,
-                            fault_rate=faults, start=start)
+                            fault_rate=faults, start=start, shift_at_day=shift_at_day)
         summary = simulate_shop(config, out)
     _emit(summary.to_dict(), as_json,
           f"simulated {summary.n_events:,} events from {summary.n_customers:,} customers "
@@ -238,18 +249,36 @@ def warehouse(
 @app.command("config")
 def show_config(
     example: bool = typer.Option(False, "--example", help="Print tailor.toml.example (every key and default)."),
+    keys: bool = typer.Option(False, "--keys",
+                              help="List every key: its variable, type, default, limits and meaning."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the resolved settings (after tailor.toml and TAILOR_* variables)."""
-    from tailor.config import example_toml
+    from tailor.config import SETTINGS, example_toml
 
     if example:
         sys.stdout.write(example_toml())
         return
+    if keys:
+        rows = [{"key": f"{s.section}.{s.key}" if s.section else s.key, "env": s.env,
+                 "type": s.type.__name__, "default": s.default, "must_be": s.rule, "help": s.help}
+                for s in SETTINGS]
+        _emit({"keys": rows}, as_json, _keys_table(rows))
+        return
     with _job(home) as settings:
         payload = dict(settings.values)
     _emit(payload, as_json, "\n".join(f"{key} = {value!r}" for key, value in payload.items()))
+
+
+def _keys_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table("key", "type", "default", "must be", "meaning", title="tailor.toml keys "
+                  "(environment: TAILOR_<SECTION>_<KEY>)", show_lines=False)
+    for row in rows:
+        table.add_row(row["key"], row["type"], repr(row["default"]), row["must_be"], row["help"])
+    return table
 
 
 @app.command()
@@ -304,17 +333,14 @@ def train(
 ) -> None:
     """Tune (Optuna), evaluate on the holdout, register in MLflow; promote only a better model."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.quality import QualityGateFailed
         from tailor.training import train_models
 
-        try:
+        try:  # NotEnoughData is an InputError: exit 2
             results = train_models(settings, model, trials=trials, force=force, jobs=jobs)
         except QualityGateFailed as error:
             _stderr_console().print(f"[bold red]refused:[/] {error}", highlight=False)
             raise typer.Exit(EXIT_GATE_FAILED) from None
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
     lines = [f"{result.model}: {result.status}"
              + (f" v{result.version}, {result.reason}" if result.version else f" ({result.reason})")
              for result in results]
@@ -336,19 +362,53 @@ def evaluate(
 ) -> None:
     """Backtest: fit with the champion's (or default) settings before the split, score after it."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.training import evaluate_model
 
-        try:
-            payload = evaluate_model(settings, model, cutoff=cutoff, split=split, k=k)
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
+        # NotEnoughData is an InputError: exit 2
+        payload = evaluate_model(settings, model, cutoff=cutoff, split=split, k=k)
     rows = [f"{name:<14} " + "  ".join(f"{key} {value:.4f}" for key, value in values.items()
                                        if isinstance(value, float))
             for name, values in [("model", payload["metrics"]), *payload["baselines"].items()]]
     _emit(payload, as_json, f"{model} v{payload['version'] or '-'} ({payload['split']} split at "
           f"{payload['cutoff']}, {payload['n_evaluated']:,} evaluated)\n" + "\n".join(rows)
           + "".join(f"\nnote: {note}" for note in payload["notes"]))
+
+
+@app.command()
+def monitor(
+    model: Optional[str] = typer.Option(None, "--model",
+                                        help="homepage, cross_sell, churn or checkout "
+                                             "(default: all four)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Measure and report; train, promote and record nothing."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One monitoring round: each champion on the newest window against its baseline, drift,
+    and the decision (keep, retrain and promote, roll back, or escalate). Exit 1 when a model
+    is still below its threshold after the round."""
+    with _job(home) as settings:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from tailor.monitoring.rounds import run_round
+        from tailor.monitoring.table import round_table
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=_stderr_console(), transient=True, disable=as_json) as progress:
+            task = progress.add_task("monitoring", total=None)
+            rounds = run_round(settings, [model] if model else None, dry_run=dry_run,
+                               progress=lambda name: progress.update(
+                                   task, description=f"monitoring {name}"))
+    where = {"workspace": str(settings.home_path / "evidently"),
+             "reports": str(settings.reports_path / "monitoring")}
+    _emit({"models": [result.to_dict() for result in rounds], **where}, as_json,
+          round_table(rounds))
+    if not as_json:
+        _stderr_console().print(f"Evidently workspace: {where['workspace']} (evidently ui "
+                                f"--workspace {where['workspace']}); reports: "
+                                f"{where['reports']}", highlight=False)
+    if any(result.below_threshold for result in rounds):
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 @app.command()
@@ -365,10 +425,33 @@ def recommend(
         try:
             payload = recommend_for_customer(settings, customer, k=k)
         except LookupError as error:
-            raise ValueError(str(error.args[0])) from None
+            raise InputError(str(error.args[0])) from None
     lines = [f"{item['rank']:>2}. {item['product_id']}  {item['reason']}"
              for item in payload["items"]]
     _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
+
+
+@app.command()
+def retention(
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Score at this time (ISO 8601 date or time); default just after "
+                              "the newest event."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Score every customer with the churn champion; write the high-risk ones (above
+    models.churn_threshold) to reports/retention/ for the retention campaign."""
+    with _job(home) as settings:
+        from tailor.training import write_retention_list
+
+        try:
+            summary = write_retention_list(settings, as_of=as_of)
+        except LookupError as error:  # no churn champion yet (NotEnoughData is an InputError)
+            raise InputError(str(error.args[0] if error.args else error)) from None
+    _emit(summary.to_dict(), as_json,
+          f"retention list: {summary.high_risk:,} of {summary.customers_scored:,} customers "
+          f"above {summary.threshold:.2f} (churn v{summary.model_version}, as of "
+          f"{summary.as_of}) -> {summary.path}")
 
 
 # -- serving -------------------------------------------------------------------------------------
@@ -416,7 +499,7 @@ def serve(
 
 
 def _has_secret_key(settings: Settings) -> bool:
-    """Whether any secret key exists (raises ValueError on a malformed keys file)."""
+    """Whether any secret key exists (raises InputError on a malformed keys file)."""
     from tailor.events.keys import keys_file_path, read_key_entries
 
     return bool(settings.collector_secret_key_hashes) or any(
@@ -505,7 +588,7 @@ def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
         try:
             secret = create_identity_secret(path)
         except FileExistsError as error:
-            raise ValueError(str(error)) from None
+            raise InputError(str(error)) from None
     if as_json:
         _emit({"kind": "identity", "key": secret, "secret_file": str(path)}, True, "")
     else:
@@ -515,6 +598,147 @@ def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
             "signs each signed-in customer's id (hex HMAC-SHA256) for tailor.identify(id, "
             "{signature}); turn on collector.require_signed_identity once it does.",
             highlight=False)
+
+
+# -- schedule ------------------------------------------------------------------------------------
+
+
+@app.command()
+def schedule(
+    once: bool = typer.Option(False, "--once",
+                              help="Run whatever is due now, one job after another, then exit "
+                                   "(exit 1 when a job failed)."),
+    status: bool = typer.Option(False, "--status",
+                                help="Each job's last run, outcome, duration and next slot."),
+    export_kind: Optional[str] = typer.Option(
+        None, "--export", metavar="cron|kubernetes",
+        help="Write the job table as cron lines or Kubernetes CronJobs into FOLDER."),
+    folder: Optional[Path] = typer.Argument(
+        None, help="Folder for --export (default deploy/cron or deploy/kubernetes)."),
+    now: Optional[str] = typer.Option(
+        None, "--now", help="Take this ISO 8601 time as now, for --once and --status (a dry "
+                            "run of a given hour; tests)."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the jobs on their cadence (hourly export and mail flush; daily validate, features,
+    monitor, report; weekly retention), each as a `tailor` command under its own lock; without
+    options, until stopped (SIGTERM), touching <home>/scheduler.heartbeat every minute."""
+    with _job(home) as settings:
+        from tailor.scheduler.jobs import job_table
+
+        jobs = job_table(settings)
+        moment = _parse_now(now)
+        if export_kind is not None:
+            from tailor.scheduler.deploy_files import write_deploy_files
+
+            target = folder or Path("deploy") / export_kind
+            paths = write_deploy_files(settings, jobs, export_kind, target)
+            _emit({"files": [str(path) for path in paths]}, as_json,
+                  "wrote " + ", ".join(str(path) for path in paths))
+            return
+        if folder is not None:
+            raise InputError("FOLDER is for --export only")
+        if status:
+            from tailor.scheduler.status import schedule_status, status_lines
+
+            payload = schedule_status(settings, jobs, moment)
+            if as_json:
+                _emit(payload, True, "")
+            else:
+                _stderr_console().print("\n".join(status_lines(payload)), highlight=False,
+                                        soft_wrap=True)
+            return
+        if once:
+            from tailor.scheduler.runner import beat, run_due
+
+            beat(settings)
+            report = run_due(settings, moment, jobs)
+        else:
+            if now is not None:
+                raise InputError("--now is for --once and --status only")
+            from tailor.scheduler.service import run_forever
+
+            run_forever(settings, jobs)
+            return
+    _emit(report.to_dict(), as_json, "\n".join(
+        f"{run.job}: {run.outcome}" + (f" in {run.duration_seconds:.1f} s"
+                                       if run.duration_seconds is not None else "")
+        + (f" ({run.error})" if run.error else "") for run in report.runs) or "nothing due")
+    if not report.ok:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _parse_now(text: Optional[str]):
+    """`--now` as an aware UTC datetime (naive text is UTC); the clock when not given."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise InputError(f"--now: {error}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
+        timezone.utc)
+
+
+# -- mail ----------------------------------------------------------------------------------------
+
+
+mail_app = typer.Typer(help="The team's mail ([mail] settings) and its outbox under the home.",
+                       no_args_is_help=True)
+app.add_typer(mail_app, name="mail")
+
+
+def _service_failed(message: str) -> typer.Exit:
+    _stderr_console().print(f"[bold red]service failed:[/] {message}", highlight=False,
+                            soft_wrap=True)
+    return typer.Exit(EXIT_SERVICE_FAILED)
+
+
+@mail_app.command("test")
+def mail_test(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send a test message to mail.recipients; exit 3 when the server did not take it (it then
+    waits in the outbox), 2 when no recipients are set."""
+    with _job(home) as settings:
+        import socket
+
+        from tailor.mail import send
+
+        delivery = send(settings, "[tailor] test message",
+                        f"A test message from Tailor on {socket.gethostname()} (home "
+                        f"{settings.home_path.resolve()}). Mail works.\n")
+        if delivery.status == "not configured":
+            raise InputError("mail.recipients is empty (TAILOR_MAIL_RECIPIENTS): nobody to mail")
+    _emit(delivery.to_dict(), as_json, f"test message {delivery.status}"
+          + (f": {delivery.error}" if delivery.error else ""))
+    if delivery.status != "sent":
+        raise _service_failed(f"mail: {delivery.error} (the message waits in the outbox; "
+                              "`tailor mail flush` retries it)")
+
+
+@mail_app.command("flush")
+def mail_flush(
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Retry the messages waiting in the outbox whose time has come; exit 3 when a delivery
+    failed (they wait for the next flush; after mail.max_attempts they move to outbox/failed/)."""
+    with _job(home) as settings:
+        from tailor.mail import flush_outbox
+
+        report = flush_outbox(settings)
+    failed = "".join(f"\ngiven up after {item['attempts']} attempts: {item['subject']!r} "
+                     f"({item['file']}): {item['error']}" for item in report.failed)
+    _emit(report.to_dict(), as_json,
+          f"mail via {report.server}: {len(report.sent)} sent, {report.waiting} waiting, "
+          f"{report.failed_total} given up in all" + failed)
+    if not report.ok:
+        raise _service_failed("mail: " + "; ".join(report.errors or ["messages given up"]))
 
 
 def main() -> None:  # pragma: no cover - console entry point

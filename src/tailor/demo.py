@@ -6,7 +6,8 @@ MLflow store (runs, registered models), a demo secret key, the server's log
 (`<home>/server.log`) and the demo's own log (`<home>/logs/demo.log`, the libraries' lines
 included) under `<home>`. Each step says where its output went. The last step starts the
 BentoML server, asks it for a known buyer, a new visitor and a cart, prints the answers with
-their reasons, and stops it.
+their reasons, and stops it; a last monitoring round measures each champion against its
+baseline (`tailor monitor`) and prints its table.
 """
 
 from __future__ import annotations
@@ -106,13 +107,30 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
     def serve_step() -> str:
         return _serve_and_ask(settings, state)
 
+    def monitor_step() -> str:
+        from collections import Counter
+
+        from tailor.monitoring.rounds import run_round
+
+        rounds = run_round(settings)
+        state["monitoring"] = rounds
+        counts = Counter(result.decision.replace("_", " ") for result in rounds)
+        return (", ".join(f"{decision} {n}" for decision, n in counts.items())
+                + f" -> decisions in {settings.event_store_url} (monitoring_decisions), "
+                f"Evidently workspace {settings.home_path / 'evidently'}")
+
     steps = [("simulate", simulate_step), ("ingest", ingest_step), ("validate", validate_step),
              ("export", export_step), ("warehouse", warehouse_step),
-             ("features", features_step), ("train", train_step), ("serve", serve_step)]
+             ("features", features_step), ("train", train_step), ("serve", serve_step),
+             ("monitor", monitor_step)]
     results = [_timed(name, step, console) for name, step in steps]
     _print_summary(console, results, state)
     _print_model_metrics(console, state)
     _print_answers(console, state)
+    if state.get("monitoring"):
+        from tailor.monitoring.table import round_table
+
+        console.print(round_table(state["monitoring"]))  # type: ignore[arg-type]
     console.print(f"every step's log, the libraries' lines included: {log_file}", highlight=False)
     return all(bool(state.get(flag)) for flag in ("gate_passed", "trained", "served"))
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from tailor.config import SETTINGS, Settings
+from tailor.errors import InputError
 
 SERVICE = "bentos.service:Tailor"
 SERVICE_FILE = Path("bentos") / "service.py"
@@ -58,7 +59,7 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
 )
 
 
-class PortInUse(ValueError):
+class PortInUse(InputError):
     """The port the server should listen on is taken; the message names it."""
 
 
@@ -182,7 +183,7 @@ def start_server(settings: Settings, *, host: str | None = None, port: int | Non
         FileNotFoundError: `bentos/service.py` cannot be found.
     """
     host = host or settings.serving_host
-    port = port or int(settings.serving_port)
+    port = port or settings.serving_port
     check_port_free(host, port)
     working_dir = service_dir()
     bentoml_home = Path(tempfile.mkdtemp(prefix="tailor-bentoml-"))

@@ -204,6 +204,23 @@ def test_retention_list_has_no_pii(shop, trained: dict) -> None:
     assert not any(email in text for email in emails)
 
 
+def test_the_retention_command_writes_the_list_as_of_a_date(shop, trained: dict) -> None:
+    """`tailor retention --as-of`, the scheduler's weekly job, on the trained shop."""
+    settings, _ = shop
+    client = MlflowClient()
+    if _alias(client, "tailor-churn", "champion") is None:
+        client.set_registered_model_alias("tailor-churn", "champion", "1")
+    as_of = (load_shop_data(settings).end - pd.Timedelta(days=7)).strftime("%Y-%m-%d")
+    result = CliRunner().invoke(app, ["retention", "--as-of", as_of, "--json",
+                                      "--home", str(settings.home_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["as_of"].startswith(as_of)
+    assert Path(payload["path"]).name == f"retention_{as_of}.csv"
+    written = pd.read_csv(payload["path"])
+    assert len(written) == payload["high_risk"] <= payload["customers_scored"]
+
+
 def test_a_failed_quality_gate_refuses_training(shop, trained: dict,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     settings, _ = shop

@@ -1,5 +1,5 @@
 """The CLI contract: fast start (no heavy imports), --home everywhere, exit code 2 on bad
-input, 3 on a failed service."""
+input, 3 on a failed service, and a traceback (exit 1) for any other error."""
 
 import json
 import os
@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from tailor.cli import app
 
-HEAVY_MODULES = ("pandas", "numpy", "pyarrow", "duckdb", "mlflow", "feast", "bentoml", "xgboost")
+HEAVY_MODULES = ("pandas", "numpy", "pyarrow", "duckdb", "mlflow", "feast", "bentoml", "xgboost",
+                 "pydantic", "apscheduler", "aiosmtpd")
 
 
 def test_importing_the_cli_imports_no_heavy_library() -> None:
@@ -33,6 +34,18 @@ def test_every_command_takes_home() -> None:
         assert "--home" in result.output, f"{name} has no --home"
 
 
+def test_config_keys_lists_every_key_with_its_limits() -> None:
+    from tailor.config import SETTINGS
+
+    result = CliRunner().invoke(app, ["config", "--keys", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["env"]: row for row in json.loads(result.stdout)["keys"]}
+    assert set(rows) == {setting.env for setting in SETTINGS}
+    assert rows["TAILOR_SERVING_PORT"]["must_be"] == "between 1 and 65535"
+    assert rows["TAILOR_SERVING_PORT"]["key"] == "serving.port"
+    assert rows["TAILOR_MODELS_DIVERSITY"]["default"] == "none"
+
+
 def test_config_json_prints_one_object(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["config", "--json", "--home", str(tmp_path)])
     assert result.exit_code == 0
@@ -50,6 +63,49 @@ def test_missing_events_file_exits_2(tailor_home: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(tailor_home / "nope.csv")])
     assert result.exit_code == 2
     assert "nope.csv" in result.output
+
+
+# A command whose library call fails with a plain ValueError: a bug, not the user's input.
+BUGGY_INGEST = """
+import sys
+import tailor.events.ingest.job as job
+
+def broken(*args, **kwargs):
+    raise ValueError("an internal invariant broke")
+
+job.ingest_files = broken
+from tailor.cli import app
+sys.argv = ["tailor", "ingest", sys.argv[1]]
+app()
+"""
+
+
+def test_a_plain_value_error_is_a_crash_with_its_traceback_not_bad_input(
+        tailor_home: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,customer_id,event_type,timestamp\n")
+    done = subprocess.run([sys.executable, "-c", BUGGY_INGEST, str(events)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" in done.stderr
+    assert "ValueError: an internal invariant broke" in done.stderr
+    assert "error: an internal invariant broke" not in done.stderr  # not told as bad input
+
+
+def test_an_input_error_raised_inside_a_command_exits_2_with_one_line(
+        tailor_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailor.errors import InputError
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise InputError("events.csv: the file says no")
+
+    monkeypatch.setattr("tailor.events.ingest.job.ingest_files", refused)
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,customer_id,event_type,timestamp\n")
+    result = CliRunner().invoke(app, ["ingest", str(events)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "error: events.csv: the file says no" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_connection_ended_by_the_server_exits_3_with_one_line(

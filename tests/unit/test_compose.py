@@ -3,6 +3,7 @@ commands its services run are run natively."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -43,15 +44,47 @@ def test_tailor_services_read_the_same_settings_as_the_cli() -> None:
         assert set(compose()["services"][name]["environment"]) <= known, name
 
 
-def test_the_scheduler_commands_run_natively(tmp_path: Path) -> None:
-    command = " ".join(compose()["services"]["scheduler"]["command"])
-    jobs = re.findall(r"tailor ([a-z]+(?: --[a-z-]+)*)", command)
-    assert jobs == ["export --json", "validate --json"]
-    for job in jobs:
-        completed = subprocess.run([TAILOR, *job.split(), "--home", str(tmp_path)],
-                                   capture_output=True, text=True, timeout=120)
-        # An empty store exports nothing and its gate passes: both must exit 0.
-        assert completed.returncode == 0, completed.stderr[-1500:]
+def test_the_scheduler_service_runs_tailor_schedule_natively(tmp_path: Path) -> None:
+    """The compose command with --once on an empty home (the jobs that need no models): each
+    job runs, and the heartbeat lands where the healthcheck looks."""
+    service = compose()["services"]["scheduler"]
+    assert service["command"] == ["tailor", "schedule"]
+    heartbeat = re.search(r"find (\S+) -mmin", " ".join(service["healthcheck"]["test"]))
+    assert heartbeat and heartbeat.group(1) == \
+        f"{service['environment']['TAILOR_HOME']}/scheduler.heartbeat"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TAILOR_")}
+    environment["TAILOR_SCHEDULE_JOBS"] = "export,mail_flush,validate"
+    completed = subprocess.run([TAILOR, *service["command"][1:], "--once", "--json",
+                                "--home", str(tmp_path)], env=environment,
+                               capture_output=True, text=True, timeout=300)
+    # An empty store exports nothing, has no mail to send, and its gate passes.
+    assert completed.returncode == 0, completed.stderr[-1500:]
+    runs = {run["job"]: run["outcome"] for run in json.loads(completed.stdout)["runs"]}
+    assert runs == {"export": "ok", "mail_flush": "ok", "validate": "ok"}
+    assert (tmp_path / "scheduler.heartbeat").is_file()
+
+
+def test_the_scheduler_runs_until_sigterm_and_stops_cleanly(tmp_path: Path) -> None:
+    """`tailor schedule` as compose runs it: a round at start, then SIGTERM (docker stop)."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TAILOR_")}
+    environment["TAILOR_SCHEDULE_JOBS"] = "mail_flush"
+    log = (tmp_path / "scheduler.log").open("wb")
+    process = subprocess.Popen([TAILOR, "schedule", "--home", str(tmp_path / "home")],
+                               env=environment, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    state = tmp_path / "home" / "schedule" / "mail_flush.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not (state.exists() and json.loads(state.read_text())["last_outcome"] == "ok"):
+            assert process.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "scheduler.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert (tmp_path / "home" / "scheduler.heartbeat").is_file()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+    assert process.returncode == 0, (tmp_path / "scheduler.log").read_text()[-2000:]
 
 
 def _free_port() -> int:

@@ -44,7 +44,7 @@ class RetryPolicy:
     @classmethod
     def from_settings(cls, settings: Any) -> "RetryPolicy":
         """The policy of `ingest.retries` and `ingest.retry_backoff_seconds`."""
-        return cls(int(settings.ingest_retries), float(settings.ingest_retry_backoff_seconds))
+        return cls(settings.ingest_retries, settings.ingest_retry_backoff_seconds)
 
     def wait(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1-based)."""

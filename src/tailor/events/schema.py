@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailor.errors import InputError
 from tailor.events.arrow_text import (
     NUMBER_PATTERN,
     number_or_nan,
@@ -102,9 +103,7 @@ MAX_STRING_LENGTH = 512  # longer ids or queries are malformed, not truncated
 NUL = "\x00"
 
 
-
-
-class ContractError(ValueError):
+class ContractError(InputError):
     """The input as a whole breaks the contract (e.g. a required column is missing)."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from tailor.errors import InputError
 from tailor.models.checkout import NO_INCENTIVE, CheckoutParams, checkout_frame, fit_checkout_frame
 from tailor.models.churn import (
     ChurnParams, Horizon, churn_training_frame, fit_churn_frame, plan_horizon,
@@ -60,7 +61,10 @@ class BacktestResult:
         n_evaluated: customers, cases or carts scored.
         notes: anything the reader must know (a shortened horizon, a fallback...).
         curves: inputs for the plots (precision@k points, or labels and probabilities).
-        fitted: the model fitted on the training side.
+        fitted: the model fitted on the training side (or the one given to `evaluate_fitted`).
+        scored: what the model scored, for monitoring's reference: a classifier's test rows
+            (its features, `prediction` and `label`); a ranker's lists (unit, product_id,
+            score).
     """
 
     model: str
@@ -73,6 +77,7 @@ class BacktestResult:
     notes: list[str] = field(default_factory=list)
     curves: dict[str, Any] = field(default_factory=dict)
     fitted: Any = None
+    scored: pd.DataFrame | None = None
 
     @property
     def primary_metric(self) -> str:
@@ -122,22 +127,36 @@ def backtest(model: str, data: ShopData, params: Any, split: str = "time",
         report: called with (step, validation value) while fitting (Optuna pruning).
 
     Raises:
-        ValueError: a bad split or cutoff.
+        InputError: a bad split or cutoff.
         NotEnoughData: the data cannot support this model or split (the message says why).
     """
     chosen = make_split(data, split, cutoff)
-    runners = {"homepage": _homepage, "cross_sell": _cross_sell, "churn": _churn,
-               "checkout": _checkout}
-    if model not in runners:
-        raise ValueError(f"model: must be one of {', '.join(runners)}, got {model!r}")
-    return runners[model](data, chosen, params, k, report)
+    if model not in _RUNNERS:
+        raise InputError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
+    return _RUNNERS[model](data, chosen, params, k, report)
+
+
+def evaluate_fitted(model: str, data: ShopData, fitted: Any, cutoff: pd.Timestamp,
+                    k: int = DEFAULT_K) -> BacktestResult:
+    """Score an already fitted model (a registered version) on the events after `cutoff`,
+    beside the same baselines, without fitting anything: the same metrics as `backtest`, so
+    monitoring compares like with like. The caller makes sure the model never saw the data
+    after `cutoff` (a version's training data ends before it).
+
+    Raises:
+        NotEnoughData: the window holds nothing to score (the message says why).
+    """
+    if model not in _RUNNERS:
+        raise InputError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
+    return _RUNNERS[model](data, make_split(data, "time", cutoff), fitted.params, k, None,
+                           fitted)
 
 
 # -- ranking models ------------------------------------------------------------------------------
 
 
 def _homepage(data: ShopData, split: Split, params: HomepageParams, k: int,
-              report: Reporter | None) -> BacktestResult:
+              report: Reporter | None, fitted: HomepageModel | None = None) -> BacktestResult:
     targets = homepage_targets(split)
     if targets.size == 0:
         products = split.train.products["product_id"].nunique()
@@ -151,20 +170,22 @@ def _homepage(data: ShopData, split: Split, params: HomepageParams, k: int,
         predictions = homepage_predictions(partial, targets, k)
         report(stage, score_ranking(predictions, targets, split, k, n_items)[f"precision@{k}"])
 
-    fitted = fit_homepage(split.train, params, ALS_STAGES if report else 1,
-                          on_stage if report else None)
+    if fitted is None:
+        fitted = fit_homepage(split.train, params, ALS_STAGES if report else 1,
+                              on_stage if report else None)
     predictions = homepage_predictions(fitted, targets, curve_length(k))
     return _ranking_result("homepage", split, k, fitted, predictions, targets, n_items,
                            [fitted.note] if fitted.note else [])
 
 
 def _cross_sell(data: ShopData, split: Split, params: CrossSellParams, k: int,
-                report: Reporter | None) -> BacktestResult:
+                report: Reporter | None, fitted: Any = None) -> BacktestResult:
     targets = cross_sell_targets(split)
     if targets.size == 0:
         raise NotEnoughData("cross_sell: no customer bought two different products after the cut; "
                             "choose an earlier --cutoff or add data")
-    fitted = fit_cross_sell(split.train, params)
+    if fitted is None:
+        fitted = fit_cross_sell(split.train, params)
     predictions = cross_sell_predictions(fitted, targets, curve_length(k))
     return _ranking_result("cross_sell", split, k, fitted, predictions, targets,
                            len(data.products), [fitted.note] if fitted.note else [])
@@ -175,24 +196,27 @@ def _ranking_result(model: str, split: Split, k: int, fitted: Any, predictions: 
     metrics = score_ranking(predictions, targets, split, k, n_items)
     baselines, curves = ranking_baselines(targets, split, k, n_items)
     curves = {"model": precision_curve(predictions, targets), **curves}
+    scored = predictions.groupby(targets.unit, sort=False).head(k) \
+        if targets.unit in predictions else predictions
     return BacktestResult(model, split.kind, split.cutoff, k, metrics, baselines, targets.size,
-                          notes, curves, fitted)
+                          notes, curves, fitted, scored.reset_index(drop=True))
 
 
 # -- classifiers ---------------------------------------------------------------------------------
 
 
 def _churn(data: ShopData, split: Split, params: ChurnParams, k: int,
-           report: Reporter | None) -> BacktestResult:
+           report: Reporter | None, fitted: Any = None) -> BacktestResult:
     if split.kind != "time":
-        raise ValueError("split: churn is labelled by the time after a cutoff; use --split time")
+        raise InputError("split: churn is labelled by the time after a cutoff; use --split time")
     test_days = (data.end - split.cutoff) / pd.Timedelta(days=1)
     horizon = plan_horizon(params.horizon_days, test_days, "the cutoff")
     train_rows = _cached(data, ("churn_train", split.cutoff, horizon.used_days, params.snapshots,
                                 params.snapshot_step_days, params.min_history_days),
                          lambda: churn_training_frame(split.train, split.cutoff, horizon, params))
-    fitted = fit_churn_frame(train_rows, params, split.cutoff, horizon, report,
-                             feature_source(split.train, "churn"))
+    if fitted is None:
+        fitted = fit_churn_frame(train_rows, params, split.cutoff, horizon, report,
+                                 feature_source(split.train, "churn"))
     test = _cached(data, ("churn_test", split.cutoff, horizon.used_days),
                    lambda: _churn_test_rows(data, split, horizon))
     probability = fitted.predict_proba(test)
@@ -218,7 +242,7 @@ def _churn_test_rows(data: ShopData, split: Split, horizon: Horizon) -> pd.DataF
 
 
 def _checkout(data: ShopData, split: Split, params: CheckoutParams, k: int,
-              report: Reporter | None) -> BacktestResult:
+              report: Reporter | None, fitted: Any = None) -> BacktestResult:
     frame = checkout_frame(data)
     if split.kind == "time":
         is_test = frame["event_timestamp"] >= split.cutoff
@@ -228,7 +252,8 @@ def _checkout(data: ShopData, split: Split, params: CheckoutParams, k: int,
     if len(test) == 0 or train["label"].nunique() < 2:
         raise NotEnoughData(f"checkout: {len(train)} training and {len(test)} test carts; both "
                             "sides need carts (and training needs both outcomes)")
-    fitted = fit_checkout_frame(train, params, report)
+    if fitted is None:
+        fitted = fit_checkout_frame(train, params, report)
     probability = fitted.predict_proba(test)
     notes = [f"{int((is_test & (frame['incentive'] != NO_INCENTIVE)).sum())} test carts that "
              "were offered an incentive are not scored"] + fitted.classifier.notes
@@ -249,6 +274,12 @@ def _classifier_result(model: str, split: Split, k: int, fitted: Any, test: pd.D
                  "recency": classification_metrics(labels, recency, threshold)}
     curves = {"labels": labels, "model": probability, "recency": recency,
               "importance": fitted.classifier.importance()}
+    scored = test[list(fitted.classifier.feature_names)].assign(prediction=probability,
+                                                                  label=labels)
     return BacktestResult(model, split.kind, split.cutoff, k,
                           classification_metrics(labels, probability, threshold), baselines,
-                          len(test), notes, curves, fitted)
+                          len(test), notes, curves, fitted, scored.reset_index(drop=True))
+
+
+_RUNNERS: dict[str, Callable[..., BacktestResult]] = {
+    "homepage": _homepage, "cross_sell": _cross_sell, "churn": _churn, "checkout": _checkout}

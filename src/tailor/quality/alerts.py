@@ -1,21 +1,20 @@
 """Alerts when the data-quality gate fails: a log line, a webhook POST, an e-mail.
 
-Reads: a failed `QualityReport` and the `alerts_*` settings. Writes: one WARNING log
-line always; a JSON POST to `alerts_webhook_url` when set (Slack-compatible: a `text`
-field, plus the structured summary under `report`); an e-mail to `alerts_email_to`
-through `alerts_smtp_host:alerts_smtp_port` when set. A channel that fails is logged
-and reported back, never raised: an alert must not crash the job it reports on.
-Alerts carry rule names, counts and report paths only (never rows, so never PII).
+Reads: a failed `QualityReport`, `alerts_webhook_url` and the `[mail]` settings. Writes: one
+WARNING log line always; a JSON POST to `alerts_webhook_url` when set (Slack-compatible: a
+`text` field, plus the structured summary under `report`); a mail to `mail.recipients`
+through `tailor.mail` when set (it waits in `<home>/outbox/` while the SMTP server is down).
+A channel that fails is logged and reported back, never raised: an alert must not crash the
+job it reports on. Alerts carry rule names, counts and report paths only (never rows, so
+never PII).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import smtplib
 import urllib.error
 import urllib.request
-from email.message import EmailMessage
 from typing import Any
 
 from tailor.config import Settings
@@ -81,25 +80,13 @@ def _host_of(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}" if rest else "<malformed url>"
 
 
-def send_email(settings: Settings, subject: str, text: str,
-               timeout: float = ALERT_TIMEOUT_SECONDS) -> str:
-    """Send a plain-text e-mail to `alerts_email_to`; returns "sent" or "failed: <why>"."""
-    recipients = [address.strip() for address in settings.alerts_email_to.split(",")
-                  if address.strip()]
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = settings.alerts_email_from
-    message["To"] = ", ".join(recipients)
-    message.set_content(text)
-    try:
-        with smtplib.SMTP(settings.alerts_smtp_host, settings.alerts_smtp_port,
-                          timeout=timeout) as smtp:
-            smtp.send_message(message)
-        return SENT
-    except (smtplib.SMTPException, OSError, ValueError) as error:
-        log.warning("quality alert e-mail via %s:%s failed: %s", settings.alerts_smtp_host,
-                    settings.alerts_smtp_port, error)
-        return f"failed: {error}"
+def send_email(settings: Settings, subject: str, text: str) -> str:
+    """Mail the team through `tailor.mail`; returns the delivery's status ("sent", "queued",
+    "not configured", "refused"), followed by ": <why>" when it has a reason."""
+    from tailor.mail import send
+
+    delivery = send(settings, subject, text)
+    return f"{delivery.status}: {delivery.error}" if delivery.error else delivery.status
 
 
 def send_alerts(report: QualityReport, settings: Settings) -> dict[str, str]:
@@ -107,18 +94,19 @@ def send_alerts(report: QualityReport, settings: Settings) -> dict[str, str]:
 
     Args:
         report: the failed report (its `report_paths` should already be set).
-        settings: the `alerts_*` settings.
+        settings: `alerts_webhook_url` and the `[mail]` settings.
 
     Returns:
-        Outcome per channel: `log`, `webhook`, `email` -> "sent", "not configured" or
-        "failed: <why>".
+        Outcome per channel: `log`, `webhook` -> "sent", "not configured" or "failed: <why>";
+        `email` -> "sent", "not configured", "queued: <why>" (in the outbox, retried by
+        `tailor mail flush`) or "refused: <why>".
     """
     text = alert_text(report)
     log.warning(text)
     outcomes = {"log": SENT, "webhook": NOT_CONFIGURED, "email": NOT_CONFIGURED}
     if settings.alerts_webhook_url:
         outcomes["webhook"] = post_webhook(settings.alerts_webhook_url, alert_payload(report))
-    if settings.alerts_email_to.strip():
+    if settings.mail_recipients.strip():
         failed = ", ".join(rule.name for rule in report.failed_rules)
         body = text + "\n\n" + report.summary_text() + "\n"
         outcomes["email"] = send_email(settings, f"[tailor] data-quality gate failed: {failed}",

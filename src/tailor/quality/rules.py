@@ -220,7 +220,7 @@ def check_freshness(facts: StoreFacts, now: pd.Timestamp, settings: Settings) ->
 
     Blocking only when `quality_freshness_blocking`; otherwise a stale store is a warning.
     """
-    blocking = bool(settings.quality_freshness_blocking)
+    blocking = settings.quality_freshness_blocking
     limit = settings.quality_freshness_max_hours
     tripped = FAIL if blocking else WARN
     result = RuleResult(FRESHNESS, FRESHNESS_DESCRIPTION, blocking, PASS, threshold=limit,

@@ -236,7 +236,7 @@ class SQLiteLedger:
 
 def open_ledger(settings: Settings) -> Ledger:
     """The ledger the settings name: Redis when `redis_url` is set, else SQLite in the home."""
-    budget = float(settings.serving_daily_incentive_budget)
+    budget = settings.serving_daily_incentive_budget
     if settings.redis_url:
         return RedisLedger(settings.redis_url, budget,
                            timeout_seconds=settings.features_online_timeout_ms / 1000)

@@ -61,7 +61,7 @@ def promotion_lock(settings: Settings, registered_name: str) -> Iterator[None]:
     Raises:
         PromotionLockTimeout: not acquired within `models.promotion_lock_seconds`.
     """
-    timeout = float(settings.models_promotion_lock_seconds)
+    timeout = settings.models_promotion_lock_seconds
     path = lock_file(settings, registered_name)
     if path is None:
         with _advisory_lock(_postgres_url(settings.tracking_uri) or "", registered_name,

@@ -4,7 +4,7 @@ Reads: the data-quality gate (it refuses a failed gate unless forced), the priva
 exclusion list, the warehouse. Writes one MLflow run per model in experiment
 `tailor-<model>`: the Optuna trials as nested runs, the best parameters, holdout metrics
 beside the baselines (and the champion's on the same holdout), plots, the data and feature
-versions, the model as a pyfunc registered `tailor-<model>`, its aliases and the reason
+versions, the reference monitoring will judge the version against (`reference/`), the model as a pyfunc registered `tailor-<model>`, its aliases and the reason
 for the promotion decision. Before training, runs and versions a killed training of the
 same model left behind are marked (`tailor.training.leftovers`); each run is tagged with
 its process (pid, host, start time) so that the next run can tell.
@@ -34,12 +34,13 @@ from tailor.models import feature_frames
 from tailor.models.constants import DEFAULT_K, MODEL_NAMES
 from tailor.models.data import NotEnoughData, ShopData, data_version, load_shop_data, make_split
 from tailor.models.evaluate import BacktestResult, backtest
+from tailor.training.reference import log_reference
 from tailor.privacy.excluded_customers import excluded_customer_ids
 from tailor.training.leftovers import clean_up_leftovers
 from tailor.training.plots import log_plots
 from tailor.training.registration import (
-    CHAMPION, Promotion, alias_version, experiment_id, log_model, logged_params, promote,
-    use_tracking,
+    CHAMPION, Promotion, alias_version, apply_aliases, experiment_id, log_model, logged_params,
+    promote, use_tracking,
 )
 from tailor.training.specs import ModelSpec, get_spec
 from tailor.training.tuning import (
@@ -85,8 +86,8 @@ def feature_version(model: str, data: ShopData, holdout: BacktestResult) -> str:
 def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopData | None = None,
                 split: str = "time", cutoff: str | None = None, k: int = DEFAULT_K,
                 jobs: int | None = None, gate_forced: bool = False,
-                project_run: str | None = None, resume_project_run: bool = True
-                ) -> TrainResult:
+                project_run: str | None = None, resume_project_run: bool = True,
+                register_only: bool = False) -> TrainResult:
     """Tune, evaluate, register and (maybe) promote one model. The gate must have run already.
 
     Args:
@@ -99,6 +100,8 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
         gate_forced: the quality gate failed and training was forced (logged as a tag).
         project_run: the run `mlflow run` opened (`tuning.project_run_id()`), if any.
         resume_project_run: log into `project_run` (False: into a child of it).
+        register_only: register the version as challenger and leave the champion alone (a
+            monitoring round takes the decision itself, against the served champion).
 
     Returns:
         The `TrainResult`.
@@ -133,10 +136,16 @@ def train_model(settings: Settings, model: str, trials: int = 20, *, data: ShopD
         measured = _champion_on_holdout(spec, data, settings, holdout, tuning.best_params,
                                         split, k)
         final = spec.fit_final(data, tuning.best_params, holdout)
+        log_reference(data, holdout)
         version = log_model(final, spec.registered_name)
-        promotion = promote(settings, MlflowClient(), spec.registered_name, version, holdout,
-                            measured, lambda: _champion_on_holdout(
-                                spec, data, settings, holdout, tuning.best_params, split, k))
+        if register_only:
+            promotion = apply_aliases(MlflowClient(), spec.registered_name, version, False,
+                                      "challenger: registered for a monitoring round's decision",
+                                      measured[1])
+        else:
+            promotion = promote(settings, MlflowClient(), spec.registered_name, version,
+                                holdout, measured, lambda: _champion_on_holdout(
+                                    spec, data, settings, holdout, tuning.best_params, split, k))
         mlflow.set_tags({"promotion": promotion.reason, "registered_version": version})
         return _result(model, run.info.run_id, promotion, holdout, promotion.champion, tuning,
                        started)

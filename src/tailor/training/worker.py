@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    settings = Settings(json.loads(os.environ[WORKER_SETTINGS]))
+    settings = Settings.from_values(json.loads(os.environ[WORKER_SETTINGS]))
     spec = get_spec(args.model)
     data = load_shop_data(settings, excluded_customer_ids(settings))
     cutoff = pd.Timestamp(args.cutoff) if args.split == "time" else None

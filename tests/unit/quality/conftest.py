@@ -1,5 +1,5 @@
-"""Fixtures for the quality tests: a store filled by a real ingest path, a local webhook
-receiver (http.server) and a local SMTP sink (socketserver), both on 127.0.0.1."""
+"""Fixtures for the quality tests: a store filled by a real ingest path and a local webhook
+receiver (http.server) on 127.0.0.1 (the SMTP server is tests/smtp_servers.py's)."""
 
 from __future__ import annotations
 
@@ -147,55 +147,6 @@ def webhook(request: pytest.FixtureRequest) -> Iterator[Received]:
     server = HTTPServer(("127.0.0.1", 0), Handler)
     received.port = server.server_address[1]
     received.url = f"http://127.0.0.1:{received.port}/hooks/quality"
-    with serving(server):
-        yield received
-
-
-class _SmtpHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP to accept messages: EHLO/HELO, MAIL, RCPT, DATA, QUIT."""
-
-    def handle(self) -> None:
-        self._reply("220 sink ready")
-        envelope: dict = {"to": []}
-        while line := self.rfile.readline():
-            command = line.decode("ascii", "replace").strip()
-            verb = command.split(" ", 1)[0].upper()
-            if verb in {"EHLO", "HELO"}:
-                self._reply("250 sink")
-            elif verb == "MAIL":
-                envelope = {"from": command[len("MAIL FROM:"):], "to": []}
-                self._reply("250 ok")
-            elif verb == "RCPT":
-                envelope["to"].append(command[len("RCPT TO:"):])
-                self._reply("250 ok")
-            elif verb == "DATA":
-                self._reply("354 end with .")
-                envelope["data"] = self._read_data()
-                self.server.messages.append(envelope)  # type: ignore[attr-defined]
-                self._reply("250 queued")
-            elif verb == "QUIT":
-                self._reply("221 bye")
-                return
-            else:
-                self._reply("250 ok")
-
-    def _read_data(self) -> str:
-        lines = []
-        while (line := self.rfile.readline()) not in (b".\r\n", b".\n", b""):
-            lines.append(line.decode("utf-8", "replace"))
-        return "".join(lines)
-
-    def _reply(self, text: str) -> None:
-        self.wfile.write(text.encode("ascii") + b"\r\n")
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[Received]:
-    """A local SMTP server on 127.0.0.1 that keeps every message it is sent."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpHandler)
-    server.daemon_threads = True
-    received = Received(port=server.server_address[1])
-    server.messages = received.bodies  # type: ignore[attr-defined]
     with serving(server):
         yield received
 

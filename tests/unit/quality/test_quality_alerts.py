@@ -1,13 +1,14 @@
-"""Alerts for a failed gate: a log line, a webhook POST to a real local HTTP server, an e-mail
-through a real local SMTP sink; a failing endpoint is logged and never crashes the gate."""
+"""Alerts for a failed gate: a log line, a webhook POST to a real local HTTP server, a mail
+through a real local SMTP server (aiosmtpd); a failing endpoint is logged and never crashes
+the gate, and an undelivered mail waits in the outbox."""
 
 from __future__ import annotations
 
 import logging
-import socket
 
 import pandas as pd
 import pytest
+from smtp_servers import free_port, local_smtp_server
 
 from tailor.config import Settings
 from tailor.events.store import open_event_store
@@ -22,13 +23,6 @@ def failing_settings(settings: Settings, ingest_faulty_file) -> Settings:
     ingest_faulty_file(store)
     store.close()
     return settings
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_failed_gate_logs_the_failed_rules(failing_settings: Settings,
@@ -64,17 +58,19 @@ def test_no_alert_when_the_gate_passes(settings: Settings, webhook, ingest_rows,
     assert report.passed and report.alerts == {} and webhook.bodies == []
 
 
-def test_email_reaches_the_smtp_server(failing_settings: Settings, smtp_sink) -> None:
-    configured = failing_settings.replace(
-        alerts_email_to="ops@shop.example, data@shop.example", alerts_smtp_host="127.0.0.1",
-        alerts_smtp_port=smtp_sink.port, alerts_email_from="tailor@shop.example")
-    report = run_quality_gate(configured, now=NOW)
+def test_email_reaches_the_smtp_server(failing_settings: Settings) -> None:
+    with local_smtp_server() as server:
+        configured = failing_settings.replace(
+            mail_recipients="ops@shop.example, data@shop.example", mail_host="127.0.0.1",
+            mail_port=server.port, mail_sender="tailor@shop.example")
+        report = run_quality_gate(configured, now=NOW)
 
     assert report.alerts["email"] == "sent"
-    [message] = smtp_sink.bodies
-    assert message["to"] == ["<ops@shop.example>", "<data@shop.example>"]
-    assert "Subject: [tailor] data-quality gate failed: missing_customer_id" in message["data"]
-    assert "malformed_row" in message["data"]
+    [received] = server.messages
+    assert received.rcpt_tos == ["ops@shop.example", "data@shop.example"]
+    assert received.message["Subject"].startswith(
+        "[tailor] data-quality gate failed: missing_customer_id")
+    assert "malformed_row" in received.body()
 
 
 @pytest.mark.parametrize("webhook", [500], indirect=True)
@@ -100,10 +96,40 @@ def test_an_unreachable_or_malformed_webhook_never_crashes(failing_settings: Set
 
 def test_an_unreachable_smtp_server_never_crashes(failing_settings: Settings,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    configured = failing_settings.replace(alerts_email_to="ops@shop.example",
-                                          alerts_smtp_host="127.0.0.1",
-                                          alerts_smtp_port=free_port())
-    with caplog.at_level(logging.WARNING, logger="tailor.quality"):
+    """The gate still fails and reports; the alert waits in the outbox for `tailor mail flush`."""
+    configured = failing_settings.replace(mail_recipients="ops@shop.example",
+                                          mail_host="127.0.0.1", mail_port=free_port())
+    with caplog.at_level(logging.WARNING, logger="tailor.mail"):
         report = run_quality_gate(configured, now=NOW)
-    assert report.alerts["email"].startswith("failed: ")
-    assert any("e-mail via 127.0.0.1" in record.getMessage() for record in caplog.records)
+    assert not report.passed
+    assert report.alerts["email"].startswith("queued: cannot connect to 127.0.0.1")
+    assert len(list((configured.home_path / "outbox").glob("*.eml"))) == 1
+    assert any("not delivered (attempt 1 of 8" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_the_alert_mail_holds_no_customer_address_or_name(
+        settings: Settings, ingest_faulty_file, ingest_rows) -> None:
+    """Rows that carried a customer's e-mail and name are rejected; the alert about them
+    names the rule and counts them, and the mail guard finds no foreign address to refuse."""
+    import json
+
+    store = open_event_store(settings.event_store_url)
+    ingest_faulty_file(store)
+    ingest_rows(store, pd.DataFrame([
+        {"customer_id": "jane.doe@example.com", "event_type": "Jane Doe",
+         "timestamp": "2026-02-20T10:00:00Z"},
+        {"customer_id": "c9", "event_type": "page_view", "timestamp": "2026-02-20T10:00:00Z",
+         "properties": json.dumps({"name": "Jane Doe", "email": "jane.doe@example.com"})},
+    ]), "pii")
+    store.close()
+    with local_smtp_server() as server:
+        report = run_quality_gate(settings.replace(
+            mail_recipients="ops@shop.example", mail_host="127.0.0.1", mail_port=server.port),
+            now=NOW)
+
+    assert report.alerts["email"] == "sent"
+    [received] = server.messages
+    whole = received.message.as_string()
+    assert "malformed_row" in whole
+    assert "jane.doe" not in whole.lower() and "Jane Doe" not in whole

@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -53,6 +53,7 @@ from tailor.events.collector.requests import (
     parse_batch,
     read_capped_body,
 )
+from tailor.events.collector.tracker import render_tracker_script
 from tailor.events.collector.writer import NO_COMMIT_HOOK, BatchWriter, CommitHook
 from tailor.events.identity import IdentityCheck
 from tailor.events.keys import generate_key, load_key_ring
@@ -102,9 +103,9 @@ async def _store_batch(request: Request, context: CollectorContext, kind: str) -
     """Read and parse an authenticated request, hand it to the writer, await the commit."""
     settings = context.settings
     check_content_type(request)
-    body = await read_capped_body(request, int(settings.collector_max_batch_bytes))
+    body = await read_capped_body(request, settings.collector_max_batch_bytes)
     received_at = datetime.now(timezone.utc)
-    sent_at, events = parse_batch(body, int(settings.collector_max_batch_events))
+    sent_at, events = parse_batch(body, settings.collector_max_batch_events)
     if context.identity is not None:
         events = context.identity.bind(events, kind)
     if not events:
@@ -165,9 +166,11 @@ async def metrics(request: Request) -> Response:
 
 
 async def tracker_script(request: Request) -> Response:
-    """`GET /tailor.js`: the JavaScript tracker."""
-    return FileResponse(STATIC_DIR / "tailor.js", media_type="application/javascript",
-                        headers={"Cache-Control": "public, max-age=300"})
+    """`GET /tailor.js`: the JavaScript tracker, with `events.session_gap_minutes` in it."""
+    settings = request.app.state.collector.settings
+    return Response(render_tracker_script(settings.events_session_gap_minutes),
+                    media_type="application/javascript",
+                    headers={"Cache-Control": "public, max-age=300"})
 
 
 async def shop_config(request: Request) -> Response:
@@ -225,7 +228,7 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
     Raises:
         ValueError: the keys file or a configured key hash is malformed.
     """
-    demo_shop = bool(settings.collector_demo_shop) if demo_shop is None else demo_shop
+    demo_shop = settings.collector_demo_shop if demo_shop is None else demo_shop
     metrics_ = CollectorMetrics()
     context = CollectorContext(
         settings=settings, key_ring=load_key_ring(settings),
@@ -236,7 +239,7 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
         context.demo_shop_key = generate_key("public")
         context.key_ring.add(context.demo_shop_key, "public")
         context.shop_origins = shop_origins if shop_origins is not None else bound_origins(
-            settings.serving_host, int(settings.serving_port))
+            settings.serving_host, settings.serving_port)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -273,5 +276,5 @@ def serve_collector(settings: Settings, *, host: str, port: int,
         log.info("demo shop: http://%s:%d/shop/", host, port)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 server_header=False,
-                http=header_limited_protocol(int(settings.collector_max_header_bytes),
-                                             int(settings.collector_max_header_count)))
+                http=header_limited_protocol(settings.collector_max_header_bytes,
+                                             settings.collector_max_header_count))

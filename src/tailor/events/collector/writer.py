@@ -84,9 +84,9 @@ class BatchWriter:
         self.settings = settings
         self.commit_hook = commit_hook
         self.store_url = settings.event_store_url
-        self.max_future_seconds = int(settings.ingest_max_future_seconds)
+        self.max_future_seconds = settings.ingest_max_future_seconds
         self.timestamps = TimestampRules.from_settings(settings)
-        self.window_seconds = float(settings.collector_ingest_run_seconds)
+        self.window_seconds = settings.collector_ingest_run_seconds
         self.metrics = metrics
         self._queue: queue.Queue[Submission | None] = queue.Queue(maxsize=MAX_PENDING_BATCHES)
         self._thread: threading.Thread | None = None

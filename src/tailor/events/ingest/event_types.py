@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailor.errors import InputError
 from tailor.events.arrow_text import text_array
 from tailor.events.schema import EVENT_TYPES
 
@@ -60,7 +61,7 @@ def parse_event_types(text: str, label: str) -> dict[str, str]:
     """`purchase=Order Completed|Checkout Done,add_to_cart=Added` as {name: contract type}.
 
     Raises:
-        ValueError: an entry without `=`, a type that is not the contract's, an empty name, or
+        InputError: an entry without `=`, a type that is not the contract's, an empty name, or
             one name given two types (the message starts with `label`).
     """
     names: dict[str, str] = {}
@@ -70,16 +71,16 @@ def parse_event_types(text: str, label: str) -> dict[str, str]:
         event_type, equals, sources = entry.partition("=")
         event_type = event_type.strip()
         if not equals:
-            raise ValueError(f"{label}: {entry!r} is not type=name (e.g. purchase=Order "
+            raise InputError(f"{label}: {entry!r} is not type=name (e.g. purchase=Order "
                              "Completed|Checkout Done)")
         if event_type not in EVENT_TYPES:
-            raise ValueError(f"{label}: {event_type!r} is not an event type; one of "
+            raise InputError(f"{label}: {event_type!r} is not an event type; one of "
                              + ", ".join(EVENT_TYPES))
         for source in (name.strip() for name in sources.split("|")):
             if not source:
-                raise ValueError(f"{label}: {entry!r} has an empty name")
+                raise InputError(f"{label}: {entry!r} has an empty name")
             if names.get(source, event_type) != event_type:
-                raise ValueError(f"{label}: {source!r} is given two types, "
+                raise InputError(f"{label}: {source!r} is given two types, "
                                  f"{names[source]} and {event_type}")
             names[source] = event_type
     return names

@@ -4,7 +4,8 @@ and the header's columns.
 
 Reads the input files (their first bytes, their header, a Parquet footer, the first lines
 of JSON Lines, or the whole file for the encoding scan), local or through fsspec; writes
-nothing. Problems raise `ValueError`, `ContractError` or the `OSError` of a missing file.
+nothing. Problems raise `InputError`, `ContractError` (an `InputError` too) or the `OSError`
+of a missing file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tailor.errors import InputError
 from tailor.events.ingest.formats import (
     CSV,
     JSON_LINES,
@@ -77,13 +79,13 @@ def check_input_file(location: "str | Path", label: str, *, forced_format: str =
 
     Raises:
         FileNotFoundError, IsADirectoryError: the location is not a file.
-        ValueError: unknown format, empty file, text not in the encoding, a JSON array.
+        InputError: unknown format, empty file, text not in the encoding, a JSON array.
     """
     location = location if is_url(location) else Path(location)
     size = check_exists(location, label)
     kind = file_format(location, forced_format)
     if size == 0:
-        raise ValueError(f"{shown(location)}: empty file (0 bytes); nothing to import")
+        raise InputError(f"{shown(location)}: empty file (0 bytes); nothing to import")
     if kind == PARQUET:
         return InputFile(location, kind, _parquet_rows(location))
     lines, problem = scan_text_lines(location, encoding)
@@ -91,12 +93,12 @@ def check_input_file(location: "str | Path", label: str, *, forced_format: str =
         hint = ("re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8`, or name its "
                 "encoding with --encoding, and import again") if encoding == UTF8 \
             else "check --encoding and import again"
-        raise ValueError(f"{shown(location)}: {problem}; the file was rejected as a whole and "
+        raise InputError(f"{shown(location)}: {problem}; the file was rejected as a whole and "
                          f"nothing from it was imported ({hint})")
     sample = text_sample(location, encoding)
     if kind == JSON_LINES:
         if sample.lstrip().startswith("["):
-            raise ValueError(f"{shown(location)}: a JSON array, not JSON Lines (one object per "
+            raise InputError(f"{shown(location)}: a JSON array, not JSON Lines (one object per "
                              "line); convert it, e.g. `jq -c '.[]' FILE > FILE.jsonl`")
         return InputFile(location, kind, lines, encoding=encoding)
     return InputFile(location, kind, max(lines - 1, 0), delimiter or sniff_delimiter(sample),
@@ -104,15 +106,15 @@ def check_input_file(location: "str | Path", label: str, *, forced_format: str =
 
 
 def parquet_file(location: "str | Path") -> pq.ParquetFile:
-    """A Parquet file, local or through fsspec; ValueError when it is not Parquet."""
+    """A Parquet file, local or through fsspec; InputError when it is not Parquet."""
     try:
         return pq.ParquetFile(open_binary(location) if is_url(location) else location)
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{shown(location)}: not a readable Parquet file ({error})") from None
+        raise InputError(f"{shown(location)}: not a readable Parquet file ({error})") from None
 
 
 def _parquet_rows(location: "str | Path") -> int:
-    """Rows in a Parquet file's footer; ValueError when it is not Parquet."""
+    """Rows in a Parquet file's footer; InputError when it is not Parquet."""
     return parquet_file(location).metadata.num_rows
 
 
@@ -170,14 +172,14 @@ def csv_header(source: InputFile) -> list[str]:
     """The header's column names, normalised (see `normalise_columns`).
 
     Raises:
-        ValueError: the file has no header line.
+        InputError: the file has no header line.
     """
     with open_decompressed(source.path) as stream:
         text = read_text_lines(stream, "utf-8-sig" if source.encoding == UTF8
                                else source.encoding)
         header = next(csv.reader(text, delimiter=source.delimiter), None)
     if not header or all(not name.strip() for name in header):
-        raise ValueError(f"{source.shown}: empty file (no header line); nothing to import")
+        raise InputError(f"{source.shown}: empty file (no header line); nothing to import")
     return normalise_columns(header, source.shown)
 
 
@@ -211,7 +213,7 @@ def file_columns(source: InputFile) -> list[str]:
     try:
         names = parquet_file(source.path).schema_arrow.names
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{source.shown}: not a readable Parquet file ({error})") from None
+        raise InputError(f"{source.shown}: not a readable Parquet file ({error})") from None
     return normalise_columns(names, source.shown)
 
 

@@ -14,6 +14,7 @@ import io
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO, cast
 
+from tailor.errors import InputError
 from tailor.urls import redact_url
 
 CSV, JSON_LINES, PARQUET = "csv", "jsonl", "parquet"
@@ -53,7 +54,7 @@ def file_format(location: "str | Path", forced: str = "") -> str:
     """'csv', 'jsonl' or 'parquet': `forced` if given, else from the file name.
 
     Raises:
-        ValueError: the name says no format (the message lists the accepted ones and the flag).
+        InputError: the name says no format (the message lists the accepted ones and the flag).
     """
     if forced:
         return forced
@@ -61,7 +62,7 @@ def file_format(location: "str | Path", forced: str = "") -> str:
     for suffix, kind in sorted(SUFFIXES, key=lambda pair: -len(pair[0])):
         if name.endswith(suffix):
             return kind
-    raise ValueError(f"{shown(location)}: unsupported file format; accepted formats: "
+    raise InputError(f"{shown(location)}: unsupported file format; accepted formats: "
                      f"{ACCEPTED_FORMATS} (or name the format with --format csv|jsonl|parquet)")
 
 
@@ -125,9 +126,9 @@ def check_exists(location: "str | Path", label: str) -> int:
     try:
         fs, inner = fsspec.core.url_to_fs(str(location))
     except ImportError as error:  # e.g. s3:// without s3fs installed
-        raise ValueError(f"{shown(location)}: {error}") from None
+        raise InputError(f"{shown(location)}: {error}") from None
     except ValueError as error:  # an unknown scheme
-        raise ValueError(f"{shown(location)}: {error}") from None
+        raise InputError(f"{shown(location)}: {error}") from None
     if not fs.exists(inner):
         raise FileNotFoundError(f"{label} file not found: {shown(location)}")
     if fs.isdir(inner):
@@ -140,17 +141,17 @@ def encoding_name(name: str, label: str = "--encoding") -> str:
     """The codec's canonical name ('' means UTF-8).
 
     Raises:
-        ValueError: Python knows no such text encoding (the message names `label`).
+        InputError: Python knows no such text encoding (the message names `label`).
     """
     if not name.strip():
         return UTF8
     try:
         info = codecs.lookup(name.strip())
     except LookupError:
-        raise ValueError(f"{label}: unknown text encoding {name!r} (e.g. utf-8, latin-1, "
+        raise InputError(f"{label}: unknown text encoding {name!r} (e.g. utf-8, latin-1, "
                          "cp1252, utf-16)") from None
     if not getattr(info, "_is_text_encoding", True):
-        raise ValueError(f"{label}: {name!r} is not a text encoding")
+        raise InputError(f"{label}: {name!r} is not a text encoding")
     return info.name
 
 
@@ -158,13 +159,13 @@ def delimiter_char(text: str, label: str = "--delimiter") -> str:
     """A delimiter as one character ('' means: sniff it), from the character or its name.
 
     Raises:
-        ValueError: more than one character, a quote or a line break (names `label`).
+        InputError: more than one character, a quote or a line break (names `label`).
     """
     if not text:
         return ""
     value = DELIMITER_NAMES.get(text.strip().lower(), text)
     if len(value) != 1 or value in "\"\r\n":
-        raise ValueError(f"{label}: {text!r} is not a delimiter; give one character or "
+        raise InputError(f"{label}: {text!r} is not a delimiter; give one character or "
                          "comma, semicolon, tab or pipe")
     return value
 

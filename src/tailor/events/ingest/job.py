@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from tailor.errors import InputError
 from tailor.events.ingest.catalogue import load_customers, load_products
 from tailor.events.ingest.chunks import write_chunk
 from tailor.events.ingest.files import InputFile, check_input_file, file_columns, require_columns
@@ -90,7 +91,7 @@ def ingest_files(settings: Any, events_path: Path | str, *, products_path: Path 
         ImportOptionError: a flag or saved setting is malformed (nothing is read).
         FileNotFoundError, IsADirectoryError: a path is not a file.
         ContractError: a required column is missing (nothing is written).
-        ValueError: unknown format, empty file or text not in its encoding (nothing is
+        InputError: unknown format, empty file or text not in its encoding (nothing is
             written), or a CSV that cannot be parsed past some point (rows before it are
             kept; re-run after fixing).
     """
@@ -143,7 +144,7 @@ def _check_inputs(events_path: Path | str, products_path: Path | str | None,
     for label, required in (("products", "product_id"), ("customers", "customer_id")):
         if label in plan:
             if plan[label].kind == JSON_LINES:
-                raise ValueError(f"{plan[label].shown}: the {label} file must be CSV or Parquet")
+                raise InputError(f"{plan[label].shown}: the {label} file must be CSV or Parquet")
             found = file_columns(plan[label])
             require_columns(plan[label].shown, found, (required,))
     return plan

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailor.errors import InputError
 from tailor.events.schema import EVENT_COLUMNS, PII_COLUMNS, ContractError
 
 FLAG, SAVED = "--map", "ingest.column_map"
@@ -49,7 +50,7 @@ def parse_column_map(text: str, label: str) -> dict[str, tuple[str, ...]]:
     """`customer_id=user_id|anonymous_id,timestamp=ts` as {contract column: source columns}.
 
     Raises:
-        ValueError: an entry without `=`, a target that is not a contract column, an empty
+        InputError: an entry without `=`, a target that is not a contract column, an empty
             source, or one target given twice (the message starts with `label`).
     """
     mapping: dict[str, tuple[str, ...]] = {}
@@ -60,13 +61,13 @@ def parse_column_map(text: str, label: str) -> dict[str, tuple[str, ...]]:
         target = target.strip().lower()
         names = tuple(name.strip() for name in sources.split("|"))
         if not equals or not all(names):
-            raise ValueError(f"{label}: {entry!r} is not column=source (e.g. "
+            raise InputError(f"{label}: {entry!r} is not column=source (e.g. "
                              "customer_id=user_id,timestamp=ts)")
         if target not in EVENT_COLUMNS:
-            raise ValueError(f"{label}: {target!r} is not a contract column; one of "
+            raise InputError(f"{label}: {target!r} is not a contract column; one of "
                              + ", ".join(EVENT_COLUMNS))
         if target in mapping:
-            raise ValueError(f"{label}: {target} is mapped twice")
+            raise InputError(f"{label}: {target} is mapped twice")
         mapping[target] = names
     return mapping
 

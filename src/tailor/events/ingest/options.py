@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Mapping
 
+from tailor.errors import InputError
 from tailor.events.ingest.event_types import EventTypeNames, parse_event_types
 from tailor.events.ingest.formats import FORMATS, delimiter_char, encoding_name
 from tailor.events.ingest.mapping import parse_column_map
@@ -35,7 +36,7 @@ FLAGS: dict[str, str] = {
 }
 
 
-class ImportOptionError(ValueError):
+class ImportOptionError(InputError):
     """A flag or saved setting of the import has a bad value; the message names it."""
 
 
@@ -150,11 +151,11 @@ def _timestamp_format(text: str, label: str) -> str:
     """A strftime format that reads back what it writes."""
     sample = datetime(2026, 1, 5, 10, 3, 4).astimezone()
     if "%" not in text:
-        raise ValueError(f"{label}: {text!r} has no strftime directive (e.g. '%d/%m/%Y %H:%M')")
+        raise InputError(f"{label}: {text!r} has no strftime directive (e.g. '%d/%m/%Y %H:%M')")
     try:
         datetime.strptime(sample.strftime(text), text)
     except ValueError as error:
-        raise ValueError(f"{label}: {text!r} is not a strftime format that can be read "
+        raise InputError(f"{label}: {text!r} is not a strftime format that can be read "
                          f"back ({error})") from None
     return text
 
@@ -166,7 +167,7 @@ def _timezone(text: str, label: str) -> str:
     try:
         ZoneInfo(text.strip())
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{label}: {text!r} is not an IANA zone name (e.g. UTC, "
+        raise InputError(f"{label}: {text!r} is not an IANA zone name (e.g. UTC, "
                          "Europe/Berlin)") from None
     return text.strip()
 
@@ -179,5 +180,5 @@ def _file_format(text: str, label: str) -> str:
     value = text.strip().lower()
     value = {"ndjson": "jsonl", "json": "jsonl", "pq": "parquet"}.get(value, value)
     if value not in FORMATS:
-        raise ValueError(f"{label}: {text!r} is not a format; one of {', '.join(FORMATS)}")
+        raise InputError(f"{label}: {text!r} is not a format; one of {', '.join(FORMATS)}")
     return value

@@ -69,7 +69,7 @@ def validated_chunks(plan: ReadPlan, *, quick_start: bool = False) -> Iterator[V
         quick_start: yield the first chunk in `FIRST_CHUNK_SHARES` pieces.
 
     Raises:
-        ValueError: the file cannot be read past some point (chunks before it were yielded).
+        InputError: the file cannot be read past some point (chunks before it were yielded).
     """
     notes = IngestReport(pii_in_events=plan.pii_in_events)  # collects warnings only
     is_json = plan.source.kind == "jsonl"
@@ -114,7 +114,7 @@ class ReaderProcess:
         """The chunks in file order; raises what the reader raised, after the chunks before it.
 
         Raises:
-            Exception: the reader's error (e.g. ValueError for a file unreadable past a point),
+            Exception: the reader's error (e.g. InputError for a file unreadable past a point),
                 or RuntimeError when the reader process died.
         """
         while True:

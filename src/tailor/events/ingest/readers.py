@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from tailor.errors import InputError
 from tailor.events.ingest.files import InputFile, parquet_file
 from tailor.events.ingest.formats import CSV, JSON_LINES, UTF8, is_gzip, open_binary
 from tailor.events.ingest.report import Chunk, MalformedLine
@@ -42,7 +43,7 @@ def iter_chunks(source: InputFile, columns: list[str], chunk_rows: int, *,
         json_plan: JSON Lines only: the `JsonPlan` saying where each column is read from.
 
     Raises:
-        ValueError: the file cannot be parsed past some point (rows before it were yielded).
+        InputError: the file cannot be parsed past some point (rows before it were yielded).
     """
     if source.kind == CSV:
         yield from _csv_chunks(source, columns, chunk_rows, arrow_text, one_line)
@@ -72,7 +73,7 @@ def _parquet_chunks(source: InputFile, columns: list[str], chunk_rows: int,
         except StopIteration:
             return
         except (pa.ArrowException, OSError) as error:
-            raise ValueError(f"{source.shown}: cannot read the Parquet file past row {done:,} "
+            raise InputError(f"{source.shown}: cannot read the Parquet file past row {done:,} "
                              f"({error}); rows before it were imported") from None
         frame = _batch_frame(batch, arrow_text)
         frame.columns = columns
@@ -177,14 +178,14 @@ def _csv_chunks(source: InputFile, columns: list[str], chunk_rows: int, arrow_te
 
 
 def _batches(reader: pa.RecordBatchReader, path: str) -> Iterator[pa.RecordBatch]:
-    """The reader's batches; a parse failure becomes a ValueError naming the file."""
+    """The reader's batches; a parse failure becomes an InputError naming the file."""
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             return
         except (pa.ArrowException, OSError) as error:
-            raise ValueError(f"{path}: cannot parse the CSV past this point ({error}); rows "
+            raise InputError(f"{path}: cannot parse the CSV past this point ({error}); rows "
                              "before it were imported (re-importing stores them once)") from None
         yield batch
 

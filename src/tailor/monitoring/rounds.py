@@ -1,0 +1,456 @@
+"""One monitoring round: measure each champion on the newest window, then keep, retrain,
+promote, roll back or escalate (`tailor monitor`, and the scheduler's daily job).
+
+Reads: the warehouse (the newest window; excluded customers left out), the model registry
+(the champion, its reference, earlier champions), the data-quality gate. Writes: one row per
+model in the audit table (`tailor.monitoring.audit`), a run per model in the MLflow
+experiment `tailor-monitoring` with the evidence, `monitoring_*` tags on the champion version,
+Evidently snapshots and HTML reports (`tailor.monitoring.drift`), and, when it retrains, a
+new registered version through the normal training path. Alerts go to the alert channels.
+
+The policy, per model (the brief's "if accuracy drops >5%: alert; retrain; if still poor,
+roll back"):
+  1. The window is the newest `W` days of data, `W` = the length of the champion's own
+     holdout (so the measurement repeats the one its baseline came from), or
+     `monitoring.window_days` when set.
+  2. Accuracy on the window: the served version itself scores it when its training data
+     ended before the window starts (unseen data, so a broken artifact shows); otherwise the
+     champion's parameters are refitted on the data before the window and backtested on it
+     (an early signal: the version's own training data covers the window).
+  3. A relative drop of more than `monitoring.max_drop` below the baseline (the holdout's
+     primary metric, kept with the version) raises an alert; what the popularity baseline
+     scored on the holdout and on the window is given beside it, for context. Then: the quality gate fails ->
+     no retraining, the alert says why; else a challenger is trained with the window as its
+     holdout (fit on the data before it) and compared with the champion on that window;
+     better -> promoted; else an earlier champion that does better on the window gets the
+     champion alias back (rollback); else the champion stays and the alert escalates.
+  4. A round is keyed by model, champion version and window end: a second round on the same
+     data finds the decision and does nothing (it retrains once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from tailor.config import Settings
+from tailor.errors import InputError
+from tailor.models.constants import MODEL_NAMES
+from tailor.monitoring import audit
+from tailor.monitoring.drift import DriftResult
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "tailor-monitoring"
+# Decisions after which the model is still below its threshold (`tailor monitor` exits 1).
+STILL_BELOW = frozenset({"escalated", "retrain_blocked", "would_retrain"})
+
+
+@dataclass
+class ModelRound:
+    """What one round found and did for one model."""
+
+    model: str
+    decision: str  # ok | promoted | rolled_back | escalated | retrain_blocked | would_retrain
+    #                | not_enough_data | no_champion | no_reference | failed
+    reason: str
+    champion_version: str | None = None
+    window_start: pd.Timestamp | None = None
+    window_end: pd.Timestamp | None = None
+    metric: str | None = None
+    baseline: float | None = None
+    current: float | None = None
+    source: str | None = None  # "served version" or "backtest"
+    popularity_baseline: float | None = None  # the popularity baseline on the holdout
+    popularity_current: float | None = None  # ... and on the window
+    drift: list[DriftResult] = field(default_factory=list)
+    challenger_version: str | None = None
+    challenger: float | None = None
+    new_champion: str | None = None
+    repeated: bool = False  # the round had run on this window already
+
+    @property
+    def drop(self) -> float | None:
+        """Relative drop of the current metric below the baseline (negative: it rose)."""
+        if self.baseline is None or self.current is None or self.baseline <= 0:
+            return None
+        return (self.baseline - self.current) / self.baseline
+
+    @property
+    def below_threshold(self) -> bool:
+        return self.decision in STILL_BELOW
+
+    def evidence(self) -> dict[str, Any]:
+        return {"metric": self.metric, "baseline": self.baseline, "current": self.current,
+                "drop": self.drop,
+                "popularity_baseline": self.popularity_baseline,
+                "popularity_current": self.popularity_current, "source": self.source,
+                "challenger_version": self.challenger_version, "challenger": self.challenger,
+                "new_champion": self.new_champion,
+                "drift": [result.to_dict() for result in self.drift]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "decision": self.decision, "reason": self.reason,
+                "champion_version": self.champion_version,
+                "window_start": _iso(self.window_start), "window_end": _iso(self.window_end),
+                "below_threshold": self.below_threshold, "repeated": self.repeated,
+                **self.evidence()}
+
+
+def _iso(moment: pd.Timestamp | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def run_round(settings: Settings, models: Iterable[str] | None = None, *, dry_run: bool = False,
+              now: pd.Timestamp | None = None,
+              progress: Callable[[str], None] | None = None) -> list[ModelRound]:
+    """Run one round for `models` (default: all four); see the module for the policy.
+
+    Args:
+        settings: stores, registry and the `monitoring_*` settings.
+        models: names among homepage, cross_sell, churn, checkout.
+        dry_run: measure and report, but train, move aliases and record nothing.
+        now: the time of the round (the gate's "now"; default: now).
+        progress: called with a short line as each model starts.
+
+    Returns:
+        One `ModelRound` per model, in order. A model that cannot be measured gets a
+        decision that says why ("not_enough_data", "no_champion", "no_reference", "failed");
+        nothing raises for one model's trouble.
+    """
+    from tailor.models.data import NotEnoughData, load_shop_data
+    from tailor.privacy.excluded_customers import excluded_customer_ids
+
+    names = list(models or MODEL_NAMES)
+    for name in names:
+        if name not in MODEL_NAMES:
+            raise InputError(f"model: must be one of {', '.join(MODEL_NAMES)}, got {name!r}")
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    try:
+        data = load_shop_data(settings, excluded_customer_ids(settings))
+    except NotEnoughData as error:
+        return [ModelRound(name, "not_enough_data", str(error)) for name in names]
+    rounds = []
+    for name in names:
+        if progress:
+            progress(name)
+        try:
+            result = _one_model(settings, name, data, dry_run, now)
+        except Exception as error:  # one model's failure must not stop the others' rounds
+            if _registry_down(error):
+                result = ModelRound(name, "failed", f"model registry unreachable: {error}")
+            else:
+                log.exception("monitoring round of %s failed", name)
+                result = ModelRound(name, "failed", f"{type(error).__name__}: {error}")
+        if not dry_run and not result.repeated:
+            _record(settings, result, now)
+        rounds.append(result)
+    return rounds
+
+
+def _registry_down(error: Exception) -> bool:
+    text = f"{type(error).__name__} {error}".lower()
+    return any(word in text for word in ("connection refused", "max retries", "unreachable",
+                                          "could not connect", "operationalerror"))
+
+
+def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd.Timestamp
+               ) -> ModelRound:
+    from mlflow.tracking import MlflowClient
+
+    from tailor.models.data import NotEnoughData
+    from tailor.training.reference import ReferenceMissing, load_reference
+    from tailor.registry.tracking import CHAMPION, tracking_store_exists, use_tracking
+    from tailor.training.registration import alias_version
+    from tailor.training.specs import get_spec
+
+    spec = get_spec(model)
+    if not tracking_store_exists(settings):
+        return ModelRound(model, "no_champion", "no model registry yet: run `tailor train`")
+    use_tracking(settings)
+    client = MlflowClient()
+    champion = alias_version(client, spec.registered_name, CHAMPION)
+    if champion is None:
+        return ModelRound(model, "no_champion",
+                          f"{spec.registered_name} has no champion: nothing to monitor")
+    version = str(champion.version)
+    try:
+        reference = load_reference(champion.run_id, f"{spec.registered_name} v{version}")
+    except ReferenceMissing as error:
+        return ModelRound(model, "no_reference", str(error), champion_version=version)
+    days = settings.monitoring_window_days or reference.window_days
+    end = data.end
+    start = end - pd.Timedelta(days=days)
+    result = ModelRound(model, "ok", "", champion_version=version, window_start=start,
+                        window_end=end, metric=reference.primary_metric,
+                        baseline=reference.baseline,
+                        popularity_baseline=reference.popularity)
+    earlier = audit.find(settings, _round_key(model, end, version)) if not dry_run else None
+    if earlier is not None:
+        result.decision, result.repeated = earlier.decision, True
+        result.reason = (f"already decided at {earlier.decided_at} for the window ending "
+                         f"{end:%Y-%m-%d %H:%M}: {earlier.reason}")
+        result.champion_version = earlier.champion_version
+        for key in ("current", "source", "challenger_version", "challenger", "new_champion",
+                    "popularity_current"):
+            setattr(result, key, earlier.evidence.get(key))
+        return result
+    if end <= reference.data_to:
+        result.source = "no new data"
+        result.reason = (f"no events after v{version}'s training data (it ends "
+                         f"{reference.data_to:%Y-%m-%d %H:%M}): nothing new to measure")
+        return result
+    try:
+        measured = _measure(settings, client, spec, champion, reference, data, start)
+    except NotEnoughData as error:
+        result.decision, result.reason = "not_enough_data", f"window {start:%Y-%m-%d} to " \
+            f"{end:%Y-%m-%d}: {error}"
+        return result
+    result.current, result.source = measured.primary, measured.source
+    result.popularity_current = measured.popularity
+    result.drift = _drift(settings, model, reference, data, start, measured, version)
+    drop = result.drop
+    if drop is None or drop <= settings.monitoring_max_drop:
+        result.reason = (f"{result.metric} {result.current:.4f} on the newest "
+                         f"{days:.1f} days vs baseline {result.baseline:.4f}{_against(result)}: "
+                         f"{_percent(drop)}, within {settings.monitoring_max_drop:.0%}")
+        return result
+    alert = (f"{spec.registered_name} v{version}: {result.metric} {result.current:.4f} on "
+             f"{start:%Y-%m-%d}..{end:%Y-%m-%d} vs baseline {result.baseline:.4f}"
+             f"{_against(result)}: {_percent(drop)} (threshold "
+             f"{settings.monitoring_max_drop:.0%})")
+    if dry_run:
+        result.decision, result.reason = "would_retrain", alert + "; dry run: nothing done"
+        return result
+    _act(settings, client, spec, result, data, start, measured, now, alert)
+    _send_alert(settings, model, result)
+    return result
+
+
+def _against(result: ModelRound) -> str:
+    """What the popularity baseline scored on the same customers, for context: a window whose
+    shoppers are harder to predict lowers both."""
+    if not result.popularity_baseline or result.popularity_current is None:
+        return ""
+    return (f" (popularity: {result.popularity_current:.4f} here, "
+            f"{result.popularity_baseline:.4f} on the holdout)")
+
+
+def _percent(drop: float | None) -> str:
+    if drop is None:
+        return "no baseline"
+    return f"{abs(drop):.1%} {'below' if drop > 0 else 'above'}"
+
+
+@dataclass
+class _Measured:
+    primary: float
+    source: str
+    scored: pd.DataFrame | None
+    popularity: float | None
+
+
+def _measure(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
+             data: Any, start: pd.Timestamp) -> _Measured:
+    """The version's primary metric on the window from `start` (see the module, step 2)."""
+    result, source = _score_version(settings, client, spec, version, reference, data, start)
+    popularity = result.baselines.get("popularity", {}).get(result.primary_metric)
+    return _Measured(result.primary, source, result.scored,
+                     None if popularity is None else float(popularity))
+
+
+def _score_version(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
+                   data: Any, start: pd.Timestamp) -> tuple[Any, str]:
+    from tailor.models.evaluate import backtest, evaluate_fitted
+
+    if reference.data_to <= start:
+        fitted = _load_fitted(spec.registered_name, str(version.version))
+        return (evaluate_fitted(spec.name, data, fitted, start, reference.k),
+                "served version on unseen data")
+    from tailor.training.registration import logged_params
+
+    params = spec.from_values(logged_params(client, version), settings)
+    return (backtest(spec.name, data, params, "time", start, reference.k),
+            "backtest of its parameters (its training data covers the window)")
+
+
+def _load_fitted(registered_name: str, version: str) -> Any:
+    """The fitted model object of a registered version (the pyfunc's inner model)."""
+    import mlflow.pyfunc
+
+    from tailor.logs import library_output
+
+    with library_output("mlflow.output"):  # artifact download bars go to the log only
+        loaded = mlflow.pyfunc.load_model(f"models:/{registered_name}/{version}")
+    return loaded.unwrap_python_model().model
+
+
+def _drift(settings: Settings, model: str, reference: Any, data: Any, start: pd.Timestamp,
+           measured: _Measured, version: str) -> list[DriftResult]:
+    """Data drift of the window's customer profiles, and drift of what the model scored."""
+    from tailor.monitoring.drift import compare
+    from tailor.models.profiles import customer_profiles
+
+    window = data.events[data.events["timestamp"] >= start]
+    tags = {"version": version, "window_start": start.isoformat()}
+    results = []
+    pairs = [("profile", reference.profile, customer_profiles(window, data.products))]
+    if measured.scored is not None and len(measured.scored) and len(reference.scored):
+        pairs.append(("scored", reference.scored, measured.scored))
+    for dataset, before, after in pairs:
+        try:
+            results.append(compare(settings, model, dataset, before, after, data.end, tags))
+        except Exception as error:  # a drift report is evidence, never a reason to stop
+            log.warning("%s %s drift report failed: %s: %s", model, dataset,
+                        type(error).__name__, error)
+    return results
+
+
+def _act(settings: Settings, client: Any, spec: Any, result: ModelRound, data: Any,
+         start: pd.Timestamp, measured: _Measured, now: pd.Timestamp, alert: str) -> None:
+    """Steps 3: gate, challenger, promotion, rollback or escalation (sets the decision)."""
+    from tailor.quality.gate import run_quality_gate
+
+    gate = run_quality_gate(settings, now=now, alert=True)
+    if not gate.passed:
+        failed = ", ".join(rule.name for rule in gate.failed_rules)
+        result.decision = "retrain_blocked"
+        result.reason = f"{alert}; retraining blocked: the data-quality gate failed ({failed})"
+        return
+    from tailor.training.run import train_model
+
+    challenger = train_model(settings, spec.name, settings.monitoring_retrain_trials, data=data,
+                             cutoff=start.isoformat(), gate_forced=False, register_only=True)
+    result.challenger_version = challenger.version
+    result.challenger = float(challenger.metrics.get(result.metric, 0.0))
+    if result.challenger > measured.primary:
+        _move_champion(settings, client, spec.registered_name, str(challenger.version),
+                       f"promoted by monitoring: {result.metric} {result.challenger:.4f} beats "
+                       f"champion v{result.champion_version} ({measured.primary:.4f}) on the "
+                       f"window from {start:%Y-%m-%d}")
+        result.decision, result.new_champion = "promoted", str(challenger.version)
+        result.reason = (f"{alert}; challenger v{challenger.version} scored "
+                         f"{result.challenger:.4f} on the same window and was promoted")
+        return
+    earlier = _best_earlier_champion(settings, client, spec, result, data, start,
+                                     measured.primary)
+    if earlier is not None:
+        version, value = earlier
+        _move_champion(settings, client, spec.registered_name, version,
+                       f"rolled back by monitoring: {result.metric} {value:.4f} beats champion "
+                       f"v{result.champion_version} ({measured.primary:.4f}) on the window "
+                       f"from {start:%Y-%m-%d}")
+        result.decision, result.new_champion = "rolled_back", version
+        result.reason = (f"{alert}; challenger v{challenger.version} ({result.challenger:.4f}) "
+                         f"did not beat it; rolled back to v{version} ({value:.4f})")
+        return
+    result.decision = "escalated"
+    result.reason = (f"{alert}; challenger v{challenger.version} ({result.challenger:.4f}) did "
+                     "not beat it and no earlier champion does better: kept, needs a person")
+
+
+def _best_earlier_champion(settings: Settings, client: Any, spec: Any, result: ModelRound,
+                           data: Any, start: pd.Timestamp, to_beat: float
+                           ) -> tuple[str, float] | None:
+    """The newest earlier champion that beats `to_beat` on the window, measured the same
+    way (a version whose reference is missing is passed over)."""
+    from tailor.models.data import NotEnoughData
+    from tailor.training.reference import ReferenceMissing, load_reference
+
+    current = int(result.champion_version or 0)
+    versions = client.search_model_versions(f"name = '{spec.registered_name}'")
+    earlier = sorted((v for v in versions if int(v.version) < current
+                      and str(v.tags.get("promotion", "")).startswith(("promoted",
+                                                                       "rolled back"))),
+                     key=lambda v: int(v.version), reverse=True)
+    for version in earlier:
+        try:
+            reference = load_reference(version.run_id, f"v{version.version}")
+            scored, _ = _score_version(settings, client, spec, version, reference, data,
+                                       start)
+        except (ReferenceMissing, NotEnoughData) as error:
+            log.info("v%s not considered for rollback: %s", version.version, error)
+            continue
+        if scored.primary > to_beat:
+            return str(version.version), scored.primary
+    return None
+
+
+def _move_champion(settings: Settings, client: Any, registered_name: str, version: str,
+                   reason: str) -> None:
+    """Give `version` the champion alias under the model's promotion lock, tagged why."""
+    from tailor.registry.tracking import CHAMPION
+    from tailor.training.locks import promotion_lock
+
+    with promotion_lock(settings, registered_name):
+        client.set_registered_model_alias(registered_name, CHAMPION, version)
+        client.set_model_version_tag(registered_name, version, "promotion", reason)
+    log.info("%s v%s: %s", registered_name, version, reason)
+
+
+def _round_key(model: str, end: pd.Timestamp, version: str | None) -> str:
+    """A round is one model, one champion, one window: the same again does nothing."""
+    return f"{model}|v{version}|{end.isoformat()}"
+
+
+def _record(settings: Settings, result: ModelRound, now: pd.Timestamp) -> None:
+    """The audit row, the MLflow run in `tailor-monitoring` and the version's tags."""
+    if result.window_end is not None:
+        audit.record(settings, audit.Decision(
+            _round_key(result.model, result.window_end, result.champion_version),
+            now.isoformat(), result.model,
+            _iso(result.window_start), _iso(result.window_end), result.champion_version,
+            result.decision, result.reason, result.evidence()))
+    if result.champion_version is None:
+        return
+    try:
+        _log_to_mlflow(settings, result)
+    except Exception as error:  # the audit row holds the decision already
+        log.warning("monitoring: the MLflow record of %s failed: %s", result.model, error)
+
+
+def _log_to_mlflow(settings: Settings, result: ModelRound) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tailor.training.registration import experiment_id
+    from tailor.training.specs import get_spec
+
+    name = get_spec(result.model).registered_name
+    experiment = experiment_id(settings, EXPERIMENT)
+    with mlflow.start_run(experiment_id=experiment,
+                          run_name=f"monitor-{result.model}-{result.window_end:%Y-%m-%d}"):
+        mlflow.set_tags({"model": result.model, "decision": result.decision,
+                         "champion_version": result.champion_version,
+                         "new_champion": result.new_champion or "",
+                         "window_start": _iso(result.window_start),
+                         "window_end": _iso(result.window_end)})
+        mlflow.log_metrics({key: float(value) for key, value in (
+            ("baseline", result.baseline), ("current", result.current), ("drop", result.drop),
+            ("challenger", result.challenger)) if value is not None})
+        mlflow.log_dict(result.to_dict(), "decision.json")
+    client = MlflowClient()
+    for key, value in (("monitoring_decision", result.decision),
+                       ("monitoring_window_end", _iso(result.window_end) or ""),
+                       ("monitoring_current", "" if result.current is None
+                        else f"{result.current:.6f}")):
+        client.set_model_version_tag(name, result.champion_version, key, value)
+
+
+def _send_alert(settings: Settings, model: str, result: ModelRound) -> None:
+    """The alert of a drop, on the configured channels (never raises)."""
+    from tailor.mail import send
+    from tailor.quality.alerts import post_webhook
+
+    log.warning("monitoring: %s", result.reason)
+    subject = f"[tailor] {model}: accuracy drop, {result.decision.replace('_', ' ')}"
+    if settings.alerts_webhook_url:
+        post_webhook(settings.alerts_webhook_url, {"text": f"{subject}: {result.reason}",
+                                                   "monitoring": result.to_dict()})
+    if settings.mail_recipients.strip():
+        send(settings, subject, result.reason + "\n\n" + json.dumps(
+            result.to_dict(), indent=2, default=str) + "\n")
