@@ -139,22 +139,61 @@ def simulate(
 
 @app.command()
 def ingest(
-    events: Path = typer.Argument(..., help="Events file (CSV or Parquet) in the data contract."),
+    events: str = typer.Argument(..., help="Events file: CSV, JSON Lines or Parquet, plain or "
+                                 "gzipped; a path or a URL (s3://, any fsspec URL)."),
     products: Optional[str] = typer.Option(
         None, help="Products file (CSV or Parquet); an empty value means none."),
     customers: Optional[str] = typer.Option(
         None, help="Customers file; PII columns go to the PII store only. Empty: none."),
+    column_map: Optional[str] = typer.Option(
+        None, "--map", help="Which column is which: customer_id=user_id,event_type=event,"
+        "timestamp=ts (a|b: the first not empty). Default: ingest.column_map."),
+    event_types: Optional[str] = typer.Option(
+        None, "--event-types", help="Other names of event types: purchase=Order Completed|"
+        "Checkout Done,... (Segment's e-commerce names are built in). Default: "
+        "ingest.event_types."),
+    case_sensitive_event_types: Optional[bool] = typer.Option(
+        None, "--case-sensitive-event-types/--case-insensitive-event-types",
+        help="Match event-type names exactly (default: any case and separator)."),
+    timestamp_format: Optional[str] = typer.Option(
+        None, "--timestamp-format", help="strftime format of timestamps that are not ISO 8601 "
+        "or epoch numbers, e.g. '%d/%m/%Y %H:%M'. Default: ingest.timestamp_format."),
+    dayfirst: Optional[bool] = typer.Option(
+        None, "--dayfirst/--no-dayfirst", help="Numeric dates are day/month/year (05/01/2026 "
+        "is 5 January). Without it or a format such dates are rejected."),
+    timezone: Optional[str] = typer.Option(
+        None, "--timezone", help="IANA zone of zone-less timestamps (default: "
+        "events.naive_timezone, UTC)."),
+    delimiter: Optional[str] = typer.Option(
+        None, "--delimiter", help="CSV delimiter: a character or comma, semicolon, tab, pipe "
+        "(default: sniffed among comma, semicolon and tab)."),
+    encoding: Optional[str] = typer.Option(
+        None, "--encoding", help="Text encoding of CSV and JSON Lines files, e.g. latin-1, "
+        "cp1252 (default: UTF-8, checked)."),
+    file_format: Optional[str] = typer.Option(
+        None, "--format", help="csv, jsonl or parquet when the file name does not say."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Load events (and optionally products and customers) into the event store."""
     with _job(home) as settings:
         from tailor.events.ingest.job import ingest_files
+        from tailor.events.ingest.options import ImportFlags
 
+        flags = ImportFlags(column_map=column_map, event_types=event_types,
+                            event_types_case_sensitive=case_sensitive_event_types,
+                            timestamp_format=timestamp_format, dayfirst=dayfirst,
+                            timezone=timezone, delimiter=delimiter, encoding=encoding,
+                            file_format=file_format)
         # An empty value (the MLflow project's default) means the file was not given.
-        report = ingest_files(settings, events, products_path=Path(products) if products else None,
-                              customers_path=Path(customers) if customers else None)
-    _emit(report.to_dict(), as_json, report.summary_text(settings.event_store_url))
+        report = ingest_files(settings, events, products_path=products or None,
+                              customers_path=customers or None, flags=flags)
+    if as_json:
+        _emit(report.to_dict(), as_json, "")
+    else:
+        from tailor.events.ingest.summary import render_report
+
+        _stderr_console().print(render_report(report, settings.event_store_url))
 
 
 @app.command()

@@ -116,6 +116,37 @@ class Settings(BaseModel):
         "ingest", 1.0,
         "Seconds before the first retry of a dropped store connection; each wait doubles.",
         ge=0)
+    # The import's saved defaults, each overridden by its flag of `tailor ingest`. Their
+    # syntax is checked when an import starts (tailor.events.ingest.options.
+    # check_ingest_settings), which keeps pandas out of loading the settings.
+    ingest_column_map: str = _setting(
+        "ingest", "",
+        "Which events-file column is which contract column, as --map: "
+        "customer_id=user_id,event_type=event,timestamp=ts (a|b: the first not empty); "
+        "entries naming columns a file lacks are skipped for that file.")
+    ingest_event_types: str = _setting(
+        "ingest", "",
+        "Other names of event types, as --event-types: purchase=Order Completed|Checkout "
+        "Done,add_to_cart=Added; Segment's e-commerce names are built in.")
+    ingest_event_types_case_sensitive: bool = _setting(
+        "ingest", False,
+        "Match event-type names exactly; by default any case and separator matches.")
+    ingest_timestamp_format: str = _setting(
+        "ingest", "",
+        "strftime format of timestamps that are neither ISO 8601 nor epoch numbers, e.g. "
+        "%d/%m/%Y %H:%M (as --timestamp-format). Empty: only those two forms are read.")
+    ingest_dayfirst: bool = _setting(
+        "ingest", False,
+        "Numeric dates are day/month/year (05/01/2026 is 5 January); without it or a "
+        "timestamp format such dates are rejected, never guessed.")
+    ingest_delimiter: str = _setting(
+        "ingest", "",
+        "CSV delimiter: a character, or comma, semicolon, tab, pipe. Empty: sniffed among "
+        "comma, semicolon and tab.")
+    ingest_encoding: str = _setting(
+        "ingest", "",
+        "Text encoding of CSV and JSON Lines files, e.g. latin-1 or cp1252. Empty: UTF-8, "
+        "checked over the whole file.")
 
     # -- events --------------------------------------------------------------------------
     events_min_timestamp: str = _setting(
