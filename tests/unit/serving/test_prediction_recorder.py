@@ -199,6 +199,17 @@ def test_an_excluded_customer_is_written_without_id_or_session() -> None:
     log.close()
 
 
+def test_context_beyond_the_session_is_never_written() -> None:
+    """A client's extra context keys (free-form, possibly personal) stay out of the log."""
+    request = HomepageRequest(customer_id="c1", context={
+        "session_id": "s1", "email": "someone@example.com", "page": "/account?name=Jo"})
+    _, response = homepage_answer(1)
+    row = prediction_row(1, "homepage", request, response)
+    written = repr(row)
+    assert "someone@example.com" not in written and "name=Jo" not in written
+    assert dict(zip(PREDICTION_COLUMNS, row))["session_id"] == "s1"
+
+
 def test_rows_hold_each_endpoints_fields() -> None:
     request, response = homepage_answer(3)
     homepage = dict(zip(PREDICTION_COLUMNS, prediction_row(1_700_000_000_000_001, "homepage",
