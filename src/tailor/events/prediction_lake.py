@@ -74,8 +74,9 @@ def predictions_to_table(rows: list[tuple]) -> pa.Table:
     `LAKE_PREDICTION_SCHEMA`, `items` decoded from JSON."""
     columns = list(zip(*rows)) if rows else [()] * len(LAKE_PREDICTION_SCHEMA)
     arrays = []
-    for schema_field, values in zip(LAKE_PREDICTION_SCHEMA, columns):
+    for schema_field, stored in zip(LAKE_PREDICTION_SCHEMA, columns):
         name = schema_field.name
+        values: list[Any] = list(stored)
         if name == "served_at":
             arrays.append(pa.array(values, pa.int64()).cast(UTC_MICROS))
             continue

@@ -240,7 +240,8 @@ class PredictionRecorder:
     def _write(self, batch: list[tuple]) -> None:
         """Write one batch; a failure drops it, counted and logged, and never propagates."""
         try:
-            rows = [prediction_row(*item, self.is_excluded) for item in batch]
+            rows = [prediction_row(served_at, endpoint, request, response, self.is_excluded)
+                    for served_at, endpoint, request, response in batch]
             with_retries(lambda _attempt: self._opened().insert_predictions(rows),
                          f"{len(rows)} prediction(s)", self.retry)
         except Exception as error:
