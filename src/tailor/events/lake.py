@@ -15,12 +15,11 @@ The job is meant to run hourly (the docker-compose scheduler calls `tailor expor
 re-running it adds nothing. Crash safety (`tailor.events.lake_files`, shared with the
 prediction log's export): before a chunk's files are written, their paths are journalled in
 the watermark file (`pending`); the watermark only moves after every file of the chunk
-exists. A run that finds a journal left by a crashed
-run deletes those files first and exports the same events again, so no event ever
-lands in the lake twice, even if the store has grown in between and the chunk
-boundaries differ. File names come from the seq range they hold, so a re-run writes
-the same names rather than new ones. A lock file in the Tailor home keeps two
-exports from running at once.
+exists. A run that finds a journal left by a crashed run deletes those files first and
+exports the same events again, so no event ever lands in the lake twice, even if the store
+has grown in between and the chunk boundaries differ. File names come from the seq range
+they hold, so a re-run writes the same names rather than new ones. A lock file in the
+Tailor home keeps two exports from running at once.
 """
 
 from __future__ import annotations
@@ -62,7 +61,6 @@ EXPORT_LOCK_FILE = "lake-export.lock"  # in the Tailor home
 PRODUCTS_FILE = "products/products.parquet"
 CUSTOMERS_FILE = "customers/customers.parquet"
 
-_UTC_MICROS = UTC_MICROS
 # One fixed schema for every events file, so all-null columns keep their type and
 # readers (DuckDB, Spark) see identical files.
 LAKE_EVENT_SCHEMA = pa.schema([
@@ -71,7 +69,7 @@ LAKE_EVENT_SCHEMA = pa.schema([
     ("customer_id", pa.string()),
     ("event_type", pa.string()),
     ("product_id", pa.string()),
-    ("timestamp", _UTC_MICROS),
+    ("timestamp", UTC_MICROS),
     ("session_id", pa.string()),
     ("price", pa.float64()),
     ("quantity", pa.float64()),
@@ -79,7 +77,7 @@ LAKE_EVENT_SCHEMA = pa.schema([
     ("device_type", pa.string()),
     ("query", pa.string()),
     ("properties", pa.string()),
-    ("received_at", _UTC_MICROS),
+    ("received_at", UTC_MICROS),
 ])
 PRODUCT_TYPES: dict[str, pa.DataType] = {
     "product_id": pa.string(), "name": pa.string(), "category": pa.string(),
@@ -87,7 +85,7 @@ PRODUCT_TYPES: dict[str, pa.DataType] = {
     "seasonal": pa.bool_(),
 }
 CUSTOMER_TYPES: dict[str, pa.DataType] = {
-    "customer_id": pa.string(), "signup_date": _UTC_MICROS, "location": pa.string(),
+    "customer_id": pa.string(), "signup_date": UTC_MICROS, "location": pa.string(),
     "device_type": pa.string(),
 }
 
@@ -212,7 +210,8 @@ def export_lake(settings: Settings, progress: bool = True) -> ExportSummary:
         progress: show a rich progress bar on stderr.
 
     Returns:
-        An `ExportSummary` (events and files written, watermark before and after).
+        An `ExportSummary` (events and files written, watermark before and after, the
+        prediction log's rows and files, rows deleted past its retention).
 
     Raises:
         ExportInProgress: another export from this home is still running.

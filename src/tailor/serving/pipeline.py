@@ -248,8 +248,8 @@ class ServingPipeline:
 
     def record_answers(self, endpoint: str, requests: Sequence[Any],
                        responses: Sequence[Any]) -> None:
-        """Put answers this pipeline did not make (the batching scorer's) in the
-        prediction log; the pipeline's own methods record theirs."""
+        """Queue answers for the prediction log (never blocks): the pipeline's own methods
+        call it, and the service calls it with the batching scorer's answers it returns."""
         if self.predictions is not None:
             self.predictions.record(endpoint, requests, responses)
 
