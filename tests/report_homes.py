@@ -35,41 +35,42 @@ PRODUCTS = pd.DataFrame({"product_id": ["p1", "p2", "p3"], "category": ["a", "b"
 # (customer, session, time, event, product, price, quantity, order)
 EVENTS = [
     # 2026-03-01: two sessions, one buys (order o3, 20.00)
-    ("cust-dee", "s4", "2026-03-01T09:00:00Z", "page_view", None, None, None, None),
-    ("cust-dee", "s4", "2026-03-01T09:02:00Z", "purchase", "p1", 20.0, 1, "o3"),
-    ("cust-ann", "s5", "2026-03-01T18:00:00Z", "page_view", None, None, None, None),
+    ("cust-dee", "sess-4", "2026-03-01T09:00:00Z", "page_view", None, None, None, None),
+    ("cust-dee", "sess-4", "2026-03-01T09:02:00Z", "purchase", "p1", 20.0, 1, "o3"),
+    ("cust-ann", "sess-5", "2026-03-01T18:00:00Z", "page_view", None, None, None, None),
     # 2026-03-02: four sessions, three buy
-    ("cust-ann", "s1", "2026-03-02T10:00:00Z", "page_view", None, None, None, None),
-    ("cust-ann", "s1", "2026-03-02T10:01:00Z", "product_view", "p1", 20.0, None, None),
-    ("cust-ann", "s1", "2026-03-02T10:02:00Z", "add_to_cart", "p1", 20.0, 2, None),
-    ("cust-ann", "s1", "2026-03-02T10:05:00Z", "purchase", "p1", 20.0, 2, "o1"),  # 40.00
-    ("cust-bob", "s2", "2026-03-02T11:00:00Z", "page_view", None, None, None, None),
-    ("cust-bob", "s2", "2026-03-02T11:01:00Z", "product_view", "p2", 15.0, None, None),
-    ("cust-cid", "s3", "2026-03-02T12:00:00Z", "page_view", None, None, None, None),
-    ("cust-cid", "s3", "2026-03-02T12:03:00Z", "purchase", "p2", 15.0, 1, "o2"),
-    ("cust-cid", "s3", "2026-03-02T12:03:00Z", "purchase", "p3", 5.0, 1, "o2"),  # o2: 20.00
+    ("cust-ann", "sess-1", "2026-03-02T10:00:00Z", "page_view", None, None, None, None),
+    ("cust-ann", "sess-1", "2026-03-02T10:01:00Z", "product_view", "p1", 20.0, None, None),
+    ("cust-ann", "sess-1", "2026-03-02T10:02:00Z", "add_to_cart", "p1", 20.0, 2, None),
+    ("cust-ann", "sess-1", "2026-03-02T10:05:00Z", "purchase", "p1", 20.0, 2, "o1"),  # 40.00
+    ("cust-bob", "sess-2", "2026-03-02T11:00:00Z", "page_view", None, None, None, None),
+    ("cust-bob", "sess-2", "2026-03-02T11:01:00Z", "product_view", "p2", 15.0, None, None),
+    ("cust-cid", "sess-3", "2026-03-02T12:00:00Z", "page_view", None, None, None, None),
+    ("cust-cid", "sess-3", "2026-03-02T12:03:00Z", "purchase", "p2", 15.0, 1, "o2"),
+    ("cust-cid", "sess-3", "2026-03-02T12:03:00Z", "purchase", "p3", 5.0, 1, "o2"),  # o2: 20.00
     # no session id: a derived session of cust-bob in the evening (order o4, 5.00)
     ("cust-bob", None, "2026-03-02T20:00:00Z", "page_view", None, None, None, None),
     ("cust-bob", None, "2026-03-02T20:05:00Z", "purchase", "p3", 5.0, 1, "o4"),
 ]
 # (served at, customer, session, endpoint, model, variant, fallback)
 PREDICTIONS = [
-    ("2026-03-02T09:59:59Z", "cust-ann", "s1", "homepage", "homepage", "champion", False),
-    ("2026-03-02T10:59:59Z", "cust-bob", "s2", "homepage", "homepage", "challenger", False),
-    ("2026-03-02T11:30:00Z", "cust-bob", "s2", "homepage", "homepage", "champion", False),
+    ("2026-03-02T09:59:59Z", "cust-ann", "sess-1", "homepage", "homepage", "champion", False),
+    ("2026-03-02T10:59:59Z", "cust-bob", "sess-2", "homepage", "homepage", "challenger", False),
+    ("2026-03-02T11:30:00Z", "cust-bob", "sess-2", "homepage", "homepage", "champion", False),
     ("2026-03-02T15:00:00Z", "cust-bob", None, "homepage", "homepage", "champion", False),
     ("2026-03-02T19:59:58Z", "cust-bob", None, "homepage", "homepage", "challenger", False),
-    ("2026-03-02T12:02:00Z", "cust-cid", "s3", "checkout_offer", "checkout", "champion", True),
-    ("2026-03-01T09:01:00Z", "cust-dee", "s4", "checkout_offer", "checkout", "champion", False),
+    ("2026-03-02T12:02:00Z", "cust-cid", "sess-3", "checkout_offer", "checkout", "champion", True),
+    ("2026-03-01T09:01:00Z", "cust-dee", "sess-4", "checkout_offer", "checkout", "champion", False),
 ]
-# The report day, by hand: sessions s1, s2, s3 and cust-bob's derived one; s1, s3 and the
-# derived one bought; orders o1 40, o2 20, o4 5.
+# The report day, by hand: sessions sess-1, sess-2, sess-3 and cust-bob's derived one;
+# sess-1, sess-3 and the derived one bought; orders o1 40, o2 20, o4 5.
 EXPECTED_DAY = {"sessions": 4, "converted_sessions": 3, "orders": 3, "revenue": 65.0}
 EXPECTED_DAY_BEFORE = {"sessions": 2, "converted_sessions": 1, "orders": 1, "revenue": 20.0}
-# (model, variant) -> (sessions, converted, orders, revenue) on the report day: s1's first
-# homepage answer is the champion's; s2's first is the challenger's (the later champion
-# answer does not move it); the answer at 15:00 belongs to no session; the derived evening
-# session matches the challenger answer served two seconds before it by customer and time.
+# (model, variant) -> (sessions, converted, orders, revenue) on the report day: sess-1's
+# first homepage answer is the champion's; sess-2's first is the challenger's (the later
+# champion answer does not move it); the answer at 15:00 belongs to no session; the derived
+# evening session matches the challenger answer served two seconds before it by customer and
+# time.
 EXPECTED_VARIANTS = {
     ("checkout", "champion"): (1, 1, 1, 20.0),
     ("homepage", "challenger"): (2, 1, 1, 5.0),
