@@ -9,7 +9,7 @@ one page without clashing ids, and the same figures draw the same bytes.
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, Sequence
 
 from tailor.reports.model_figures import AccuracyPoint
@@ -47,12 +47,18 @@ def _empty(axes: Any, message: str) -> None:
     axes.set_yticks([])
 
 
-def _days_axis(axes: Any, days: Sequence[date]) -> None:
-    from matplotlib.dates import DateFormatter
+def _days_axis(axes: Any, days: Sequence[date | datetime]) -> None:
+    """Ticks on whole days (at most about eight), labelled month-day, half a day of margin."""
+    from matplotlib.dates import DateFormatter, DayLocator
 
+    moments = [day if isinstance(day, datetime) else datetime.combine(day, time())
+               for day in days]
+    if moments:
+        first, last = min(moments), max(moments)
+        span = (last - first).days + 1
+        axes.xaxis.set_major_locator(DayLocator(interval=max(1, -(-span // 8))))
+        axes.set_xlim(first - timedelta(hours=12), last + timedelta(hours=12))
     axes.xaxis.set_major_formatter(DateFormatter("%m-%d"))
-    if days:
-        axes.set_xlim(min(days), max(days))
     for label in axes.get_xticklabels():
         label.set_rotation(45)
 
@@ -103,7 +109,7 @@ def plot_accuracy(points: Sequence[AccuracyPoint], max_drop: float) -> str:
     for point in points:
         by_model.setdefault(point.model, []).append(point)
     for number, (model, rows) in enumerate(sorted(by_model.items())):
-        axes.plot([datetime.fromisoformat(row.decided_at) for row in rows],
+        axes.plot([_moment(row.decided_at) for row in rows],
                   [100 * row.change for row in rows], marker="o",
                   color=COLOURS[number % len(COLOURS)], label=f"{model} ({rows[-1].metric})")
     axes.axhline(-100 * max_drop, color=COLOURS[4], linestyle="--", linewidth=1,
@@ -112,8 +118,16 @@ def plot_accuracy(points: Sequence[AccuracyPoint], max_drop: float) -> str:
     axes.set_ylabel("% against baseline")
     axes.set_title("Model accuracy on the newest window against its baseline, per round")
     axes.legend(fontsize=8)
-    _days_axis(axes, [])
+    _days_axis(axes, [_moment(point.decided_at) for point in points])
     return svg(figure, "accuracy")
+
+
+def _moment(text: str) -> datetime:
+    """An audit time as a naive UTC datetime (what the date axis plots)."""
+    from datetime import timezone
+
+    moment = datetime.fromisoformat(text)
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def plot_serving(answers: Sequence[AnswersDay] | None, endpoints: Sequence[EndpointServing]
