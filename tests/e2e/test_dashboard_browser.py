@@ -1,6 +1,8 @@
 """The daily report in a real browser: headless Chromium opens the page `tailor report` wrote,
 a screenshot is kept beside the test's files, and every figure read from the page by its id
 equals what the warehouse (and the audit table) say, computed here with queries of its own.
+The same page through the serving app's `/dashboard` (its key check, security headers and
+Content-Security-Policy, under uvicorn in this process) renders with no policy refusal.
 
 Needs Debian's `chromium` and `chromium-driver` and the `selenium` dev extra (skipped without
 them, failed under CI=true); the shop is tests/report_homes.py's, small enough to count.
@@ -8,15 +10,20 @@ them, failed under CI=true); the shop is tests/report_homes.py's, small enough t
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
 import pytest
 from browsers import browser_paths, start_browser
+from collector_process import free_port
 from report_homes import EXPECTED_VARIANTS, NOW, REPORT_DAY, build_report_home
 
 from tailor.config import Settings, load_settings
+from tailor.events.keys import create_key, keys_file_path
+from tailor.reports.files import latest_page
 from tailor.reports.job import ReportRun, run_daily_report
 from tailor.warehouse import query_warehouse
 
@@ -129,3 +136,56 @@ def test_the_variants_models_and_answers_match_their_sources(
     drifted = newest.evidence["drift"][0]
     assert shown(driver, "drift-homepage-profile") == (
         str(len(drifted["drifted"])), f"{len(drifted['drifted'])}/{drifted['columns']}"), where
+
+
+@pytest.fixture
+def dashboard_server(report: tuple[Settings, ReportRun]) -> Iterator[tuple[str, str]]:
+    """The ops app with /dashboard behind the key check and the security headers, as the
+    service mounts it, under uvicorn on a free port; yields its URL and a secret key."""
+    import uvicorn
+
+    from tailor.server import ENDPOINTS
+    from tailor.serving.http import ApiKeyMiddleware
+    from tailor.serving.ops_routes import create_ops_app
+    from tailor.web.security_headers import SecurityHeadersMiddleware
+
+    settings, _ = report
+    key = create_key("secret", keys_file_path(settings))
+    app = SecurityHeadersMiddleware(ApiKeyMiddleware(
+        create_ops_app(ENDPOINTS, dashboard_page=latest_page(settings)), settings))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", key
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_dashboard_route_renders_under_its_policy(dashboard_server: tuple[str, str],
+                                                      tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, key = dashboard_server
+    driver = start_browser(tmp_path)
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders",
+                               {"headers": {"Authorization": f"Bearer {key}"}})
+        driver.get(url + "/dashboard")
+        screenshot = tmp_path / "dashboard-route.png"
+        driver.save_screenshot(str(screenshot))
+        where = f"(screenshot: {screenshot})"
+        assert driver.title == f"Tailor daily report {REPORT_DAY.isoformat()}", where
+        assert shown(driver, "day-revenue") == ("65.0", "65.00"), where
+        plots = driver.find_elements(By.TAG_NAME, "svg")
+        assert plots and all(plot.size["height"] > 100 for plot in plots), where
+        refusals = [entry["message"] for entry in driver.get_log("browser")
+                    if "Content Security Policy" in entry["message"]]
+        assert refusals == [], f"{len(refusals)} refusals, first: {refusals[0][:300]} {where}"
+    finally:
+        driver.quit()
