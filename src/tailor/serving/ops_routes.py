@@ -4,13 +4,14 @@ the daily report at `/dashboard`.
 Reads the metrics of every worker (`tailor.serving.http_metrics.metrics_text`) and the newest
 daily report page (`<home>/reports/daily/latest.html`, written by `tailor report`, read
 whole at each request: the report job replaces it by renaming, so a request gets the old page
-or the new one, never half of one); writes nothing. Mounted by the BentoML service in place of BentoML's index page, which is the
-Swagger UI with a third-party tag manager script on the API's origin: the index
-here is plain HTML without any script, listing the endpoints and linking the OpenAPI spec
-(`/docs.json`) for tools that render it elsewhere. `/metrics` replaces BentoML's (turned
-off with its path-labelled HTTP metrics); the key check stays with `ApiKeyMiddleware`, for
-`/dashboard` too (the shop's revenue is not for the public). The page needs only its inline
-styles, so it is served with `REPORT_POLICY` as its Content-Security-Policy.
+or the new one, never half of one); writes nothing. Mounted by the BentoML service in place
+of BentoML's index page, which is the Swagger UI with a third-party tag manager script on the
+API's origin: the index here is plain HTML without any script, listing the endpoints and
+linking the OpenAPI spec (`/docs.json`) for tools that render it elsewhere. `/metrics`
+replaces BentoML's (turned off with its path-labelled HTTP metrics); the key check stays
+with `ApiKeyMiddleware`, for `/dashboard` too (the shop's revenue is not for the public).
+The page needs only its inline styles, so it is served with `REPORT_POLICY` as its
+Content-Security-Policy.
 """
 
 from __future__ import annotations
