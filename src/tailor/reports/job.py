@@ -50,6 +50,9 @@ def run_daily_report(settings: Settings, day: date | None = None, mail: bool = F
         mail: send the summary with the page attached to `mail.recipients`.
         now: the current time (tests).
         refresh: rebuild the warehouse's tables from the lake first.
+
+    Raises:
+        ValueError: a day in the future, or a warehouse another process holds.
     """
     from tailor.reports.daily import build_daily_report
     from tailor.reports.files import write_report
@@ -57,11 +60,23 @@ def run_daily_report(settings: Settings, day: date | None = None, mail: bool = F
     from tailor.reports.summary import mail_report
 
     if refresh:
-        from tailor.warehouse import refresh_warehouse
-
-        refresh_warehouse(settings)
+        _refresh(settings)
     report = build_daily_report(settings, day, now)
     payload = report.to_dict()
     paths = write_report(settings, report.day, render_page(report), payload)
     delivery = mail_report(settings, report, paths).to_dict() if mail else {}
     return ReportRun(payload, paths, delivery)
+
+
+def _refresh(settings: Settings) -> None:
+    """Rebuild the warehouse's tables; a warehouse another process holds is a ValueError
+    (the CLI's exit 2) that says to run again, not a traceback."""
+    import duckdb
+
+    from tailor.warehouse import refresh_warehouse
+
+    try:
+        refresh_warehouse(settings)
+    except duckdb.Error as error:
+        raise ValueError(f"the warehouse could not be refreshed ({error}); run the report "
+                         "again once the other process is done") from None

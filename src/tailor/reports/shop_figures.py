@@ -105,13 +105,18 @@ def shop_figures(settings: Settings, first_day: date, last_day: date) -> ShopFig
 
     Raises:
         FileNotFoundError: the warehouse was never built (`tailor warehouse`).
+        ValueError: the warehouse cannot be opened (another process is writing it) or a
+            query failed; DuckDB's message says which.
     """
     import duckdb
 
     from tailor.warehouse import open_warehouse
 
     window = {"first_day": first_day, "last_day": last_day}
-    connection = open_warehouse(settings, read_only=True)
+    try:
+        connection = open_warehouse(settings, read_only=True)
+    except duckdb.Error as error:  # another process is writing it
+        raise ValueError(f"the warehouse cannot be read now: {error}") from None
     try:
         return _figures(settings, connection, window)
     except duckdb.Error as error:

@@ -1,10 +1,13 @@
 """`tailor report`: the page and JSON under reports/daily/, latest.html kept on the newest
-day, --json, exit 2 for a bad date, and a report of zeros for a shop without data."""
+day, --json, exit 2 for a bad date or a warehouse another process holds, and a report of
+zeros for a shop without data."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from report_homes import EXPECTED_DAY, REPORT_DAY
@@ -53,3 +56,19 @@ def test_a_shop_without_data_gets_a_report_of_zeros(tmp_path: Path) -> None:
     today = json.loads(out)["today"]
     assert (today["sessions"], today["orders"], today["conversion"], today["aov"]) \
         == (0, 0, None, None)
+
+
+def test_a_warehouse_another_process_writes_exits_2_saying_so(
+        report_settings: Settings) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; "
+         f"connection = duckdb.connect({str(report_settings.warehouse_file)!r}); "
+         "print('locked', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _, err = run("--date", REPORT_DAY.isoformat(), "--home",
+                           str(report_settings.home_path))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and "run the report again" in " ".join(err.split())
