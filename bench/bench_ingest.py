@@ -11,7 +11,8 @@ of the reader process `ingest_files` starts, which tell a slow machine from a bu
 PostgreSQL server's own CPU is not included).
 
 Run: .venv/bin/python bench/bench_ingest.py [--rows 1000000] [--backend sqlite|postgres|both]
-     [--format csv|parquet]
+     [--format csv|parquet|jsonl|all]
+(`all`: the same rows end to end from CSV, Parquet and JSON Lines, one after the other.)
 PostgreSQL: TAILOR_BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test);
 a fresh schema is created and dropped.
 """
@@ -19,6 +20,7 @@ a fresh schema is created and dropped.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sqlite3
@@ -86,6 +88,23 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     typed.to_parquet(path, index=False)
 
 
+def write_jsonl(frame: pd.DataFrame, path: Path) -> None:
+    """The frame as JSON Lines, one flat object per event (absent values left out, numbers
+    as JSON numbers), as an exporting system would write it."""
+    typed = frame.assign(price=pd.to_numeric(frame["price"]),
+                         quantity=pd.to_numeric(frame["quantity"]))
+    with open(path, "w", encoding="utf-8") as handle:
+        for start in range(0, len(typed), 100_000):
+            part = typed.iloc[start:start + 100_000]
+            lines = (json.dumps({key: value for key, value in record.items()
+                                 if value is not None and value == value})
+                     for record in part.to_dict(orient="records"))
+            handle.write("\n".join(lines) + "\n")
+
+
+WRITERS = {"csv": write_csv, "parquet": write_parquet, "jsonl": write_jsonl}
+
+
 def validated_chunks(frame: pd.DataFrame, chunk_rows: int) -> list[pd.DataFrame]:
     """The frame's valid rows per chunk, as ingest hands them to the store."""
     now = pd.Timestamp.now(tz="UTC")
@@ -132,14 +151,14 @@ class Timer:
         self.cpu = cpu_seconds() - self._cpu
 
 
-def time_end_to_end(backend: str, csv_path: Path, folder: Path, chunk_rows: int) -> Timer:
-    """Time of `ingest_files` on the CSV into a fresh store."""
+def time_end_to_end(backend: str, path: Path, folder: Path, chunk_rows: int) -> Timer:
+    """Time of `ingest_files` on the file into a fresh store."""
     url, schema = fresh_url(backend, folder, "e2e")
-    settings = load_settings(home=folder / f"home-{backend}", env={}).replace(
+    settings = load_settings(home=folder / f"home-{backend}-{path.suffix[1:]}", env={}).replace(
         database_url=url, ingest_chunk_rows=chunk_rows)
     try:
         with Timer() as timer:
-            report = ingest_files(settings, csv_path, progress=False)
+            report = ingest_files(settings, path, progress=False)
         handled = report.accepted + report.duplicates + sum(report.rejected.values())
         assert handled == report.received
         return timer
@@ -213,7 +232,7 @@ def _postgres_baseline(url: str, chunks: list[pd.DataFrame], columns: str) -> Ti
 def report_line(label: str, rows: int, timer: Timer, baseline: Timer | None = None) -> str:
     """One result line: rows/s, seconds, CPU seconds and the ratio to the baseline."""
     rate = rows / timer.wall
-    line = (f"  {label:<28} {rate:>10,.0f} rows/s  ({timer.wall:6.2f} s, cpu {timer.cpu:6.2f} s"
+    line = (f"  {label:<36} {rate:>10,.0f} rows/s  ({timer.wall:6.2f} s, cpu {timer.cpu:6.2f} s"
             f" = {1e6 * timer.cpu / rows:4.1f} us/row)")
     if baseline is not None:
         line += f"  {baseline.wall / timer.wall:5.2f}x baseline"
@@ -226,8 +245,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--chunk-rows", type=int, default=200_000)
-    parser.add_argument("--format", choices=["csv", "parquet"], default="csv",
-                        help="File format ingested end to end (the same rows either way).")
+    parser.add_argument("--format", choices=["csv", "parquet", "jsonl", "all"], default="csv",
+                        help="File format ingested end to end (the same rows either way); "
+                             "all: each of them.")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at start")
@@ -236,24 +256,30 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tailor-bench-") as tmp:
         folder = Path(tmp)
         frame = generate_events(args.rows)
-        csv_path = folder / f"events.{args.format}"
-        (write_csv if args.format == "csv" else write_parquet)(frame, csv_path)
+        formats = list(WRITERS) if args.format == "all" else [args.format]
+        paths = {}
+        for name in formats:
+            paths[name] = folder / f"events.{name}"
+            WRITERS[name](frame, paths[name])
         chunks = validated_chunks(frame, args.chunk_rows)
-        print(f"{args.rows:,} events, {args.format} {csv_path.stat().st_size / 1e6:.0f} MB, "
-              f"chunks of {args.chunk_rows:,}; "
+        sizes = ", ".join(f"{name} {path.stat().st_size / 1e6:.0f} MB"
+                          for name, path in paths.items())
+        print(f"{args.rows:,} events ({sizes}), chunks of {args.chunk_rows:,}; "
               f"target >= {TARGET_ROWS_PER_SECOND:,} rows/s end to end")
         for backend in backends:
             baseline = time_baseline(backend, chunks, folder)
             store_write = time_store_write(backend, chunks, folder)
-            end_to_end = time_end_to_end(backend, csv_path, folder, args.chunk_rows)
             print(f"{backend}:")
-            print(report_line("ingest_files (end to end)", args.rows, end_to_end, baseline))
+            for name, path in paths.items():
+                end_to_end = time_end_to_end(backend, path, folder, args.chunk_rows)
+                print(report_line(f"ingest_files {name} (end to end)", args.rows, end_to_end,
+                                  baseline))
+                passed = args.rows / end_to_end.wall >= TARGET_ROWS_PER_SECOND
+                print(f"  {name} end to end vs target {TARGET_ROWS_PER_SECOND:,} rows/s: "
+                      f"{'PASS' if passed else 'FAIL'}")
+                ok = ok and passed
             print(report_line("store write alone", args.rows, store_write, baseline))
             print(report_line("baseline executemany INSERT", args.rows, baseline))
-            passed = args.rows / end_to_end.wall >= TARGET_ROWS_PER_SECOND
-            print(f"  end to end vs target {TARGET_ROWS_PER_SECOND:,} rows/s: "
-                  f"{'PASS' if passed else 'FAIL'}")
-            ok = ok and passed
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0 if ok else 1
 

@@ -4,7 +4,9 @@ Every command takes `--home` (or `TAILOR_HOME`); commands that report take `--js
 and then print exactly one JSON object on stdout (progress and prose go to stderr).
 Exit codes: 0 success, 1 a gate failed, 2 bad usage or input, 3 a service failed (a
 database, Redis or the registry unreachable or dropping the connection: one line on stderr,
-no traceback; running the command again once the service is back is safe).
+no traceback; running the command again once the service is back is safe). Bad input is an
+`InputError` (or a `ConfigError`, a missing file): one line and exit 2. Any other exception is
+a bug and ends with its traceback (exit 1).
 
 Heavy libraries (pandas, pyarrow, duckdb, mlflow, ...) are imported inside the
 commands so that `tailor --help` stays fast.
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
+
+from tailor.errors import InputError
 
 if TYPE_CHECKING:
     from tailor.config import Settings
@@ -57,14 +61,18 @@ def _setup_logging() -> None:
 
 @contextmanager
 def _job(home: Optional[Path]) -> Iterator[Settings]:
-    """Load settings; known input errors exit 2 and failed services 3, each with one line."""
+    """Load settings; bad input exits 2 and failed services 3, each with one line.
+
+    Bad input is an `InputError` (a `ContractError` is one), a `ConfigError` (a setting) or a
+    missing file. Any other `ValueError` is a bug, not the user's input: it propagates with
+    its traceback.
+    """
     _setup_logging()
     from tailor.config import ConfigError, load_settings  # pydantic: only once a job runs
-    from tailor.events.schema import ContractError
 
     try:
         yield load_settings(home=home)
-    except (ConfigError, ContractError, FileNotFoundError, IsADirectoryError, ValueError) as error:
+    except (InputError, ConfigError, FileNotFoundError, IsADirectoryError) as error:
         _stderr_console().print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as error:
@@ -110,6 +118,9 @@ def simulate(
     seed: int = typer.Option(7, help="Random seed: the same seed writes the same shop."),
     faults: float = typer.Option(0.0, min=0.0, max=0.5, help="Share of event rows to corrupt, spread over the fault kinds."),
     start: str = typer.Option("2026-01-05", help="First simulated day (ISO date, UTC)."),
+    shift_at_day: Optional[int] = typer.Option(
+        None, "--shift-at-day", help="Day (0-based) a seasonal shift in tastes and a catalogue "
+                                     "turnover happens (what monitoring must catch)."),
     out: Path = typer.Option(..., "--out", help="Folder for events.parquet, products.csv, customers.csv, ground_truth/."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
@@ -119,7 +130,7 @@ def simulate(
         from tailor.simulate import ShopConfig, simulate_shop
 
         config = ShopConfig(n_customers=customers, n_products=products, n_days=days, seed=seed,
-                            fault_rate=faults, start=start)
+                            fault_rate=faults, start=start, shift_at_day=shift_at_day)
         summary = simulate_shop(config, out)
     _emit(summary.to_dict(), as_json,
           f"simulated {summary.n_events:,} events from {summary.n_customers:,} customers "
@@ -128,22 +139,61 @@ def simulate(
 
 @app.command()
 def ingest(
-    events: Path = typer.Argument(..., help="Events file (CSV or Parquet) in the data contract."),
+    events: str = typer.Argument(..., help="Events file: CSV, JSON Lines or Parquet, plain or "
+                                 "gzipped; a path or a URL (s3://, any fsspec URL)."),
     products: Optional[str] = typer.Option(
         None, help="Products file (CSV or Parquet); an empty value means none."),
     customers: Optional[str] = typer.Option(
         None, help="Customers file; PII columns go to the PII store only. Empty: none."),
+    column_map: Optional[str] = typer.Option(
+        None, "--map", help="Which column is which: customer_id=user_id,event_type=event,"
+        "timestamp=ts (a|b: the first not empty). Default: ingest.column_map."),
+    event_types: Optional[str] = typer.Option(
+        None, "--event-types", help="Other names of event types: purchase=Order Completed|"
+        "Checkout Done,... (Segment's e-commerce names are built in). Default: "
+        "ingest.event_types."),
+    case_sensitive_event_types: Optional[bool] = typer.Option(
+        None, "--case-sensitive-event-types/--case-insensitive-event-types",
+        help="Match event-type names exactly (default: any case and separator)."),
+    timestamp_format: Optional[str] = typer.Option(
+        None, "--timestamp-format", help="strftime format of timestamps that are not ISO 8601 "
+        "or epoch numbers, e.g. '%d/%m/%Y %H:%M'. Default: ingest.timestamp_format."),
+    dayfirst: Optional[bool] = typer.Option(
+        None, "--dayfirst/--no-dayfirst", help="Numeric dates are day/month/year (05/01/2026 "
+        "is 5 January). Without it or a format such dates are rejected."),
+    timezone: Optional[str] = typer.Option(
+        None, "--timezone", help="IANA zone of zone-less timestamps (default: "
+        "events.naive_timezone, UTC)."),
+    delimiter: Optional[str] = typer.Option(
+        None, "--delimiter", help="CSV delimiter: a character or comma, semicolon, tab, pipe "
+        "(default: sniffed among comma, semicolon and tab)."),
+    encoding: Optional[str] = typer.Option(
+        None, "--encoding", help="Text encoding of CSV and JSON Lines files, e.g. latin-1, "
+        "cp1252 (default: UTF-8, checked)."),
+    file_format: Optional[str] = typer.Option(
+        None, "--format", help="csv, jsonl or parquet when the file name does not say."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Load events (and optionally products and customers) into the event store."""
     with _job(home) as settings:
         from tailor.events.ingest.job import ingest_files
+        from tailor.events.ingest.options import ImportFlags
 
+        flags = ImportFlags(column_map=column_map, event_types=event_types,
+                            event_types_case_sensitive=case_sensitive_event_types,
+                            timestamp_format=timestamp_format, dayfirst=dayfirst,
+                            timezone=timezone, delimiter=delimiter, encoding=encoding,
+                            file_format=file_format)
         # An empty value (the MLflow project's default) means the file was not given.
-        report = ingest_files(settings, events, products_path=Path(products) if products else None,
-                              customers_path=Path(customers) if customers else None)
-    _emit(report.to_dict(), as_json, report.summary_text(settings.event_store_url))
+        report = ingest_files(settings, events, products_path=products or None,
+                              customers_path=customers or None, flags=flags)
+    if as_json:
+        _emit(report.to_dict(), as_json, "")
+    else:
+        from tailor.events.ingest.summary import render_report
+
+        _stderr_console().print(render_report(report, settings.event_store_url))
 
 
 @app.command()
@@ -283,17 +333,14 @@ def train(
 ) -> None:
     """Tune (Optuna), evaluate on the holdout, register in MLflow; promote only a better model."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.quality import QualityGateFailed
         from tailor.training import train_models
 
-        try:
+        try:  # NotEnoughData is an InputError: exit 2
             results = train_models(settings, model, trials=trials, force=force, jobs=jobs)
         except QualityGateFailed as error:
             _stderr_console().print(f"[bold red]refused:[/] {error}", highlight=False)
             raise typer.Exit(EXIT_GATE_FAILED) from None
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
     lines = [f"{result.model}: {result.status}"
              + (f" v{result.version}, {result.reason}" if result.version else f" ({result.reason})")
              for result in results]
@@ -315,13 +362,10 @@ def evaluate(
 ) -> None:
     """Backtest: fit with the champion's (or default) settings before the split, score after it."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.training import evaluate_model
 
-        try:
-            payload = evaluate_model(settings, model, cutoff=cutoff, split=split, k=k)
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
+        # NotEnoughData is an InputError: exit 2
+        payload = evaluate_model(settings, model, cutoff=cutoff, split=split, k=k)
     rows = [f"{name:<14} " + "  ".join(f"{key} {value:.4f}" for key, value in values.items()
                                        if isinstance(value, float))
             for name, values in [("model", payload["metrics"]), *payload["baselines"].items()]]
@@ -408,7 +452,7 @@ def recommend(
         try:
             payload = recommend_for_customer(settings, customer, k=k)
         except LookupError as error:
-            raise ValueError(str(error.args[0])) from None
+            raise InputError(str(error.args[0])) from None
     lines = [f"{item['rank']:>2}. {item['product_id']}  {item['reason']}"
              for item in payload["items"]]
     _emit(payload, as_json, f"{customer} (homepage v{payload['version']}):\n" + "\n".join(lines))
@@ -425,15 +469,12 @@ def retention(
     """Score every customer with the churn champion; write the high-risk ones (above
     models.churn_threshold) to reports/retention/ for the retention campaign."""
     with _job(home) as settings:
-        from tailor.models.data import NotEnoughData
         from tailor.training import write_retention_list
 
         try:
             summary = write_retention_list(settings, as_of=as_of)
-        except LookupError as error:
-            raise ValueError(str(error.args[0] if error.args else error)) from None
-        except NotEnoughData as error:
-            raise ValueError(str(error)) from None
+        except LookupError as error:  # no churn champion yet (NotEnoughData is an InputError)
+            raise InputError(str(error.args[0] if error.args else error)) from None
     _emit(summary.to_dict(), as_json,
           f"retention list: {summary.high_risk:,} of {summary.customers_scored:,} customers "
           f"above {summary.threshold:.2f} (churn v{summary.model_version}, as of "
@@ -485,7 +526,7 @@ def serve(
 
 
 def _has_secret_key(settings: Settings) -> bool:
-    """Whether any secret key exists (raises ValueError on a malformed keys file)."""
+    """Whether any secret key exists (raises InputError on a malformed keys file)."""
     from tailor.events.keys import keys_file_path, read_key_entries
 
     return bool(settings.collector_secret_key_hashes) or any(
@@ -574,7 +615,7 @@ def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
         try:
             secret = create_identity_secret(path)
         except FileExistsError as error:
-            raise ValueError(str(error)) from None
+            raise InputError(str(error)) from None
     if as_json:
         _emit({"kind": "identity", "key": secret, "secret_file": str(path)}, True, "")
     else:
@@ -624,7 +665,7 @@ def schedule(
                   "wrote " + ", ".join(str(path) for path in paths))
             return
         if folder is not None:
-            raise ValueError("FOLDER is for --export only")
+            raise InputError("FOLDER is for --export only")
         if status:
             from tailor.scheduler.status import schedule_status, status_lines
 
@@ -642,7 +683,7 @@ def schedule(
             report = run_due(settings, moment, jobs)
         else:
             if now is not None:
-                raise ValueError("--now is for --once and --status only")
+                raise InputError("--now is for --once and --status only")
             from tailor.scheduler.service import run_forever
 
             run_forever(settings, jobs)
@@ -661,7 +702,10 @@ def _parse_now(text: Optional[str]):
 
     if text is None:
         return datetime.now(timezone.utc)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))  # ValueError: exit 2
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise InputError(f"--now: {error}") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(
         timezone.utc)
 
@@ -696,7 +740,7 @@ def mail_test(
                         f"A test message from Tailor on {socket.gethostname()} (home "
                         f"{settings.home_path.resolve()}). Mail works.\n")
         if delivery.status == "not configured":
-            raise ValueError("mail.recipients is empty (TAILOR_MAIL_RECIPIENTS): nobody to mail")
+            raise InputError("mail.recipients is empty (TAILOR_MAIL_RECIPIENTS): nobody to mail")
     _emit(delivery.to_dict(), as_json, f"test message {delivery.status}"
           + (f": {delivery.error}" if delivery.error else ""))
     if delivery.status != "sent":

@@ -119,6 +119,37 @@ class Settings(BaseModel):
         "ingest", 1.0,
         "Seconds before the first retry of a dropped store connection; each wait doubles.",
         ge=0)
+    # The import's saved defaults, each overridden by its flag of `tailor ingest`. Their
+    # syntax is checked when an import starts (tailor.events.ingest.options.
+    # check_ingest_settings), which keeps pandas out of loading the settings.
+    ingest_column_map: str = _setting(
+        "ingest", "",
+        "Which events-file column is which contract column, as --map: "
+        "customer_id=user_id,event_type=event,timestamp=ts (a|b: the first not empty); "
+        "entries naming columns a file lacks are skipped for that file.")
+    ingest_event_types: str = _setting(
+        "ingest", "",
+        "Other names of event types, as --event-types: purchase=Order Completed|Checkout "
+        "Done,add_to_cart=Added; Segment's e-commerce names are built in.")
+    ingest_event_types_case_sensitive: bool = _setting(
+        "ingest", False,
+        "Match event-type names exactly; by default any case and separator matches.")
+    ingest_timestamp_format: str = _setting(
+        "ingest", "",
+        "strftime format of timestamps that are neither ISO 8601 nor epoch numbers, e.g. "
+        "%d/%m/%Y %H:%M (as --timestamp-format). Empty: only those two forms are read.")
+    ingest_dayfirst: bool = _setting(
+        "ingest", False,
+        "Numeric dates are day/month/year (05/01/2026 is 5 January); without it or a "
+        "timestamp format such dates are rejected, never guessed.")
+    ingest_delimiter: str = _setting(
+        "ingest", "",
+        "CSV delimiter: a character, or comma, semicolon, tab, pipe. Empty: sniffed among "
+        "comma, semicolon and tab.")
+    ingest_encoding: str = _setting(
+        "ingest", "",
+        "Text encoding of CSV and JSON Lines files, e.g. latin-1 or cp1252. Empty: UTF-8, "
+        "checked over the whole file.")
 
     # -- events --------------------------------------------------------------------------
     events_min_timestamp: str = _setting(
@@ -318,6 +349,11 @@ class Settings(BaseModel):
         "A champion whose primary metric on the newest window falls more than this share "
         "below its baseline (its holdout metric) raises an alert and a retraining.",
         gt=0, le=1)
+    monitoring_significance: float = _setting(
+        "monitoring", 0.05,
+        "A drop past max_drop counts only when sampling noise explains it with less than this "
+        "probability (one-sided test on the two samples' standard errors).",
+        gt=0, lt=0.5)
     monitoring_window_days: float = _setting(
         "monitoring", 0.0,
         "Days of newest data a round measures each champion on; 0 = as long as the "
@@ -701,11 +737,13 @@ def _describe(name: str, field: Any) -> Setting:
 def _limits_rule(field: Any) -> str:
     """`gt=0` on an int reads "a positive integer", `ge=0, le=1` "between 0 and 1"."""
     limits = {name: getattr(item, name.lower()) for item in field.metadata
-              for name in ("Gt", "Ge", "Le") if hasattr(item, name.lower())}
+              for name in ("Gt", "Ge", "Lt", "Le") if hasattr(item, name.lower())}
     if "Ge" in limits and "Le" in limits:
         return f"between {limits['Ge']} and {limits['Le']}"
     if "Gt" in limits and "Le" in limits:
         return f"above {limits['Gt']} and at most {limits['Le']}"
+    if "Gt" in limits and "Lt" in limits:
+        return f"above {limits['Gt']} and below {limits['Lt']}"
     if limits.get("Gt") == 0:
         return "a positive integer" if field.annotation is int else "positive"
     if limits.get("Ge") == 0:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from tailor.config import SETTINGS, Settings
+from tailor.errors import InputError
 
 SERVICE = "bentos.service:Tailor"
 SERVICE_FILE = Path("bentos") / "service.py"
@@ -59,7 +60,7 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
 )
 
 
-class PortInUse(ValueError):
+class PortInUse(InputError):
     """The port the server should listen on is taken; the message names it."""
 
 

@@ -63,7 +63,8 @@ def serving(trained_home: TrainedHome, private_redis: RedisServer) -> Iterator[S
         server = start_server(settings, host="127.0.0.1", port=free_port(), log=log)
     serving = Serving(url=server.url, home=trained_home, redis=private_redis,
                       secret_key=secret_key, public_key=public_key, log_path=log_path,
-                      reload_seconds=RELOAD_SECONDS, identity_secret=identity_secret)
+                      reload_seconds=RELOAD_SECONDS, identity_secret=identity_secret,
+                      workers=WORKERS)
     try:
         if not server.wait_ready(timeout=240):
             raise RuntimeError(f"the server did not become ready:\n{serving.log_tail()}")

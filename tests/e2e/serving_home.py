@@ -127,8 +127,9 @@ def _with_customers(settings: Settings, shop: Path) -> TrainedHome:
 
 @dataclass
 class Serving:
-    """A running Tailor server, the home behind it, its Redis, two keys and the identity
-    secret its collector checks customer-id signatures with."""
+    """A running Tailor server (its worker processes and model reload interval), the home
+    behind it, its Redis, two keys and the identity secret its collector checks
+    customer-id signatures with."""
 
     url: str
     home: TrainedHome
@@ -138,6 +139,7 @@ class Serving:
     log_path: Path
     reload_seconds: float
     identity_secret: str = ""
+    workers: int = 1
 
     def post(self, path: str, body: Any, *, key: str | None = None,
              **kwargs: Any) -> httpx.Response:

@@ -22,6 +22,7 @@ from browsers import browser_paths, start_browser
 from collector_process import CollectorProcess, free_port, start_collector
 from tailor.events.keys import create_key
 from tailor.events.store import open_event_store
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +99,32 @@ def wait_for_events(collector: CollectorProcess, count: int, timeout: float = 20
     return events
 
 
+# Counts the page's fetch calls (tailor.js sends batches with fetch): how many are under way
+# and how many failed. tailor.js looks `fetch` up at each send, so the count may start late.
+WATCH_SENDS = """
+window.tailorSends = {pending: 0, failed: 0, settled: 0};
+const tailorFetch = window.fetch;
+window.fetch = function () {
+  window.tailorSends.pending += 1;
+  return tailorFetch.apply(this, arguments)
+    .catch((error) => { window.tailorSends.failed += 1; throw error; })
+    .finally(() => { window.tailorSends.pending -= 1; window.tailorSends.settled += 1; });
+};
+"""
+
+
+def sends(driver: Any) -> dict[str, int]:
+    """The page's fetch counts since `WATCH_SENDS` ran: pending, failed, settled."""
+    return driver.execute_script("return window.tailorSends")
+
+
+def unsent(driver: Any) -> list[str]:
+    """The event types in the page's queue that wait to be sent (held page_views left out)."""
+    queued = json.loads(driver.execute_script("return localStorage.getItem('tailor:queue')")
+                        or "[]")
+    return [item["event"]["event_type"] for item in queued if not item["held"]]
+
+
 def collector_metric(collector: CollectorProcess, name: str) -> float:
     """The sum of a metric's samples (every label) from the collector's /metrics."""
     text = metrics_text(collector)
@@ -172,10 +199,17 @@ def test_an_opted_out_shopper_sends_nothing(collector: CollectorProcess,
     driver.refresh()  # the choice is persisted, not kept in the page
     assert driver.execute_script("return tailor.isTracking()") is False
     shop_the_journey(driver, f"{collector.url}/shop")
-    driver.get("about:blank")
-    time.sleep(3)  # longer than the shop's 1 s flush interval
-    assert len(stored_events(collector)) == events_before
-    assert collector_requests(collector) == requests_before  # not even a refused request
+    assert driver.execute_script("return localStorage.getItem('tailor:queue')") is None
+    # Rather than wait a while for a send that must not come: opt in again, send one marker
+    # by fetch and wait for it. Whatever the opted-out pages sent went out before it.
+    driver.get(f"{collector.url}/shop/index.html")
+    driver.execute_script("tailor.optIn(); tailor.click('opted-in-again'); tailor.flush();")
+    wait_until(lambda: len(stored_events(collector)) > events_before, 20,
+               "the marker sent after opting in again")
+    stored = stored_events(collector).iloc[events_before:]
+    assert stored["properties"].map(lambda p: json.loads(p).get("target")).tolist() == \
+        ["opted-in-again"]  # nothing from the opted-out journey
+    assert collector_requests(collector) == requests_before + 1  # not even a refused request
 
 
 def test_where_consent_is_required_nothing_is_sent_before_it(
@@ -186,13 +220,15 @@ def test_where_consent_is_required_nothing_is_sent_before_it(
     events_before, requests_before = len(stored_events(collector)), collector_requests(collector)
     driver.get(f"{collector.url}/shop/index.html?consent=required")
     driver.find_element(By.ID, "product-p-102").click()
-    time.sleep(2)  # two flush intervals
+    # Before consent nothing is recorded, so nothing can be sent (not even held).
+    assert driver.execute_script("return localStorage.getItem('tailor:queue')") is None
     assert collector_requests(collector) == requests_before
     driver.find_element(By.ID, "consent").click()
     driver.find_element(By.ID, "add-to-cart").click()
     driver.get("about:blank")
-    events = wait_for_events(collector, events_before + 1).iloc[events_before:]
-    time.sleep(1)
+    # Anything sent before consent went out before the add_to_cart, which is waited for.
+    wait_until(lambda: len(stored_events(collector)) > events_before, 20,
+               "the add_to_cart sent after consent")
     events = stored_events(collector).iloc[events_before:]
     assert list(events["event_type"]) == ["add_to_cart"]  # not the views before consent
     assert events["product_id"].iloc[0] == "p-102"
@@ -215,14 +251,15 @@ def test_a_session_ends_after_30_idle_minutes(collector: CollectorProcess,
     driver.execute_script("tailor.click('after-31-minutes')")
     second = driver.execute_script(f"return {session}.id")
     driver.get("about:blank")
-    deadline = time.monotonic() + 20
-    clicks = pd.DataFrame()
-    while len(clicks) < 2 and time.monotonic() < deadline:
+
+    def clicks() -> pd.DataFrame:
         events = stored_events(collector)
-        clicks = events[events["properties"].str.contains("after-")]
-        time.sleep(0.25)
-    targets = clicks["properties"].map(lambda p: json.loads(p)["target"])
-    assert dict(zip(targets, clicks["session_id"])) == {
+        return events[events["properties"].str.contains("after-")]
+
+    wait_until(lambda: len(clicks()) >= 2, 20, "both clicks to be stored")
+    stored = clicks()
+    targets = stored["properties"].map(lambda p: json.loads(p)["target"])
+    assert dict(zip(targets, stored["session_id"])) == {
         "after-29-minutes": first, "after-31-minutes": second}
     assert first != second
 
@@ -235,29 +272,31 @@ def test_events_wait_offline_in_local_storage_and_arrive_once_back_online(
     duplicates_before = collector_metric(collector, "tailor_collector_events_duplicate_total")
     driver.get(f"{collector.url}/shop/product.html?id=p-104")
     anonymous_id = driver.execute_script("return tailor.anonymousId()")
-    time.sleep(1.5)  # the product_view goes out while online
-    driver.set_network_conditions(offline=True, latency=0, throughput=1_000_000)
-    driver.find_element(By.ID, "add-to-cart").click()
-    time.sleep(2.5)  # a flush fails and a retry is scheduled
-    queued = json.loads(driver.execute_script("return localStorage.getItem('tailor:queue')"))
-    assert [item["event"]["event_type"] for item in queued if not item["held"]] == ["add_to_cart"]
 
-    def carts() -> pd.DataFrame:
+    def mine(event_type: str) -> pd.DataFrame:
         events = stored_events(collector)
-        return events[(events["event_type"] == "add_to_cart")
+        return events[(events["event_type"] == event_type)
                       & (events["customer_id"] == anonymous_id)]
 
-    assert carts().empty
+    wait_until(lambda: not mine("product_view").empty and unsent(driver) == [], 20,
+               "the product_view to go out while online")
+    driver.execute_script(WATCH_SENDS)
+    driver.set_network_conditions(offline=True, latency=0, throughput=1_000_000)
+    driver.find_element(By.ID, "add-to-cart").click()
+    wait_until(lambda: sends(driver)["failed"] >= 1, 20, "a send to fail while offline")
+    assert unsent(driver) == ["add_to_cart"]  # kept for the retry
+    assert mine("add_to_cart").empty
     driver.delete_network_conditions()
-    deadline = time.monotonic() + 20
-    while carts().empty and time.monotonic() < deadline:
-        time.sleep(0.25)
-    time.sleep(1.5)  # room for a second copy to arrive, if the tracker sent one
-    assert len(carts()) == 1 and carts()["product_id"].iloc[0] == "p-104"
+    wait_until(lambda: not mine("add_to_cart").empty, 30,
+               "the add_to_cart to arrive once back online")
+    # Every copy the tracker sent has had its answer once nothing waits and nothing is under
+    # way: a second copy would be stored (or counted as a duplicate) by then.
+    wait_until(lambda: unsent(driver) == [] and sends(driver)["pending"] == 0, 20,
+               "the tracker to have nothing left to send")
+    carts = mine("add_to_cart")
+    assert len(carts) == 1 and carts["product_id"].iloc[0] == "p-104"
     assert collector_metric(collector, "tailor_collector_events_duplicate_total") \
         == duplicates_before  # sent once, not stored once out of several copies
-    queued = json.loads(driver.execute_script("return localStorage.getItem('tailor:queue')"))
-    assert [item for item in queued if not item["held"]] == []
 
 
 # -- a shop on another origin: real CORS ------------------------------------------------------
@@ -265,6 +304,7 @@ def test_events_wait_offline_in_local_storage_and_arrive_once_back_online(
 
 SHOP_PAGE = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <title>another shop</title></head><body>
+<script>{watch_sends}</script>
 <script src="{collector}/tailor.js"></script>
 <script>
   tailor.init({{endpoint: "{collector}/v1/events", key: "{key}", batchSize: 2}});
@@ -300,14 +340,19 @@ def test_cors_lets_configured_shops_in_and_keeps_others_out(
     try:
         for name in ("allowed", "refused"):
             (tmp_path / f"{name}.html").write_text(SHOP_PAGE.format(
-                collector=collector.url, key=key, product=f"p-{name}"))
+                collector=collector.url, key=key, product=f"p-{name}",
+                watch_sends=WATCH_SENDS))
         driver = new_browser()
         for name in ("allowed", "refused"):
             driver.get(f"{shop_origins[name]}/{name}.html")
-            time.sleep(1)  # let the fetch go out before leaving
+            wait_until(lambda: sends(driver)["settled"] >= 1, 20,
+                       f"the {name} shop's fetch to be answered or refused")
             driver.get("about:blank")  # the held page_view goes by sendBeacon
-        events = wait_for_events(collector, 3)
-        time.sleep(1)
+        refused = 'tailor_collector_requests_total{status="403"}'
+        # The refused shop's requests go out after the allowed shop's: once one of them is
+        # counted as a 403 and three events are stored, everything has arrived.
+        wait_until(lambda: len(stored_events(collector)) >= 3 and refused in metrics_text(
+            collector), 20, "the allowed shop's three events and the refused beacon's 403")
         events = stored_events(collector)
         metrics = metrics_text(collector)
     finally:
@@ -315,7 +360,7 @@ def test_cors_lets_configured_shops_in_and_keeps_others_out(
     assert sorted(events["event_type"]) == ["add_to_cart", "page_view", "product_view"]
     assert set(events["product_id"].dropna()) == {"p-allowed"}
     assert {json.loads(p)["page"] for p in events["properties"]} == {"/allowed.html"}
-    assert 'tailor_collector_requests_total{status="403"}' in metrics  # the refused beacon
+    assert refused in metrics  # the refused beacon
 
 
 # -- signed customer ids ------------------------------------------------------------------------
@@ -341,8 +386,7 @@ def test_tailor_js_sends_the_identity_signature_and_only_signed_ids_count(
                 customer, options)
             assert sent[-1] == options.get("signature"), sent  # what tailor.js will send
             driver.get("about:blank")
-        events = wait_for_events(collector, 6)
-        time.sleep(1)
+        wait_until(lambda: len(stored_events(collector)) >= 6, 20, "both shoppers' six events")
         events = stored_events(collector)
     finally:
         collector.stop()

@@ -1,5 +1,5 @@
 """The CLI contract: fast start (no heavy imports), --home everywhere, exit code 2 on bad
-input, 3 on a failed service."""
+input, 3 on a failed service, and a traceback (exit 1) for any other error."""
 
 import json
 import os
@@ -63,6 +63,49 @@ def test_missing_events_file_exits_2(tailor_home: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(tailor_home / "nope.csv")])
     assert result.exit_code == 2
     assert "nope.csv" in result.output
+
+
+# A command whose library call fails with a plain ValueError: a bug, not the user's input.
+BUGGY_INGEST = """
+import sys
+import tailor.events.ingest.job as job
+
+def broken(*args, **kwargs):
+    raise ValueError("an internal invariant broke")
+
+job.ingest_files = broken
+from tailor.cli import app
+sys.argv = ["tailor", "ingest", sys.argv[1]]
+app()
+"""
+
+
+def test_a_plain_value_error_is_a_crash_with_its_traceback_not_bad_input(
+        tailor_home: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,customer_id,event_type,timestamp\n")
+    done = subprocess.run([sys.executable, "-c", BUGGY_INGEST, str(events)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" in done.stderr
+    assert "ValueError: an internal invariant broke" in done.stderr
+    assert "error: an internal invariant broke" not in done.stderr  # not told as bad input
+
+
+def test_an_input_error_raised_inside_a_command_exits_2_with_one_line(
+        tailor_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailor.errors import InputError
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise InputError("events.csv: the file says no")
+
+    monkeypatch.setattr("tailor.events.ingest.job.ingest_files", refused)
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,customer_id,event_type,timestamp\n")
+    result = CliRunner().invoke(app, ["ingest", str(events)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "error: events.csv: the file says no" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_connection_ended_by_the_server_exits_3_with_one_line(

@@ -97,6 +97,10 @@ def complete_events(events: pd.DataFrame) -> pd.DataFrame:
 
     Frames from `validate_events` already satisfy this; other writers (tests, the
     collector) may leave optional columns out.
+
+    Raises:
+        ValueError: a timestamp missing or unparseable, or an infinite price or quantity
+            (`validate_events` turns such rows into dead letters; neither store keeps them).
     """
     # A shallow copy when the index is already 0..n-1: columns below are replaced, never
     # written into, so the caller's frame stays as it was without copying every column.
@@ -112,6 +116,9 @@ def complete_events(events: pd.DataFrame) -> pd.DataFrame:
     for name in EVENT_FLOAT_COLUMNS:
         if frame[name].dtype.kind != "f":
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        if np.isinf(frame[name].to_numpy()).any():  # validate_events refuses these rows
+            raise ValueError(f"insert_events: {name} holds a number that is not finite "
+                             "(infinity); validate events first")
     no_id = frame["event_id"].isna().to_numpy()
     if no_id.any():
         event_ids = frame["event_id"].to_numpy(dtype=object, copy=True)
@@ -222,6 +229,13 @@ def parse_flags(values: pd.Series) -> list[bool | None]:
     return [one(value) for value in values.astype(object).tolist()]
 
 
+def finite_numbers(values: pd.Series) -> pd.Series:
+    """Catalogue numbers as float64, with NaN for anything that is not a finite number
+    (text, `inf`, `nan`, overflows): a catalogue value a store would keep as Infinity."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return numbers.where(np.isfinite(numbers.to_numpy()), np.nan)
+
+
 def product_column_lists(products: pd.DataFrame) -> list[list[Any]]:
     """Catalogue rows as column lists in `PRODUCT_COLUMNS` order plus `extra` JSON."""
     frame = last_per_key(products, "product_id")
@@ -231,8 +245,8 @@ def product_column_lists(products: pd.DataFrame) -> list[list[Any]]:
         text = full[name].astype(object).where(full[name].notna(), None)
         lists.append([None if value is None else str(value) for value in text.tolist()])
     for name in PRODUCT_FLOAT_COLUMNS:
-        lists.append(object_list(pd.to_numeric(full[name], errors="coerce").astype("float64")))
-    inventory = pd.to_numeric(full["inventory"], errors="coerce").astype("float64")
+        lists.append(object_list(finite_numbers(full[name])))
+    inventory = finite_numbers(full["inventory"])
     lists.append([None if np.isnan(value) else int(value) for value in inventory.tolist()])
     lists.append(parse_flags(full["seasonal"]))
     lists.append(extra_json(frame, PRODUCT_COLUMNS))

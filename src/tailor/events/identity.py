@@ -38,11 +38,11 @@ import json
 import logging
 import os
 import secrets
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
+
+from tailor.watched_file import WatchedFile
 
 if TYPE_CHECKING:
     from tailor.config import Settings
@@ -56,7 +56,7 @@ ANONYMOUS_PREFIX = "anon-"
 SIGNATURE_PROPERTY = "identity_signature"
 IDENTITY_PROPERTY = "identity"
 VERIFIED, UNVERIFIED = "verified", "unverified"
-_RELOAD_SECONDS = 1.0
+RELOAD_SECONDS = 1.0  # how often a running collector looks at the secret file
 
 
 def identity_secret_path(settings: "Settings") -> Path:
@@ -134,7 +134,8 @@ def _properties_of(event: Mapping[str, Any]) -> dict[str, Any] | None:
 
 @dataclass
 class IdentityCheck:
-    """Applies the module's rule to events; holds the secret, re-read when its file changes.
+    """Applies the module's rule to events; holds the secret, re-read when its file changes
+    (`secret_file_watch`, looked at every `RELOAD_SECONDS`).
 
     Args:
         required: `collector.require_signed_identity`.
@@ -145,10 +146,12 @@ class IdentityCheck:
     required: bool
     secret_file: Path | None = None
     env_secret: str | None = None
-    _file_secret: str | None = None
-    _file_mtime: int | None = None
-    _checked_at: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    secret_file_watch: WatchedFile[str | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A file that cannot be looked at counts as missing: no secret until it can be.
+        self.secret_file_watch = WatchedFile(self.secret_file, _secret_in_file, None,
+                                             RELOAD_SECONDS, missing=(OSError,))
 
     @classmethod
     def from_settings(cls, settings: "Settings",
@@ -169,24 +172,7 @@ class IdentityCheck:
         """The current secret (the environment's, else the file's), or None."""
         if self.env_secret:
             return self.env_secret
-        self._reload_if_changed()
-        return self._file_secret
-
-    def _reload_if_changed(self) -> None:
-        now = time.monotonic()
-        if self.secret_file is None or (self._checked_at is not None
-                                        and now - self._checked_at < _RELOAD_SECONDS):
-            return
-        with self._lock:
-            self._checked_at = now
-            try:
-                mtime = self.secret_file.stat().st_mtime_ns
-            except OSError:
-                self._file_secret, self._file_mtime = None, None
-                return
-            if mtime != self._file_mtime:
-                text = self.secret_file.read_text(encoding="utf-8").strip()
-                self._file_secret, self._file_mtime = text or None, mtime
+        return self.secret_file_watch.current()
 
     def bind(self, events: list[Any], key_kind: str) -> list[Any]:
         """The events with the rule applied (changed events are copies; others as sent).
@@ -215,6 +201,13 @@ class IdentityCheck:
         if not self.required:
             return marked
         return {**marked, "customer_id": anonymous_id_for(event, properties or {})}
+
+
+def _secret_in_file(path: Path | None) -> str | None:
+    """The secret the file holds (None while it is missing or empty)."""
+    if path is None:
+        return None
+    return path.read_text(encoding="utf-8").strip() or None
 
 
 def _claimed_id(event: Mapping[str, Any]) -> str | None:

@@ -21,12 +21,13 @@ import json
 import logging
 import os
 import secrets
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tailor.errors import InputError
+from tailor.watched_file import WatchedFile
 
 if TYPE_CHECKING:
     from tailor.config import Settings
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 KEY_KINDS: tuple[str, ...] = ("public", "secret")
 _PREFIX = {"public": "tlr_pk_", "secret": "tlr_sk_"}
-_RELOAD_SECONDS = 1.0  # how often a running collector looks for keys created since it started
+RELOAD_SECONDS = 1.0  # how often a running collector looks for keys created since it started
 
 
 def keys_file_path(settings: "Settings") -> Path:
@@ -54,7 +55,7 @@ def hash_key(plain_key: str) -> str:
 def generate_key(kind: str) -> str:
     """A new random key of a kind (`public` or `secret`); the prefix makes leaks easy to spot."""
     if kind not in KEY_KINDS:
-        raise ValueError(f"key kind must be one of {', '.join(KEY_KINDS)}, got {kind!r}")
+        raise InputError(f"key kind must be one of {', '.join(KEY_KINDS)}, got {kind!r}")
     return _PREFIX[kind] + secrets.token_hex(20)
 
 
@@ -70,7 +71,7 @@ def create_key(kind: str, keys_file: Path, label: str = "") -> str:
         The plain key. Only its hash is written; it cannot be recovered later.
 
     Raises:
-        ValueError: unknown kind, or the keys file is not a Tailor keys file.
+        InputError: unknown kind, or the keys file is not a Tailor keys file.
     """
     plain_key = generate_key(kind)
     entries = read_key_entries(keys_file)
@@ -88,12 +89,12 @@ def read_key_entries(keys_file: Path) -> list[dict[str, str]]:
         document = json.loads(keys_file.read_text(encoding="utf-8"))
         entries = document["keys"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{keys_file}: not a Tailor keys file "
+        raise InputError(f"{keys_file}: not a Tailor keys file "
                          '(expected {"keys": [...]})') from None
     for number, entry in enumerate(entries):
         if not isinstance(entry, dict) or entry.get("kind") not in KEY_KINDS \
                 or not _is_sha256(entry.get("sha256")):
-            raise ValueError(f"{keys_file}: entry {number} needs kind public|secret "
+            raise InputError(f"{keys_file}: entry {number} needs kind public|secret "
                              "and a sha256 hex")
     return entries
 
@@ -120,7 +121,7 @@ def _hash_list(text: str, setting: str) -> list[str]:
     hashes = [part.strip().lower() for part in text.split(",") if part.strip()]
     for value in hashes:
         if not _is_sha256(value):
-            raise ValueError(f"collector_{setting}: {value[:12]!r}… is not a 64-digit sha256 hex")
+            raise InputError(f"collector_{setting}: {value[:12]!r}… is not a 64-digit sha256 hex")
     return hashes
 
 
@@ -128,16 +129,17 @@ def _hash_list(text: str, setting: str) -> list[str]:
 class KeyRing:
     """The hashes of every accepted key, by kind; reloads the keys file when it changes.
 
-    `extra` holds hashes added in memory only (the demo shop's throw-away key).
+    `extra` holds hashes added in memory only (the demo shop's throw-away key);
+    `keys_file_watch` re-reads the file (its `recheck_seconds`: how often it is looked at).
     """
 
     keys_file: Path | None = None
     configured: dict[str, str] = field(default_factory=dict)  # hash -> kind, from settings
     extra: dict[str, str] = field(default_factory=dict)
-    _from_file: dict[str, str] = field(default_factory=dict)
-    _file_mtime: int | None = None
-    _checked_at: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    keys_file_watch: WatchedFile[dict[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys_file_watch = WatchedFile(self.keys_file, _hashes_in_file, {}, RELOAD_SECONDS)
 
     def add(self, plain_key: str, kind: str) -> None:
         """Accept a key for this process only (not written anywhere)."""
@@ -149,7 +151,7 @@ class KeyRing:
         presented = hash_key(plain_key)
         found = None
         # Compare against every hash without stopping early: timing reveals nothing.
-        for stored, kind in (*self.configured.items(), *self._from_file.items(),
+        for stored, kind in (*self.configured.items(), *self.keys_file_watch.value.items(),
                              *self.extra.items()):
             if hmac.compare_digest(presented, stored):
                 found = kind
@@ -158,7 +160,7 @@ class KeyRing:
     def count(self) -> int:
         """How many keys are accepted."""
         self._reload_if_changed()
-        return len({**self.configured, **self._from_file, **self.extra})
+        return len({**self.configured, **self.keys_file_watch.value, **self.extra})
 
     def _reload_if_changed(self, strict: bool = False) -> None:
         """Re-read the keys file when its modification time moved (checked at most once a second).
@@ -167,34 +169,29 @@ class KeyRing:
             strict: raise on a malformed file (at start-up); otherwise log it and keep the
                 keys already loaded, so a bad edit cannot lock every shop out.
         """
-        now = time.monotonic()
-        if self.keys_file is None or (self._checked_at is not None
-                                      and now - self._checked_at < _RELOAD_SECONDS):
-            return
-        with self._lock:
-            self._checked_at = now
-            try:
-                mtime = self.keys_file.stat().st_mtime_ns
-            except FileNotFoundError:
-                mtime = None
-            if mtime == self._file_mtime:
-                return
-            try:
-                entries = read_key_entries(self.keys_file) if mtime is not None else []
-            except ValueError as error:
-                if strict:
-                    raise
-                log.error("keeping the keys loaded before: %s", error)
-                return
-            self._from_file = {entry["sha256"]: entry["kind"] for entry in entries}
-            self._file_mtime = mtime
+        try:
+            self.keys_file_watch.refresh(force=False)
+        except ValueError as error:
+            if strict:
+                raise
+            log.error("keeping the keys loaded before: %s", error)
+
+
+def _hashes_in_file(keys_file: Path | None) -> dict[str, str]:
+    """Hash -> kind of the keys in the keys file (none while it is missing).
+
+    Raises:
+        InputError: the file is not a Tailor keys file.
+    """
+    entries = read_key_entries(keys_file) if keys_file is not None else []
+    return {entry["sha256"]: entry["kind"] for entry in entries}
 
 
 def load_key_ring(settings: "Settings") -> KeyRing:
     """The key ring for a collector: the keys file plus any hashes given in settings.
 
     Raises:
-        ValueError: the keys file or a configured hash is malformed.
+        InputError: the keys file or a configured hash is malformed.
     """
     configured = {value: "public" for value in
                   _hash_list(settings.collector_public_key_hashes, "public_key_hashes")}

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.events.schema import CUSTOMER_COLUMNS, PII_COLUMNS, PRODUCT_COLUMNS
 from tailor.events.store import EventStore, open_event_store
 
@@ -177,7 +178,7 @@ def read_watermark(lake: Lake) -> Watermark:
     """The lake's export state; a fresh lake starts at seq 0.
 
     Raises:
-        ValueError: the watermark file exists but is not valid JSON of the expected shape.
+        InputError: the watermark file exists but is not valid JSON of the expected shape.
     """
     data = lake.read_bytes(f"{EVENTS_DIR}/{WATERMARK_FILE}")
     if data is None:
@@ -189,7 +190,7 @@ def read_watermark(lake: Lake) -> Watermark:
                          pending=list(state.get("pending", [])),
                          updated_at=state.get("updated_at"))
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{lake.path(EVENTS_DIR + '/' + WATERMARK_FILE)}: not a valid export "
+        raise InputError(f"{lake.path(EVENTS_DIR + '/' + WATERMARK_FILE)}: not a valid export "
                          f"watermark ({error}); fix or remove it to re-export") from None
 
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import pandas as pd
 from cryptography.fernet import Fernet, InvalidToken
 
+from tailor.errors import InputError
 from tailor.events.schema import PII_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ _TABLE_SQL = ("CREATE TABLE IF NOT EXISTS customer_pii ("
               "customer_id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
 
 
-class PiiKeyError(ValueError):
+class PiiKeyError(InputError):
     """The PII key is malformed, or does not decrypt what the store holds."""
 
 
@@ -91,7 +92,7 @@ class PiiStore:
     def __init__(self, url: str, key: bytes) -> None:
         """Open the store a URL names (`sqlite:///path` or `postgresql://…`) with a Fernet key."""
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError(f"pii_database_url: unsupported scheme in {url.split('://')[0]!r}; "
+            raise InputError(f"pii_database_url: unsupported scheme in {url.split('://')[0]!r}; "
                              "use sqlite:/// or postgresql://")
         self.url = url
         self._fernet = Fernet(_checked_key(key, "PII key"))

@@ -7,8 +7,8 @@ whatever the number of rows) on every 100-event batch.
 
 A row takes the fast path when each of its values has a plain form (text ids; an
 ISO 8601 time to the second with `Z` or `±HH:MM` inside the plausibility window, or epoch
-seconds as a JSON number; a zone-less time goes to the frame path, which reads it in
-`events.naive_timezone` and counts it;
+seconds or milliseconds (from 1e11) as a JSON number; a zone-less time goes to the frame
+path, which reads it in `events.naive_timezone` and counts it;
 numbers as JSON numbers or plain decimal text; properties as an object) and it passes
 every rule of the contract. Every other row, that is any row that is rejected and any
 value only the lenient parsers read, goes to `validate_events` with the others like it,
@@ -36,7 +36,7 @@ from tailor.events.schema import (
     TimestampRules,
     ValidationResult,
     derive_event_ids,
-    from_epoch_seconds,
+    from_epoch,
     validate_events,
 )
 from tailor.events.value_limits import MAX_PRICE, MAX_QUANTITY, is_storable_text, json_object_text
@@ -151,9 +151,10 @@ def iso_nanos(text: str) -> int:
 
 
 def _time(value: Any) -> int | float:
-    """Epoch nanoseconds (int) of an ISO text, or the epoch seconds (float) of a JSON number.
+    """Epoch nanoseconds (int) of an ISO text, or the epoch number (float: seconds or
+    milliseconds, as `from_epoch` reads them) of a JSON number.
 
-    Epoch seconds are converted later, all at once, by the frame path's own function.
+    Epoch numbers are converted later, all at once, by the frame path's own function.
     """
     kind = type(value)
     if kind is str:
@@ -166,7 +167,7 @@ def _time(value: Any) -> int | float:
 def _plain_row(record: Any) -> list[Any]:
     """The row's contract values, normalised, in `EVENT_COLUMNS` order.
 
-    The time is epoch nanoseconds, or epoch seconds (float) still to be converted; the
+    The time is epoch nanoseconds, or an epoch number (float) still to be converted; the
     future-time rule is checked once it is converted.
 
     Raises:
@@ -192,13 +193,13 @@ def _plain_row(record: Any) -> list[Any]:
     return row
 
 
-def _epoch_seconds_to_nanos(rows: list[list[Any]]) -> None:
-    """Replace epoch seconds by nanoseconds in place, through `from_epoch_seconds` (so the
+def _epoch_to_nanos(rows: list[list[Any]]) -> None:
+    """Replace epoch numbers by nanoseconds in place, through `from_epoch` (so the
     rounding is the frame path's); values out of its range become None."""
     pending = [row for row in rows if type(row[_TIME]) is float]
     if not pending:
         return
-    converted = from_epoch_seconds(np.array([row[_TIME] for row in pending], dtype="float64"))
+    converted = from_epoch(np.array([row[_TIME] for row in pending], dtype="float64"))
     for row, stamp in zip(pending, converted):
         row[_TIME] = None if stamp is pd.NaT else stamp.value
 
@@ -249,7 +250,7 @@ def split_plain(records: Sequence[Any], *, now: pd.Timestamp, max_future_seconds
             others.append(position)
         else:
             checked.append((position, row))
-    _epoch_seconds_to_nanos([row for _, row in checked])
+    _epoch_to_nanos([row for _, row in checked])
     limit = (now + pd.Timedelta(seconds=max_future_seconds)).value
     earliest = (timestamps or TimestampRules()).earliest.value
     accepted = [(position, row) for position, row in checked

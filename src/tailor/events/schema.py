@@ -4,30 +4,47 @@ One place for the contract of ARCHITECTURE.md, shared by file import, the HTTP
 collector and the simulator. `validate_events` is vectorised (pandas) so that it
 keeps up with bulk import; it never raises on bad rows, it sorts them out.
 
-Timestamps (`TimestampRules`, from the `events.*` settings): a time before
-`events.min_timestamp` (default 2000-01-01 UTC), or one outside the range a timestamp can
-be stored in at all (years before 1678 or after 2261, e.g. 0001-01-01), is rejected as
-`implausible_timestamp`; one after the receive time plus the tolerated skew as
-`future_timestamp`. Zone-less values (ISO text without an offset, naive datetimes) are
-read in `events.naive_timezone` and counted (`ValidationResult.naive_timestamps`): a wall
-time in a DST gap moves forward to the first time after the gap, a repeated wall time
-(the hour the clocks go back) takes its first occurrence. Epoch numbers are UTC.
+Timestamps (`TimestampRules`, from the `events.*` settings and the import's flags; read by
+`tailor.events.timestamps`): a time before `events.min_timestamp` (default 2000-01-01 UTC),
+or one outside the range a timestamp can be stored in at all (years before 1678 or after
+2261, e.g. 0001-01-01), is rejected as `implausible_timestamp`; one after the receive time
+plus the tolerated skew as `future_timestamp`; one in no form that may be read (e.g. a
+day/month date without `dayfirst`) as `malformed_row`. Zone-less values are read in
+`naive_timezone` and counted (`ValidationResult.naive_timestamps`), and each form read is
+counted (`ValidationResult.timestamp_forms`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tailor.errors import InputError
+from tailor.events.arrow_text import (
+    NUMBER_PATTERN,
+    number_or_nan,
+    object_series,
+    text_array,
+    trimmed,
+)
+from tailor.events.timestamps import (  # noqa: F401 (TimestampRules and the parsers: re-exported)
+    DEFAULT_MIN_TIMESTAMP,
+    DEFAULT_NAIVE_TIMEZONE,
+    TimestampRules,
+    from_epoch,
+    out_of_range_times,
+    parse_event_timestamps,
+    parse_timestamps,
+    read_timestamps,
+    unreadable_detail,
+)
 from tailor.events.value_limits import (
     MAX_ID_DIGITS,
     MAX_PRICE,
@@ -39,9 +56,6 @@ from tailor.events.value_limits import (
     json_object_text,
     shown_number,
 )
-
-if TYPE_CHECKING:
-    from tailor.config import Settings
 
 EVENT_TYPES: tuple[str, ...] = (
     "page_view", "product_view", "search", "add_to_cart", "remove_from_cart",
@@ -89,38 +103,8 @@ MAX_STRING_LENGTH = 512  # longer ids or queries are malformed, not truncated
 NUL = "\x00"
 
 
-DEFAULT_MIN_TIMESTAMP = "2000-01-01T00:00:00Z"
-DEFAULT_NAIVE_TIMEZONE = "UTC"
-
-
-class ContractError(ValueError):
+class ContractError(InputError):
     """The input as a whole breaks the contract (e.g. a required column is missing)."""
-
-
-@dataclass(frozen=True)
-class TimestampRules:
-    """What a plausible timestamp is, and the zone of zone-less ones (module docstring).
-
-    Attributes:
-        min_timestamp: ISO 8601; earlier times are implausible (a date or a zone-less
-            time is UTC).
-        naive_timezone: IANA zone name zone-less timestamps are read in.
-    """
-
-    min_timestamp: str = DEFAULT_MIN_TIMESTAMP
-    naive_timezone: str = DEFAULT_NAIVE_TIMEZONE
-
-    @property
-    def earliest(self) -> pd.Timestamp:
-        """`min_timestamp` as a UTC timestamp."""
-        stamp = pd.Timestamp(datetime.fromisoformat(self.min_timestamp.strip()
-                                                    .replace("Z", "+00:00")))
-        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-    @classmethod
-    def from_settings(cls, settings: "Settings") -> "TimestampRules":
-        """The rules of `events.min_timestamp` and `events.naive_timezone`."""
-        return cls(settings.events_min_timestamp, settings.events_naive_timezone)
 
 
 @dataclass
@@ -131,13 +115,15 @@ class ValidationResult:
     price float, quantity float, properties JSON text). `rejected` has
     `row_number` (position in the input), `reason`, `field`, `detail` and `raw`
     (the original row as JSON text, so nothing is lost). `naive_timestamps` counts the
-    zone-less timestamps read (valid or not), each taken in `naive_timezone`.
+    zone-less timestamps read (valid or not), each taken in `naive_timezone`;
+    `timestamp_forms` the values read per form (`tailor.events.timestamps`).
     """
 
     valid: pd.DataFrame
     rejected: pd.DataFrame
     naive_timestamps: int = 0
     naive_timezone: str = DEFAULT_NAIVE_TIMEZONE
+    timestamp_forms: dict[str, int] = field(default_factory=dict)
 
 
 def check_event_columns(columns: Iterable[str]) -> None:
@@ -149,42 +135,6 @@ def check_event_columns(columns: Iterable[str]) -> None:
             "missing required column(s): " + ", ".join(missing)
             + f" (required: {', '.join(REQUIRED_EVENT_COLUMNS)}; found: {', '.join(sorted(present)) or 'none'})"
         )
-
-
-# Whole-value patterns; Arrow's vectorised kernels take the rows that match them and
-# pandas' slower, more lenient parsers see only the rest (usually none).
-_NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
-_ISO_ZONED_PATTERN = _ISO_DATE_TIME + r"(Z|[+-]\d{2}(:?\d{2})?)$"
-_ISO_NAIVE_PATTERN = _ISO_DATE_TIME + r"$"
-
-
-def _text_array(values: pd.Series) -> pa.Array | None:
-    """The values as an Arrow string array when every present value is text, else None."""
-    if isinstance(values.dtype, pd.ArrowDtype):  # already Arrow (file import): no conversion
-        array = pa.array(values.array)
-        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-        if pa.types.is_large_string(array.type):
-            array = array.cast(pa.string())
-        return array if pa.types.is_string(array.type) else None
-    if values.dtype.kind not in "OSU" and not isinstance(values.dtype, pd.StringDtype):
-        return None
-    try:
-        return pa.array(values.to_numpy(dtype=object, na_value=None), type=pa.string(),
-                        from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError, OverflowError):
-        return None  # not all text, or text that is not valid Unicode: the object path
-
-
-def _trimmed(text: pa.Array) -> pa.Array:
-    """Text stripped of surrounding whitespace, with empty values as null."""
-    trimmed = pc.utf8_trim_whitespace(text)
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-
-
-def _object_series(array: pa.Array, index: pd.Index) -> pd.Series:
-    """An Arrow array as an object series (None for nulls)."""
-    return pd.Series(array.to_numpy(zero_copy_only=False), index=index, dtype=object)
 
 
 def _clean_strings(values: pd.Series) -> pd.Series:
@@ -211,15 +161,15 @@ def _clean_text_column(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         if too_big.any():
             problems[too_big] = [id_number_problem(value) for value in values[too_big]]
         return cleaned, problems
-    text = _text_array(values)
+    text = text_array(values)
     if text is not None:
-        trimmed = _trimmed(text)
-        too_long = np.asarray(pc.utf8_length(trimmed).fill_null(0)) > MAX_STRING_LENGTH
-        has_nul = np.asarray(pc.match_substring(trimmed, NUL).fill_null(False))
+        stripped = trimmed(text)
+        too_long = np.asarray(pc.utf8_length(stripped).fill_null(0)) > MAX_STRING_LENGTH
+        has_nul = np.asarray(pc.match_substring(stripped, NUL).fill_null(False))
         problems = np.full(len(values), None, dtype=object)
         problems[has_nul] = "contains a NUL character"
         problems[too_long] = f"longer than {MAX_STRING_LENGTH} characters"
-        return _object_series(trimmed, values.index), problems
+        return object_series(stripped, values.index), problems
     pairs = [_one_text(value) for value in values.astype(object).tolist()]
     cleaned = pd.Series([pair[0] for pair in pairs], index=values.index, dtype=object)
     return cleaned, np.array([pair[1] for pair in pairs], dtype=object)
@@ -247,205 +197,32 @@ def _one_text(value: object) -> tuple[str | None, str | None]:
     return text, None
 
 
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Parse ISO 8601 strings (zone-aware; naive means UTC) or epoch seconds to UTC.
-
-    Returns a datetime64[ns, UTC] series with NaT where a value cannot be parsed.
-    """
-    return _parse_utc(values)
-
-
-def parse_event_timestamps(values: pd.Series, naive_timezone: str = DEFAULT_NAIVE_TIMEZONE
-                           ) -> tuple[pd.Series, np.ndarray]:
-    """Parse timestamps as `parse_timestamps` does, zone-less ones read in `naive_timezone`.
-
-    Args:
-        values: the raw timestamp column.
-        naive_timezone: IANA zone of values without an offset (module docstring: DST).
-
-    Returns:
-        The datetime64[ns, UTC] series (NaT where unparseable) and a mask of the parsed
-        values that had no zone.
-    """
-    parsed = _parse_utc(values)
-    naive = zone_less(values) & parsed.notna().to_numpy()
-    if naive.any() and naive_timezone != "UTC":
-        wall = pd.DatetimeIndex(parsed[naive]).tz_localize(None)
-        local = wall.tz_localize(naive_timezone, ambiguous=np.ones(len(wall), dtype=bool),
-                                 nonexistent="shift_forward")
-        parsed[naive] = local.tz_convert("UTC")
-    return parsed, naive
-
-
-# A zone after a time (an offset or Z), or a zone name at the end: "2026-03-29" is zone-less.
-_ZONE_MARK = re.compile(r"(?:\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)"
-                        r"|\b(?:UTC|GMT|UT)\b)\s*$", re.IGNORECASE)
-
-
-def zone_less(values: pd.Series) -> np.ndarray:
-    """Mask of values that name a time without a zone: text without an offset, `Z` or a
-    UTC/GMT suffix, naive datetimes. Epoch numbers are UTC, never zone-less."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return np.zeros(len(values), dtype=bool)
-    if values.dtype.kind == "M":
-        return values.notna().to_numpy()
-    if values.dtype.kind in "iuf":
-        return np.zeros(len(values), dtype=bool)
-    text = _text_array(values)
-    if text is not None:
-        text = _trimmed(text)
-        numeric = np.asarray(pc.match_substring_regex(text, _NUMBER_PATTERN).fill_null(True))
-        zoned = np.asarray(pc.match_substring_regex(
-            text, _ZONE_MARK.pattern, ignore_case=True).fill_null(True))
-        return ~numeric & ~zoned
-
-    def one(value: object) -> bool:
-        if isinstance(value, datetime):
-            return value.tzinfo is None
-        if isinstance(value, str):
-            stripped = value.strip()
-            return bool(stripped) and not re.fullmatch(_NUMBER_PATTERN, stripped) \
-                and _ZONE_MARK.search(stripped) is None
-        return False
-
-    return np.fromiter((one(value) for value in values.astype(object)), dtype=bool,
-                       count=len(values))
-
-
-def _parse_utc(values: pd.Series) -> pd.Series:
-    """`parse_timestamps`: zone-less values taken as UTC."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    if values.dtype.kind == "M":
-        return values.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-    if values.dtype.kind in "iuf":
-        return from_epoch_seconds(values)
-    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    text = _text_array(values)
-    if text is None:
-        return _parse_mixed_timestamps(values.astype(object), parsed)
-    text = _trimmed(text)
-    rest = np.asarray(text.is_valid())
-    for pattern, arrow_type in ((_NUMBER_PATTERN, pa.float64()),
-                                (_ISO_ZONED_PATTERN, pa.timestamp("ns", tz="UTC")),
-                                (_ISO_NAIVE_PATTERN, pa.timestamp("ns"))):
-        matches = np.asarray(pc.match_substring_regex(text, pattern).fill_null(False)) & rest
-        if not matches.any():
-            continue
-        try:
-            converted = pc.cast(text.filter(pa.array(matches)), arrow_type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue  # e.g. month 13 or an out-of-range year: pandas decides below
-        if arrow_type == pa.float64():
-            parsed[matches] = from_epoch_seconds(converted.to_numpy(zero_copy_only=False))
-        else:
-            nanos = converted.cast(pa.int64()).to_numpy(zero_copy_only=False)
-            parsed[matches] = pd.to_datetime(nanos, unit="ns", utc=True)
-        rest &= ~matches
-    if rest.any():
-        leftovers = _object_series(text, values.index)[rest]
-        parsed[rest] = _parse_timestamps_slowly(leftovers, parsed[rest])
-    return parsed
-
-
-# Epoch seconds that fit pandas' nanosecond range (years 1677-2262); others are unparseable.
-_EPOCH_SECONDS_LIMIT = 9.2e9
-
-
-def from_epoch_seconds(numbers: "pd.Series | np.ndarray") -> "pd.Series | pd.DatetimeIndex":
-    """Epoch seconds as UTC timestamps; NaT for values out of range (never OverflowError).
-
-    A Series comes back as a Series on the same index; an array as a DatetimeIndex
-    (assigned positionally by the callers).
-    """
-    seconds = np.asarray(numbers, dtype="float64").copy()
-    seconds[np.abs(seconds) > _EPOCH_SECONDS_LIMIT] = np.nan
-    converted = pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
-    if isinstance(numbers, pd.Series):
-        return pd.Series(converted, index=numbers.index)
-    return converted
-
-
-def _parse_mixed_timestamps(values: pd.Series, parsed: pd.Series) -> pd.Series:
-    """Objects that are not all text (JSON numbers beside strings): the text as
-    `parse_timestamps` reads text, the rest by the lenient path."""
-    is_text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
-    # Text that is not valid Unicode reads as no time at all (NaT: "cannot parse").
-    not_unicode = is_text & ~values.map(lambda value: not isinstance(value, str)
-                                        or is_storable_text(value)).to_numpy(dtype=bool)
-    is_text &= ~not_unicode
-    if is_text.any():
-        parsed[is_text] = _parse_utc(values[is_text])
-    is_number = np.array([isinstance(value, (int, float, np.integer, np.floating))
-                          and not isinstance(value, bool) for value in values.tolist()],
-                         dtype=bool)
-    if is_number.any():  # converted one by one: an integer may be too large for float64
-        seconds = np.array([_number_or_nan(value) for value in values[is_number].tolist()],
-                           dtype="float64")
-        parsed[is_number] = from_epoch_seconds(seconds)
-    rest = ~is_text & ~not_unicode & ~is_number & values.notna().to_numpy()
-    if rest.any():
-        parsed[rest] = _parse_timestamps_slowly(values[rest], parsed[rest])
-    return parsed
-
-
-# An explicit zone at the end; pandas' ISO 8601 parser must not see zoned and naive values
-# together, or the naive ones after a zoned one take its offset.
-_ZONE_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-
-
-def _parse_timestamps_slowly(text: pd.Series, parsed: pd.Series) -> pd.Series:
-    """The lenient pandas path: epoch seconds, ISO 8601, then any format pandas can read."""
-    numeric = pd.to_numeric(text, errors="coerce")
-    is_numeric = numeric.notna()
-    if is_numeric.any():
-        parsed[is_numeric] = from_epoch_seconds(numeric[is_numeric])
-    rest = ~is_numeric & text.notna()
-    if rest.any():
-        zoned = text.astype(str).str.strip().str.contains(_ZONE_SUFFIX, regex=True) & rest
-        for part in (zoned, rest & ~zoned):
-            if part.any():
-                parsed[part] = pd.to_datetime(text[part], utc=True, errors="coerce",
-                                              format="ISO8601")
-        still = rest & parsed.isna()
-        if still.any():  # mixed formats within a chunk: fall back to per-value parsing
-            parsed[still] = pd.to_datetime(text[still], utc=True, errors="coerce", format="mixed")
-    return parsed
-
 
 def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Numbers as float and a mask of present values that are not numbers."""
     if values.dtype.kind in "iuf":
         return values.astype("float64"), pd.Series(False, index=values.index)
-    text = _text_array(values)
+    text = text_array(values)
     if text is None:  # JSON numbers beside text, or integers too large for float64
-        numbers = np.array([_number_or_nan(value) for value in values.astype(object).tolist()],
+        numbers = np.array([number_or_nan(value) for value in values.astype(object).tolist()],
                            dtype="float64")
         present = np.array([_present(value) for value in values.astype(object).tolist()],
                            dtype=bool)
         return (pd.Series(numbers, index=values.index, dtype="float64"),
                 pd.Series(present & np.isnan(numbers), index=values.index))
-    text = _trimmed(text)
+    text = trimmed(text)
     present = np.asarray(text.is_valid())
-    plain = np.asarray(pc.match_substring_regex(text, _NUMBER_PATTERN).fill_null(False))
+    plain = np.asarray(pc.match_substring_regex(text, NUMBER_PATTERN).fill_null(False))
     numbers = np.full(len(values), np.nan)
     if plain.any():
         plain_text = text.filter(pa.array(plain))
         numbers[plain] = pc.cast(plain_text, pa.float64()).to_numpy(zero_copy_only=False)
     others = present & ~plain
     if others.any():  # forms only pandas reads ("inf", "1_000"), or not a number at all
-        other_text = _object_series(text.filter(pa.array(others)), pd.RangeIndex(others.sum()))
+        other_text = object_series(text.filter(pa.array(others)), pd.RangeIndex(others.sum()))
         numbers[others] = pd.to_numeric(other_text, errors="coerce").to_numpy(dtype="float64")
     result = pd.Series(numbers, index=values.index, dtype="float64")
     return result, pd.Series(present & np.isnan(numbers), index=values.index)
-
-
-def _number_or_nan(value: object) -> float:
-    """`as_float`, with NaN for anything that is not a number (flagged by the caller)."""
-    try:
-        return as_float(value)
-    except (ValueError, TypeError):
-        return math.nan
 
 
 def _present(value: object) -> bool:
@@ -469,15 +246,27 @@ def _range_detail(name: str, raw: pd.Series, limit: float) -> Callable[[np.ndarr
                          + f" is out of range (at most {limit:,.0f})")
 
 
-def _timestamp_detail(raw: pd.Series) -> Callable[[np.ndarray], pd.Series]:
-    """The detail builder for unreadable timestamps: epoch seconds out of range, or text."""
-    def one(value: object) -> str:
-        if isinstance(value, (int, float, np.integer, np.floating)) \
-                and not isinstance(value, bool):
-            return (f"timestamp: epoch seconds {shown_number(value)} are out of range "
-                    "(years 1677 to 2262)")
-        return f"timestamp: cannot parse {str(value)[:40]!r} as ISO 8601 or epoch seconds"
-    return lambda rows: raw[rows].map(one)
+def _not_finite(numbers: pd.Series, not_numbers: pd.Series, raw: pd.Series) -> np.ndarray:
+    """Mask of values that are infinite (`inf`, `-inf`, `1e309` and other overflows) or
+    spell NaN (`nan` text; a file reader turns a NaN float into that text, since in a
+    float column NaN and absent look alike): not absent, and not a number to keep."""
+    found = np.isinf(numbers.to_numpy(dtype="float64"))
+    candidates = np.asarray(not_numbers, dtype=bool)
+    if candidates.any():
+        found[candidates] = [_is_nan(value) for value in raw[candidates].tolist()]
+    return found
+
+
+def _is_nan(value: object) -> bool:
+    """Whether a raw value is text that spells NaN (`nan`, `NaN`, `-nan`)."""
+    return isinstance(value, str) and value.strip().lstrip("+-").lower() == "nan"
+
+
+def _not_finite_detail(name: str, raw: pd.Series) -> Callable[[np.ndarray], pd.Series]:
+    """The detail builder for non-finite values of `name`, showing each as sent."""
+    return lambda rows: (name + ": " + raw[rows].map(shown_number)
+                         + " is not a finite number (NaN and infinities are refused)")
+
 
 
 def _properties_text(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -558,7 +347,8 @@ def validate_events(
     for name in STRING_COLUMNS:
         out[name], text_problems[name] = _clean_text_column(column[name])
     rules = timestamps or TimestampRules()
-    out["timestamp"], naive = parse_event_timestamps(column["timestamp"], rules.naive_timezone)
+    times = read_timestamps(column["timestamp"], rules)
+    out["timestamp"], naive = times.parsed, times.naive
     out["price"], bad_price = _parse_numbers(column["price"])
     out["quantity"], bad_quantity = _parse_numbers(column["quantity"])
     out["properties"], properties_problems = _properties_text(column["properties"])
@@ -580,8 +370,11 @@ def validate_events(
     raw_timestamp = column["timestamp"]
     _reject_implausible(found, out["timestamp"], raw_timestamp, rules)
     reject(out["timestamp"].isna() & raw_timestamp.notna(), MALFORMED_ROW, "timestamp",
-           _timestamp_detail(raw_timestamp))
+           unreadable_detail(raw_timestamp, rules))
     reject(out["timestamp"].isna(), MALFORMED_ROW, "timestamp", "timestamp: missing")
+    for name, bad in (("price", bad_price), ("quantity", bad_quantity)):
+        reject(_not_finite(out[name], bad, column[name]), MALFORMED_ROW, name,
+               _not_finite_detail(name, column[name]))
     reject(bad_price, MALFORMED_ROW, "price", "price: not a number")
     reject(_out_of_range(out["price"], MAX_PRICE), MALFORMED_ROW, "price",
            _range_detail("price", column["price"], MAX_PRICE))
@@ -624,30 +417,8 @@ def validate_events(
         "raw": rows_as_json(chunk.loc[is_rejected]),
     })
     return ValidationResult(valid=valid, rejected=rejected, naive_timestamps=int(naive.sum()),
-                            naive_timezone=rules.naive_timezone)
+                            naive_timezone=rules.naive_timezone, timestamp_forms=times.forms)
 
-
-# The year of an ISO-like text, for times outside the range pandas can hold.
-_LEADING_YEAR = r"^\s*([+-]?\d{1,9})-\d{1,2}-\d{1,2}"
-_FIRST_STORABLE_YEAR, _LAST_STORABLE_YEAR = 1678, 2261
-
-
-def out_of_range_times(parsed: pd.Series, raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of unparsed values that are times before, and after, the storable range
-    (ISO text with a year before 1678 or after 2261, epoch seconds beyond the range), e.g.
-    0001-01-01T00:00:00Z."""
-    candidates = (parsed.isna() & raw.notna()).to_numpy()
-    early, late = np.zeros(len(raw), dtype=bool), np.zeros(len(raw), dtype=bool)
-    if not candidates.any():
-        return early, late
-    text = raw[candidates].astype(str)
-    years = pd.to_numeric(text.str.extract(_LEADING_YEAR, expand=False), errors="coerce")
-    numbers = pd.to_numeric(text.str.strip(), errors="coerce")
-    early[candidates] = ((years < _FIRST_STORABLE_YEAR)
-                         | (numbers < -_EPOCH_SECONDS_LIMIT)).to_numpy(dtype=bool)
-    late[candidates] = ((years > _LAST_STORABLE_YEAR)
-                        | (numbers > _EPOCH_SECONDS_LIMIT)).to_numpy(dtype=bool)
-    return early, late
 
 
 def _reject_implausible(found: "_Rejections", parsed: pd.Series, raw: pd.Series,

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from tailor.errors import InputError
 from tailor.events.frames import (
     EVENT_TABLE_COLUMNS,
     INGEST_RUN_COLUMNS,
@@ -129,13 +130,13 @@ def sqlite_path(url: str) -> str:
     """The file path of a `sqlite:///path` URL (`:memory:` allowed); query strings dropped.
 
     Raises:
-        ValueError: the URL is not a sqlite:/// URL or names no file.
+        InputError: the URL is not a sqlite:/// URL or names no file.
     """
     if not url.startswith("sqlite:///"):
-        raise ValueError(f"not a SQLite URL (expected sqlite:///path): {url!r}")
+        raise InputError(f"not a SQLite URL (expected sqlite:///path): {url!r}")
     path = url[len("sqlite:///"):].split("?", 1)[0]
     if not path:
-        raise ValueError(f"SQLite URL names no file: {url!r}")
+        raise InputError(f"SQLite URL names no file: {url!r}")
     return path
 
 

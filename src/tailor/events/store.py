@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tailor.errors import InputError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -153,7 +155,7 @@ def open_event_store(url: str) -> EventStore:
         An initialised `EventStore`.
 
     Raises:
-        ValueError: the URL's scheme is not supported.
+        InputError: the URL's scheme is not supported.
     """
     if url.startswith("sqlite:///"):
         from tailor.events.sqlite_store import SqliteEventStore
@@ -164,7 +166,7 @@ def open_event_store(url: str) -> EventStore:
 
         store = PostgresEventStore(url)
     else:
-        raise ValueError(f"database_url: unsupported scheme in {url.split('://')[0]!r}; "
+        raise InputError(f"database_url: unsupported scheme in {url.split('://')[0]!r}; "
                          "use sqlite:/// or postgresql://")
     store.initialize()
     return store

@@ -27,7 +27,6 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,10 +34,12 @@ import duckdb
 
 from tailor.config import Settings
 from tailor.features import specs as catalogue
+from tailor.sql_files import load_sql
 from tailor.warehouse.duckdb_warehouse import open_warehouse, sql_literal
 
 log = logging.getLogger(__name__)
 
+SQL_PACKAGE = "tailor.features"  # its sql/ folder: the feature queries
 FEATURES_DIR = "features"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
@@ -94,11 +95,6 @@ class SnapshotPlan:
     def stamp(self, bucket: int) -> str:
         """ISO time of a bucket's start."""
         return datetime.fromtimestamp(bucket * self.bucket_seconds, tz=timezone.utc).isoformat()
-
-
-def load_sql(name: str) -> str:
-    """The text of `sql/<name>.sql` shipped with tailor.features."""
-    return resources.files("tailor.features").joinpath("sql", f"{name}.sql").read_text("utf-8")
 
 
 def feature_dir(settings: Settings) -> Path:
@@ -186,7 +182,7 @@ def run_feature_sql(connection: duckdb.DuckDBPyConnection, plan: SnapshotPlan,
     ]
     for name, values in steps:
         progress(f"features: {name}")
-        connection.execute(load_sql(name).format(**values))
+        connection.execute(load_sql(SQL_PACKAGE, name).format(**values))
 
 
 def check_output(connection: duckdb.DuckDBPyConnection, table: str,
@@ -295,9 +291,9 @@ def read_manifest(home: Path) -> dict[str, Any] | None:
 def prepare_inputs(connection: duckdb.DuckDBPyConnection, bucket_seconds: int,
                    session_gap_minutes: int) -> None:
     """Create the product_tiers and keyed_events temporary tables."""
-    connection.execute(load_sql("product_tiers").format(
+    connection.execute(load_sql(SQL_PACKAGE, "product_tiers").format(
         season_expression=season_expression(connection)))
-    connection.execute(load_sql("keyed_events").format(
+    connection.execute(load_sql(SQL_PACKAGE, "keyed_events").format(
         bucket_seconds=bucket_seconds, session_gap_minutes=int(session_gap_minutes)))
 
 

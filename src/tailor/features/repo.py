@@ -45,6 +45,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.features.definitions import HOME_MARKER
 from tailor.features.feast_internals import online_store_redis_client
 from tailor.logs import library_output
@@ -126,11 +127,11 @@ def redis_connection_string(redis_url: str, timeout_seconds: float | None = None
     """Feast's Redis connection string (host:port,db=N,...) for a redis:// URL.
 
     Raises:
-        ValueError: the URL is not redis:// or rediss://.
+        InputError: the URL is not redis:// or rediss://.
     """
     parts = urlsplit(redis_url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"redis_url: expected redis://host:port/db, got {parts.scheme}://…")
+        raise InputError(f"redis_url: expected redis://host:port/db, got {parts.scheme}://…")
     pieces = [f"{parts.hostname or 'localhost'}:{parts.port or 6379}"]
     database = parts.path.strip("/") or "0"
     pieces.append(f"db={int(database)}")

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from tailor.errors import InputError
+
 CUSTOMER = "customer"
 PRODUCT = "product"
 JOIN_KEYS: dict[str, str] = {CUSTOMER: "customer_id", PRODUCT: "product_id"}
@@ -218,11 +220,11 @@ def category_column(category: str) -> str:
     """The feature name of a category's share, e.g. 'Home & Garden' -> category_share_home_garden.
 
     Raises:
-        ValueError: the category has no letter or digit to name a column by.
+        InputError: the category has no letter or digit to name a column by.
     """
     slug = re.sub(r"[^a-z0-9]+", "_", str(category).lower()).strip("_")
     if not slug:
-        raise ValueError(f"category {category!r}: cannot be named as a feature column")
+        raise InputError(f"category {category!r}: cannot be named as a feature column")
     return CATEGORY_PREFIX + slug
 
 
@@ -230,14 +232,14 @@ def category_columns(categories: Sequence[str]) -> dict[str, str]:
     """Column name per category, in the given order.
 
     Raises:
-        ValueError: two categories map to the same column name.
+        InputError: two categories map to the same column name.
     """
     columns: dict[str, str] = {}
     for category in categories:
         column = category_column(category)
         clash = [other for other, name in columns.items() if name == column]
         if clash:
-            raise ValueError(f"categories {clash[0]!r} and {category!r} both map to {column}")
+            raise InputError(f"categories {clash[0]!r} and {category!r} both map to {column}")
         columns[category] = column
     return columns
 

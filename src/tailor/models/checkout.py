@@ -18,8 +18,7 @@ until the expected cost reaches the budget.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -32,7 +31,6 @@ from tailor.models.data import NotEnoughData, ShopData
 from tailor.models.feature_frames import (
     CHECKOUT_KEYS, DEVICE_TYPES, add_device_columns, cart_snapshots, checkout_features,
 )
-from tailor.models.params import params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +50,6 @@ class CheckoutParams(BoostingParams):
     budget: float = 500.0
     uplift_prior: float = 0.10
     uplift_prior_strength: float = 200.0
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CheckoutParams":
-        return params_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ the longest horizon the data allows and says so (`horizon_note`).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,6 @@ from tailor.models.data import NotEnoughData, ShopData
 from tailor.models.feature_frames import (
     churn_features, churn_labels, churn_snapshot_entities, feature_source, local_churn_features,
 )
-from tailor.models.params import params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +43,6 @@ class ChurnParams(BoostingParams):
     snapshot_step_days: float = 7.0
     min_history_days: float = 14.0
     max_depth: int = 2  # shallower than the classifier's default: few, strong signals
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ChurnParams":
-        return params_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
 from tailor.models.metrics import roc_auc
+from tailor.models.params import LoggedParams
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ PARALLEL_ROWS = 100_000  # below this many rows, extra threads cost more than th
 
 
 @dataclass(frozen=True)
-class BoostingParams:
+class BoostingParams(LoggedParams):
     """The XGBoost hyper-parameters every classifier model tunes, as flat fields (for MLflow).
 
     A model's params class extends this one with its own fields (and may change a default);

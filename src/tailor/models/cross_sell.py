@@ -13,7 +13,7 @@ millisecond lookups at serving time.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -26,7 +26,7 @@ from tailor.models.interactions import (
     AlsParams, IdIndex, InteractionWeights, best_first, confidence_matrix, fit_als,
     normalise_rows, product_events, score_batch,
 )
-from tailor.models.params import params_from_dict
+from tailor.models.params import LoggedParams
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ MIN_SIMILARITY_PRODUCTS = 3
 
 
 @dataclass(frozen=True)
-class CrossSellParams:
+class CrossSellParams(LoggedParams):
     """Rule mining thresholds, the ALS used where rules are thin, and the table's length."""
 
     min_pair_count: int = 2
@@ -52,14 +52,6 @@ class CrossSellParams:
     half_life_days: float = 60.0
     seed: int = 7
     threads: int = 0  # 0: decided by the data's size
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CrossSellParams":
-        """Params from logged values (unknown keys ignored)."""
-        return params_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

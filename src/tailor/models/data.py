@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.models.constants import DEFAULT_TEST_SHARE
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ ORDER BY "timestamp", seq
 """
 
 
-class NotEnoughData(ValueError):
+class NotEnoughData(InputError):
     """The history is too thin for the asked-for job; the message says what is missing."""
 
 
@@ -258,17 +259,17 @@ def parse_cutoff(text: str | None, data: ShopData) -> pd.Timestamp:
     """An ISO cutoff (naive means UTC), or the default; must fall inside the history.
 
     Raises:
-        ValueError: the text is not a time, or leaves no events on one side.
+        InputError: the text is not a time, or leaves no events on one side.
     """
     if not text:
         return default_cutoff(data)
     try:
         cutoff = pd.Timestamp(text)
     except ValueError:
-        raise ValueError(f"cutoff: {text!r} is not an ISO 8601 time") from None
+        raise InputError(f"cutoff: {text!r} is not an ISO 8601 time") from None
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
     if not data.start < cutoff <= data.end:
-        raise ValueError(f"cutoff: {cutoff.isoformat()} is outside the history "
+        raise InputError(f"cutoff: {cutoff.isoformat()} is outside the history "
                          f"({data.start.isoformat()} .. {data.end.isoformat()})")
     return cutoff
 
@@ -300,17 +301,17 @@ def make_split(data: ShopData, kind: str = "time",
     """The protocol's split: "time" at `cutoff` (default: last 20%), or "user".
 
     Raises:
-        ValueError: an unknown kind, a bad cutoff, or an empty side.
+        InputError: an unknown kind, a bad cutoff, or an empty side.
     """
     if kind == "user":
         if cutoff is not None:
-            raise ValueError("cutoff: applies to --split time only")
+            raise InputError("cutoff: applies to --split time only")
         split = split_by_user(data)
     elif kind == "time":
         moment = cutoff if isinstance(cutoff, pd.Timestamp) else parse_cutoff(cutoff, data)
         split = split_by_time(data, moment)
     else:
-        raise ValueError(f"split: must be 'time' or 'user', got {kind!r}")
+        raise InputError(f"split: must be 'time' or 'user', got {kind!r}")
     if split.train.events.empty or split.test_events.empty:
         raise NotEnoughData(f"the {kind} split leaves no events on one side; use a cutoff "
                             "inside the history or more data")

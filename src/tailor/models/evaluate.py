@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from tailor.errors import InputError
 from tailor.models.checkout import NO_INCENTIVE, CheckoutParams, checkout_frame, fit_checkout_frame
 from tailor.models.churn import (
     ChurnParams, Horizon, churn_training_frame, fit_churn_frame, plan_horizon,
@@ -33,7 +34,9 @@ from tailor.models.feature_frames import (
 from tailor.models.homepage import (
     MIN_PRODUCTS_FOR_ALS, HomepageModel, HomepageParams, fit_homepage,
 )
-from tailor.models.metrics import classification_metrics
+from tailor.models.metrics import (
+    auc_standard_error, classification_metrics, per_user_values, standard_error_of_mean,
+)
 from tailor.models.ranking_eval import (
     cross_sell_predictions, curve_length, homepage_predictions, precision_curve,
     ranking_baselines, score_ranking,
@@ -61,6 +64,8 @@ class BacktestResult:
         notes: anything the reader must know (a shortened horizon, a fallback...).
         curves: inputs for the plots (precision@k points, or labels and probabilities).
         fitted: the model fitted on the training side (or the one given to `evaluate_fitted`).
+        primary_se: the primary metric's standard error (per-unit values for the rankers,
+            Hanley-McNeil for an AUC), so monitoring can tell a drop from sampling noise.
         scored: what the model scored, for monitoring's reference: a classifier's test rows
             (its features, `prediction` and `label`); a ranker's lists (unit, product_id,
             score).
@@ -77,6 +82,7 @@ class BacktestResult:
     curves: dict[str, Any] = field(default_factory=dict)
     fitted: Any = None
     scored: pd.DataFrame | None = None
+    primary_se: float | None = None  # standard error of the primary metric on this sample
 
     @property
     def primary_metric(self) -> str:
@@ -126,12 +132,12 @@ def backtest(model: str, data: ShopData, params: Any, split: str = "time",
         report: called with (step, validation value) while fitting (Optuna pruning).
 
     Raises:
-        ValueError: a bad split or cutoff.
+        InputError: a bad split or cutoff.
         NotEnoughData: the data cannot support this model or split (the message says why).
     """
     chosen = make_split(data, split, cutoff)
     if model not in _RUNNERS:
-        raise ValueError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
+        raise InputError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
     return _RUNNERS[model](data, chosen, params, k, report)
 
 
@@ -146,7 +152,7 @@ def evaluate_fitted(model: str, data: ShopData, fitted: Any, cutoff: pd.Timestam
         NotEnoughData: the window holds nothing to score (the message says why).
     """
     if model not in _RUNNERS:
-        raise ValueError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
+        raise InputError(f"model: must be one of {', '.join(_RUNNERS)}, got {model!r}")
     return _RUNNERS[model](data, make_split(data, "time", cutoff), fitted.params, k, None,
                            fitted)
 
@@ -197,8 +203,11 @@ def _ranking_result(model: str, split: Split, k: int, fitted: Any, predictions: 
     curves = {"model": precision_curve(predictions, targets), **curves}
     scored = predictions.groupby(targets.unit, sort=False).head(k) \
         if targets.unit in predictions else predictions
+    name = PRIMARY_METRIC[model].format(k=k).split("@")[0]
+    spread = standard_error_of_mean(per_user_values(name, targets.truth, predictions, k,
+                                                    user_col=targets.unit))
     return BacktestResult(model, split.kind, split.cutoff, k, metrics, baselines, targets.size,
-                          notes, curves, fitted, scored.reset_index(drop=True))
+                          notes, curves, fitted, scored.reset_index(drop=True), spread)
 
 
 # -- classifiers ---------------------------------------------------------------------------------
@@ -207,7 +216,7 @@ def _ranking_result(model: str, split: Split, k: int, fitted: Any, predictions: 
 def _churn(data: ShopData, split: Split, params: ChurnParams, k: int,
            report: Reporter | None, fitted: Any = None) -> BacktestResult:
     if split.kind != "time":
-        raise ValueError("split: churn is labelled by the time after a cutoff; use --split time")
+        raise InputError("split: churn is labelled by the time after a cutoff; use --split time")
     test_days = (data.end - split.cutoff) / pd.Timedelta(days=1)
     horizon = plan_horizon(params.horizon_days, test_days, "the cutoff")
     train_rows = _cached(data, ("churn_train", split.cutoff, horizon.used_days, params.snapshots,
@@ -275,9 +284,11 @@ def _classifier_result(model: str, split: Split, k: int, fitted: Any, test: pd.D
               "importance": fitted.classifier.importance()}
     scored = test[list(fitted.classifier.feature_names)].assign(prediction=probability,
                                                                   label=labels)
-    return BacktestResult(model, split.kind, split.cutoff, k,
-                          classification_metrics(labels, probability, threshold), baselines,
-                          len(test), notes, curves, fitted, scored.reset_index(drop=True))
+    metrics = classification_metrics(labels, probability, threshold)
+    positives = int(labels.sum())
+    spread = auc_standard_error(float(metrics["roc_auc"]), positives, len(labels) - positives)
+    return BacktestResult(model, split.kind, split.cutoff, k, metrics, baselines, len(test),
+                          notes, curves, fitted, scored.reset_index(drop=True), spread)
 
 
 _RUNNERS: dict[str, Callable[..., BacktestResult]] = {

@@ -15,7 +15,7 @@ consumable (inferred from repeat-purchase rates). Optional diversity: a category
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,7 +28,7 @@ from tailor.models.interactions import (
     AlsParams, IdIndex, InteractionWeights, best_first, confidence_matrix, fit_als,
     indicator_matrix, normalise_rows, product_events, row_indices, score_batch,
 )
-from tailor.models.params import params_from_dict
+from tailor.models.params import LoggedParams
 from tailor.models.popularity import (
     consumable_categories, decayed_popularity, price_tiers, trending_scores,
 )
@@ -68,7 +68,7 @@ class BlendParts:
 
 
 @dataclass(frozen=True)
-class HomepageParams:
+class HomepageParams(LoggedParams):
     """Hyper-parameters (tuned by Optuna) and serving settings (set by experiments)."""
 
     factors: int = 24
@@ -96,14 +96,6 @@ class HomepageParams:
             raise ValueError(f"diversity: must be one of {DIVERSITY_MODES}, got {self.diversity!r}")
         if self.collaborative_after_purchases < 0:
             raise ValueError("collaborative_after_purchases: must be 0 or more")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "HomepageParams":
-        """Params from logged values (strings from MLflow are converted; unknown keys ignored)."""
-        return params_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -148,6 +148,37 @@ def ranking_metrics(truth: pd.DataFrame, pred: pd.DataFrame, n_items: int, k: in
     return metrics
 
 
+def per_user_values(name: str, truth: pd.DataFrame, pred: pd.DataFrame, k: int = DEFAULT_K,
+                    user_col: str = DEFAULT_USER_COL, item_col: str = DEFAULT_ITEM_COL,
+                    score_col: str = DEFAULT_SCORE_COL) -> np.ndarray:
+    """Each user's value of the ranking metric `name` (precision, recall, ndcg, map or
+    hit_rate) at k, one per user in `truth` (0 for users without a list): their mean is
+    `ranking_metrics`' figure, their spread its standard error."""
+    hits = top_k_hits(truth, pred, k, user_col, item_col, score_col)
+    users = truth[user_col].drop_duplicates().to_numpy()
+    values = _PER_USER[name](hits, k, user_col).reindex(users, fill_value=0.0)
+    return values.to_numpy(dtype=np.float64)
+
+
+def standard_error_of_mean(values: np.ndarray) -> float:
+    """Standard error of the mean of `values` (0 with fewer than two)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return 0.0
+    return float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of a ROC AUC from its value and class counts (Hanley & McNeil, 1982):
+    no resampling needed. 0 when a class is empty."""
+    if positives < 1 or negatives < 1:
+        return 0.0
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    variance = (auc * (1.0 - auc) + (positives - 1) * (q1 - auc * auc)
+                + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
 def precision_at_k_curve(truth: pd.DataFrame, pred: pd.DataFrame, ks: Sequence[int],
                          user_col: str = DEFAULT_USER_COL, item_col: str = DEFAULT_ITEM_COL,
                          score_col: str = DEFAULT_SCORE_COL) -> list[float]:

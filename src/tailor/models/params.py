@@ -2,11 +2,12 @@
 
 Reads and writes nothing. MLflow logs parameters as strings; `params_from_dict` turns them
 back into a params dataclass, casting each value to the type of the field's default.
+`LoggedParams` gives a params dataclass its `from_dict` and `to_dict`.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 ParamsT = TypeVar("ParamsT")
@@ -38,3 +39,17 @@ def _cast(kind: type, value: Any) -> Any:
     if kind is bool:
         return str(value).lower() in {"1", "true"}
     return kind(value)
+
+
+class LoggedParams:
+    """The two methods every model's params dataclass has: `from_dict` reads logged values
+    back, `to_dict` gives the fields to log. Mixed into dataclasses only."""
+
+    @classmethod
+    def from_dict(cls: type[ParamsT], values: dict[str, Any]) -> ParamsT:
+        """Params from logged values (strings from MLflow are converted; unknown keys ignored)."""
+        return params_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field and its value."""
+        return asdict(self)  # type: ignore[call-overload]  (a dataclass: see the docstring)

@@ -18,7 +18,12 @@ roll back"):
      champion's parameters are refitted on the data before the window and backtested on it
      (an early signal: the version's own training data covers the window).
   3. A relative drop of more than `monitoring.max_drop` below the baseline (the holdout's
-     primary metric, kept with the version) raises an alert. Then: the quality gate fails ->
+     primary metric, kept with the version) raises an alert, when the drop is also beyond
+     sampling noise: at least the one-sided normal quantile of `monitoring.significance`
+     (1.64 at 5%) standard errors of the difference, each side's error from its own sample
+     (per-unit values for the rankers, Hanley-McNeil for an AUC). A version whose reference
+     has no standard error is judged on the drop alone. What the popularity baseline scored
+     on the holdout and on the window is given beside it, for context. Then: the quality gate fails ->
      no retraining, the alert says why; else a challenger is trained with the window as its
      holdout (fit on the data before it) and compared with the champion on that window;
      better -> promoted; else an earlier champion that does better on the window gets the
@@ -31,12 +36,14 @@ from __future__ import annotations
 
 import json
 import logging
+from statistics import NormalDist
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.models.constants import MODEL_NAMES
 from tailor.monitoring import audit
 from tailor.monitoring.drift import DriftResult
@@ -63,6 +70,10 @@ class ModelRound:
     baseline: float | None = None
     current: float | None = None
     source: str | None = None  # "served version" or "backtest"
+    popularity_baseline: float | None = None  # the popularity baseline on the holdout
+    popularity_current: float | None = None  # ... and on the window
+    baseline_se: float | None = None  # standard errors of baseline and current
+    current_se: float | None = None
     drift: list[DriftResult] = field(default_factory=list)
     challenger_version: str | None = None
     challenger: float | None = None
@@ -77,12 +88,24 @@ class ModelRound:
         return (self.baseline - self.current) / self.baseline
 
     @property
+    def z(self) -> float | None:
+        """How many standard errors the current metric lies below the baseline (None without
+        both standard errors)."""
+        if self.drop is None or self.baseline_se is None or self.current_se is None:
+            return None
+        spread = (self.baseline_se ** 2 + self.current_se ** 2) ** 0.5
+        return float("inf") if spread == 0 else (self.baseline - self.current) / spread
+
+    @property
     def below_threshold(self) -> bool:
         return self.decision in STILL_BELOW
 
     def evidence(self) -> dict[str, Any]:
         return {"metric": self.metric, "baseline": self.baseline, "current": self.current,
-                "drop": self.drop, "source": self.source,
+                "drop": self.drop,
+                "popularity_baseline": self.popularity_baseline,
+                "popularity_current": self.popularity_current, "baseline_se": self.baseline_se,
+                "current_se": self.current_se, "z": self.z, "source": self.source,
                 "challenger_version": self.challenger_version, "challenger": self.challenger,
                 "new_champion": self.new_champion,
                 "drift": [result.to_dict() for result in self.drift]}
@@ -122,7 +145,7 @@ def run_round(settings: Settings, models: Iterable[str] | None = None, *, dry_ru
     names = list(models or MODEL_NAMES)
     for name in names:
         if name not in MODEL_NAMES:
-            raise ValueError(f"model: must be one of {', '.join(MODEL_NAMES)}, got {name!r}")
+            raise InputError(f"model: must be one of {', '.join(MODEL_NAMES)}, got {name!r}")
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     try:
         data = load_shop_data(settings, excluded_customer_ids(settings))
@@ -181,14 +204,17 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     start = end - pd.Timedelta(days=days)
     result = ModelRound(model, "ok", "", champion_version=version, window_start=start,
                         window_end=end, metric=reference.primary_metric,
-                        baseline=reference.baseline)
+                        baseline=reference.baseline,
+                        popularity_baseline=reference.popularity,
+                        baseline_se=reference.baseline_se)
     earlier = audit.find(settings, _round_key(model, end, version)) if not dry_run else None
     if earlier is not None:
         result.decision, result.repeated = earlier.decision, True
         result.reason = (f"already decided at {earlier.decided_at} for the window ending "
                          f"{end:%Y-%m-%d %H:%M}: {earlier.reason}")
         result.champion_version = earlier.champion_version
-        for key in ("current", "source", "challenger_version", "challenger", "new_champion"):
+        for key in ("current", "source", "challenger_version", "challenger", "new_champion",
+                    "popularity_current", "current_se"):
             setattr(result, key, earlier.evidence.get(key))
         return result
     if end <= reference.data_to:
@@ -203,22 +229,46 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
             f"{end:%Y-%m-%d}: {error}"
         return result
     result.current, result.source = measured.primary, measured.source
+    result.popularity_current, result.current_se = measured.popularity, measured.se
     result.drift = _drift(settings, model, reference, data, start, measured, version)
     drop = result.drop
+    needed = NormalDist().inv_cdf(1.0 - settings.monitoring_significance)
+    if drop is not None and drop > settings.monitoring_max_drop and result.z is not None \
+            and result.z < needed:
+        result.reason = (f"{result.metric} {result.current:.4f} on the newest {days:.1f} days "
+                         f"vs baseline {result.baseline:.4f}{_against(result)}: "
+                         f"{_percent(drop)}, but only {result.z:.2f} standard errors (a drop "
+                         f"needs {needed:.2f}): within sampling noise")
+        return result
     if drop is None or drop <= settings.monitoring_max_drop:
         result.reason = (f"{result.metric} {result.current:.4f} on the newest "
-                         f"{days:.1f} days vs baseline {result.baseline:.4f} "
-                         f"({_percent(drop)}); within {settings.monitoring_max_drop:.0%}")
+                         f"{days:.1f} days vs baseline {result.baseline:.4f}{_against(result)}: "
+                         f"{_percent(drop)}, within {settings.monitoring_max_drop:.0%}")
         return result
     alert = (f"{spec.registered_name} v{version}: {result.metric} {result.current:.4f} on "
-             f"{start:%Y-%m-%d}..{end:%Y-%m-%d} is {_percent(drop)} below its baseline "
-             f"{result.baseline:.4f} (threshold {settings.monitoring_max_drop:.0%})")
+             f"{start:%Y-%m-%d}..{end:%Y-%m-%d} vs baseline {result.baseline:.4f}"
+             f"{_against(result)}: {_percent(drop)} (threshold "
+             f"{settings.monitoring_max_drop:.0%}; {_z_text(result)})")
     if dry_run:
         result.decision, result.reason = "would_retrain", alert + "; dry run: nothing done"
         return result
     _act(settings, client, spec, result, data, start, measured, now, alert)
     _send_alert(settings, model, result)
     return result
+
+
+def _against(result: ModelRound) -> str:
+    """What the popularity baseline scored on the same customers, for context: a window whose
+    shoppers are harder to predict lowers both."""
+    if not result.popularity_baseline or result.popularity_current is None:
+        return ""
+    return (f" (popularity: {result.popularity_current:.4f} here, "
+            f"{result.popularity_baseline:.4f} on the holdout)")
+
+
+def _z_text(result: ModelRound) -> str:
+    return "no standard errors to test it" if result.z is None else \
+        f"{result.z:.2f} standard errors"
 
 
 def _percent(drop: float | None) -> str:
@@ -232,13 +282,17 @@ class _Measured:
     primary: float
     source: str
     scored: pd.DataFrame | None
+    popularity: float | None
+    se: float | None
 
 
 def _measure(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
              data: Any, start: pd.Timestamp) -> _Measured:
     """The version's primary metric on the window from `start` (see the module, step 2)."""
     result, source = _score_version(settings, client, spec, version, reference, data, start)
-    return _Measured(result.primary, source, result.scored)
+    popularity = result.baselines.get("popularity", {}).get(result.primary_metric)
+    return _Measured(result.primary, source, result.scored,
+                     None if popularity is None else float(popularity), result.primary_se)
 
 
 def _score_version(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.scheduler.jobs import Job
 
 CRON_HOME = "/var/lib/tailor"
@@ -107,7 +108,7 @@ def write_deploy_files(settings: Settings, jobs: Sequence[Job], kind: str,
         path.write_text(cron_text(settings, jobs))
         return [path]
     if kind != "kubernetes":
-        raise ValueError(f"--export must be cron or kubernetes, got {kind!r}")
+        raise InputError(f"--export must be cron or kubernetes, got {kind!r}")
     import yaml
 
     header = GENERATED.format(kind="kubernetes") + "\n"

@@ -10,11 +10,11 @@ costs a set lookup.
 from __future__ import annotations
 
 import logging
-import threading
-import time
+from pathlib import Path
 
 from tailor.config import Settings
 from tailor.privacy.excluded_customers import excluded_customer_ids, exclusions_path
+from tailor.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +22,27 @@ RECHECK_SECONDS = 2.0
 
 
 class ExclusionList:
-    """The excluded customer ids, kept fresh."""
+    """The excluded customer ids, kept fresh (`watch`: the file, looked at every
+    `recheck_seconds`)."""
 
     def __init__(self, settings: Settings, recheck_seconds: float = RECHECK_SECONDS) -> None:
         self.settings = settings
-        self.recheck_seconds = recheck_seconds
-        self.ids: frozenset[str] = frozenset()
         self.last_error: str | None = None
-        self._mtime: int | None = None
-        self._checked_at = -float("inf")
-        self._lock = threading.Lock()
+
+        def read(_path: Path | None) -> frozenset[str]:  # creates the file when missing
+            return excluded_customer_ids(settings)
+
+        self.watch: WatchedFile[frozenset[str]] = WatchedFile(
+            exclusions_path(settings), read, frozenset(), recheck_seconds)
         self.reload()
 
+    @property
+    def ids(self) -> frozenset[str]:
+        """The ids read last."""
+        return self.watch.value
+
     def __contains__(self, customer_id: str) -> bool:
-        if time.monotonic() - self._checked_at >= self.recheck_seconds:
-            self.reload()
+        self._refresh(force=False)
         return customer_id in self.ids
 
     def __len__(self) -> int:
@@ -44,17 +50,13 @@ class ExclusionList:
 
     def reload(self) -> None:
         """Re-read the list if the file changed; on a read error keep the ids known so far."""
-        with self._lock:
-            self._checked_at = time.monotonic()
-            try:
-                path = exclusions_path(self.settings)
-                mtime = path.stat().st_mtime_ns if path.exists() else None
-                if mtime is not None and mtime == self._mtime:
-                    return
-                self.ids = excluded_customer_ids(self.settings)
-                self._mtime = path.stat().st_mtime_ns
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool) -> None:
+        try:
+            if self.watch.refresh(force=force):
                 self.last_error = None
-            except OSError as error:
-                self.last_error = f"exclusion list unreadable: {error}"
-                log.error("serving: %s; keeping the %d ids read before", self.last_error,
-                          len(self.ids))
+        except OSError as error:
+            self.last_error = f"exclusion list unreadable: {error}"
+            log.error("serving: %s; keeping the %d ids read before", self.last_error,
+                      len(self.ids))

@@ -9,6 +9,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from tailor.errors import InputError
+
 
 @dataclass(frozen=True)
 class ShopConfig:
@@ -37,6 +39,8 @@ class ShopConfig:
         email_weekday: weekday of the weekly e-mail campaign (0 = Monday).
         rows_per_group: event rows per Parquet row group (bounds memory).
         show_progress: rich progress bar on stderr; None decides from the shop's size.
+        shift_at_day: the day (0-based) a seasonal shift in tastes and a catalogue turnover
+            happens (`tailor.simulate.shift`); None for no shift.
     """
 
     n_customers: int = 2_000
@@ -55,22 +59,26 @@ class ShopConfig:
     email_weekday: int = 1
     rows_per_group: int = 1_000_000
     show_progress: bool | None = None
+    shift_at_day: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_customers", "n_products", "n_days", "latent_dim", "slate_size",
                      "rows_per_group"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)!r}")
+                raise InputError(f"{name}: must be at least 1, got {getattr(self, name)!r}")
         _check_share("fault_rate", self.fault_rate, upper=0.5)
         _check_share("daily_signup_rate", self.daily_signup_rate)
         _check_share("weekly_churn_hazard", self.weekly_churn_hazard)
         _check_share("promo_share", self.promo_share)
         if not self.taste_strength >= 0:
-            raise ValueError(f"taste_strength: must be 0 or more, got {self.taste_strength!r}")
+            raise InputError(f"taste_strength: must be 0 or more, got {self.taste_strength!r}")
         if not self.sessions_per_day > 0:
-            raise ValueError(f"sessions_per_day: must be above 0, got {self.sessions_per_day!r}")
+            raise InputError(f"sessions_per_day: must be above 0, got {self.sessions_per_day!r}")
         if not 0 <= self.email_weekday <= 6:
-            raise ValueError(f"email_weekday: must be 0 (Monday) to 6, got {self.email_weekday!r}")
+            raise InputError(f"email_weekday: must be 0 (Monday) to 6, got {self.email_weekday!r}")
+        if self.shift_at_day is not None and not 0 < int(self.shift_at_day) < self.n_days:
+            raise InputError(f"shift_at_day: must be between 1 and n_days - 1 ({self.n_days - 1}),"
+                             f" got {self.shift_at_day!r}")
         _ = self.start_date  # parsing it raises a clear error for a bad date
 
     @property
@@ -79,7 +87,7 @@ class ShopConfig:
         try:
             return dt.date.fromisoformat(str(self.start))
         except ValueError:
-            raise ValueError(f"start: {self.start!r} is not an ISO date (YYYY-MM-DD)") from None
+            raise InputError(f"start: {self.start!r} is not an ISO date (YYYY-MM-DD)") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain JSON-ready values."""
@@ -93,6 +101,6 @@ class ShopConfig:
 
 
 def _check_share(name: str, value: float, upper: float = 1.0) -> None:
-    """Raise ValueError naming `name` unless 0 <= value <= upper."""
+    """Raise InputError naming `name` unless 0 <= value <= upper."""
     if not 0.0 <= float(value) <= upper:
-        raise ValueError(f"{name}: must be between 0 and {upper}, got {value!r}")
+        raise InputError(f"{name}: must be between 0 and {upper}, got {value!r}")

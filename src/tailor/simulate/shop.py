@@ -167,6 +167,10 @@ def _run_days(state: ShopState, writer: EventWriter, injector: FaultInjector, ta
     slates = bestseller_slates(config.slate_size)
     carry = EventColumns.empty()
     for day in range(config.n_days):
+        if day == config.shift_at_day:
+            from tailor.simulate.shift import apply_shift
+
+            apply_shift(state, stream(config.seed, 4, day))
         offers = random_promotions(config.promo_share, stream(config.seed, 2, day))
         result = simulate_day(state, day, stream(config.seed, 1, day), slates, offers)
         state.day = day + 1

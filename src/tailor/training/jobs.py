@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.models.constants import DEFAULT_K
 from tailor.models.data import load_shop_data
 from tailor.models.evaluate import backtest
@@ -55,11 +56,11 @@ def evaluate_model(settings: Settings, model: str, cutoff: str | None = None, sp
         (plus n_evaluated and notes).
 
     Raises:
-        ValueError: bad model, split or cutoff.
+        InputError: bad model, split or cutoff.
         NotEnoughData: the data cannot support this evaluation.
     """
     if k < 1:
-        raise ValueError(f"k: must be at least 1, got {k}")
+        raise InputError(f"k: must be at least 1, got {k}")
     params, version = champion_params(settings, model)
     data = load_shop_data(settings, excluded_customer_ids(settings))
     result = backtest(model, data, params, split, cutoff, k)
@@ -89,12 +90,12 @@ def _as_utc(text: str) -> pd.Timestamp:
     """An ISO time as UTC (naive means UTC).
 
     Raises:
-        ValueError: not a time.
+        InputError: not a time.
     """
     try:
         moment = pd.Timestamp(text)
     except ValueError:
-        raise ValueError(f"as_of: {text!r} is not an ISO 8601 time") from None
+        raise InputError(f"as_of: {text!r} is not an ISO 8601 time") from None
     return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
 
 

@@ -2,7 +2,7 @@
 
 Writes (at training, on the training run, under the artifact folder `reference/`):
   * `reference.json`: the holdout's metrics and primary metric (the baseline of the 5%
-    rule), the holdout window (start, end, length in days), the end of the training data and
+    rule) with its standard error, and the baselines' metrics on the same holdout, the holdout window (start, end, length in days), the end of the training data and
     how many units were scored;
   * `scored.parquet`: a sample of what the model scored on the holdout (a classifier's
     feature rows with its `prediction` and the `label`; a ranker's lists with their scores);
@@ -50,11 +50,19 @@ class Reference:
     k: int
     scored: pd.DataFrame
     profile: pd.DataFrame
+    baselines: dict[str, dict[str, float]]
+    baseline_se: float | None  # standard error of `baseline` (None in older references)
 
     @property
     def baseline(self) -> float:
         """The primary metric on the holdout: what the 5% rule compares with."""
         return float(self.metrics[self.primary_metric])
+
+    @property
+    def popularity(self) -> float | None:
+        """What the popularity baseline scored on the same holdout (None if not kept)."""
+        value = self.baselines.get("popularity", {}).get(self.primary_metric)
+        return None if value is None else float(value)
 
     @property
     def window_days(self) -> float:
@@ -74,6 +82,9 @@ def log_reference(data: ShopData, holdout: BacktestResult) -> None:
 
     summary = {"model": holdout.model, "primary_metric": holdout.primary_metric,
                "metrics": {name: float(value) for name, value in holdout.metrics.items()},
+               "baselines": {name: {metric: float(value) for metric, value in values.items()}
+                             for name, values in holdout.baselines.items()},
+               "primary_se": holdout.primary_se,
                "window_start": holdout.cutoff.isoformat(), "window_end": data.end.isoformat(),
                "data_to": data.end.isoformat(), "n_evaluated": int(holdout.n_evaluated),
                "k": int(holdout.k)}
@@ -115,7 +126,11 @@ def load_reference(run_id: str, label: str) -> Reference:
             window_end=pd.Timestamp(summary["window_end"]),
             data_to=pd.Timestamp(summary["data_to"]), n_evaluated=int(summary["n_evaluated"]),
             k=int(summary["k"]), scored=pd.read_parquet(folder / "scored.parquet"),
-            profile=pd.read_parquet(folder / "profile.parquet"))
+            profile=pd.read_parquet(folder / "profile.parquet"),
+            baselines={name: {metric: float(value) for metric, value in values.items()}
+                       for name, values in summary.get("baselines", {}).items()},
+            baseline_se=None if summary.get("primary_se") is None
+            else float(summary["primary_se"]))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ReferenceMissing(f"{label}: the reference artifacts cannot be read "
                                f"({type(error).__name__}: {error})") from None

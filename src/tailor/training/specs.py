@@ -13,6 +13,7 @@ from typing import Any, Callable
 import optuna
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.models.checkout import CheckoutParams, fit_checkout
 from tailor.models.churn import ChurnParams, Horizon, fit_churn
 from tailor.models.cross_sell import CrossSellParams, fit_cross_sell
@@ -138,8 +139,8 @@ def get_spec(model: str) -> ModelSpec:
     """The spec of `model`.
 
     Raises:
-        ValueError: an unknown model name (the message lists the known ones).
+        InputError: an unknown model name (the message lists the known ones).
     """
     if model not in SPECS:
-        raise ValueError(f"model: must be one of {', '.join(SPECS)} or all, got {model!r}")
+        raise InputError(f"model: must be one of {', '.join(SPECS)} or all, got {model!r}")
     return SPECS[model]

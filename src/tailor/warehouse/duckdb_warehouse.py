@@ -18,16 +18,18 @@ Timestamps are `TIMESTAMP WITH TIME ZONE`, and every connection works in UTC.
 from __future__ import annotations
 
 import logging
-from importlib import resources
 
 import duckdb
 import fsspec
 import pandas as pd
 
 from tailor.config import Settings
+from tailor.errors import InputError
+from tailor.sql_files import load_sql
 
 log = logging.getLogger(__name__)
 
+SQL_PACKAGE = "tailor.warehouse"  # its sql/ folder: the views' and tables' queries
 VIEWS: tuple[str, ...] = ("events", "products", "customers")
 DERIVED_TABLES: tuple[str, ...] = ("orders", "sessions")
 TABLES: tuple[str, ...] = VIEWS + DERIVED_TABLES
@@ -35,11 +37,6 @@ TABLES: tuple[str, ...] = VIEWS + DERIVED_TABLES
 HTTPFS_PROTOCOLS: frozenset[str] = frozenset({"s3", "s3a", "gs", "gcs", "r2", "http", "https"})
 
 _LAKE_FILES = {"products": "products/products.parquet", "customers": "customers/customers.parquet"}
-
-
-def load_sql(name: str) -> str:
-    """The text of `sql/<name>.sql` shipped with the package."""
-    return resources.files("tailor.warehouse").joinpath("sql", f"{name}.sql").read_text("utf-8")
 
 
 def sql_literal(text: str) -> str:
@@ -117,16 +114,17 @@ def create_lake_views(connection: duckdb.DuckDBPyConnection, lake_url: str) -> N
     fs, root, duck_root = _lake_location(lake_url)
     if fs.glob(f"{root}/events/**/*.parquet"):
         events_glob = sql_literal(f"{duck_root}/events/**/*.parquet")
-        connection.execute(load_sql("events_view").format(events_glob=events_glob))
+        connection.execute(load_sql(SQL_PACKAGE, "events_view").format(events_glob=events_glob))
     else:
         log.info("warehouse: no event files in %s yet; events is an empty view", lake_url)
-        connection.execute(load_sql("events_empty"))
+        connection.execute(load_sql(SQL_PACKAGE, "events_empty"))
     for view, relative in _LAKE_FILES.items():
         if fs.exists(f"{root}/{relative}"):
             literal = sql_literal(f"{duck_root}/{relative}")
-            connection.execute(load_sql(f"{view}_view").format(**{f"{view}_file": literal}))
+            connection.execute(load_sql(SQL_PACKAGE, f"{view}_view").format(
+                **{f"{view}_file": literal}))
         else:
-            connection.execute(load_sql(f"{view}_empty"))
+            connection.execute(load_sql(SQL_PACKAGE, f"{view}_empty"))
 
 
 def views_reading_elsewhere(settings: Settings) -> list[str]:
@@ -167,7 +165,7 @@ def refresh_warehouse(settings: Settings) -> dict[str, int]:
         connection.execute("BEGIN TRANSACTION")
         create_lake_views(connection, settings.lake_root)
         for table in DERIVED_TABLES:
-            connection.execute(load_sql(table).format(
+            connection.execute(load_sql(SQL_PACKAGE, table).format(
                 session_gap_minutes=settings.events_session_gap_minutes))
         connection.execute("COMMIT")
         counts = {table: int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchall()[0][0])
@@ -193,12 +191,12 @@ def query_warehouse(settings: Settings, sql: str,
 
     Raises:
         FileNotFoundError: the warehouse was never built.
-        ValueError: the query is not valid or tries to write (the message is DuckDB's).
+        InputError: the query is not valid or tries to write (the message is DuckDB's).
     """
     connection = open_warehouse(settings, read_only=True)
     try:
         return connection.execute(sql, params).df()
     except duckdb.Error as error:
-        raise ValueError(f"warehouse query failed: {error}") from None
+        raise InputError(f"warehouse query failed: {error}") from None
     finally:
         connection.close()

@@ -523,6 +523,37 @@ def test_healthz_and_tracker_script(client: TestClient) -> None:
     assert "sendBeacon" in script.text
 
 
+def test_the_served_tracker_ends_sessions_after_the_configured_gap(
+        settings: Settings, public_key: str) -> None:
+    """tailor.js idles out a session after `events.session_gap_minutes`, the gap the
+    warehouse's sessions and the session features use: the collector writes it in."""
+    default = TestClient(create_collector_app(settings)).get("/tailor.js").text
+    assert "const SESSION_GAP_MINUTES = 30;" in default
+    assert "const SESSION_IDLE_MS = SESSION_GAP_MINUTES * 60 * 1000;" in default
+    longer = settings.replace(events_session_gap_minutes=45)
+    served = TestClient(create_collector_app(longer)).get("/tailor.js")
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("application/javascript")
+    assert "const SESSION_GAP_MINUTES = 45;" in served.text
+    assert "SESSION_GAP_MINUTES = 30" not in served.text
+    assert served.text.replace("= 45;", "= 30;", 1) == default  # nothing else changed
+
+
+def test_a_tracker_without_its_session_gap_line_fails_loudly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailor.events.collector import tracker
+
+    edited = tmp_path / "tailor.js"
+    edited.write_text("const SESSION_IDLE_MS = 30 * 60 * 1000;\n")
+    monkeypatch.setattr(tracker, "TRACKER_FILE", edited)
+    tracker.render_tracker_script.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="SESSION_GAP_MINUTES"):
+            tracker.render_tracker_script(30)
+    finally:
+        tracker.render_tracker_script.cache_clear()
+
+
 def test_a_store_that_cannot_open_answers_503(tmp_path: Path, secret_key: str,
                                               settings: Settings) -> None:
     blocker = tmp_path / "not-a-folder"
@@ -605,7 +636,8 @@ def test_a_key_created_while_running_is_accepted(client: TestClient, settings: S
                                                  store: EventStore,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # The ring looks at the keys file at most once a second; here at every request.
-    monkeypatch.setattr("tailor.events.keys._RELOAD_SECONDS", 0.0)
+    monkeypatch.setattr(client.app.state.collector.key_ring.keys_file_watch,
+                        "recheck_seconds", 0.0)
     later_key = create_key("secret", keys_file_path(settings))
     assert post(client, later_key, [make_event()]).status_code == 200
 

@@ -213,7 +213,8 @@ def test_customers_pii_goes_only_to_the_encrypted_pii_store(
 @pytest.mark.parametrize(("name", "content", "error", "message"), [
     ("events.csv", b"", ValueError, "empty file \\(0 bytes\\)"),
     ("events.csv", b"\n\n", ValueError, "empty file \\(no header line\\)"),
-    ("events.json", b"{}", ValueError, "accepted formats: .csv, .csv.gz, .parquet, .pq"),
+    ("events.xml", b"<events/>", ValueError, "accepted formats: .csv, .csv.gz, .tsv"),
+    ("events.json", b'[{"customer_id": "c1"}]', ValueError, "a JSON array, not JSON Lines"),
     ("events.csv", b"customer_id,event_type,ts\nc1,page_view,1\n", ContractError,
      "missing required column\\(s\\): timestamp"),
     ("events.parquet", b"not parquet at all", ValueError, "not a readable Parquet file"),

@@ -1,128 +1,15 @@
-"""A trained, featurised Tailor home shared by the serving tests, and a pipeline over it.
+"""Fixtures of the serving unit tests: pipelines over homes without trained models.
 
-The home is built once per session the way production builds it: a simulated shop of 600
-customers and 100 products over 60 days ending ten days ago, ingested into the event
-store, exported to the lake, the warehouse refreshed, Feast features materialized to the
-SQLite online store, and the homepage, cross-sell and checkout models trained with one
-Optuna trial each into the home's MLflow registry. A model the promotion rule did not
-promote is given the champion alias here: these tests judge serving, not promotion.
+The tests that need a trained, featurised home (`served_home`) are in
+`tests/integration/serving/`; the fixtures both folders use live in `tests/serving_fixtures.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-import pandas as pd
 import prometheus_client  # noqa: F401  (before Feast: see below)
-import pytest
 
-from shop_homes import build_shop_home
-from tailor.config import Settings, load_settings
+from serving_fixtures import ledger_factory, pipeline_factory  # noqa: F401  (offered to tests)
 
 # Importing Feast sets PROMETHEUS_MULTIPROC_DIR, and prometheus_client chooses its value
 # storage when it is first imported: imported after Feast, every same-named series in the
 # process would share one value, and each pipeline's metrics could not be read on their own.
-
-SERVED_MODELS = ("homepage", "cross_sell", "checkout")
-SHOP_DAYS = 60
-
-
-@dataclass
-class ServedHome:
-    """The home's settings, the simulator's folder and the trained versions."""
-
-    settings: Settings
-    shop: Path
-    versions: dict[str, str]
-
-    def events(self) -> pd.DataFrame:
-        return pd.read_parquet(self.shop / "events.parquet")
-
-    def products(self) -> pd.DataFrame:
-        return pd.read_csv(self.shop / "products.csv")
-
-
-def _train(settings: Settings) -> dict[str, str]:
-    from mlflow.tracking import MlflowClient
-
-    from tailor.models.data import load_shop_data
-    from tailor.training import excluded_customer_ids, train_model
-
-    data = load_shop_data(settings, excluded_customer_ids(settings))
-    versions = {}
-    for model in SERVED_MODELS:
-        result = train_model(settings, model, trials=1, data=data, jobs=1)
-        assert result.status == "trained", result.reason
-        if not result.promoted:
-            MlflowClient(settings.tracking_uri, settings.tracking_uri) \
-                .set_registered_model_alias(f"tailor-{model}", "champion", result.version)
-        versions[model] = result.version
-    return versions
-
-
-@pytest.fixture(scope="session")
-def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
-    from tailor.features.build import run_features
-
-    folder = tmp_path_factory.mktemp("serving")
-    home = folder / "home"
-    # An explicit tracking URI: MLFLOW_TRACKING_URI in the caller's shell must not leak in.
-    settings = load_settings(home=home, env={}).replace(
-        mlflow_tracking_uri=f"sqlite:///{home.resolve() / 'mlflow.db'}")
-    shop = build_shop_home(settings, folder / "shop", customers=600, products=100,
-                           days=SHOP_DAYS, seed=3, ends_days_ago=10)
-    run_features(settings, show_progress=False)
-    return ServedHome(settings, shop, _train(settings))
-
-
-@pytest.fixture(scope="session")
-def pipeline_factory():
-    """Builds pipelines with their own metrics registry and no watcher (other options, e.g.
-    `ledger`, passed on); closes them after."""
-    from prometheus_client import CollectorRegistry
-
-    from tailor.serving.metrics import ServingMetrics
-    from tailor.serving.pipeline import ServingPipeline
-
-    built = []
-
-    def build(settings: Settings, **options) -> ServingPipeline:
-        built.append(ServingPipeline(settings, start_watcher=False,
-                                     metrics=ServingMetrics(CollectorRegistry()), **options))
-        return built[-1]
-
-    yield build
-    for pipeline in built:
-        pipeline.close()
-
-
-@pytest.fixture(scope="session")
-def pipeline(served_home: ServedHome, pipeline_factory):
-    """The pipeline over the served home (shared: tests must not change its state)."""
-    return pipeline_factory(served_home.settings)
-
-
-
-@pytest.fixture
-def configured_bentoml_store():
-    """Points BentoML's configured model store (a served Bento's, else $BENTOML_HOME's) at
-    a folder for the test: `configured_bentoml_store(path)`; put back afterwards."""
-    from tailor.serving.bentoml_internals import (
-        configured_model_store, model_store_at, set_configured_model_store,
-    )
-
-    before = configured_model_store()
-
-    def point(path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        set_configured_model_store(model_store_at(path))
-
-    yield point
-    set_configured_model_store(before)
-
-
-@pytest.fixture
-def empty_bentoml_store(configured_bentoml_store, tmp_path: Path) -> None:
-    """BentoML's configured model store is an empty one for the test."""
-    configured_bentoml_store(tmp_path / "configured-bentoml-store")

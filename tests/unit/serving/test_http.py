@@ -84,7 +84,8 @@ def test_open_paths_and_the_collector_need_no_key(client: TestClient) -> None:
 def test_a_key_added_to_the_keys_file_later_is_accepted(client: TestClient, settings: Settings,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # The key ring looks at the file at most once a second; here at every request.
-    monkeypatch.setattr("tailor.events.keys._RELOAD_SECONDS", 0.0)
+    key_ring = client.app.app.keys  # BodyLimitMiddleware -> ApiKeyMiddleware -> its ring
+    monkeypatch.setattr(key_ring.keys_file_watch, "recheck_seconds", 0.0)
     late = create_key("secret", keys_file_path(settings), "added while serving")
     assert client.get("/metrics", headers={"X-Tailor-Key": late}).status_code == 200
 

@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -53,6 +53,7 @@ from tailor.events.collector.requests import (
     parse_batch,
     read_capped_body,
 )
+from tailor.events.collector.tracker import render_tracker_script
 from tailor.events.collector.writer import NO_COMMIT_HOOK, BatchWriter, CommitHook
 from tailor.events.identity import IdentityCheck
 from tailor.events.keys import generate_key, load_key_ring
@@ -165,9 +166,11 @@ async def metrics(request: Request) -> Response:
 
 
 async def tracker_script(request: Request) -> Response:
-    """`GET /tailor.js`: the JavaScript tracker."""
-    return FileResponse(STATIC_DIR / "tailor.js", media_type="application/javascript",
-                        headers={"Cache-Control": "public, max-age=300"})
+    """`GET /tailor.js`: the JavaScript tracker, with `events.session_gap_minutes` in it."""
+    settings = request.app.state.collector.settings
+    return Response(render_tracker_script(settings.events_session_gap_minutes),
+                    media_type="application/javascript",
+                    headers={"Cache-Control": "public, max-age=300"})
 
 
 async def shop_config(request: Request) -> Response:

@@ -8,12 +8,12 @@ text that is not Unicode, blank ids) are left out with a warning in the report.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
+from tailor.events.frames import finite_numbers
 from tailor.events.ingest.files import InputFile, file_columns, require_columns
 from tailor.events.ingest.readers import iter_chunks
 from tailor.events.ingest.report import IngestReport, warn
@@ -28,18 +28,18 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
                   report: IngestReport, policy: RetryPolicy = RetryPolicy()) -> None:
     """Upsert the catalogue; rows without a product_id are skipped and counted in a warning.
     Upserts are idempotent, so a dropped connection is simply retried (`policy`)."""
-    path, kind = source.path, source.kind
-    columns = file_columns(path, kind)
+    path = source.shown
+    columns = file_columns(source)
     require_columns(path, columns, ("product_id",))
     skipped, bad_numbers = 0, {name: 0 for name in ("price", "rating", "inventory")}
     with_nul: dict[str, int] = {}
     not_unicode: dict[str, int] = {}
-    for chunk in iter_chunks(path, kind, columns, chunk_rows):
+    for chunk in iter_chunks(source, columns, chunk_rows):
         frame = chunk.frame
         skipped += len(chunk.malformed) + int(_blank(frame["product_id"]).sum())
         for name in bad_numbers:
             if name in frame.columns:
-                numbers = pd.to_numeric(frame[name], errors="coerce")
+                numbers = finite_numbers(frame[name])
                 bad_numbers[name] += int((frame[name].notna() & numbers.isna()).sum())
         frame = frame[~_blank(frame["product_id"])]
         unstorable = _nul_rows(frame, PRODUCT_COLUMNS, with_nul) \
@@ -54,15 +54,16 @@ def load_products(store: EventStore, source: InputFile, chunk_rows: int,
     _warn_not_unicode(report, path, "product", not_unicode)
     for name, count in bad_numbers.items():
         if count:
-            warn(report, f"{path}: {name}: {count:,} value(s) not a number, stored as empty")
+            warn(report, f"{path}: {name}: {count:,} value(s) not a number (or not finite: "
+                          "inf, nan), stored as empty")
 
 
 def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_rows: int,
                    report: IngestReport, policy: RetryPolicy = RetryPolicy()) -> None:
     """Upsert pseudonymous customers; PII columns go to the (encrypted) PII store only.
     Upserts are idempotent, so a dropped connection is simply retried (`policy`)."""
-    path, kind = source.path, source.kind
-    columns = file_columns(path, kind)
+    path = source.shown
+    columns = file_columns(source)
     require_columns(path, columns, ("customer_id",))
     private = pii_columns(columns)
     pii_store = open_pii_store(settings) if private else None
@@ -70,7 +71,7 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
     with_nul: dict[str, int] = {}
     not_unicode: dict[str, int] = {}
     try:
-        for chunk in iter_chunks(path, kind, columns, chunk_rows):
+        for chunk in iter_chunks(source, columns, chunk_rows):
             frame = chunk.frame[~_blank(chunk.frame["customer_id"])]
             skipped += len(chunk.malformed) + len(chunk.frame) - len(frame)
             # PII columns too: the PII store encrypts UTF-8 bytes, which such text has none of.
@@ -130,7 +131,7 @@ def _not_unicode_rows(frame: pd.DataFrame, counts: dict[str, int]) -> pd.Series:
     return found
 
 
-def _warn_not_unicode(report: IngestReport, path: Path, kind: str,
+def _warn_not_unicode(report: IngestReport, path: str, kind: str,
                       counts: dict[str, int]) -> None:
     """One warning naming each column where rows were skipped for text that is not UTF-8."""
     if counts:
@@ -139,7 +140,7 @@ def _warn_not_unicode(report: IngestReport, path: Path, kind: str,
                       f"{columns}; fix the file's encoding and import it again")
 
 
-def _warn_nul(report: IngestReport, path: Path, kind: str, counts: dict[str, int]) -> None:
+def _warn_nul(report: IngestReport, path: str, kind: str, counts: dict[str, int]) -> None:
     """One warning naming each column where rows were skipped for a NUL character (counts
     only: customer rows may hold PII, so their values are neither logged nor kept)."""
     if counts:

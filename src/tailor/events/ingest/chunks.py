@@ -1,5 +1,6 @@
-"""One chunk of events checked and written: PII columns dropped, the contract applied, the
-valid rows and the dead letters committed together.
+"""One chunk of events checked and written: columns mapped, PII columns dropped, event-type
+names read as the contract's, the contract applied, the valid rows and the dead letters
+committed together.
 
 Reads a `Chunk` from the readers; writes its valid events to `events` and its rejected rows
 (with their raw text) to `rejected_events` in the event store, counting both in the report.
@@ -13,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tailor.events.ingest.report import Chunk, IngestReport, MalformedLine
+from tailor.events.ingest.event_types import EventTypeNames
+from tailor.events.ingest.jsonl import raw_json
+from tailor.events.ingest.mapping import ColumnPlan
+from tailor.events.ingest.report import Chunk, ChunkNotes, IngestReport, MalformedLine
 from tailor.events.pii import pii_columns
 from tailor.events.retry import RetryPolicy, insert_events_exactly, insert_rejected_once
 from tailor.events.schema import MALFORMED_ROW, TimestampRules, rows_as_json, validate_events
@@ -32,13 +36,13 @@ def malformed_frame(lines: list[MalformedLine], *, withhold_raw: bool = False) -
         "row_number": [line.row_number for line in lines],
         "reason": MALFORMED_ROW,
         "field": "row",
-        "detail": [f"row: expected {line.fields_expected} fields, found {line.fields_found}"
-                   for line in lines],
+        "detail": [line.detail or f"row: expected {line.fields_expected} fields, found "
+                   f"{line.fields_found}" for line in lines],
         "raw": [None if withhold_raw else line.text for line in lines],
     })
 
 
-def drop_pii(frame: pd.DataFrame, path: Path, report: IngestReport) -> pd.DataFrame:
+def drop_pii(frame: pd.DataFrame, path: "Path | str", report: IngestReport) -> pd.DataFrame:
     """The events frame without PII columns (they belong in the customers file only)."""
     found = pii_columns(frame.columns)
     if not found:
@@ -51,30 +55,83 @@ def drop_pii(frame: pd.DataFrame, path: Path, report: IngestReport) -> pd.DataFr
     return frame.drop(columns=found)
 
 
-def validate_chunk(chunk: Chunk, *, path: Path, now: pd.Timestamp,
+def validate_chunk(chunk: Chunk, *, path: "Path | str", now: pd.Timestamp,
                    known_products: set[str] | None, max_future_seconds: int,
-                   report: IngestReport, timestamps: TimestampRules | None = None
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Valid rows and dead-letter rows (with file row numbers) of one chunk; adds the
-    chunk's zone-less timestamps to `report.naive_timestamps`."""
-    frame, row_numbers = drop_pii(chunk.frame, path, report), chunk.row_numbers
+                   report: IngestReport, timestamps: TimestampRules | None = None,
+                   column_plan: ColumnPlan | None = None,
+                   event_types: EventTypeNames | None = None,
+                   notes: ChunkNotes | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid rows and dead-letter rows (with file row numbers) of one chunk.
+
+    Args:
+        chunk: the rows read; path: the file (for warnings); report: collects warnings.
+        now, known_products, max_future_seconds, timestamps: as for `validate_events`.
+        column_plan: maps the file's columns onto the contract's (CSV and Parquet).
+        event_types: reads other names of event types as the contract's.
+        notes: gets the chunk's zone-less and per-form timestamp counts, the event-type
+            names renamed and the calls left out (default: zone-less counts to `report`).
+    """
+    frame, row_numbers = chunk.frame, chunk.row_numbers
+    if column_plan is not None:
+        frame = column_plan.apply(frame)
+    frame = drop_pii(frame, path, report)
+    records = chunk.records
     parts = []
     if chunk.malformed:
         parts.append(malformed_frame(chunk.malformed, withhold_raw=report.pii_in_events))
-    if chunk.line_break_in is not None:
-        broken = chunk.line_break_in != None  # noqa: E711 (elementwise comparison)
-        parts.append(line_break_frame(frame[broken], row_numbers[broken],
-                                      chunk.line_break_in[broken]))
-        frame, row_numbers = frame[~broken].reset_index(drop=True), row_numbers[~broken]
+    # CSV: a one-line field holding a line break; JSON Lines: a value no column can hold.
+    fields = chunk.line_break_in if chunk.line_break_in is not None else chunk.refused_field
+    if fields is not None:
+        taken = fields != None  # noqa: E711 (elementwise comparison)
+        if chunk.line_break_in is not None:
+            parts.append(line_break_frame(frame[taken], row_numbers[taken], fields[taken]))
+        else:
+            parts.append(_refused_frame(chunk, records, taken, row_numbers[taken]))
+        frame, row_numbers = frame[~taken].reset_index(drop=True), row_numbers[~taken]
+        records = _kept(records, ~taken)
+    notes = notes if notes is not None else ChunkNotes()
+    if event_types is not None and "event_type" in frame.columns and len(frame):
+        read = event_types.read(frame["event_type"])
+        notes.event_types_renamed, notes.skipped = read.renamed, read.skipped
+        frame = frame.assign(event_type=read.values)
+        if read.skip.any():
+            frame, row_numbers = frame[~read.skip].reset_index(drop=True), row_numbers[~read.skip]
+            records = _kept(records, ~read.skip)
     result = validate_events(frame, now=now, known_products=known_products,
                              max_future_seconds=max_future_seconds, first_row_number=0,
                              timestamps=timestamps)
+    notes.naive_timestamps, notes.timestamp_forms = (result.naive_timestamps,
+                                                     result.timestamp_forms)
     report.naive_timestamps += result.naive_timestamps
     rejected = result.rejected
     if not rejected.empty:
-        rejected = rejected.assign(row_number=row_numbers[rejected["row_number"].to_numpy()])
+        positions = rejected["row_number"].to_numpy()
+        rejected = rejected.assign(row_number=row_numbers[positions])
+        if records is not None:
+            rejected = rejected.assign(raw=[raw_json(records[position])
+                                            for position in positions])
     rejected = pd.concat([*parts, rejected], ignore_index=True) if parts else rejected
     return result.valid, rejected
+
+
+def _kept(records: list[dict] | None, keep: np.ndarray) -> list[dict] | None:
+    """The objects of the rows kept."""
+    if records is None:
+        return None
+    return [record for record, kept in zip(records, keep) if kept]
+
+
+def _refused_frame(chunk: Chunk, records: list[dict] | None, rows: np.ndarray,
+                   row_numbers: np.ndarray) -> pd.DataFrame:
+    """Dead-letter rows for JSON values no column can hold (an object where text belongs)."""
+    assert chunk.refused_field is not None and chunk.refused_detail is not None
+    positions = np.flatnonzero(rows)
+    return pd.DataFrame({
+        "row_number": row_numbers, "reason": MALFORMED_ROW,
+        "field": chunk.refused_field[positions], "detail": chunk.refused_detail[positions],
+        "raw": [raw_json(records[position]) if records is not None else None
+                for position in positions],
+    })
 
 
 def line_break_frame(rows: pd.DataFrame, row_numbers: np.ndarray,
@@ -104,3 +161,4 @@ def write_chunk(store: EventStore, report: IngestReport, source: str, valid: pd.
     report.duplicates += len(valid) - inserted
     if not rejected.empty:
         report.count_rejected(rejected["reason"])
+        report.add_samples(rejected)

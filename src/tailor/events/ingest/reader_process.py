@@ -18,17 +18,24 @@ import pandas as pd
 import pyarrow as pa
 
 from tailor.events.ingest.chunks import validate_chunk
-from tailor.events.ingest.readers import iter_chunks
-from tailor.events.ingest.report import IngestReport
+from tailor.events.ingest.event_types import EventTypeNames
+from tailor.events.ingest.files import InputFile
+from tailor.events.ingest.jsonl import JsonPlan
+from tailor.events.ingest.mapping import ColumnPlan
+from tailor.events.ingest.readers import ONE_LINE_COLUMNS, iter_chunks
+from tailor.events.ingest.report import ChunkNotes, IngestReport
 from tailor.events.schema import TimestampRules
 
 
 @dataclass
 class ReadPlan:
-    """What reading and validating an events file needs (picklable: a reader process gets it)."""
+    """What reading and validating an events file needs (picklable: a reader process gets it).
 
-    path: Path
-    kind: str
+    `column_plan` maps the file's columns onto the contract's and `event_types` reads other
+    names of event types; for JSON Lines the plan's paths are read directly (`JsonPlan`).
+    """
+
+    source: InputFile
     columns: list[str]
     chunk_rows: int
     now: pd.Timestamp
@@ -36,10 +43,16 @@ class ReadPlan:
     max_future_seconds: int
     pii_in_events: bool
     timestamps: TimestampRules = field(default_factory=TimestampRules)
+    column_plan: ColumnPlan = field(default_factory=ColumnPlan)
+    event_types: EventTypeNames = field(default_factory=EventTypeNames)
+
+    @property
+    def path(self) -> "Path | str":
+        return self.source.path
 
 
-# valid rows, dead letters, warnings, zone-less timestamps read
-ValidatedChunk = tuple[pd.DataFrame, pd.DataFrame, list[str], int]
+# valid rows, dead letters, warnings, what the check noticed (timestamps, event types)
+ValidatedChunk = tuple[pd.DataFrame, pd.DataFrame, list[str], ChunkNotes]
 
 
 # With a reader process, the first chunk goes out in growing pieces: the writer starts on
@@ -56,19 +69,25 @@ def validated_chunks(plan: ReadPlan, *, quick_start: bool = False) -> Iterator[V
         quick_start: yield the first chunk in `FIRST_CHUNK_SHARES` pieces.
 
     Raises:
-        ValueError: the file cannot be read past some point (chunks before it were yielded).
+        InputError: the file cannot be read past some point (chunks before it were yielded).
     """
     notes = IngestReport(pii_in_events=plan.pii_in_events)  # collects warnings only
-    for number, whole in enumerate(iter_chunks(plan.path, plan.kind, plan.columns,
-                                               plan.chunk_rows, arrow_text=True)):
+    is_json = plan.source.kind == "jsonl"
+    chunks = iter_chunks(plan.source, plan.columns, plan.chunk_rows, arrow_text=True,
+                         one_line=plan.column_plan.one_line_sources(ONE_LINE_COLUMNS),
+                         json_plan=JsonPlan.from_columns(plan.column_plan, plan.event_types)
+                         if is_json else None)
+    for number, whole in enumerate(chunks):
         for chunk in (whole.split(FIRST_CHUNK_SHARES) if quick_start and number == 0
                       else [whole]):
-            seen, naive = len(notes.warnings), notes.naive_timestamps
-            valid, rejected = validate_chunk(chunk, path=plan.path, now=plan.now,
+            seen, found = len(notes.warnings), ChunkNotes()
+            valid, rejected = validate_chunk(chunk, path=plan.source.shown, now=plan.now,
                                              known_products=plan.known_products,
                                              max_future_seconds=plan.max_future_seconds,
-                                             report=notes, timestamps=plan.timestamps)
-            yield valid, rejected, notes.warnings[seen:], notes.naive_timestamps - naive
+                                             report=notes, timestamps=plan.timestamps,
+                                             column_plan=None if is_json else plan.column_plan,
+                                             event_types=plan.event_types, notes=found)
+            yield valid, rejected, notes.warnings[seen:], found
 
 
 class ReaderProcess:
@@ -95,7 +114,7 @@ class ReaderProcess:
         """The chunks in file order; raises what the reader raised, after the chunks before it.
 
         Raises:
-            Exception: the reader's error (e.g. ValueError for a file unreadable past a point),
+            Exception: the reader's error (e.g. InputError for a file unreadable past a point),
                 or RuntimeError when the reader process died.
         """
         while True:
@@ -129,9 +148,9 @@ def _send_validated_chunks(plan: ReadPlan, send: Any, receive: Any) -> None:
     """
     receive.close()
     try:
-        for valid, rejected, warnings, naive in validated_chunks(plan, quick_start=True):
+        for valid, rejected, warnings, found in validated_chunks(plan, quick_start=True):
             send.send(("chunk", frame_to_arrow(valid), frame_to_arrow(rejected), warnings,
-                       naive))
+                       found))
         send.send(("done",))
     except BrokenPipeError:  # the importing process is gone: nothing left to do
         return

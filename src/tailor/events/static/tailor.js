@@ -14,7 +14,8 @@
  *   properties.action = "identify", so the platform can join anonymous and known history.
  *   identify(customerId, {signature}) keeps the shop's signature of the id and sends it
  *   with that customer's events as properties.identity_signature.
- * - A session ends after 30 minutes without events; the next event starts a new one.
+ * - A session ends after events.session_gap_minutes (default 30) minutes without events;
+ *   the next event starts a new one.
  * - The page_view of a page is held until the page is hidden and then sent with
  *   properties.time_on_page (seconds the page was visible). A page that dies without
  *   being hidden has its page_view sent, without the time, by a later page of the shop
@@ -31,7 +32,9 @@
   "use strict";
 
   const PREFIX = "tailor:";
-  const SESSION_IDLE_MS = 30 * 60 * 1000;
+  // events.session_gap_minutes: the collector writes the setting in when it serves this file
+  const SESSION_GAP_MINUTES = 30;
+  const SESSION_IDLE_MS = SESSION_GAP_MINUTES * 60 * 1000;
   const BEACON_MAX_BYTES = 60000; // browsers cap beacon and keepalive bodies at 64 KiB
   const CONTRACT_FIELDS = ["product_id", "price", "quantity", "order_id", "query", "device_type"];
   const RETRYABLE = [0, 401, 403, 408, 425, 429, 500, 502, 503, 504];
@@ -115,7 +118,7 @@
     return read("customer_id") || anonymousId();
   }
 
-  /** The current session id; a new one after 30 idle minutes. Marks activity now. */
+  /** The current session id; a new one after SESSION_GAP_MINUTES idle. Marks activity now. */
   function sessionId(now) {
     let session = readJson("session", null);
     if (!session || typeof session.id !== "string" || now - session.last > SESSION_IDLE_MS) {

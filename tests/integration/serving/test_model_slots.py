@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from tailor.serving.homepage import HomepageRanker
 from tailor.serving.metrics import ServingMetrics
 from tailor.serving.model_slots import ModelSlot, ModelWatcher
+from waiting import wait_until
 
 NAME = "tailor-homepage"
 ALIAS = "serving-test"
@@ -104,6 +105,7 @@ def test_the_watcher_switches_in_the_background_while_readers_see_a_whole_model(
                      prepare=lambda model: HomepageRanker(model, 20, 0.3))
     assert slot.refresh()
     seen: list[str] = []
+    reads: Counter[str] = Counter()
     problems: list[str] = []
     stop = threading.Event()
 
@@ -114,6 +116,8 @@ def test_the_watcher_switches_in_the_background_while_readers_see_a_whole_model(
                 problems.append("no model, or a model with another version's lookups")
             elif not seen or seen[-1] != loaded.version:
                 seen.append(loaded.version)
+            if loaded is not None:
+                reads[loaded.version] += 1
             loaded.prepared.non_personalised(5)
 
     reader = threading.Thread(target=read)
@@ -123,10 +127,10 @@ def test_the_watcher_switches_in_the_background_while_readers_see_a_whole_model(
     try:
         moved = register_copy(client, first, tmp_path / "moved")
         client.set_registered_model_alias(NAME, ALIAS, moved)
-        deadline = time.monotonic() + 30
-        while slot.current.version != moved and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)  # the reader keeps reading the new version for a while
+        wait_until(lambda: slot.current.version == moved, 30, "the watcher to switch versions",
+                   interval=0.05)
+        # The reader goes on reading the new version for a while (it must never go back).
+        wait_until(lambda: reads[moved] >= 200, 30, "200 reads of the new version")
     finally:
         watcher.stop()
         stop.set()
