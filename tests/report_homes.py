@@ -122,14 +122,14 @@ def add_decisions(settings: Settings) -> None:
              {"dataset": "scored", "columns": 5, "drifted": [], "share": 0.0,
               "snapshot": "snap-2", "html": None}]
     rounds = [
-        ("homepage", "2026-03-01T02:45:00+00:00", "3", "ok", 0.20, 0.195, []),
-        ("homepage", "2026-03-03T02:45:00+00:00", "3", "escalated", 0.20, 0.17, drift),
-        ("churn", "2026-03-04T02:45:00+00:00", "2", "ok", 0.50, 0.50, []),
+        ("homepage", "2026-03-01T02:45:00+00:00", "3", "ok", 0.20, 0.195, 0.4, []),
+        ("homepage", "2026-03-03T02:45:00+00:00", "3", "escalated", 0.20, 0.17, 3.5, drift),
+        ("churn", "2026-03-04T02:45:00+00:00", "2", "ok", 0.50, 0.50, 0.0, []),
     ]
-    for model, decided_at, version, decision, baseline, current, flags in rounds:
+    for model, decided_at, version, decision, baseline, current, z, flags in rounds:
         audit.record(settings, audit.Decision(
             f"{model}:{version}:{decided_at}", decided_at, model, "2026-02-20T00:00:00+00:00",
             decided_at, version, decision, f"{decision} on the newest window",
             {"metric": "precision_at_10", "baseline": baseline, "current": current,
-             "drop": (baseline - current) / baseline, "source": "served version",
+             "drop": (baseline - current) / baseline, "z": z, "source": "served version",
              "drift": flags}))

@@ -433,7 +433,7 @@ def report(
         try:
             wanted = date.fromisoformat(day) if day is not None else None
         except ValueError:
-            raise ValueError(f"--date must be a day as YYYY-MM-DD, got {day!r}") from None
+            raise InputError(f"--date must be a day as YYYY-MM-DD, got {day!r}") from None
         run = run_daily_report(settings, wanted, mail=mail)
     _emit(run.to_dict(), as_json, run.summary_line())
 

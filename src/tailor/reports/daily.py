@@ -17,6 +17,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.reports.model_figures import AccuracyPoint, ModelStatus, model_figures
 from tailor.reports.server_metrics import ServerFigures, metrics_url, read_server
 from tailor.reports.shop_figures import AnswersDay, ShopDay, ShopFigures, VariantDay, shop_figures
@@ -80,14 +81,14 @@ def build_daily_report(settings: Settings, day: date | None = None,
 
     Raises:
         FileNotFoundError: the warehouse was never built.
-        ValueError: `day` is in the future.
+        InputError: `day` is in the future, or the warehouse is held by another process.
     """
     from tailor.reports.files import earlier_payloads
 
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     day = day or default_day(now)
     if day > now.date():
-        raise ValueError(f"--date {day.isoformat()} is in the future (today is "
+        raise InputError(f"--date {day.isoformat()} is in the future (today is "
                          f"{now.date().isoformat()} UTC)")
     first_day = day - timedelta(days=settings.report_days - 1)
     # A day's report is built early the next day, after that night's monitoring round.

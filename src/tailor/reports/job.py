@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from tailor.config import Settings
+from tailor.errors import InputError
 from tailor.reports import formats
 
 
@@ -52,7 +53,7 @@ def run_daily_report(settings: Settings, day: date | None = None, mail: bool = F
         refresh: rebuild the warehouse's tables from the lake first.
 
     Raises:
-        ValueError: a day in the future, or a warehouse another process holds.
+        InputError: a day in the future, or a warehouse another process holds.
     """
     from tailor.reports.daily import build_daily_report
     from tailor.reports.files import write_report
@@ -69,7 +70,7 @@ def run_daily_report(settings: Settings, day: date | None = None, mail: bool = F
 
 
 def _refresh(settings: Settings) -> None:
-    """Rebuild the warehouse's tables; a warehouse another process holds is a ValueError
+    """Rebuild the warehouse's tables; a warehouse another process holds is an InputError
     (the CLI's exit 2) that says to run again, not a traceback."""
     import duckdb
 
@@ -78,5 +79,5 @@ def _refresh(settings: Settings) -> None:
     try:
         refresh_warehouse(settings)
     except duckdb.Error as error:
-        raise ValueError(f"the warehouse could not be refreshed ({error}); run the report "
+        raise InputError(f"the warehouse could not be refreshed ({error}); run the report "
                          "again once the other process is done") from None

@@ -49,6 +49,7 @@ class ModelStatus:
     baseline: float | None = None
     current: float | None = None
     drop: float | None = None  # relative drop below the baseline; negative: it rose
+    z: float | None = None  # standard errors the current value lies below the baseline
     source: str | None = None  # served version, backtest, no new data
     window_start: str | None = None
     window_end: str | None = None
@@ -108,7 +109,7 @@ def _status(decision: Any) -> ModelStatus:
         model=decision.model, decision=decision.decision, reason=decision.reason,
         decided_at=decision.decided_at, champion_version=decision.champion_version,
         metric=evidence.get("metric"), baseline=evidence.get("baseline"),
-        current=evidence.get("current"), drop=evidence.get("drop"),
+        current=evidence.get("current"), drop=evidence.get("drop"), z=evidence.get("z"),
         source=evidence.get("source"), window_start=decision.window_start,
         window_end=decision.window_end,
         drift=[DriftFlag(item.get("dataset", "?"), int(item.get("columns") or 0),

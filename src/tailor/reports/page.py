@@ -33,6 +33,7 @@ th { text-align: left; } td.text { text-align: left; }
 .card .change { color: #616161; font-size: 0.8rem; }
 .note { color: #616161; font-size: 0.85rem; }
 .flag { color: #c62828; font-weight: bold; } .ok { color: #2e7d32; }
+.changed { color: #ef6c00; font-weight: bold; }
 svg { max-width: 100%; height: auto; }
 """
 
@@ -126,10 +127,16 @@ def variants_section(report: DailyReport) -> str:
                    "A session served several models counts once for each."))
 
 
+# Decisions after which someone should look (red), and those that moved an alias (orange).
+ALARMING = frozenset({"escalated", "retrain_blocked", "would_retrain", "failed"})
+CHANGED = frozenset({"promoted", "rolled_back"})
+
+
 def models_section(report: DailyReport) -> str:
     rows = []
     for status in report.models:
-        flag = "flag" if status.drop is not None and status.drop > report.max_drop else "ok"
+        flag = "flag" if status.decision in ALARMING else (
+            "changed" if status.decision in CHANGED else "ok")
         rows.append(
             text_cell(status.model) + text_cell(f"v{status.champion_version}"
                                                 if status.champion_version else formats.DASH)
@@ -140,16 +147,20 @@ def models_section(report: DailyReport) -> str:
                    formats.metric(status.current))
             + cell(element_id("accuracy", status.model, "drop"), status.drop,
                    formats.DASH if status.drop is None else f"{-100 * status.drop:+.1f}%")
+            + cell(element_id("accuracy", status.model, "z"), status.z,
+                   formats.DASH if status.z is None else f"{status.z:.2f}")
             + text_cell(status.decision or "no round", flag if status.decision else "text")
             + text_cell(status.decided_at or formats.DASH) + text_cell(status.reason))
     return ("<h2>Models against their baselines</h2>\n"
             + table("accuracy", ["model", "champion", "metric", "baseline", "now", "change",
-                                 "decision", "decided at", "reason"], rows)
+                                 "std. errors below", "decision", "decided at", "reason"], rows)
             + (plot_accuracy(report.accuracy, report.max_drop) if report.accuracy else "")
             + note(f"The newest monitoring round of each model decided by "
                    f"{report.decisions_cutoff.isoformat()} (`tailor monitor`, table "
                    "monitoring_decisions): the champion's primary metric on the newest window "
-                   f"against its holdout baseline; a drop past {report.max_drop:.0%} alerts."))
+                   f"against its holdout baseline; a drop past {report.max_drop:.0%} that is "
+                   "also beyond sampling noise (standard errors below the baseline, "
+                   "monitoring.significance) alerts."))
 
 
 def drift_section(report: DailyReport) -> str:

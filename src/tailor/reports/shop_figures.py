@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 from tailor.config import Settings
+from tailor.errors import InputError
 
 PREDICTIONS = "predictions"
 
@@ -105,8 +106,7 @@ def shop_figures(settings: Settings, first_day: date, last_day: date) -> ShopFig
 
     Raises:
         FileNotFoundError: the warehouse was never built (`tailor warehouse`).
-        ValueError: the warehouse cannot be opened (another process is writing it) or a
-            query failed; DuckDB's message says which.
+        InputError: another process is writing the warehouse (DuckDB's message names it).
     """
     import duckdb
 
@@ -116,11 +116,10 @@ def shop_figures(settings: Settings, first_day: date, last_day: date) -> ShopFig
     try:
         connection = open_warehouse(settings, read_only=True)
     except duckdb.Error as error:  # another process is writing it
-        raise ValueError(f"the warehouse cannot be read now: {error}") from None
+        raise InputError(f"the warehouse cannot be read now ({error}); run the report again "
+                         "once the other process is done") from None
     try:
         return _figures(settings, connection, window)
-    except duckdb.Error as error:
-        raise ValueError(f"warehouse query failed: {error}") from None
     finally:
         connection.close()
 

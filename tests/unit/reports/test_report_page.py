@@ -66,6 +66,7 @@ def test_variants_models_drift_and_answers_have_their_cells(page: str) -> None:
         assert float(found[element_id("variant", model, variant, "revenue")][0]) == revenue
     assert found["accuracy-homepage-current"] == ("0.17", "0.1700")
     assert found["accuracy-homepage-drop"][1] == "-15.0%"
+    assert found["accuracy-homepage-z"] == ("3.5", "3.50")
     assert found["drift-homepage-profile"] == ("2", "2/12")
     assert found["answers-checkout_offer-fallback_rate"] == ("1.0", "100.00%")
 
