@@ -2,9 +2,10 @@
 
 `build_report_home(settings, folder)` writes an events file (explicit sessions and one
 derived session), a catalogue and a customers file with names and e-mail addresses (the
-PII the report must never show), ingests them, exports the lake and builds the warehouse;
-then gives the warehouse a prediction log (`add_predictions`) and the audit table two
-monitoring decisions (`add_decisions`). Reads nothing else. The expected figures are in
+PII the report must never show), writes the answers of `PREDICTIONS` to the prediction log,
+ingests the files, exports the lake and builds the warehouse (whose `predictions` view then
+holds the answers; a build without the prediction log gets a table of the same columns),
+and gives the audit table three monitoring decisions (`add_decisions`). Reads nothing else. The expected figures are in
 `EXPECTED_*` below, worked out from the rows by hand.
 """
 
@@ -80,35 +81,64 @@ EXPECTED_ANSWERS = {"homepage": (5, 0), "checkout_offer": (1, 1)}  # answers, fa
 
 
 def build_report_home(settings: Settings, folder: Path) -> Settings:
-    """The shop above in the settings' home: event store, lake, warehouse, a prediction log
-    in the warehouse and two monitoring decisions."""
+    """The shop above in the settings' home: event store, lake, warehouse, the prediction log
+    and three monitoring decisions."""
     folder.mkdir(parents=True, exist_ok=True)
     columns = ["customer_id", "session_id", "timestamp", "event_type", "product_id", "price",
                "quantity", "order_id"]
     pd.DataFrame(EVENTS, columns=columns).to_csv(folder / "events.csv", index=False)
     PRODUCTS.to_csv(folder / "products.csv", index=False)
     CUSTOMERS.to_csv(folder / "customers.csv", index=False)
+    logged = log_predictions(settings)
     load_events(settings, folder / "events.csv", products=folder / "products.csv",
                 customers=folder / "customers.csv")
-    add_predictions(settings)
+    if not logged:
+        prediction_table(settings)
     add_decisions(settings)
     return settings
 
 
-def add_predictions(settings: Settings) -> None:
-    """A `predictions` table in the warehouse with the prediction log's columns.
-
-    The server's prediction log reaches the warehouse as a view over the lake once it is
-    exported; this table stands in for it with the same columns the report reads."""
+def _predictions_frame() -> pd.DataFrame:
     frame = pd.DataFrame(PREDICTIONS, columns=["served_at", "customer_id", "session_id",
                                                "endpoint", "model", "variant", "fallback"])
     frame["served_at"] = pd.to_datetime(frame["served_at"], utc=True)
     frame["request_id"] = [f"r{number}" for number in range(len(frame))]
     frame["model_version"] = "1"
     frame["stale"] = False
+    return frame
+
+
+def log_predictions(settings: Settings) -> bool:
+    """Write `PREDICTIONS` to the event store's prediction log, which the lake export and the
+    warehouse's `predictions` view then carry; False where this build has no prediction log."""
+    try:
+        from tailor.events.prediction_store import (
+            PREDICTION_COLUMNS, datetime_to_micros, open_prediction_store,
+        )
+    except ImportError:
+        return False
+    rows = []
+    for answer in _predictions_frame().to_dict("records"):
+        values = dict.fromkeys(PREDICTION_COLUMNS)
+        values.update({key: answer[key] for key in answer if key in values},
+                      served_at=datetime_to_micros(answer["served_at"].to_pydatetime()),
+                      items="[]")
+        rows.append(tuple(values[column] for column in PREDICTION_COLUMNS))
+    store = open_prediction_store(settings.event_store_url)
+    try:
+        store.initialize()
+        store.insert_predictions(rows)
+    finally:
+        store.close()
+    return True
+
+
+def prediction_table(settings: Settings) -> None:
+    """Without the prediction log in this build: a `predictions` table in the warehouse with
+    the columns of the log's view, holding `PREDICTIONS`."""
     connection = duckdb.connect(str(settings.warehouse_file))
     try:
-        connection.register("log", frame)
+        connection.register("log", _predictions_frame())
         connection.execute("CREATE OR REPLACE TABLE predictions AS SELECT * FROM log")
     finally:
         connection.close()
