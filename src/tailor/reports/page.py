@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tailor.reports import formats
 from tailor.reports.daily import DailyReport
 from tailor.reports.plots import plot_accuracy, plot_serving, plot_shop, plot_variants
+from tailor.reports.server_metrics import EndpointServing
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 64rem;
@@ -96,14 +97,22 @@ def summary_cards(report: DailyReport) -> str:
     return f'<div class="cards" id="summary">{"".join(cards)}</div>'
 
 
+def field_cells(row: Any, fields: Sequence[tuple[str, str, Callable[[Any], str]]],
+                *id_parts: object) -> str:
+    """One row's cells of `fields` (name, header, formatter), with ids `<id_parts>-<name>`."""
+    return "".join(cell(element_id(*id_parts, name), getattr(row, name),
+                        formatter(getattr(row, name))) for name, _, formatter in fields)
+
+
+def headers(fields: Sequence[tuple[str, str, Callable[[Any], str]]]) -> list[str]:
+    return [header for _, header, _ in fields]
+
+
 def shop_section(report: DailyReport) -> str:
-    rows = (text_cell(row.day.isoformat()) + "".join(
-        cell(element_id("shop", row.day.isoformat(), field), getattr(row, field),
-             formatter(getattr(row, field))) for field, _, formatter in SHOP_FIELDS)
-        for row in reversed(report.shop.days))
+    rows = (text_cell(row.day.isoformat()) + field_cells(row, SHOP_FIELDS, "shop", row.day)
+            for row in reversed(report.shop.days))
     return ("<h2>The shop by day</h2>\n" + plot_shop(report.shop.days) + "\n"
-            + table("shop-by-day", ["day (UTC)", *(header for _, header, _ in SHOP_FIELDS)],
-                    rows)
+            + table("shop-by-day", ["day (UTC)", *headers(SHOP_FIELDS)], rows)
             + note("Sessions are counted on the day they started; conversion is sessions with "
                    "a purchase over sessions; orders, revenue and AOV on the day the order was "
                    "placed (warehouse tables sessions and orders)."))
@@ -113,12 +122,10 @@ def variants_section(report: DailyReport) -> str:
     heading = "<h2>By variant</h2>\n"
     if report.shop.variants is None:
         return heading + note(report.shop.note)
-    rows = [text_cell(row.model) + text_cell(row.variant or "(none)") + "".join(
-        cell(element_id("variant", row.model, row.variant, field), getattr(row, field),
-             formatter(getattr(row, field))) for field, _, formatter in SHOP_FIELDS)
-        for row in report.variants_today()]
-    return (heading + table("by-variant", ["model", "variant",
-                                           *(header for _, header, _ in SHOP_FIELDS)], rows)
+    rows = [text_cell(row.model) + text_cell(row.variant or "(none)")
+            + field_cells(row, SHOP_FIELDS, "variant", row.model, row.variant)
+            for row in report.variants_today()]
+    return (heading + table("by-variant", ["model", "variant", *headers(SHOP_FIELDS)], rows)
             + ("" if rows else note(f"No session on {report.day} was served a logged answer."))
             + (plot_variants(report.shop.variants) if report.shop.variants else "")
             + note(f"{report.day} (UTC). A session's variant for a model is the variant of the "
@@ -184,49 +191,53 @@ def drift_section(report: DailyReport) -> str:
                    "the version's reference (`evidently ui --workspace <home>/evidently`)."))
 
 
+ANSWER_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("answers", "answers", formats.count),
+    ("fallbacks", "fallbacks", formats.count),
+    ("fallback_rate", "fallback rate", formats.percent),
+    ("stale", "stale features", formats.count),
+)
+RATE_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("fallback_rate", "fallback rate", formats.percent),
+    ("error_rate", "error rate", formats.percent),
+)
+PERCENTILES = ("p50", "p95", "p99")
+
+
+def latency_row(row: EndpointServing) -> str:
+    """One endpoint's requests, percentiles (`≥` past the top bucket), rates and reasons."""
+    percentiles = "".join(
+        cell(element_id("latency", row.endpoint, name), getattr(row, name),
+             ("≥ " if name in row.beyond_buckets else "")
+             + formats.milliseconds(getattr(row, name))) for name in PERCENTILES)
+    reasons = ", ".join(f"{reason} {value:,.0f}" for reason, value in row.fallback_reasons.items())
+    return (text_cell(row.endpoint)
+            + cell(element_id("latency", row.endpoint, "requests"), row.requests,
+                   formats.count(row.requests))
+            + percentiles + field_cells(row, RATE_FIELDS, "latency", row.endpoint)
+            + text_cell(reasons or formats.DASH))
+
+
 def serving_section(report: DailyReport) -> str:
-    answers = [text_cell(row.endpoint)
-               + cell(element_id("answers", row.endpoint, "answers"), row.answers,
-                      formats.count(row.answers))
-               + cell(element_id("answers", row.endpoint, "fallbacks"), row.fallbacks,
-                      formats.count(row.fallbacks))
-               + cell(element_id("answers", row.endpoint, "fallback_rate"), row.fallback_rate,
-                      formats.percent(row.fallback_rate))
-               + cell(element_id("answers", row.endpoint, "stale"), row.stale,
-                      formats.count(row.stale))
-               for row in report.answers_today()]
     server = report.server
-    latency = [text_cell(row.endpoint)
-               + cell(element_id("latency", row.endpoint, "requests"), row.requests,
-                      formats.count(row.requests))
-               + "".join(cell(element_id("latency", row.endpoint, name), getattr(row, name),
-                              ("≥ " if name in row.beyond_buckets else "")
-                              + formats.milliseconds(getattr(row, name)))
-                         for name in ("p50", "p95", "p99"))
-               + cell(element_id("latency", row.endpoint, "fallback_rate"), row.fallback_rate,
-                      formats.percent(row.fallback_rate))
-               + cell(element_id("latency", row.endpoint, "error_rate"), row.error_rate,
-                      formats.percent(row.error_rate))
-               + text_cell(", ".join(f"{reason} {value:,.0f}"
-                                     for reason, value in row.fallback_reasons.items())
-                           or formats.DASH)
-               for row in server.endpoints]
     log_part = (note(report.shop.note) if report.shop.answers is None else
-                table("answers", ["endpoint", "answers", "fallbacks", "fallback rate",
-                                  "stale features"], answers)
+                table("answers", ["endpoint", *headers(ANSWER_FIELDS)],
+                      [text_cell(row.endpoint) + field_cells(row, ANSWER_FIELDS, "answers",
+                                                             row.endpoint)
+                       for row in report.answers_today()])
                 + note(f"{report.day} (UTC), from the prediction log in the warehouse."))
-    server_part = (table("latency", ["endpoint", "requests", "p50", "p95", "p99",
-                                     "fallback rate", "error rate", "fallbacks by reason"],
-                         latency) if server.status == "read" else "")
+    server_part = (table("latency", ["endpoint", "requests", *PERCENTILES,
+                                     *headers(RATE_FIELDS), "fallbacks by reason"],
+                         [latency_row(row) for row in server.endpoints])
+                   if server.status == "read" else "")
+    measured = report.shop.answers or any(row.p50 is not None for row in server.endpoints)
     return ("<h2>Serving</h2>\n<h3>Answers served (prediction log)</h3>\n" + log_part
             + "<h3>Latency and errors (the server's metrics)</h3>\n" + server_part
             + note(f"{server.status}: {server.url} — {server.note}. Latency is the time a "
                    "request spent in the serving pipeline (tailor_request_seconds, percentiles "
                    "estimated inside its buckets); errors are unexpected pipeline errors plus "
                    "5xx answers of the endpoint's routes.")
-            + (plot_serving(report.shop.answers, server.endpoints)
-               if report.shop.answers or any(row.p50 is not None for row in server.endpoints)
-               else ""))
+            + (plot_serving(report.shop.answers, server.endpoints) if measured else ""))
 
 
 def render_page(report: DailyReport) -> str:

@@ -4,6 +4,7 @@ value, the plots inline, nothing loaded from elsewhere (the browser test reads t
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import pytest
@@ -75,3 +76,27 @@ def test_the_page_is_self_contained(page: str) -> None:
     assert page.count("<svg") >= 3  # shop, variants, accuracy, serving
     assert "<script" not in page and "<link" not in page and "<img" not in page
     assert re.findall(r'(?:src|href)="(?!#)', page) == []
+
+
+def test_the_servers_latency_and_rates_have_their_cells(report_settings: Settings) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tailor.reports.server_metrics import ServerFigures, endpoint_figures, parse_counters
+    from tailor.serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics(CollectorRegistry())
+    for number in range(100):  # 98 quick answers, two past the top bucket, one fallback
+        metrics.observe("homepage", 0.0008 if number > 1 else 9.0,
+                        "fallback" if number == 0 else "ok")
+    metrics.fallback("homepage", "timeout")
+    endpoints = endpoint_figures(parse_counters(generate_latest(metrics.registry).decode()))
+    report = replace(build_daily_report(report_settings, REPORT_DAY, NOW.to_pydatetime()),
+                     server=ServerFigures("read", "http://server/metrics", "since the server "
+                                          "started (no earlier reading)", endpoints=endpoints))
+    found = values(render_page(report))
+    homepage = endpoints[0]
+    assert found["latency-homepage-requests"] == ("100.0", "100")
+    assert found["latency-homepage-p50"] == (repr(homepage.p50), "0.8 ms")
+    assert found["latency-homepage-fallback_rate"] == ("0.01", "1.00%")
+    assert found["latency-homepage-p99"] == ("2.5", "≥ 2500.0 ms")
+    assert found["latency-also_bought-p50"] == ("", "–")
