@@ -23,7 +23,9 @@ concurrent requests (up to `serving.max_batch_size`, waiting at most
 awaits them for homepage and checkout requests; when the scorer refuses (BentoML's
 dispatcher answers 503 when it expects to miss `max_latency_ms`), fails or takes longer
 than `serving.timeout_ms`, `Tailor` answers in-process with its own pipeline (itself
-bounded by `serving.timeout_ms`). With batching off, `Tailor` scores in-process.
+bounded by `serving.timeout_ms`). With batching off, `Tailor` scores in-process. Every
+answer `Tailor` returns goes to the prediction log (`tailor.serving.prediction_recorder`,
+off the request path): the pipeline records its own answers, `Tailor` the scorer's.
 
 Reads the settings from the environment (TAILOR_*, as `tailor serve` passes them) once, at
 import: the worker counts and batch limits are part of the service definitions, and the
@@ -93,12 +95,14 @@ SERVICE_CONFIG = {"workers": SETTINGS.serving_workers,
                   "metrics": {"enabled": False}}
 
 
-def _pipeline():
+def _pipeline(record_predictions: bool = True):
     """The request pipeline: loads the champion models now, then follows their aliases; the
-    objects loaded by then are exempt from the cyclic garbage collector (`freeze_heap`)."""
+    objects loaded by then are exempt from the cyclic garbage collector (`freeze_heap`).
+    `record_predictions`: whether its answers go to the prediction log (the scorer's are
+    recorded by `Tailor`, which returns them, so an answer it did not use is not logged)."""
     from tailor.serving.pipeline import ServingPipeline
 
-    return ServingPipeline(SETTINGS, freeze_heap=True)
+    return ServingPipeline(SETTINGS, freeze_heap=True, record_predictions=record_predictions)
 
 
 @bentoml.service(name="TailorScorer", **SERVICE_CONFIG)
@@ -106,7 +110,7 @@ class Scorer:
     """Adaptive batching: concurrent requests merged into one pipeline call."""
 
     def __init__(self) -> None:
-        self.pipeline = _pipeline()
+        self.pipeline = _pipeline(record_predictions=False)
 
     @bentoml.api(batchable=True, max_batch_size=SETTINGS.serving_max_batch_size,
                  max_latency_ms=SETTINGS.serving_max_latency_ms)
@@ -157,7 +161,8 @@ class Tailor:
     async def homepage(self, request: HomepageRequest, /) -> HomepageResponse:
         """Homepage products for a customer, each with the reason it is shown."""
         if BATCHING:
-            answers = await self._scored(self.scorer.to_async.homepage_batch, [request])
+            answers = await self._scored(self.scorer.to_async.homepage_batch, "homepage",
+                                         [request])
             if answers:
                 return answers[0]
         return await self.pipeline.ahomepage(request)
@@ -171,7 +176,8 @@ class Tailor:
     async def checkout_offer(self, request: CheckoutOfferRequest, /) -> CheckoutOfferResponse:
         """P(abandon) of a cart and the incentive to show, if any."""
         if BATCHING:
-            answers = await self._scored(self.scorer.to_async.checkout_batch, [request])
+            answers = await self._scored(self.scorer.to_async.checkout_batch,
+                                         "checkout_offer", [request])
             if answers:
                 return answers[0]
         return await self.pipeline.acheckout_offer(request)
@@ -180,7 +186,8 @@ class Tailor:
     async def homepage_batch(self, requests: HomepageBatch) -> list[HomepageResponse]:
         """Several homepage requests in one call (at most serving.max_batch_size)."""
         if BATCHING:
-            answers = await self._scored(self.scorer.to_async.homepage_batch, requests)
+            answers = await self._scored(self.scorer.to_async.homepage_batch, "homepage",
+                                         requests)
             if answers:
                 return answers
         return await asyncio.gather(*(self.pipeline.ahomepage(request) for request in requests))
@@ -189,19 +196,24 @@ class Tailor:
     async def checkout_batch(self, requests: CheckoutBatch) -> list[CheckoutOfferResponse]:
         """Several carts in one call (at most serving.max_batch_size)."""
         if BATCHING:
-            answers = await self._scored(self.scorer.to_async.checkout_batch, requests)
+            answers = await self._scored(self.scorer.to_async.checkout_batch,
+                                         "checkout_offer", requests)
             if answers:
                 return answers
         return await asyncio.gather(*(self.pipeline.acheckout_offer(request)
                                       for request in requests))
 
-    async def _scored(self, method: Callable[[list], Awaitable[list]], requests: list) -> list:
-        """The scorer's answers to `requests`; [] when it fails or runs out of time."""
+    async def _scored(self, method: Callable[[list], Awaitable[list]], endpoint: str,
+                      requests: list) -> list:
+        """The scorer's answers to `requests`, recorded in the prediction log; [] when it
+        fails or runs out of time (the in-process answer is then the one recorded)."""
         try:
-            return await asyncio.wait_for(method(requests), SCORER_TIMEOUT_SECONDS)
+            answers = await asyncio.wait_for(method(requests), SCORER_TIMEOUT_SECONDS)
         except Exception as error:  # any failure of the scorer: the caller answers in-process
             log.warning("scorer unavailable (%s); answering in-process", type(error).__name__)
             return []
+        self.pipeline.record_answers(endpoint, requests, answers)
+        return answers
 
     def __is_ready__(self) -> bool:
         return _ready(self.pipeline, COLLECTOR_APP)

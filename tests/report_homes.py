@@ -4,8 +4,7 @@
 derived session), a catalogue and a customers file with names and e-mail addresses (the
 PII the report must never show), writes the answers of `PREDICTIONS` to the prediction log,
 ingests the files, exports the lake and builds the warehouse (whose `predictions` view then
-holds the answers; a build without the prediction log gets a table of the same columns),
-and gives the audit table three monitoring decisions (`add_decisions`). Reads nothing else. The expected figures are in
+holds the answers), and gives the audit table three monitoring decisions (`add_decisions`). Reads nothing else. The expected figures are in
 `EXPECTED_*` below, worked out from the rows by hand.
 """
 
@@ -14,11 +13,13 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from shop_homes import load_events
 from tailor.config import Settings
+from tailor.events.prediction_store import (
+    PREDICTION_COLUMNS, datetime_to_micros, open_prediction_store,
+)
 from tailor.monitoring import audit
 
 REPORT_DAY = date(2026, 3, 2)
@@ -89,40 +90,24 @@ def build_report_home(settings: Settings, folder: Path) -> Settings:
     pd.DataFrame(EVENTS, columns=columns).to_csv(folder / "events.csv", index=False)
     PRODUCTS.to_csv(folder / "products.csv", index=False)
     CUSTOMERS.to_csv(folder / "customers.csv", index=False)
-    logged = log_predictions(settings)
+    log_predictions(settings)
     load_events(settings, folder / "events.csv", products=folder / "products.csv",
                 customers=folder / "customers.csv")
-    if not logged:
-        prediction_table(settings)
     add_decisions(settings)
     return settings
 
 
-def _predictions_frame() -> pd.DataFrame:
-    frame = pd.DataFrame(PREDICTIONS, columns=["served_at", "customer_id", "session_id",
-                                               "endpoint", "model", "variant", "fallback"])
-    frame["served_at"] = pd.to_datetime(frame["served_at"], utc=True)
-    frame["request_id"] = [f"r{number}" for number in range(len(frame))]
-    frame["model_version"] = "1"
-    frame["stale"] = False
-    return frame
-
-
-def log_predictions(settings: Settings) -> bool:
+def log_predictions(settings: Settings) -> None:
     """Write `PREDICTIONS` to the event store's prediction log, which the lake export and the
-    warehouse's `predictions` view then carry; False where this build has no prediction log."""
-    try:
-        from tailor.events.prediction_store import (
-            PREDICTION_COLUMNS, datetime_to_micros, open_prediction_store,
-        )
-    except ImportError:
-        return False
+    warehouse's `predictions` view then carry, as the server's answers."""
     rows = []
-    for answer in _predictions_frame().to_dict("records"):
+    for number, (served_at, customer, session, endpoint, model, variant, fallback) \
+            in enumerate(PREDICTIONS):
         values = dict.fromkeys(PREDICTION_COLUMNS)
-        values.update({key: answer[key] for key in answer if key in values},
-                      served_at=datetime_to_micros(answer["served_at"].to_pydatetime()),
-                      items="[]")
+        values.update(served_at=datetime_to_micros(pd.Timestamp(served_at).to_pydatetime()),
+                      request_id=f"r{number}", customer_id=customer, session_id=session,
+                      endpoint=endpoint, model=model, model_version="1", variant=variant,
+                      items="[]", fallback=fallback, stale=False)
         rows.append(tuple(values[column] for column in PREDICTION_COLUMNS))
     store = open_prediction_store(settings.event_store_url)
     try:
@@ -130,18 +115,6 @@ def log_predictions(settings: Settings) -> bool:
         store.insert_predictions(rows)
     finally:
         store.close()
-    return True
-
-
-def prediction_table(settings: Settings) -> None:
-    """Without the prediction log in this build: a `predictions` table in the warehouse with
-    the columns of the log's view, holding `PREDICTIONS`."""
-    connection = duckdb.connect(str(settings.warehouse_file))
-    try:
-        connection.register("log", _predictions_frame())
-        connection.execute("CREATE OR REPLACE TABLE predictions AS SELECT * FROM log")
-    finally:
-        connection.close()
 
 
 def add_decisions(settings: Settings) -> None:

@@ -216,18 +216,20 @@ def export(
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Export new events to the Parquet lake (date/hour partitions); run it hourly, re-runs add nothing."""
+    """Export new events and predictions to the Parquet lake (date/hour partitions); run it hourly, re-runs add nothing."""
     with _job(home) as settings:
         from tailor.events.lake import export_lake
 
         summary = export_lake(settings)
     _emit(summary.to_dict(), as_json,
-          f"exported {summary.events:,} events in {summary.files} files; lake: {summary.lake_root}")
+          f"exported {summary.events:,} events in {summary.files} files and "
+          f"{summary.predictions:,} predictions in {summary.prediction_files} files; "
+          f"lake: {summary.lake_root}")
 
 
 @app.command()
 def warehouse(
-    sql: Optional[str] = typer.Argument(None, help="A SQL query over events, customers, products, orders, sessions."),
+    sql: Optional[str] = typer.Argument(None, help="A SQL query over events, customers, products, predictions, orders, sessions."),
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:

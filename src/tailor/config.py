@@ -344,6 +344,29 @@ class Settings(BaseModel):
         gt=0)
 
     # -- monitoring ----------------------------------------------------------------------
+    monitoring_prediction_log: bool = _setting(
+        "monitoring", True,
+        "Record every answer the server gives (homepage, also bought, checkout offer) in the "
+        "predictions table beside the events, off the request path; the monitoring and "
+        "experiment jobs read it.")
+    monitoring_prediction_queue_size: int = _setting(
+        "monitoring", 10_000,
+        "Answers waiting to be written per server worker; when the queue is full an answer "
+        "is not recorded (counted in tailor_predictions_dropped_total), never waited for.",
+        gt=0)
+    monitoring_prediction_batch_rows: int = _setting(
+        "monitoring", 500,
+        "Most answers the prediction log writes in one transaction.",
+        gt=0)
+    monitoring_prediction_flush_seconds: float = _setting(
+        "monitoring", 0.5,
+        "Longest an answer waits in the queue before the prediction log writes it.",
+        gt=0, le=60)
+    monitoring_prediction_retention_days: int = _setting(
+        "monitoring", 0,
+        "`tailor export` deletes predictions older than this many days from the event store "
+        "once they are in the lake (the lake keeps them). 0 = keep every row.",
+        ge=0)
     monitoring_max_drop: float = _setting(
         "monitoring", 0.05,
         "A champion whose primary metric on the newest window falls more than this share "

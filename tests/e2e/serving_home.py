@@ -4,7 +4,8 @@ Writes a simulated shop, the event store, lake, warehouse, Feast features (onlin
 `redis-server` this module starts on a free port, without persistence, so a test can kill
 it and start it again), and the homepage, cross-sell and checkout models in the home's
 MLflow store, each with a `champion` alias. Reads nothing else. `Serving` is a running
-server with its home and keys; `metric_total` reads one metric out of Prometheus text.
+server with its home and keys; `metric_total` reads one metric out of Prometheus text, and
+`logged_rows` the prediction log's rows of some answers once the server has written them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,19 @@ def metric_total(text: str, name: str, **labels: str) -> float:
                          for key, value in labels.items()):
             total += float(match.group(2))
     return total
+
+
+def logged_rows(settings: Settings, request_ids: list[str],
+                timeout: float = 20.0) -> pd.DataFrame:
+    """The prediction log's rows of `request_ids`, once every one is there (the server's
+    writers flush every `monitoring.prediction_flush_seconds`)."""
+    from tailor.monitoring.prediction_log import read_predictions
+
+    deadline = time.monotonic() + timeout
+    while True:
+        now = datetime.now(timezone.utc)
+        frame = read_predictions(settings, now - timedelta(hours=1), now + timedelta(minutes=1))
+        rows = frame[frame["request_id"].isin(request_ids)]
+        if set(rows["request_id"]) == set(request_ids) or time.monotonic() > deadline:
+            return rows.set_index("request_id")
+        time.sleep(0.2)

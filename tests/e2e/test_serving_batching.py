@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from collector_process import free_port
-from serving_home import Serving, metric_total
+from serving_home import Serving, logged_rows, metric_total
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +94,21 @@ def test_concurrent_requests_are_scored_in_batches_by_the_scorer(batching) -> No
         "cart": [{"product_id": product, "price": price}
                  for product, price in serving.home.cart_products]})
     assert offer.status_code == 200 and not offer.json()["fallback"]
+
+
+def test_the_scorers_answers_are_logged_once_by_the_service(batching) -> None:
+    """The scorer's pipeline records nothing; `Tailor` records each answer it returns."""
+    serving, _ = batching
+    metrics = serving.get("/metrics", key=serving.secret_key).text
+    before = metric_total(metrics, "tailor_predictions_logged_total")
+    answers = _burst(serving, [serving.home.known_buyer] * 4 + [f"log-{n}" for n in range(4)])
+    ids = [answer.json()["request_id"] for answer in answers]
+    rows = logged_rows(serving.home.settings, ids)
+    assert sorted(rows.index) == sorted(ids)
+    time.sleep(1.5)  # a second writer (the scorer's) would have flushed by now
+    after = metric_total(serving.get("/metrics", key=serving.secret_key).text,
+                         "tailor_predictions_logged_total")
+    assert after - before == len(ids)
 
 
 def test_a_frozen_scorer_costs_the_budget_not_the_answer(batching) -> None:

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from serving_home import metric_total
+from serving_home import logged_rows, metric_total
 from tailor.serving.schemas import OFFERS
 
 pytestmark = pytest.mark.slow
@@ -88,6 +88,40 @@ def test_batch_endpoints_answer_each_request_in_order(serving) -> None:
              for n, visitor in enumerate(visitors, start=1)]
     offers = serving.post("/batch/checkout_offer", {"requests": carts}).json()
     assert len(offers) == 3 and all(0 <= offer["p_abandon"] <= 1 for offer in offers)
+
+
+def test_every_answer_lands_in_the_prediction_log_once(serving) -> None:
+    before = metric_total(serving.get("/metrics", key=serving.secret_key).text,
+                          "tailor_predictions_logged_total")
+    served = {"homepage": [serving.post("/homepage", {
+        "customer_id": serving.home.known_buyer, "k": 3,
+        "context": {"session_id": "s-log"}}).json()]}
+    served["homepage"] += serving.post("/batch/homepage", {"requests": [
+        {"customer_id": "log-visitor-1", "k": 2}, {"customer_id": "log-visitor-2"}]}).json()
+    served["also_bought"] = [serving.post("/also_bought", {
+        "product_id": serving.home.product_bought, "k": 4}).json()]
+    carts = [{"customer_id": serving.home.known_buyer, "session_id": f"s-log-{n}",
+              "cart": _cart(serving)} for n in range(3)]
+    served["checkout_offer"] = [serving.post("/checkout_offer", carts[0]).json()]
+    served["checkout_offer"] += serving.post("/batch/checkout_offer",
+                                             {"requests": carts[1:]}).json()
+    answers = {answer["request_id"]: (endpoint, answer)
+               for endpoint, bodies in served.items() for answer in bodies}
+    rows = logged_rows(serving.home.settings, list(answers))
+    assert sorted(rows.index) == sorted(answers)  # each answer, once
+    for request_id, (endpoint, answer) in answers.items():
+        row = rows.loc[request_id]
+        assert row["endpoint"] == endpoint and row["variant"] == answer["variant"]
+        assert row["model_version"] == answer["model_version"]
+        assert row["fallback"] == answer["fallback"]
+        assert [item["product_id"] for item in row["items"]] == \
+            [item["product_id"] for item in answer.get("items", [])]
+    first = rows.loc[served["homepage"][0]["request_id"]]
+    assert (first["customer_id"], first["session_id"], first["k"]) == \
+        (serving.home.known_buyer, "s-log", 3)
+    after = metric_total(serving.get("/metrics", key=serving.secret_key).text,
+                         "tailor_predictions_logged_total")
+    assert after - before >= len(answers)  # summed over both workers
 
 
 def test_every_model_endpoint_needs_a_secret_key(serving) -> None:

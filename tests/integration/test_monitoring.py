@@ -90,13 +90,12 @@ def _register_copy(version: str, change, with_reference: bool = True) -> str:
     return new
 
 
-def _shuffle_scores(fitted) -> None:
-    """Scores no longer belong to their products: the lists are nonsense, the model loads."""
-    rng = np.random.default_rng(0)
-    fitted.popularity = rng.permutation(fitted.popularity)
-    fitted.trending = rng.permutation(fitted.trending)
+def _reverse_scores(fitted) -> None:
+    """Scores turned upside down: the least wanted products come first, the model loads."""
+    fitted.popularity = fitted.popularity.max() - fitted.popularity
+    fitted.trending = fitted.trending.max() - fitted.trending
     if fitted.item_factors is not None:
-        fitted.item_factors = fitted.item_factors[rng.permutation(len(fitted.item_factors))]
+        fitted.item_factors = -fitted.item_factors
     fitted.reranker = None
 
 
@@ -166,7 +165,7 @@ def test_the_evidently_ui_shows_each_model_and_its_snapshots(home: Settings) -> 
 
 def test_a_broken_champion_is_caught_and_replaced_within_one_round(home: Settings) -> None:
     good = _champion()
-    broken = _register_copy(good, _shuffle_scores)
+    broken = _register_copy(good, _reverse_scores)
     [result] = run_round(home, ["homepage"])
     assert result.champion_version == broken
     assert result.drop is not None and result.drop > home.monitoring_max_drop, result.reason
@@ -190,7 +189,7 @@ def test_a_round_run_twice_acts_once(home: Settings) -> None:
 
 
 def test_a_failed_quality_gate_blocks_retraining(home: Settings) -> None:
-    broken = _register_copy("1", _shuffle_scores)  # trained before the newest days
+    broken = _register_copy("1", _reverse_scores)  # trained before the newest days
     versions = _versions()
     stale = home.replace(quality_freshness_blocking=True)  # the shop's data ended months ago
     [result] = run_round(stale, ["homepage"])

@@ -8,54 +8,59 @@ Writes, through fsspec (a local folder, `s3://bucket/prefix`, `memory://` in tes
     <lake>/events/_watermark.json      the highest exported seq, written after the files
     <lake>/products/products.parquet   catalogue snapshot, replaced on every run
     <lake>/customers/customers.parquet customer snapshot (never PII), replaced on every run
+    <lake>/predictions/...             the prediction log, the same way by its own seq and
+                                       served_at hour (`tailor.events.prediction_lake`)
 
 The job is meant to run hourly (the docker-compose scheduler calls `tailor export`);
-re-running it adds nothing. Crash safety: before a chunk's files are written, their
-paths are journalled in the watermark file (`pending`); the watermark only moves
-after every file of the chunk exists. A run that finds a journal left by a crashed
-run deletes those files first and exports the same events again, so no event ever
-lands in the lake twice, even if the store has grown in between and the chunk
-boundaries differ. File names come from the seq range they hold, so a re-run writes
-the same names rather than new ones. A lock file in the Tailor home keeps two
-exports from running at once.
+re-running it adds nothing. Crash safety (`tailor.events.lake_files`, shared with the
+prediction log's export): before a chunk's files are written, their paths are journalled in
+the watermark file (`pending`); the watermark only moves after every file of the chunk
+exists. A run that finds a journal left by a crashed run deletes those files first and
+exports the same events again, so no event ever lands in the lake twice, even if the store
+has grown in between and the chunk boundaries differ. File names come from the seq range
+they hold, so a re-run writes the same names rather than new ones. A lock file in the
+Tailor home keeps two exports from running at once.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, Callable, Iterator
 
-import fsspec
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tailor.config import Settings
-from tailor.errors import InputError
+from tailor.events.lake_files import (  # noqa: F401  (names the events export shares, re-exported)
+    EVENTS_DIR,
+    PARQUET_COMPRESSION,
+    UTC_MICROS,
+    WATERMARK_FILE,
+    ExportInProgress,
+    Lake,
+    Watermark,
+    export_lock,
+    partition_file,
+    read_watermark,
+    recover_crashed_run,
+    split_by_hour,
+    write_chunk,
+    write_watermark,
+)
+from tailor.events.prediction_lake import export_predictions
 from tailor.events.schema import CUSTOMER_COLUMNS, PII_COLUMNS, PRODUCT_COLUMNS
 from tailor.events.store import EventStore, open_event_store
 
 log = logging.getLogger(__name__)
 
-EVENTS_DIR = "events"
 EXPORT_LOCK_FILE = "lake-export.lock"  # in the Tailor home
-WATERMARK_FILE = "_watermark.json"
 PRODUCTS_FILE = "products/products.parquet"
 CUSTOMERS_FILE = "customers/customers.parquet"
-PARQUET_COMPRESSION = "snappy"  # the Parquet default: fast to write, read by every engine
-_MICROSECONDS_PER_HOUR = 3_600_000_000
 
-_UTC_MICROS = pa.timestamp("us", tz="UTC")
 # One fixed schema for every events file, so all-null columns keep their type and
 # readers (DuckDB, Spark) see identical files.
 LAKE_EVENT_SCHEMA = pa.schema([
@@ -64,7 +69,7 @@ LAKE_EVENT_SCHEMA = pa.schema([
     ("customer_id", pa.string()),
     ("event_type", pa.string()),
     ("product_id", pa.string()),
-    ("timestamp", _UTC_MICROS),
+    ("timestamp", UTC_MICROS),
     ("session_id", pa.string()),
     ("price", pa.float64()),
     ("quantity", pa.float64()),
@@ -72,7 +77,7 @@ LAKE_EVENT_SCHEMA = pa.schema([
     ("device_type", pa.string()),
     ("query", pa.string()),
     ("properties", pa.string()),
-    ("received_at", _UTC_MICROS),
+    ("received_at", UTC_MICROS),
 ])
 PRODUCT_TYPES: dict[str, pa.DataType] = {
     "product_id": pa.string(), "name": pa.string(), "category": pa.string(),
@@ -80,7 +85,7 @@ PRODUCT_TYPES: dict[str, pa.DataType] = {
     "seasonal": pa.bool_(),
 }
 CUSTOMER_TYPES: dict[str, pa.DataType] = {
-    "customer_id": pa.string(), "signup_date": _UTC_MICROS, "location": pa.string(),
+    "customer_id": pa.string(), "signup_date": UTC_MICROS, "location": pa.string(),
     "device_type": pa.string(),
 }
 
@@ -98,107 +103,17 @@ class ExportSummary:
     recovered_files: int = 0  # files of a crashed run removed before exporting again
     products: int = 0
     customers: int = 0
+    predictions: int = 0  # prediction log rows exported (`tailor.events.prediction_lake`)
+    prediction_files: int = 0
+    predictions_deleted: int = 0  # exported rows deleted from the store past the retention
     seconds: float = 0.0
-    written: list[str] = field(default_factory=list)  # lake-relative paths of new files
+    written: list[str] = field(default_factory=list)  # lake-relative paths of new event files
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready values (without the list of files written)."""
         payload = asdict(self)
         del payload["written"]
         return payload
-
-
-@dataclass
-class Watermark:
-    """Export state kept in the lake: the highest exported seq and any unfinished chunk."""
-
-    seq: int = 0
-    events_exported: int = 0
-    pending: list[str] = field(default_factory=list)  # lake-relative paths being written
-    updated_at: str | None = None
-
-
-class Lake:
-    """The lake's filesystem and root, with the few file operations the export needs."""
-
-    def __init__(self, lake_url: str) -> None:
-        self.url = lake_url
-        self.fs, self.root = fsspec.core.url_to_fs(lake_url)
-        self.root = self.root.rstrip("/")
-        # Local renames are atomic; object stores make every put atomic already.
-        self.is_local = "file" in _protocols(self.fs)
-
-    def path(self, relative: str) -> str:
-        """Absolute path on the lake's filesystem of a lake-relative path."""
-        return f"{self.root}/{relative}"
-
-    def write_bytes(self, relative: str, data: bytes) -> None:
-        """Write a small file so that readers see the old or the new content, never half."""
-        self._atomic(relative, lambda handle: handle.write(data))
-
-    def write_table(self, relative: str, table: pa.Table) -> None:
-        """Write a Parquet file atomically (hidden temporary name, then rename, when local)."""
-        self._atomic(relative, lambda handle: pq.write_table(
-            table, handle, compression=PARQUET_COMPRESSION))
-
-    def read_bytes(self, relative: str) -> bytes | None:
-        """A file's content, or None when it does not exist."""
-        target = self.path(relative)
-        return self.fs.cat_file(target) if self.fs.exists(target) else None
-
-    def remove(self, relative: str) -> bool:
-        """Delete a file if it exists; returns whether it did."""
-        target = self.path(relative)
-        if not self.fs.exists(target):
-            return False
-        self.fs.rm_file(target)
-        return True
-
-    def _atomic(self, relative: str, write: Callable[[BinaryIO], object]) -> None:
-        """Run `write` on the file at `relative`: staged and renamed locally, direct elsewhere.
-
-        Local writes are atomic against a process crash, not fsynced against power loss.
-        """
-        target = self.path(relative)
-        folder, name = target.rsplit("/", 1)
-        self.fs.makedirs(folder, exist_ok=True)
-        staging = f"{folder}/.{name}.tmp" if self.is_local else target
-        with self.fs.open(staging, "wb") as handle:
-            write(handle)
-        if staging != target:
-            self.fs.mv(staging, target)
-
-
-def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
-
-
-def read_watermark(lake: Lake) -> Watermark:
-    """The lake's export state; a fresh lake starts at seq 0.
-
-    Raises:
-        InputError: the watermark file exists but is not valid JSON of the expected shape.
-    """
-    data = lake.read_bytes(f"{EVENTS_DIR}/{WATERMARK_FILE}")
-    if data is None:
-        return Watermark()
-    try:
-        state = json.loads(data)
-        return Watermark(seq=int(state["seq"]),
-                         events_exported=int(state.get("events_exported", 0)),
-                         pending=list(state.get("pending", [])),
-                         updated_at=state.get("updated_at"))
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{lake.path(EVENTS_DIR + '/' + WATERMARK_FILE)}: not a valid export "
-                         f"watermark ({error}); fix or remove it to re-export") from None
-
-
-def write_watermark(lake: Lake, watermark: Watermark) -> None:
-    """Persist the export state (atomically)."""
-    watermark.updated_at = datetime.now(timezone.utc).isoformat()
-    lake.write_bytes(f"{EVENTS_DIR}/{WATERMARK_FILE}",
-                     json.dumps(asdict(watermark), indent=2).encode("utf-8"))
 
 
 def events_to_table(events: pd.DataFrame) -> pa.Table:
@@ -217,70 +132,13 @@ def events_to_table(events: pd.DataFrame) -> pa.Table:
     return table
 
 
-def split_by_hour(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """Split a seq-ordered chunk into its hourly partitions.
-
-    Args:
-        table: events with `LAKE_EVENT_SCHEMA`, ordered by seq.
-
-    Returns:
-        (lake-relative file path, rows) per UTC hour present, rows still in seq order;
-        the name holds the partition's first and last seq, so it is fixed by the data.
-    """
-    micros = pc.cast(table.column("timestamp"), pa.int64()).to_numpy()
-    hours = np.floor_divide(micros, _MICROSECONDS_PER_HOUR)
-    order = np.argsort(hours, kind="stable")  # stable keeps seq order inside each hour
-    grouped = table.take(pa.array(order))
-    sorted_hours = hours[order]
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_hours)) + 1))
-    ends = np.append(starts[1:], len(sorted_hours))
-    seqs = grouped.column("seq").to_numpy()
-    parts = []
-    for start, end in zip(starts.tolist(), ends.tolist()):
-        relative = partition_file(int(sorted_hours[start]), int(seqs[start]), int(seqs[end - 1]))
-        parts.append((relative, grouped.slice(start, end - start)))
-    return parts
-
-
-def partition_file(hour_number: int, first_seq: int, last_seq: int) -> str:
-    """Lake-relative path of the file holding seqs first..last of one UTC hour."""
-    hour_start = datetime.fromtimestamp(hour_number * 3600, tz=timezone.utc)
-    return (f"{EVENTS_DIR}/date={hour_start:%Y-%m-%d}/hour={hour_start:%H}/"
-            f"part-{first_seq:012d}-{last_seq:012d}.parquet")
-
-
-def recover_crashed_run(lake: Lake, watermark: Watermark) -> int:
-    """Delete the files a crashed run journalled but never committed; returns how many existed.
-
-    Those files hold events above the watermark, which this run exports again.
-    """
-    removed = sum(lake.remove(relative) for relative in watermark.pending)
-    if watermark.pending:
-        log.warning("lake export: removed %d file(s) of an unfinished export above seq %d",
-                    removed, watermark.seq)
-        watermark.pending = []
-        write_watermark(lake, watermark)
-    return removed
-
-
 def export_chunk(lake: Lake, watermark: Watermark, events: pd.DataFrame) -> list[str]:
-    """Write one chunk's partition files and move the watermark past it.
-
-    The order (journal, files, watermark) is what makes a crash at any point safe.
+    """Write one chunk of events' partition files and move the watermark past it.
 
     Returns:
         Lake-relative paths of the files written.
     """
-    parts = split_by_hour(events_to_table(events))
-    watermark.pending = [relative for relative, _ in parts]
-    write_watermark(lake, watermark)
-    for relative, rows in parts:
-        lake.write_table(relative, rows)
-    watermark.seq = int(events["seq"].max())
-    watermark.events_exported += len(events)
-    watermark.pending = []
-    write_watermark(lake, watermark)
-    return [relative for relative, _ in parts]
+    return write_chunk(lake, watermark, events_to_table(events))
 
 
 def _typed_snapshot(frame: pd.DataFrame, contract: tuple[str, ...],
@@ -339,46 +197,21 @@ def snapshot_dimensions(lake: Lake, store: EventStore) -> tuple[int, int]:
     return len(products), len(customers)
 
 
-class ExportInProgress(RuntimeError):
-    """Another export holds the lock: two at once could write overlapping seq ranges."""
-
-
-@contextmanager
-def export_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if needed) for the duration of the block.
-
-    It keeps an hourly run from overlapping a slow previous one on the same machine (the
-    scheduler's). Exports from several machines into one lake need one scheduler.
-
-    Raises:
-        ExportInProgress: the lock is held by another process.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExportInProgress(f"another lake export is running (lock {path}); "
-                                   "try again when it has finished") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def export_lake(settings: Settings, progress: bool = True) -> ExportSummary:
-    """Export events stored since the last run to the lake, and snapshot products and customers.
+    """Export events and predictions stored since the last run to the lake, and snapshot
+    products and customers.
 
     Meant to run hourly (the docker-compose scheduler calls `tailor export`). Incremental
-    and idempotent: a second run right after the first writes no event file.
+    and idempotent: a second run right after the first writes no event or prediction file.
 
     Args:
         settings: uses `event_store_url`, `lake_root`, `lake_export_chunk_rows`, `home`
-            (for the lock file).
+            (for the lock file), `monitoring_prediction_retention_days`.
         progress: show a rich progress bar on stderr.
 
     Returns:
-        An `ExportSummary` (events and files written, watermark before and after).
+        An `ExportSummary` (events and files written, watermark before and after, the
+        prediction log's rows and files, rows deleted past its retention).
 
     Raises:
         ExportInProgress: another export from this home is still running.
@@ -392,6 +225,11 @@ def export_lake(settings: Settings, progress: bool = True) -> ExportSummary:
             summary.products, summary.customers = snapshot_dimensions(lake, store)
         finally:
             store.close()
+        predictions = export_predictions(lake, settings.event_store_url,
+                                         settings.lake_export_chunk_rows,
+                                         settings.monitoring_prediction_retention_days)
+    summary.predictions, summary.prediction_files = predictions.rows, predictions.files
+    summary.predictions_deleted = predictions.deleted_from_store
     summary.seconds = round(time.perf_counter() - started, 3)
     log.info("lake export: %d events in %d files to %s (watermark %d -> %d)", summary.events,
              summary.files, summary.lake_root, summary.watermark_before, summary.watermark_after)

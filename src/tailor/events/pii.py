@@ -104,7 +104,7 @@ class PiiStore:
         """The open connection, with the table created on first use."""
         if self._connection is None:
             if self._is_sqlite:
-                from tailor.events.sqlite_store import sqlite_path
+                from tailor.events.store import sqlite_path
 
                 path = sqlite_path(self.url)
                 if path != ":memory:":

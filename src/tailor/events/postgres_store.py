@@ -2,8 +2,9 @@
 
 Reads and writes the database a `postgresql://` URL names, in the schema its
 `?options=-csearch_path%3D<schema>` selects (default `public`): tables `events`,
-`rejected_events`, `ingest_runs`, `products` and `customers` (no PII). Timestamps are
-TIMESTAMPTZ.
+`rejected_events`, `ingest_runs`, `products` and `customers` (no PII), and creates
+`predictions` (the prediction log, written and read by `tailor.events.prediction_store`).
+Timestamps are TIMESTAMPTZ.
 
 Small writes (the collector's batches, up to `ARRAY_INSERT_MAX_ROWS` events) are one
 `INSERT … SELECT FROM unnest(arrays) ON CONFLICT (event_id) DO NOTHING`: one round trip,
@@ -44,6 +45,7 @@ from tailor.events.frames import (
     utc_now,
 )
 from tailor.events.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS, PRODUCT_COLUMNS
+from tailor.events.prediction_store import POSTGRES_SCHEMA_SQL as PREDICTIONS_SCHEMA_SQL
 from tailor.events.sql_reads import SqlEventReads
 from tailor.events.store import IngestRun
 
@@ -280,7 +282,8 @@ class PostgresEventStore(SqlEventReads):
     def initialize(self) -> None:
         """Create the tables and indexes if they do not exist and add the columns later
         versions introduced (idempotent, safe to race)."""
-        statements = [(sql, None) for sql in (SCHEMA_SQL + ";" + MIGRATIONS_SQL).split(";")
+        statements = [(sql, None) for sql in ";".join((SCHEMA_SQL, MIGRATIONS_SQL,
+                                                       PREDICTIONS_SCHEMA_SQL)).split(";")
                       if sql.strip()]
         # Two processes creating the same tables at once would collide; the lock orders them.
         lock = ("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.tailor.init'))", None)
@@ -368,11 +371,15 @@ class PostgresEventStore(SqlEventReads):
                 "future_timestamp": int(row[2])}
 
     def delete_customer(self, customer_id: str) -> int:
-        """Remove a customer's events, dead-letter rows and customer row; returns events removed."""
+        """Remove a customer's events, dead-letter rows and customer row, and their id from
+        the prediction log; returns events removed."""
         counts = self._transaction([
             ("DELETE FROM events WHERE customer_id = %s", (customer_id,)),
             ("DELETE FROM rejected_events WHERE customer_id = %s", (customer_id,)),
             ("DELETE FROM customers WHERE customer_id = %s", (customer_id,)),
+            # The customer's answers stay in the prediction log, without their ids.
+            ("UPDATE predictions SET customer_id = NULL, session_id = NULL "
+             "WHERE customer_id = %s", (customer_id,)),
         ])
         return int(counts[0])
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from tailor.events.store import EventStore, StoreUnavailable, connection_lost
+
+if TYPE_CHECKING:  # frames only in annotations: the serving writers import no pandas
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 Reads and writes the file a `sqlite:///path` URL names (its folder is created on
 first use): tables `events`, `rejected_events`, `ingest_runs`, `products` and
-`customers` (no PII). Timestamps are stored as INTEGER epoch microseconds (UTC), so
+`customers` (no PII), and creates `predictions` (the prediction log, written and read by
+`tailor.events.prediction_store`). Timestamps are stored as INTEGER epoch microseconds (UTC), so
 range queries are integer comparisons; frames coming out carry tz-aware UTC times.
 
 Durability: `synchronous=FULL` in WAL mode syncs the log on every commit, so an event
@@ -39,7 +40,8 @@ from tailor.events.frames import (
 )
 from tailor.events.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS, PRODUCT_COLUMNS
 from tailor.events.sql_reads import SqlEventReads
-from tailor.events.store import IngestRun
+from tailor.events.prediction_store import SQLITE_SCHEMA_SQL as PREDICTIONS_SCHEMA_SQL
+from tailor.events.store import IngestRun, sqlite_path
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -124,20 +126,9 @@ _EVENT_INSERT = (f"INSERT OR IGNORE INTO events ({', '.join(EVENT_TABLE_COLUMNS)
 _EVENT_INSERT_MANY = (f"INSERT OR IGNORE INTO events ({', '.join(EVENT_TABLE_COLUMNS)}) "
                       f"VALUES {', '.join([_EVENT_VALUES] * ROWS_PER_INSERT)}")
 _EVENT_SELECT = "seq, " + ", ".join(EVENT_COLUMNS) + ", received_at"
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a `sqlite:///path` URL (`:memory:` allowed); query strings dropped.
-
-    Raises:
-        InputError: the URL is not a sqlite:/// URL or names no file.
-    """
-    if not url.startswith("sqlite:///"):
-        raise InputError(f"not a SQLite URL (expected sqlite:///path): {url!r}")
-    path = url[len("sqlite:///"):].split("?", 1)[0]
-    if not path:
-        raise InputError(f"SQLite URL names no file: {url!r}")
-    return path
+# A deleted customer's answers stay in the prediction log, without their ids.
+_FORGET_PREDICTIONS = ("UPDATE predictions SET customer_id = NULL, session_id = NULL "
+                       "WHERE customer_id = ?")
 
 
 def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
@@ -228,6 +219,7 @@ class SqliteEventStore(SqlEventReads):
         with self._lock:
             connection = self._connect()
             connection.executescript(SCHEMA_SQL)
+            connection.executescript(PREDICTIONS_SCHEMA_SQL)
             present = {row[1] for row in connection.execute("PRAGMA table_info(ingest_runs)")}
             for column, definition in INGEST_RUN_ADDED_COLUMNS:
                 if column not in present:
@@ -283,7 +275,8 @@ class SqliteEventStore(SqlEventReads):
                 "future_timestamp": int(row[2])}
 
     def delete_customer(self, customer_id: str) -> int:
-        """Remove a customer's events, dead-letter rows and customer row; returns events gone."""
+        """Remove a customer's events, dead-letter rows and customer row, and their id from
+        the prediction log; returns events gone."""
         with self._lock:
             connection = self._connect()
             connection.execute("BEGIN IMMEDIATE")
@@ -293,6 +286,7 @@ class SqliteEventStore(SqlEventReads):
                 connection.execute("DELETE FROM rejected_events WHERE customer_id = ?",
                                    (customer_id,))
                 connection.execute("DELETE FROM customers WHERE customer_id = ?", (customer_id,))
+                connection.execute(_FORGET_PREDICTIONS, (customer_id,))
                 connection.execute("COMMIT")
             except BaseException:
                 _roll_back(connection)

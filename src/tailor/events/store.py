@@ -44,6 +44,20 @@ def connection_lost(error: BaseException) -> bool:
     return False
 
 
+def sqlite_path(url: str) -> str:
+    """The file path of a `sqlite:///path` URL (`:memory:` allowed); query strings dropped.
+
+    Raises:
+        InputError: the URL is not a sqlite:/// URL or names no file.
+    """
+    if not url.startswith("sqlite:///"):
+        raise InputError(f"not a SQLite URL (expected sqlite:///path): {url!r}")
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    if not path:
+        raise InputError(f"SQLite URL names no file: {url!r}")
+    return path
+
+
 @dataclass
 class IngestRun:
     """What one ingest (file import or collector batch) did, as stored in `ingest_runs`."""

@@ -1,7 +1,7 @@
 """The shop's figures for the daily report, from the DuckDB warehouse.
 
-Reads the warehouse's `sessions` and `orders` tables and, once the prediction log has reached
-it, its `predictions` view (`tailor.warehouse`); writes nothing. The counts and sums come
+Reads the warehouse's `sessions` and `orders` tables and its `predictions` view (the server's
+prediction log as `tailor export` copied it to the lake; `tailor.warehouse`); writes nothing. The counts and sums come
 from the SQL in `sql/` beside this file; the ratios (conversion, AOV, fallback rate) are
 computed here, None where nothing was there to divide by. Every figure is an aggregate: no
 customer or session id leaves this module.
@@ -84,7 +84,7 @@ class AnswersDay:
 @dataclass(frozen=True)
 class ShopFigures:
     """The report's warehouse figures; `variants` and `answers` are None when the warehouse
-    has no prediction log (`note` says so)."""
+    has no predictions view (`note` says so), empty when nothing was logged."""
 
     days: list[ShopDay]
     variants: list[VariantDay] | None
@@ -131,9 +131,8 @@ def _figures(settings: Settings, connection: Any, window: dict[str, date]) -> Sh
             for row in connection.execute(load_sql("shop_by_day"), window).fetchall()]
     if not _has_relation(connection, PREDICTIONS):
         return ShopFigures(days, None, None, note=(
-            "the warehouse has no prediction log yet (no predictions view): figures by "
-            "variant and the served answers need the server's prediction log exported to "
-            "the lake (`tailor export`, `tailor warehouse`)"))
+            "the warehouse has no predictions view (it was built before the prediction "
+            "log): figures by variant and the served answers need `tailor warehouse` once"))
     variants_sql = load_sql("variants_by_day").format(
         session_gap_minutes=int(settings.events_session_gap_minutes))
     variants = [VariantDay(day=row[0], model=str(row[1]), variant=str(row[2]),

@@ -15,6 +15,10 @@ reads nothing. Names:
     tailor_incentive_reservations_total{outcome}   checkout incentives against the daily
                                                    budget: granted, budget_spent or
                                                    ledger_unavailable (offered nothing)
+    tailor_predictions_logged_total{endpoint}      answers written to the prediction log
+    tailor_predictions_dropped_total{reason}       answers the prediction log lost:
+                                                   queue_full (not waited for) or
+                                                   write_failed (the store refused them)
 
 The metric objects are created once per registry and shared, so building two pipelines in
 one process (tests, a reload) does not fail on duplicate registration.
@@ -52,6 +56,8 @@ class _Collectors:
     load_failures: Any
     incentives: Any
     stale: Any
+    predictions_logged: Any
+    predictions_dropped: Any
     versions: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,7 +92,14 @@ def _create(registry: Any) -> _Collectors:
                       registry=registry),
         incentives=Counter("tailor_incentive_reservations",
                            "Checkout incentives checked against the daily budget, by outcome.",
-                           ["outcome"], registry=registry))
+                           ["outcome"], registry=registry),
+        predictions_logged=Counter("tailor_predictions_logged",
+                                   "Answers written to the prediction log, by endpoint.",
+                                   ["endpoint"], registry=registry),
+        predictions_dropped=Counter("tailor_predictions_dropped",
+                                    "Answers the prediction log did not record: queue_full "
+                                    "(the request was not held up) or write_failed.",
+                                    ["reason"], registry=registry))
 
 
 def _collectors(registry: Any) -> _Collectors:
@@ -154,6 +167,14 @@ class ServingMetrics:
         ledger_unavailable, or released (granted, then given back: its request had run
         out of time)."""
         self._metrics.incentives.labels(outcome=outcome).inc()
+
+    def predictions_logged(self, endpoint: str, count: int) -> None:
+        """`count` answers of `endpoint` written to the prediction log."""
+        self._metrics.predictions_logged.labels(endpoint=endpoint).inc(count)
+
+    def predictions_dropped(self, reason: str, count: int = 1) -> None:
+        """`count` answers not recorded: `queue_full` or `write_failed`."""
+        self._metrics.predictions_dropped.labels(reason=reason).inc(count)
 
     def value(self, name: str, labels: dict[str, str]) -> float:
         """The current value of one sample (0 when it was never recorded), e.g.

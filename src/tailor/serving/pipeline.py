@@ -4,8 +4,10 @@ Reads: the MLflow registry (models by alias, `tailor.serving.model_slots`), the 
 store (`homepage` and `checkout` services, `tailor.features.online`), the privacy exclusion
 list, the warehouse catalogue and popularity (at start-up). Writes: the BentoML model store
 (versions it loads, `tailor.serving.model_store`), the daily incentive ledger (each
-incentive offered reserves its expected cost, `tailor.serving.offer_budget`), Prometheus
-metrics (`tailor.serving.metrics`) and logs; nothing else.
+incentive offered reserves its expected cost, `tailor.serving.offer_budget`), the prediction
+log (every answer, queued for a background writer into the event store's `predictions`
+table, `tailor.serving.prediction_recorder`), Prometheus metrics (`tailor.serving.metrics`)
+and logs; nothing else.
 
 Each model follows the alias or version number of its `serving.<model>_model` setting,
 which the answers report as `variant`.
@@ -47,6 +49,7 @@ from tailor.serving.homepage import HomepageRanker
 from tailor.serving.metrics import ServingMetrics
 from tailor.serving.model_slots import ModelSlot, ModelWatcher
 from tailor.serving.offer_budget import budget_status, within_daily_budget
+from tailor.serving.prediction_recorder import PredictionRecorder
 from tailor.serving.schemas import (
     AlsoBoughtRequest, AlsoBoughtResponse, CheckoutOfferRequest, CheckoutOfferResponse,
     HomepageRequest, HomepageResponse, RecommendedItem, set_max_k,
@@ -104,11 +107,14 @@ class ServingPipeline:
             For server processes: a full collection walks every object the libraries and
             models hold (millions), a pause of 100 ms or more every few seconds under load,
             which was most of a server's p99. Tests that build many pipelines leave it off.
+        record_predictions: write every answer to the prediction log (when
+            `monitoring.prediction_log` is on too). The adaptive-batching scorer passes
+            False: the service that returns its answers records them (`record_answers`).
     """
 
     def __init__(self, settings: Settings, *, start_watcher: bool = True,
                  metrics: ServingMetrics | None = None, ledger: Ledger | None = None,
-                 freeze_heap: bool = False) -> None:
+                 freeze_heap: bool = False, record_predictions: bool = True) -> None:
         from tailor.features.online import OnlineFeatureReader
 
         started = time.perf_counter()
@@ -128,6 +134,7 @@ class ServingPipeline:
         self.watcher = ModelWatcher(self.slots, settings.serving_reload_seconds,
                                     on_switch=self._on_switch)
         self._freeze_heap = freeze_heap
+        self.predictions = self._prediction_recorder(record_predictions)
         self._load()
         if freeze_heap:
             gc.collect()
@@ -146,6 +153,14 @@ class ServingPipeline:
         return {name: ModelSlot(self.settings, name, self._reference(name), metrics=self.metrics,
                                 prepare=prepare)
                 for name, prepare in preparers.items()}
+
+    def _prediction_recorder(self, wanted: bool) -> PredictionRecorder | None:
+        """The prediction log's writer, started; None when answers are not recorded."""
+        if not (wanted and self.settings.monitoring_prediction_log):
+            return None
+        return PredictionRecorder.from_settings(
+            self.settings, self.metrics,
+            is_excluded=lambda customer_id: customer_id in self.exclusions).start()
 
     def _reference(self, name: str) -> str:
         """The alias or version number `serving.<name>_model` names (the answer's variant)."""
@@ -219,14 +234,24 @@ class ServingPipeline:
             "catalogue": {"products": len(self.catalogue), "error": self.catalogue.error},
             "excluded_customers": len(self.exclusions),
             "incentive_budget": budget_status(self.ledger),
+            "prediction_log": self.predictions.status() if self.predictions else None,
             "timeout_ms": self.settings.serving_timeout_ms,
         }
 
     def close(self) -> None:
-        """Stop the model watcher and the worker threads."""
+        """Stop the model watcher and the worker threads; write the queued predictions."""
         self._closed = True
         self.watcher.stop()
         self.deadlines.close()
+        if self.predictions is not None:
+            self.predictions.close()
+
+    def record_answers(self, endpoint: str, requests: Sequence[Any],
+                       responses: Sequence[Any]) -> None:
+        """Queue answers for the prediction log (never blocks): the pipeline's own methods
+        call it, and the service calls it with the batching scorer's answers it returns."""
+        if self.predictions is not None:
+            self.predictions.record(endpoint, requests, responses)
 
     # -- shared helpers ----------------------------------------------------------------------
 
@@ -267,7 +292,9 @@ class ServingPipeline:
         started = time.perf_counter()
         answers = self._guarded(endpoint, work, requests, fallback)
         self._record(endpoint, answers, started)
-        return [answer.response for answer in answers]
+        responses = [answer.response for answer in answers]
+        self.record_answers(endpoint, requests, responses)
+        return responses
 
     async def _within_budget(self, endpoint: str,
                              work: Callable[[Sequence[Any]], list[_Answer]], request: Any,
@@ -283,6 +310,7 @@ class ServingPipeline:
             failed=lambda error: fallback(request, INTERNAL_ERROR,
                                           f"internal error: {_describe(error)}"))
         self._record(endpoint, [answer], started)
+        self.record_answers(endpoint, [request], [answer.response])
         return answer.response
 
     # -- homepage ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The DuckDB warehouse over the Parquet lake: events, customers, products, orders, sessions."""
+"""The DuckDB warehouse over the Parquet lake: events, customers, products, predictions, orders,
+sessions."""
 
 from tailor.warehouse.duckdb_warehouse import open_warehouse, query_warehouse, refresh_warehouse
 

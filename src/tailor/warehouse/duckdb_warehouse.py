@@ -1,10 +1,12 @@
 """The DuckDB warehouse: views over the Parquet lake plus the derived orders and sessions tables.
 
 Reads: the lake written by `tailor.events.lake` (`<lake>/events/**/*.parquet` hive
-partitions, `<lake>/products/products.parquet`, `<lake>/customers/customers.parquet`).
+partitions, `<lake>/products/products.parquet`, `<lake>/customers/customers.parquet`,
+`<lake>/predictions/**/*.parquet`, the prediction log).
 Writes: the DuckDB file at `settings.warehouse_file`, holding
 
-    events, products, customers   views over the lake files (always as fresh as the lake)
+    events, products, customers,  views over the lake files (always as fresh as the lake)
+    predictions
     orders, sessions              tables rebuilt by each refresh (run it after each export)
 
 The SQL lives in `sql/*.sql` beside this file, written to port to Spark or Snowflake.
@@ -30,13 +32,14 @@ from tailor.sql_files import load_sql
 log = logging.getLogger(__name__)
 
 SQL_PACKAGE = "tailor.warehouse"  # its sql/ folder: the views' and tables' queries
-VIEWS: tuple[str, ...] = ("events", "products", "customers")
+VIEWS: tuple[str, ...] = ("events", "products", "customers", "predictions")
 DERIVED_TABLES: tuple[str, ...] = ("orders", "sessions")
 TABLES: tuple[str, ...] = VIEWS + DERIVED_TABLES
 # Lakes DuckDB reads natively through httpfs; anything else non-local goes through fsspec.
 HTTPFS_PROTOCOLS: frozenset[str] = frozenset({"s3", "s3a", "gs", "gcs", "r2", "http", "https"})
 
 _LAKE_FILES = {"products": "products/products.parquet", "customers": "customers/customers.parquet"}
+_LAKE_DATASETS = ("events", "predictions")  # hive-partitioned folders of Parquet files
 
 
 def sql_literal(text: str) -> str:
@@ -110,14 +113,17 @@ def open_warehouse(settings: Settings, read_only: bool = True) -> duckdb.DuckDBP
 
 
 def create_lake_views(connection: duckdb.DuckDBPyConnection, lake_url: str) -> None:
-    """(Re)create the events, products and customers views; typed empty views for missing files."""
+    """(Re)create the events, predictions, products and customers views; typed empty views
+    for missing files."""
     fs, root, duck_root = _lake_location(lake_url)
-    if fs.glob(f"{root}/events/**/*.parquet"):
-        events_glob = sql_literal(f"{duck_root}/events/**/*.parquet")
-        connection.execute(load_sql(SQL_PACKAGE, "events_view").format(events_glob=events_glob))
-    else:
-        log.info("warehouse: no event files in %s yet; events is an empty view", lake_url)
-        connection.execute(load_sql(SQL_PACKAGE, "events_empty"))
+    for dataset in _LAKE_DATASETS:
+        if fs.glob(f"{root}/{dataset}/**/*.parquet"):
+            glob = sql_literal(f"{duck_root}/{dataset}/**/*.parquet")
+            connection.execute(load_sql(SQL_PACKAGE, f"{dataset}_view").format(**{f"{dataset}_glob": glob}))
+        else:
+            log.info("warehouse: no %s files in %s yet; %s is an empty view", dataset,
+                     lake_url, dataset)
+            connection.execute(load_sql(SQL_PACKAGE, f"{dataset}_empty"))
     for view, relative in _LAKE_FILES.items():
         if fs.exists(f"{root}/{relative}"):
             literal = sql_literal(f"{duck_root}/{relative}")
@@ -158,7 +164,7 @@ def refresh_warehouse(settings: Settings) -> dict[str, int]:
         settings: uses `warehouse_file` (its folder is created) and `lake_root`.
 
     Returns:
-        Row count per table: events, products, customers, orders, sessions.
+        Row count per table: events, products, customers, predictions, orders, sessions.
     """
     connection = open_warehouse(settings, read_only=False)
     try:
@@ -183,7 +189,7 @@ def query_warehouse(settings: Settings, sql: str,
 
     Args:
         settings: uses `warehouse_file` and `lake_root`.
-        sql: a query over events, products, customers, orders, sessions.
+        sql: a query over events, products, customers, predictions, orders, sessions.
         params: values for `?` or `$name` placeholders (pass values this way, never formatted in).
 
     Returns:

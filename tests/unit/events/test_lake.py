@@ -16,6 +16,7 @@ import pytest
 
 from tailor.config import Settings, load_settings
 from tailor.events import lake as lake_module
+from tailor.events import lake_files as lake_files_module
 from tailor.events.lake import Lake, export_lake, read_watermark
 from tailor.events.schema import validate_events
 from tailor.events.store import EventStore, IngestRun, open_event_store
@@ -138,17 +139,18 @@ def test_crash_between_files_and_watermark_duplicates_nothing(
     ingest(store, make_events(0, 6), "b1")
     export_lake(settings, progress=False)
     ingest(store, make_events(100, 3, start="2026-02-28T00:20:00Z"), "b2")
-    real_write_watermark = lake_module.write_watermark
+    real_write_watermark = lake_files_module.write_watermark
 
-    def crash_on_commit(lake: Lake, watermark: lake_module.Watermark) -> None:
+    def crash_on_commit(lake: Lake, watermark: lake_module.Watermark,
+                        dataset: str = "events") -> None:
         if not watermark.pending and watermark.seq > 6:  # the files are written; die before this
             raise KeyboardInterrupt("simulated crash")
-        real_write_watermark(lake, watermark)
+        real_write_watermark(lake, watermark, dataset)
 
-    monkeypatch.setattr(lake_module, "write_watermark", crash_on_commit)
+    monkeypatch.setattr(lake_files_module, "write_watermark", crash_on_commit)
     with pytest.raises(KeyboardInterrupt):
         export_lake(settings, progress=False)
-    monkeypatch.setattr(lake_module, "write_watermark", real_write_watermark)
+    monkeypatch.setattr(lake_files_module, "write_watermark", real_write_watermark)
 
     crashed = read_lake_events(settings)
     assert len(crashed) == 9  # the crashed run's files are there...

@@ -48,19 +48,24 @@ def test_the_prediction_log_gives_answers_and_fallbacks_per_endpoint(
     assert checkout.fallback_rate == 1.0
 
 
-def test_without_a_prediction_log_the_variants_say_why(report_settings: Settings,
-                                                       tmp_path) -> None:
+def test_a_day_without_logged_answers_has_no_variant_rows(report_settings: Settings) -> None:
+    figures = shop_figures(report_settings, date(2026, 2, 28), date(2026, 2, 28))
+    assert figures.variants == [] and figures.answers == [] and figures.note == ""
+
+
+def test_a_warehouse_built_before_the_prediction_log_says_why(report_settings: Settings,
+                                                              tmp_path) -> None:
     import duckdb
     import shutil
 
     copy = report_settings.replace(warehouse_path=str(tmp_path / "copy.duckdb"))
     shutil.copy(report_settings.warehouse_file, copy.warehouse_file)
     connection = duckdb.connect(str(copy.warehouse_file))
-    connection.execute("DROP TABLE predictions")
+    connection.execute("DROP VIEW predictions")  # a warehouse built before the log
     connection.close()
     figures = shop_figures(copy, REPORT_DAY, REPORT_DAY)
     assert figures.variants is None and figures.answers is None
-    assert "no prediction log" in figures.note
+    assert "no predictions view" in figures.note
     assert figures.days[0].sessions == EXPECTED_DAY["sessions"]
 
 

@@ -90,7 +90,8 @@ def test_refresh_counts_and_orders_match_hand_computed_values(settings: Settings
     tables = refresh_warehouse(settings)
 
     # Sessions: s1, s2, s9, three derived for c4 (gaps of hours), two derived for c5.
-    assert tables == {"events": 17, "products": 3, "customers": 2, "orders": 5, "sessions": 8}
+    assert tables == {"events": 17, "products": 3, "customers": 2, "predictions": 0, "orders": 5,
+                      "sessions": 8}
     orders = query_warehouse(settings, "SELECT * FROM orders").set_index("order_id")
     assert orders.loc["o1", ["customer_id", "n_items", "n_products"]].tolist() == ["c1", 3, 2]
     assert orders.loc["o1", "revenue"] == pytest.approx(25.0)
@@ -141,7 +142,8 @@ def test_events_view_exposes_partitions_and_follows_new_exports(settings: Settin
 def test_empty_lake_gives_typed_empty_tables(settings: Settings) -> None:
     tables = refresh_warehouse(settings)
 
-    assert tables == {"events": 0, "products": 0, "customers": 0, "orders": 0, "sessions": 0}
+    assert tables == {"events": 0, "products": 0, "customers": 0, "predictions": 0, "orders": 0,
+                      "sessions": 0}
     assert settings.warehouse_file.is_file()
     with open_warehouse(settings) as connection:
         types = dict(connection.execute("SELECT column_name, data_type FROM "
