@@ -6,12 +6,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.
 DEMO_HOME ?= .tailor/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench clean help
+.PHONY: setup demo test bench proof clean help
 
 help:
 	@echo "make demo   - set up, then run the whole loop on a simulated shop (no services needed)"
 	@echo "make test   - set up, then run the test suite (skips service tests when PostgreSQL/Redis are down)"
 	@echo "make bench  - run the benchmarks in bench/ (minutes; results belong in docs/benchmarks.md)"
+	@echo "make proof  - the monitoring loop on a simulated seasonal shift (about five minutes)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+proof: setup
+	TAILOR_PROOF=1 $(BIN)/python -m pytest tests/model/test_monitoring_shift.py $(PYTEST_ARGS)
 
 bench: setup
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -135,4 +135,6 @@ def add_decisions(settings: Settings) -> None:
             decided_at, version, decision, f"{decision} on the newest window",
             {"metric": "precision_at_10", "baseline": baseline, "current": current,
              "drop": (baseline - current) / baseline, "z": z, "source": "served version",
+             "served": {"precision_at_10": current - 0.01, "answers": 1234.0}
+             if model == "homepage" else None,
              "drift": flags}))

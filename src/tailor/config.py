@@ -377,6 +377,11 @@ class Settings(BaseModel):
         "A drop past max_drop counts only when sampling noise explains it with less than this "
         "probability (one-sided test on the two samples' standard errors).",
         gt=0, lt=0.5)
+    monitoring_label_days: float = _setting(
+        "monitoring", 7.0,
+        "Days after an answer is served in which a purchase counts for it: the served "
+        "answers' accuracy scores only answers at least this old (their labels matured).",
+        gt=0)
     monitoring_window_days: float = _setting(
         "monitoring", 0.0,
         "Days of newest data a round measures each champion on; 0 = as long as the "

@@ -74,6 +74,7 @@ class ModelRound:
     popularity_current: float | None = None  # ... and on the window
     baseline_se: float | None = None  # standard errors of baseline and current
     current_se: float | None = None
+    served: dict[str, float] | None = None  # the served answers' own accuracy (labels matured)
     drift: list[DriftResult] = field(default_factory=list)
     challenger_version: str | None = None
     challenger: float | None = None
@@ -105,7 +106,8 @@ class ModelRound:
                 "drop": self.drop,
                 "popularity_baseline": self.popularity_baseline,
                 "popularity_current": self.popularity_current, "baseline_se": self.baseline_se,
-                "current_se": self.current_se, "z": self.z, "source": self.source,
+                "current_se": self.current_se, "z": self.z, "served": self.served,
+                "source": self.source,
                 "challenger_version": self.challenger_version, "challenger": self.challenger,
                 "new_champion": self.new_champion,
                 "drift": [result.to_dict() for result in self.drift]}
@@ -214,7 +216,7 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
                          f"{end:%Y-%m-%d %H:%M}: {earlier.reason}")
         result.champion_version = earlier.champion_version
         for key in ("current", "source", "challenger_version", "challenger", "new_champion",
-                    "popularity_current", "current_se"):
+                    "popularity_current", "current_se", "served"):
             setattr(result, key, earlier.evidence.get(key))
         return result
     if end <= reference.data_to:
@@ -230,6 +232,7 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
         return result
     result.current, result.source = measured.primary, measured.source
     result.popularity_current, result.current_se = measured.popularity, measured.se
+    result.served = _served(settings, data, model, start, end, reference.k)
     result.drift = _drift(settings, model, reference, data, start, measured, version)
     drop = result.drop
     needed = NormalDist().inv_cdf(1.0 - settings.monitoring_significance)
@@ -257,13 +260,30 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     return result
 
 
+def _served(settings: Settings, data: Any, model: str, start: pd.Timestamp, end: pd.Timestamp,
+            k: int) -> dict[str, float] | None:
+    """The served answers' accuracy on the window (evidence; None without matured answers)."""
+    from tailor.monitoring.served_accuracy import served_accuracy
+
+    try:
+        return served_accuracy(settings, data, model, start, end, k)
+    except Exception as error:  # evidence only: a missing log never stops a round
+        log.warning("%s: served answers not measured: %s: %s", model, type(error).__name__,
+                    error)
+        return None
+
+
 def _against(result: ModelRound) -> str:
     """What the popularity baseline scored on the same customers, for context: a window whose
     shoppers are harder to predict lowers both."""
+    served = ""
+    if result.served and result.metric in result.served:
+        served = (f"; as served: {result.served[result.metric]:.4f} over "
+                  f"{int(result.served['answers']):,} answers")
     if not result.popularity_baseline or result.popularity_current is None:
-        return ""
+        return f" ({served[2:]})" if served else ""
     return (f" (popularity: {result.popularity_current:.4f} here, "
-            f"{result.popularity_baseline:.4f} on the holdout)")
+            f"{result.popularity_baseline:.4f} on the holdout{served})")
 
 
 def _z_text(result: ModelRound) -> str:

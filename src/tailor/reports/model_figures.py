@@ -2,8 +2,8 @@
 drift flags of its newest monitoring round.
 
 Reads the audit table `monitoring_decisions` (`tailor.monitoring.audit.history`: one row per
-model and round, with the metric, baseline, current value and the Evidently verdicts as
-evidence); writes nothing. A model that never had a round is listed as such.
+model and round, with the metric, baseline, current value, the served answers' own accuracy
+and the Evidently verdicts as evidence); writes nothing. A model that never had a round is listed as such.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class ModelStatus:
     current: float | None = None
     drop: float | None = None  # relative drop below the baseline; negative: it rose
     z: float | None = None  # standard errors the current value lies below the baseline
+    served: float | None = None  # the metric of the answers actually served (labels matured)
+    served_answers: int | None = None  # how many served answers that is over
     source: str | None = None  # served version, backtest, no new data
     window_start: str | None = None
     window_end: str | None = None
@@ -105,11 +107,15 @@ def model_figures(settings: Settings, since: datetime, cutoff: datetime
 
 def _status(decision: Any) -> ModelStatus:
     evidence = decision.evidence
+    served = evidence.get("served") or {}
+    metric = evidence.get("metric")
     return ModelStatus(
         model=decision.model, decision=decision.decision, reason=decision.reason,
         decided_at=decision.decided_at, champion_version=decision.champion_version,
-        metric=evidence.get("metric"), baseline=evidence.get("baseline"),
+        metric=metric, baseline=evidence.get("baseline"),
         current=evidence.get("current"), drop=evidence.get("drop"), z=evidence.get("z"),
+        served=served.get(metric) if metric else None,
+        served_answers=int(served["answers"]) if "answers" in served else None,
         source=evidence.get("source"), window_start=decision.window_start,
         window_end=decision.window_end,
         drift=[DriftFlag(item.get("dataset", "?"), int(item.get("columns") or 0),

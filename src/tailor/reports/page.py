@@ -156,18 +156,23 @@ def models_section(report: DailyReport) -> str:
                    formats.DASH if status.drop is None else f"{-100 * status.drop:+.1f}%")
             + cell(element_id("accuracy", status.model, "z"), status.z,
                    formats.DASH if status.z is None else f"{status.z:.2f}")
+            + cell(element_id("accuracy", status.model, "served"), status.served,
+                   formats.metric(status.served) + (f" ({status.served_answers:,} answers)"
+                                                    if status.served_answers else ""))
             + text_cell(status.decision or "no round", flag if status.decision else "text")
             + text_cell(status.decided_at or formats.DASH) + text_cell(status.reason))
     return ("<h2>Models against their baselines</h2>\n"
             + table("accuracy", ["model", "champion", "metric", "baseline", "now", "change",
-                                 "std. errors below", "decision", "decided at", "reason"], rows)
+                                 "std. errors below", "as served", "decision", "decided at",
+                                 "reason"], rows)
             + (plot_accuracy(report.accuracy, report.max_drop) if report.accuracy else "")
             + note(f"The newest monitoring round of each model decided by "
                    f"{report.decisions_cutoff.isoformat()} (`tailor monitor`, table "
                    "monitoring_decisions): the champion's primary metric on the newest window "
                    f"against its holdout baseline; a drop past {report.max_drop:.0%} that is "
                    "also beyond sampling noise (standard errors below the baseline, "
-                   "monitoring.significance) alerts."))
+                   "monitoring.significance) alerts. \"As served\": the same metric of the "
+                   "answers the server gave, once their labels matured (prediction log)."))
 
 
 def drift_section(report: DailyReport) -> str:

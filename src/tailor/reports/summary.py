@@ -48,6 +48,8 @@ def summary_text(report: DailyReport, paths: dict[str, str]) -> str:
                    for flag in status.drift if flag.flagged]
         figures = (f"{status.metric} {formats.metric(status.current)} vs baseline "
                    f"{formats.metric(status.baseline)}" if status.metric else "")
+        if status.served is not None:
+            figures += f" (as served {formats.metric(status.served)})"
         lines.append(f"  {status.model}: {status.decision or 'no round yet'}"
                      + (f", {figures}" if figures else "")
                      + (f"; drift in {', '.join(drifted)}" if drifted else ""))

@@ -19,8 +19,9 @@ from tailor.simulate.behaviour import QUERY_WORDS
 
 EVENT_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
 # Garbled spellings a broken client might send; codes len(EVENT_TYPES) + i (malformed rows).
+# None of them is a known type in another case or with other separators (import reads those).
 GARBLED_EVENT_TYPES: tuple[str, ...] = (
-    "page_vi3w", "product-view", "se@rch", "add_to_cart!", "remove_from_c@rt", "checkout_st@rt",
+    "page_vi3w", "pr0duct_view", "se@rch", "add_t0_cart", "remove_from_c@rt", "checkout_st@rt",
     "purch@se", "cl!ck", "email_0pen", "email_cl!ck",
 )
 UNKNOWN_PRODUCT_SLOTS = 1_000  # product ids after the catalogue's, used for unknown_product faults

@@ -68,6 +68,8 @@ def test_variants_models_drift_and_answers_have_their_cells(page: str) -> None:
     assert found["accuracy-homepage-current"] == ("0.17", "0.1700")
     assert found["accuracy-homepage-drop"][1] == "-15.0%"
     assert found["accuracy-homepage-z"] == ("3.5", "3.50")
+    assert found["accuracy-homepage-served"] == (repr(0.17 - 0.01), "0.1600 (1,234 answers)")
+    assert found["accuracy-churn-served"] == ("", "–")
     assert found["drift-homepage-profile"] == ("2", "2/12")
     assert found["answers-checkout_offer-fallback_rate"] == ("1.0", "100.00%")
 
