@@ -8,7 +8,8 @@ bare list, whose malformed JSON BentoML would answer with a 500), the event coll
 pipeline has started, while a model that exists failed to load, and while the collector's
 event store refuses writes; the reason goes to the log once a minute), the OpenAPI spec at
 `/docs.json`, and Tailor's own `/` (a script-free index of the endpoints, in place of
-BentoML's Swagger page) and `/metrics` (every `tailor_*` series, summed over the workers).
+BentoML's Swagger page), `/metrics` (every `tailor_*` series, summed over the workers) and
+`/dashboard` (the newest daily report page of `tailor report`).
 Every path but health, the index and the spec needs a secret key (and `/metrics` too unless
 `serving.metrics_without_key`); bodies are capped at `serving.max_request_bytes`, request
 heads at `serving.max_header_bytes` and `serving.max_header_count` (431); every answer
@@ -47,6 +48,7 @@ from starlette.routing import Route
 
 from tailor.events.collector.app import create_collector_app
 from tailor.features.collector_hook import session_feature_hook
+from tailor.reports.files import latest_page
 from tailor.server import ENDPOINTS
 from tailor.serving.http import OPEN_PATHS as SERVING_OPEN_PATHS
 from tailor.serving.http import ApiKeyMiddleware, BodyLimitMiddleware
@@ -78,9 +80,10 @@ COLLECTOR_PREFIX = "/collect"
 # serving.metrics_without_key) needs a secret key.
 OPEN_PATHS = SERVING_OPEN_PATHS + (("/metrics",) if SETTINGS.serving_metrics_without_key else ())
 OPEN_PREFIXES = (COLLECTOR_PREFIX,)
-SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/schema.json")
+SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/schema.json",
+                 "/dashboard")
 COLLECTOR_APP = create_collector_app(SETTINGS, commit_hook=session_feature_hook(SETTINGS))
-OPS_APP = create_ops_app(ENDPOINTS)
+OPS_APP = create_ops_app(ENDPOINTS, dashboard_page=latest_page(SETTINGS))
 BATCH_LIMIT = Field(min_length=1, max_length=SETTINGS.serving_max_batch_size)
 HomepageBatch = Annotated[list[HomepageRequest], BATCH_LIMIT]
 CheckoutBatch = Annotated[list[CheckoutOfferRequest], BATCH_LIMIT]

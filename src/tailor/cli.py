@@ -414,6 +414,33 @@ def monitor(
 
 
 @app.command()
+def report(
+    mail: bool = typer.Option(False, "--mail",
+                              help="Mail the summary with the page attached to mail.recipients "
+                                   "(it waits in the outbox while the SMTP server is down)."),
+    day: Optional[str] = typer.Option(None, "--date",
+                                      help="The UTC day to report (YYYY-MM-DD); default "
+                                           "yesterday."),
+    home: Optional[Path] = HOME_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The daily report and dashboard: conversion, AOV and revenue by day and variant, the
+    models against their baselines, drift flags, latency and fallbacks; written to
+    reports/daily/ (latest.html is what /dashboard serves) and, with --mail, sent to the team."""
+    with _job(home) as settings:
+        from datetime import date
+
+        from tailor.reports.job import run_daily_report
+
+        try:
+            wanted = date.fromisoformat(day) if day is not None else None
+        except ValueError:
+            raise InputError(f"--date must be a day as YYYY-MM-DD, got {day!r}") from None
+        run = run_daily_report(settings, wanted, mail=mail)
+    _emit(run.to_dict(), as_json, run.summary_line())
+
+
+@app.command()
 def recommend(
     customer: str = typer.Argument(..., help="The customer id."),
     k: int = typer.Option(10, min=1, help="Number of products."),

@@ -42,6 +42,9 @@ RENAMED = {
     "alerts_smtp_port": "mail_port",
 }
 MAIL_PASSWORD_ENV = "TAILOR_MAIL_PASSWORD"
+# The secret key the daily report reads the server's /metrics with (never a setting: keys
+# are stored hashed, so the plain key comes from the environment like the mail password).
+REPORT_METRICS_KEY_ENV = "TAILOR_REPORT_METRICS_KEY"
 _ADDRESS = re.compile(r'^[^@\s<>,;:"()\[\]]+@[^@\s<>,;:"()\[\]]+$')
 
 
@@ -446,6 +449,19 @@ class Settings(BaseModel):
         "mail", 7.0,
         "Days a delivered message is kept in <home>/outbox/sent/; 0 deletes it once delivered.",
         ge=0)
+
+    # -- report --------------------------------------------------------------------------
+    report_days: int = _setting(
+        "report", 14,
+        "Days the daily report and /dashboard show, ending with the report's day (UTC).",
+        ge=1, le=366)
+    report_metrics_url: str = _setting(
+        "report", "",
+        "The Tailor server's Prometheus endpoint the daily report reads latency and error "
+        "rates from. Empty: http://<serving.host>:<serving.port>/metrics. Its secret key comes "
+        f"from the {REPORT_METRICS_KEY_ENV} environment variable (or set "
+        "serving.metrics_without_key).",
+        rule="empty or an http:// or https:// URL", pattern=r"^(|https?://\S+)$")
 
     # -- serving -------------------------------------------------------------------------
     serving_host: str = _setting(

@@ -54,6 +54,7 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("GET  /collect/tailor.js", "the browser tracker"),
     ("GET  /healthz /livez /readyz", "health, no key"),
     ("GET  /metrics", "Prometheus metrics (secret key)"),
+    ("GET  /dashboard", "the daily report: the shop, models, serving (secret key)"),
     ("GET  /docs.json", "the OpenAPI spec, no key"),
     ("GET  /", "this list of endpoints, no key"),
 )

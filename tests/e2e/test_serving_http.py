@@ -149,6 +149,30 @@ def test_health_the_index_and_the_spec_need_no_key(serving) -> None:
     assert serving.get("/metrics", key=serving.secret_key).status_code == 200
 
 
+def test_the_dashboard_is_the_daily_report_with_this_servers_latency(
+        serving, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tailor report` reads this server's /metrics with a secret key; /dashboard (secret key
+    only) serves the page it wrote, with the homepage's latency in it."""
+    from tailor.config import REPORT_METRICS_KEY_ENV
+    from tailor.reports.job import run_daily_report
+
+    for _ in range(3):
+        assert serving.post("/homepage", {"customer_id": serving.home.known_buyer}).is_success
+    monkeypatch.setenv(REPORT_METRICS_KEY_ENV, serving.secret_key)
+    settings = serving.home.settings.replace(report_metrics_url=serving.url + "/metrics")
+    run = run_daily_report(settings, refresh=False)
+    assert run.payload["server"]["status"] == "read", run.payload["server"]["note"]
+    homepage = run.payload["server"]["endpoints"][0]
+    assert homepage["endpoint"] == "homepage" and homepage["requests"] >= 3
+    assert homepage["p50"] is not None
+
+    assert serving.get("/dashboard").status_code == 401
+    assert serving.get("/dashboard", key=serving.public_key).status_code == 403
+    page = serving.get("/dashboard", key=serving.secret_key)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="latency-homepage-p50" data-value="' + repr(homepage["p50"]) in page.text
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"customer_id": "c1", "k": "ten"}, "k"),
     ({"customer_id": "c1", "k": 0}, "k"),

@@ -9,9 +9,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +18,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from browsers import browser_paths, start_browser
 from collector_process import CollectorProcess, free_port, start_collector
 from tailor.events.keys import create_key
 from tailor.events.store import open_event_store
@@ -28,9 +26,6 @@ from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run")
 CUSTOMER_ID = "c-4242"
 # The journey below, in the order its events happen (each page's page_view is stamped
 # when the page loads, and sent with its time_on_page when the page is left).
@@ -42,25 +37,6 @@ JOURNEY_EVENTS = [
     "page_view", "checkout_start",                    # cart, then checkout
     "page_view", "click", "purchase",                 # sign in (identify), buy
 ]
-
-
-def _browser_paths() -> tuple[str, str]:
-    """Chromium and chromedriver, or a skip (a failure under CI) naming what is missing."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    missing = [name for name, path in (("chromium", chromium), ("chromium-driver", driver))
-               if not path]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium (pip install -e '.[dev]')")
-    if missing:
-        message = ("browser test needs " + ", ".join(missing)
-                   + "; install with: apt-get install -y chromium chromium-driver")
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
-    return str(chromium), str(driver)
 
 
 SECRET_KEYS: dict[Path, str] = {}  # a secret key per collector home, for its /metrics
@@ -82,7 +58,7 @@ def metrics_text(collector: CollectorProcess) -> str:
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
-    _browser_paths()
+    browser_paths()
     home = with_secret_key(tmp_path_factory.mktemp("browser") / "home")
     process = start_collector(home, demo_shop=True)
     yield process
@@ -92,23 +68,11 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorPro
 @pytest.fixture
 def new_browser(tmp_path: Path) -> Iterator[Callable[[], Any]]:
     """Starts browsers with a fresh profile each (no shared localStorage); quits them after."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver_path = _browser_paths()
     drivers = []
 
     def start() -> Any:
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in CHROMIUM_FLAGS:
-            options.add_argument(flag)
-        options.add_argument(f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}")
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(options=options, service=Service(driver_path))
-        driver.implicitly_wait(5)
-        drivers.append(driver)
-        return driver
+        drivers.append(start_browser(tmp_path))
+        return drivers[-1]
 
     yield start
     for driver in drivers:

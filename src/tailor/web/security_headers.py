@@ -12,6 +12,9 @@ Every answer gets `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`, a
 - Pages under `page_prefixes` (the demo shop): `PAGE_POLICY`, scripts, styles, images and
   fetches from its own origin only, plus the inline `<style>` blocks the pages carry; no
   inline scripts, no framing, forms post to the same origin.
+- The daily report at `/dashboard` sets `REPORT_POLICY` itself: a self-contained page whose
+  only needs are its inline styles (the `<style>` block and the inline SVG plots' style
+  attributes); nothing else may load or run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-
 PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
                "base-uri 'none'; form-action 'self'; object-src 'none'")
+REPORT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                 "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 _COMMON: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
