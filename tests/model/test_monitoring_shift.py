@@ -73,13 +73,13 @@ def test_a_shift_is_caught_retrained_and_recovered(tmp_path: Path) -> None:
     # the pre-shift version it replaced, both scored as served, on the same customers.
     from tailor.models.data import load_shop_data
     from tailor.models.evaluate import evaluate_fitted
-    from tailor.monitoring.rounds import _load_fitted
+    from tailor.monitoring.measure import load_fitted
 
     final = rounds[-1][1]
     assert final.champion_version != first.version, story
     data = load_shop_data(settings)
     cutoff = data.end - pd.Timedelta(days=5)
-    scores = {version: evaluate_fitted("homepage", data, _load_fitted("tailor-homepage", version),
+    scores = {version: evaluate_fitted("homepage", data, load_fitted("tailor-homepage", version),
                                        cutoff).primary
               for version in (first.version, final.champion_version)}
     pre_shift = np.mean([r.current for r in before if r.current is not None])

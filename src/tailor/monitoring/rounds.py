@@ -2,7 +2,8 @@
 promote, roll back or escalate (`tailor monitor`, and the scheduler's daily job).
 
 Reads: the warehouse (the newest window; excluded customers left out), the model registry
-(the champion, its reference, earlier champions), the data-quality gate. Writes: one row per
+(the champion, its reference, earlier champions), the data-quality gate; measures through
+`tailor.monitoring.measure` and records through `tailor.monitoring.records`. Writes: one row per
 model in the audit table (`tailor.monitoring.audit`), a run per model in the MLflow
 experiment `tailor-monitoring` with the evidence, `monitoring_*` tags on the champion version,
 Evidently snapshots and HTML reports (`tailor.monitoring.drift`), and, when it retrains, a
@@ -34,10 +35,9 @@ roll back"):
 
 from __future__ import annotations
 
-import json
 import logging
-from statistics import NormalDist
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Callable, Iterable
 
 import pandas as pd
@@ -47,10 +47,11 @@ from tailor.errors import InputError
 from tailor.models.constants import MODEL_NAMES
 from tailor.monitoring import audit
 from tailor.monitoring.drift import DriftResult
+from tailor.monitoring.measure import Measured, drift, measure, score_version, served
+from tailor.monitoring.records import record, round_key, send_alert
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "tailor-monitoring"
 # Decisions after which the model is still below its threshold (`tailor monitor` exits 1).
 STILL_BELOW = frozenset({"escalated", "retrain_blocked", "would_retrain"})
 
@@ -166,7 +167,7 @@ def run_round(settings: Settings, models: Iterable[str] | None = None, *, dry_ru
                 log.exception("monitoring round of %s failed", name)
                 result = ModelRound(name, "failed", f"{type(error).__name__}: {error}")
         if not dry_run and not result.repeated:
-            _record(settings, result, now)
+            record(settings, result, now)
         rounds.append(result)
     return rounds
 
@@ -182,8 +183,8 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     from mlflow.tracking import MlflowClient
 
     from tailor.models.data import NotEnoughData
-    from tailor.training.reference import ReferenceMissing, load_reference
     from tailor.registry.tracking import CHAMPION, tracking_store_exists, use_tracking
+    from tailor.training.reference import ReferenceMissing, load_reference
     from tailor.training.registration import alias_version
     from tailor.training.specs import get_spec
 
@@ -209,7 +210,7 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
                         baseline=reference.baseline,
                         popularity_baseline=reference.popularity,
                         baseline_se=reference.baseline_se)
-    earlier = audit.find(settings, _round_key(model, end, version)) if not dry_run else None
+    earlier = audit.find(settings, round_key(model, end, version)) if not dry_run else None
     if earlier is not None:
         result.decision, result.repeated = earlier.decision, True
         result.reason = (f"already decided at {earlier.decided_at} for the window ending "
@@ -225,15 +226,15 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
                          f"{reference.data_to:%Y-%m-%d %H:%M}): nothing new to measure")
         return result
     try:
-        measured = _measure(settings, client, spec, champion, reference, data, start)
+        measured = measure(settings, client, spec, champion, reference, data, start)
     except NotEnoughData as error:
         result.decision, result.reason = "not_enough_data", f"window {start:%Y-%m-%d} to " \
             f"{end:%Y-%m-%d}: {error}"
         return result
     result.current, result.source = measured.primary, measured.source
     result.popularity_current, result.current_se = measured.popularity, measured.se
-    result.served = _served(settings, data, model, start, end, reference.k)
-    result.drift = _drift(settings, model, reference, data, start, measured, version)
+    result.served = served(settings, data, model, start, end, reference.k)
+    result.drift = drift(settings, model, reference, data, start, measured, version)
     drop = result.drop
     needed = NormalDist().inv_cdf(1.0 - settings.monitoring_significance)
     if drop is not None and drop > settings.monitoring_max_drop and result.z is not None \
@@ -256,21 +257,8 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
         result.decision, result.reason = "would_retrain", alert + "; dry run: nothing done"
         return result
     _act(settings, client, spec, result, data, start, measured, now, alert)
-    _send_alert(settings, model, result)
+    send_alert(settings, model, result)
     return result
-
-
-def _served(settings: Settings, data: Any, model: str, start: pd.Timestamp, end: pd.Timestamp,
-            k: int) -> dict[str, float] | None:
-    """The served answers' accuracy on the window (evidence; None without matured answers)."""
-    from tailor.monitoring.served_accuracy import served_accuracy
-
-    try:
-        return served_accuracy(settings, data, model, start, end, k)
-    except Exception as error:  # evidence only: a missing log never stops a round
-        log.warning("%s: served answers not measured: %s: %s", model, type(error).__name__,
-                    error)
-        return None
 
 
 def _against(result: ModelRound) -> str:
@@ -297,73 +285,8 @@ def _percent(drop: float | None) -> str:
     return f"{abs(drop):.1%} {'below' if drop > 0 else 'above'}"
 
 
-@dataclass
-class _Measured:
-    primary: float
-    source: str
-    scored: pd.DataFrame | None
-    popularity: float | None
-    se: float | None
-
-
-def _measure(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
-             data: Any, start: pd.Timestamp) -> _Measured:
-    """The version's primary metric on the window from `start` (see the module, step 2)."""
-    result, source = _score_version(settings, client, spec, version, reference, data, start)
-    popularity = result.baselines.get("popularity", {}).get(result.primary_metric)
-    return _Measured(result.primary, source, result.scored,
-                     None if popularity is None else float(popularity), result.primary_se)
-
-
-def _score_version(settings: Settings, client: Any, spec: Any, version: Any, reference: Any,
-                   data: Any, start: pd.Timestamp) -> tuple[Any, str]:
-    from tailor.models.evaluate import backtest, evaluate_fitted
-
-    if reference.data_to <= start:
-        fitted = _load_fitted(spec.registered_name, str(version.version))
-        return (evaluate_fitted(spec.name, data, fitted, start, reference.k),
-                "served version on unseen data")
-    from tailor.training.registration import logged_params
-
-    params = spec.from_values(logged_params(client, version), settings)
-    return (backtest(spec.name, data, params, "time", start, reference.k),
-            "backtest of its parameters (its training data covers the window)")
-
-
-def _load_fitted(registered_name: str, version: str) -> Any:
-    """The fitted model object of a registered version (the pyfunc's inner model)."""
-    import mlflow.pyfunc
-
-    from tailor.logs import library_output
-
-    with library_output("mlflow.output"):  # artifact download bars go to the log only
-        loaded = mlflow.pyfunc.load_model(f"models:/{registered_name}/{version}")
-    return loaded.unwrap_python_model().model
-
-
-def _drift(settings: Settings, model: str, reference: Any, data: Any, start: pd.Timestamp,
-           measured: _Measured, version: str) -> list[DriftResult]:
-    """Data drift of the window's customer profiles, and drift of what the model scored."""
-    from tailor.monitoring.drift import compare
-    from tailor.models.profiles import customer_profiles
-
-    window = data.events[data.events["timestamp"] >= start]
-    tags = {"version": version, "window_start": start.isoformat()}
-    results = []
-    pairs = [("profile", reference.profile, customer_profiles(window, data.products))]
-    if measured.scored is not None and len(measured.scored) and len(reference.scored):
-        pairs.append(("scored", reference.scored, measured.scored))
-    for dataset, before, after in pairs:
-        try:
-            results.append(compare(settings, model, dataset, before, after, data.end, tags))
-        except Exception as error:  # a drift report is evidence, never a reason to stop
-            log.warning("%s %s drift report failed: %s: %s", model, dataset,
-                        type(error).__name__, error)
-    return results
-
-
 def _act(settings: Settings, client: Any, spec: Any, result: ModelRound, data: Any,
-         start: pd.Timestamp, measured: _Measured, now: pd.Timestamp, alert: str) -> None:
+         start: pd.Timestamp, measured: Measured, now: pd.Timestamp, alert: str) -> None:
     """Steps 3: gate, challenger, promotion, rollback or escalation (sets the decision)."""
     from tailor.quality.gate import run_quality_gate
 
@@ -422,7 +345,7 @@ def _best_earlier_champion(settings: Settings, client: Any, spec: Any, result: M
     for version in earlier:
         try:
             reference = load_reference(version.run_id, f"v{version.version}")
-            scored, _ = _score_version(settings, client, spec, version, reference, data,
+            scored, _ = score_version(settings, client, spec, version, reference, data,
                                        start)
         except (ReferenceMissing, NotEnoughData) as error:
             log.info("v%s not considered for rollback: %s", version.version, error)
@@ -442,67 +365,3 @@ def _move_champion(settings: Settings, client: Any, registered_name: str, versio
         client.set_registered_model_alias(registered_name, CHAMPION, version)
         client.set_model_version_tag(registered_name, version, "promotion", reason)
     log.info("%s v%s: %s", registered_name, version, reason)
-
-
-def _round_key(model: str, end: pd.Timestamp, version: str | None) -> str:
-    """A round is one model, one champion, one window: the same again does nothing."""
-    return f"{model}|v{version}|{end.isoformat()}"
-
-
-def _record(settings: Settings, result: ModelRound, now: pd.Timestamp) -> None:
-    """The audit row, the MLflow run in `tailor-monitoring` and the version's tags."""
-    if result.window_end is not None:
-        audit.record(settings, audit.Decision(
-            _round_key(result.model, result.window_end, result.champion_version),
-            now.isoformat(), result.model,
-            _iso(result.window_start), _iso(result.window_end), result.champion_version,
-            result.decision, result.reason, result.evidence()))
-    if result.champion_version is None:
-        return
-    try:
-        _log_to_mlflow(settings, result)
-    except Exception as error:  # the audit row holds the decision already
-        log.warning("monitoring: the MLflow record of %s failed: %s", result.model, error)
-
-
-def _log_to_mlflow(settings: Settings, result: ModelRound) -> None:
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from tailor.training.registration import experiment_id
-    from tailor.training.specs import get_spec
-
-    name = get_spec(result.model).registered_name
-    experiment = experiment_id(settings, EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment,
-                          run_name=f"monitor-{result.model}-{result.window_end:%Y-%m-%d}"):
-        mlflow.set_tags({"model": result.model, "decision": result.decision,
-                         "champion_version": result.champion_version,
-                         "new_champion": result.new_champion or "",
-                         "window_start": _iso(result.window_start),
-                         "window_end": _iso(result.window_end)})
-        mlflow.log_metrics({key: float(value) for key, value in (
-            ("baseline", result.baseline), ("current", result.current), ("drop", result.drop),
-            ("challenger", result.challenger)) if value is not None})
-        mlflow.log_dict(result.to_dict(), "decision.json")
-    client = MlflowClient()
-    for key, value in (("monitoring_decision", result.decision),
-                       ("monitoring_window_end", _iso(result.window_end) or ""),
-                       ("monitoring_current", "" if result.current is None
-                        else f"{result.current:.6f}")):
-        client.set_model_version_tag(name, result.champion_version, key, value)
-
-
-def _send_alert(settings: Settings, model: str, result: ModelRound) -> None:
-    """The alert of a drop, on the configured channels (never raises)."""
-    from tailor.mail import send
-    from tailor.quality.alerts import post_webhook
-
-    log.warning("monitoring: %s", result.reason)
-    subject = f"[tailor] {model}: accuracy drop, {result.decision.replace('_', ' ')}"
-    if settings.alerts_webhook_url:
-        post_webhook(settings.alerts_webhook_url, {"text": f"{subject}: {result.reason}",
-                                                   "monitoring": result.to_dict()})
-    if settings.mail_recipients.strip():
-        send(settings, subject, result.reason + "\n\n" + json.dumps(
-            result.to_dict(), indent=2, default=str) + "\n")
