@@ -17,6 +17,7 @@ import pytest
 
 from collector_process import free_port
 from serving_home import Serving, logged_rows, metric_total
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -97,11 +98,27 @@ def test_concurrent_requests_are_scored_in_batches_by_the_scorer(batching) -> No
     assert offer.status_code == 200 and not offer.json()["fallback"]
 
 
+def _settled_logged_total(serving: Serving) -> float:
+    """`tailor_predictions_logged_total` once it stopped moving for a second (the writer
+    flushes every half second, so answers given just before are counted by then)."""
+    seen: list[float] = []
+
+    def settled() -> bool:
+        seen.append(metric_total(serving.get("/metrics", key=serving.secret_key).text,
+                                 "tailor_predictions_logged_total"))
+        time.sleep(1.0)
+        seen.append(metric_total(serving.get("/metrics", key=serving.secret_key).text,
+                                 "tailor_predictions_logged_total"))
+        return seen[-1] == seen[-2]
+
+    wait_until(settled, 30, "the prediction log's counter to stop moving")
+    return seen[-1]
+
+
 def test_the_scorers_answers_are_logged_once_by_the_service(batching) -> None:
     """The scorer's pipeline records nothing; `Tailor` records each answer it returns."""
     serving, _ = batching
-    metrics = serving.get("/metrics", key=serving.secret_key).text
-    before = metric_total(metrics, "tailor_predictions_logged_total")
+    before = _settled_logged_total(serving)  # the earlier tests' answers all written
     answers = _burst(serving, [serving.home.known_buyer] * 4 + [f"log-{n}" for n in range(4)])
     ids = [answer.json()["request_id"] for answer in answers]
     rows = logged_rows(serving.home.settings, ids)
