@@ -15,29 +15,27 @@ def _figure(value: float | None) -> str:
 
 
 def round_table(rounds: Sequence[ModelRound]) -> Any:
-    """One row per model: champion, metric against baseline, drift and decision; the reasons
-    of every decision but "ok" follow as a caption."""
+    """One row per model (its metric under its name): version, baseline, now, change, drifted
+    columns per comparison and the decision; every reason follows as the caption."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="Monitoring round")
-    for column in ("model", "champion", "metric", "baseline", "now", "change", "drift",
-                   "decision"):
-        table.add_column(column, justify="right" if column in ("baseline", "now", "change")
-                         else "left", no_wrap=column != "drift",
-                         min_width=9 if column == "drift" else None)
+    table = Table(title="Monitoring round", box=box.SIMPLE_HEAD, caption_justify="left")
+    for column in ("model", "ver", "base", "now", "change", "drift", "decision"):
+        table.add_column(column, justify="right" if column in ("base", "now", "change")
+                         else "left", no_wrap=True)
     notes = []
     for result in rounds:
         drop = result.drop
         change = "-" if drop is None else f"{-drop:+.1%}"
-        drift = " ".join(f"{d.dataset} {len(d.drifted)}/{d.columns}" for d in result.drift) \
-            or "-"
+        drift = " ".join(f"{len(d.drifted)}/{d.columns}" for d in result.drift) or "-"
         style = "red" if result.below_threshold or result.decision == "failed" else (
             "yellow" if result.decision in ("promoted", "rolled_back") else "green")
-        table.add_row(result.model, f"v{result.champion_version}" if result.champion_version
-                      else "-", result.metric or "-", _figure(result.baseline),
-                      _figure(result.current), change, drift,
+        table.add_row(f"{result.model}\n[dim]{result.metric or ''}[/]",
+                      f"v{result.champion_version}" if result.champion_version else "-",
+                      _figure(result.baseline), _figure(result.current), change, drift,
                       f"[{style}]{result.decision.replace('_', ' ')}[/]")
         notes.append(f"{result.model}: {result.reason}")
-    table.caption = "\n".join(notes)
-    table.caption_justify = "left"
+    table.caption = "drift: drifted/compared columns of the customer profiles, then of what "\
+        "the model scored\n" + "\n".join(notes)
     return table
