@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -99,14 +98,11 @@ def test_a_hanging_store_runs_out_the_time_budget(served_home, pipeline_factory)
                 slow.ahomepage(HomepageRequest(customer_id=customer, k=4)),
                 slow.acheckout_offer(cart_request(customer)))
 
-        started = time.perf_counter()
-        homepage, offer = asyncio.run(both())
-        elapsed = time.perf_counter() - started
+        # The budget is honoured: an answer that waited for the store would need the store's
+        # whole timeout, and wait_for gives up at half of it (a timeout, not a speed figure).
+        homepage, offer = asyncio.run(asyncio.wait_for(both(), STORE_TIMEOUT_MS / 1000 / 2))
     finally:
         silent.close()
-    # A wide bound on behaviour, not a speed figure: waiting for the store would take its
-    # whole timeout; the 60 ms budget answers long before half of it.
-    assert elapsed < STORE_TIMEOUT_MS / 1000 / 2, "the answer waited for the store, not the budget"
     assert homepage.fallback and homepage.fallback_reason == "timeout: no answer within 60 ms"
     assert len(homepage.items) == 4 and not homepage.personalised
     assert offer.fallback and offer.offer == "none" and "timeout" in offer.reason
