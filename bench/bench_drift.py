@@ -1,7 +1,7 @@
 """A drift report on 1M current rows x 50 features: target <= 60 s on a 2-core machine.
 
 Runs `tailor.monitoring.drift.compare` (sample to 5,000 rows a side, Evidently's drift and
-data-summary presets, snapshot into a workspace, HTML) on a 1M-row current frame against a
+data-quality metrics, snapshot into a workspace, HTML) on a 1M-row current frame against a
 100k-row reference, 40 numeric and 10 categorical columns, 5 of them shifted. The baseline
 measured in the same run is the same report on frames already 5,000 rows long: the ratio is
 what the large input costs on top of Evidently's own work. Also checks that the shifted

@@ -50,6 +50,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench_serving_inprocess import timed  # bench/ is the script's folder: on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 TAILOR = str(Path(sys.executable).with_name("tailor"))
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
@@ -360,28 +362,16 @@ def in_process(home: Path, env: dict[str, str], customers: dict[str, str], repea
         if any(answer.fallback for answer in answers):  # a fallback would time the wrong path
             raise SystemExit("in-process pipeline answered a fallback: "
                              f"{[answer.fallback_reason for answer in answers]}")
-        pipeline_ms = _timed(lambda request: pipeline.homepage(request), requests, repeats)
+        pipeline_ms = timed(lambda request: pipeline.homepage(request), requests, repeats)
         bare = implicit.cpu.als.AlternatingLeastSquares(factors=model.user_factors.shape[1])
         bare.user_factors, bare.item_factors = model.user_factors, model.item_factors
         rows = [row for row in model.customers.lookup(list(customers.values())) if row >= 0]
-        bare_ms = _timed(lambda row: bare.recommend(row, model.seen[row], N=10,
-                                                    filter_already_liked_items=False),
-                         rows, repeats)
+        bare_ms = timed(lambda row: bare.recommend(row, model.seen[row], N=10,
+                                                   filter_already_liked_items=False),
+                        rows, repeats)
     finally:
         pipeline.close()
     return {"pipeline_p50_ms": pipeline_ms, "implicit_p50_ms": bare_ms}
-
-
-def _timed(call, inputs: list, repeats: int) -> float:
-    for item in inputs:  # warm up
-        call(item)
-    times = []
-    for index in range(repeats):
-        item = inputs[index % len(inputs)]
-        started = time.perf_counter()
-        call(item)
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.median(times))
 
 
 # -- report ------------------------------------------------------------------------------------

@@ -9,9 +9,14 @@ pipeline has started, while a model that exists failed to load, and while the co
 event store refuses writes; the reason goes to the log once a minute), the OpenAPI spec at
 `/docs.json`, and Tailor's own `/` (a script-free index of the endpoints, in place of
 BentoML's Swagger page), `/metrics` (every `tailor_*` series, summed over the workers) and
-`/dashboard` (the newest daily report page of `tailor report`).
-Every path but health, the index and the spec needs a secret key (and `/metrics` too unless
-`serving.metrics_without_key`); bodies are capped at `serving.max_request_bytes`, request
+`/dashboard` (the newest daily report page of `tailor report`), and with
+`serving.demo_shop` on the demo shop under `/shop` (`tailor.shop.app`: pages and
+same-origin routes answered by this worker's pipeline, without a key).
+Every path but health, the index and the spec needs a key with the path's scope
+(`tailor.serving.http.SCOPE_RULES`: `recommendations:read` for the model endpoints,
+`admin` under `/v1/customers`; `/metrics` too unless `serving.metrics_without_key`), within
+its rate limit (429); a request that stalls half-sent gets 408 after
+`serving.read_timeout_seconds`; a body that is not JSON gets 415; bodies are capped at `serving.max_request_bytes`, request
 heads at `serving.max_header_bytes` and `serving.max_header_count` (431); every answer
 carries the security headers. BentoML's own HTTP metrics are off: they label requests with
 their raw paths (`tailor.serving.http_metrics` counts by route instead). The collector keeps
@@ -38,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from typing import Annotated, Awaitable, Callable
 
 import bentoml
@@ -46,12 +52,14 @@ from pydantic import Field
 from tailor.config import load_settings
 from starlette.routing import Route
 
+from tailor.events.collector.access import bound_origins
 from tailor.events.collector.app import create_collector_app
 from tailor.features.collector_hook import session_feature_hook
+from tailor.privacy.opt_out_list import OptOutList
 from tailor.reports.files import latest_page
 from tailor.server import ENDPOINTS
 from tailor.serving.http import OPEN_PATHS as SERVING_OPEN_PATHS
-from tailor.serving.http import ApiKeyMiddleware, BodyLimitMiddleware
+from tailor.serving.http import ApiKeyMiddleware, BodyLimitMiddleware, JsonOnlyMiddleware
 from tailor.serving.http_metrics import RouteMetricsMiddleware
 from tailor.serving.ops_routes import create_ops_app
 from tailor.serving.schemas import (
@@ -73,16 +81,34 @@ SETTINGS = load_settings()
 # hand the interpreter over after serving.switch_interval_ms instead of Python's 5 ms.
 sys.setswitchinterval(SETTINGS.serving_switch_interval_ms / 1000)
 use_in_bentoml_workers(SETTINGS.serving_max_header_bytes,
-                      SETTINGS.serving_max_header_count)
+                       SETTINGS.serving_max_header_count,
+                       SETTINGS.serving_read_timeout_seconds)
 BATCHING = SETTINGS.serving_adaptive_batching
 COLLECTOR_PREFIX = "/collect"
 # Everything but the open paths of tailor.serving.http (metrics included, unless
 # serving.metrics_without_key) needs a secret key.
 OPEN_PATHS = SERVING_OPEN_PATHS + (("/metrics",) if SETTINGS.serving_metrics_without_key else ())
-OPEN_PREFIXES = (COLLECTOR_PREFIX,)
+SHOP_PREFIX = "/shop"
+DEMO_SHOP = SETTINGS.serving_demo_shop
+# The collector checks its own keys; the demo shop's routes need none (tailor.shop.app).
+OPEN_PREFIXES = (COLLECTOR_PREFIX,) + ((SHOP_PREFIX,) if DEMO_SHOP else ())
 SYSTEM_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/schema.json",
                  "/dashboard")
-COLLECTOR_APP = create_collector_app(SETTINGS, commit_hook=session_feature_hook(SETTINGS))
+COLLECTOR_APP = create_collector_app(
+    SETTINGS, commit_hook=session_feature_hook(SETTINGS), opt_outs=OptOutList(SETTINGS),
+    # the demo shop's pages, served here, send events with a public key from this origin
+    shop_origins=bound_origins(SETTINGS.serving_host, SETTINGS.serving_port) if DEMO_SHOP
+    else None)
+# The demo shop (serving.demo_shop): its pages and same-origin routes answered in process
+# by this worker's pipeline (tailor.shop.app), so no key with recommendations:read reaches
+# a browser.
+SHOP_APP = None
+if DEMO_SHOP:
+    from tailor.shop.app import create_shop_app
+
+    SHOP_APP = create_shop_app(SETTINGS)
+    log.warning("serving.demo_shop is on: /shop/ answers any customer's recommendations and "
+                "signs in as any customer without a key; for demo homes only")
 OPS_APP = create_ops_app(ENDPOINTS, dashboard_page=latest_page(SETTINGS))
 BATCH_LIMIT = Field(min_length=1, max_length=SETTINGS.serving_max_batch_size)
 HomepageBatch = Annotated[list[HomepageRequest], BATCH_LIMIT]
@@ -90,9 +116,11 @@ CheckoutBatch = Annotated[list[CheckoutOfferRequest], BATCH_LIMIT]
 SCORER_TIMEOUT_SECONDS = SETTINGS.serving_timeout_ms / 1000.0
 # No access log: its lines hold the shoppers' IP addresses (the collector keeps none either).
 # No BentoML HTTP metrics: they label each request with its raw path (unbounded series).
+# No OpenTelemetry span per request unless serving.tracing (every path excluded).
 SERVICE_CONFIG = {"workers": SETTINGS.serving_workers,
                   "logging": {"access": {"enabled": False}},
-                  "metrics": {"enabled": False}}
+                  "metrics": {"enabled": False},
+                  **({} if SETTINGS.serving_tracing else {"tracing": {"excluded_urls": [".*"]}})}
 
 
 def _pipeline(record_predictions: bool = True):
@@ -145,8 +173,16 @@ def _ready(pipeline, collector=None) -> bool:
     return problem is None
 
 
+def _with_shop(service_class: type) -> type:
+    """Mount the demo shop at /shop when it is on."""
+    if SHOP_APP is None:
+        return service_class
+    return bentoml.asgi_app(SHOP_APP, path=SHOP_PREFIX, name="shop")(service_class)
+
+
 @bentoml.service(name="Tailor", **SERVICE_CONFIG)
 @bentoml.asgi_app(COLLECTOR_APP, path=COLLECTOR_PREFIX, name="collector")
+@_with_shop
 @bentoml.asgi_app(OPS_APP, path="/", name="ops")
 class Tailor:
     """Recommendations, checkout offers and event collection for an online shop."""
@@ -156,6 +192,8 @@ class Tailor:
 
     def __init__(self) -> None:
         self.pipeline = _pipeline()
+        if SHOP_APP is not None:
+            SHOP_APP.state.shop.pipeline = self.pipeline
 
     @bentoml.api(route="/homepage")
     async def homepage(self, request: HomepageRequest, /) -> HomepageResponse:
@@ -207,12 +245,14 @@ class Tailor:
                       requests: list) -> list:
         """The scorer's answers to `requests`, recorded in the prediction log; [] when it
         fails or runs out of time (the in-process answer is then the one recorded)."""
+        started = time.perf_counter()
         try:
             answers = await asyncio.wait_for(method(requests), SCORER_TIMEOUT_SECONDS)
         except Exception as error:  # any failure of the scorer: the caller answers in-process
             log.warning("scorer unavailable (%s); answering in-process", type(error).__name__)
             return []
-        self.pipeline.record_answers(endpoint, requests, answers)
+        self.pipeline.record_answers(endpoint, requests, answers,
+                                     (time.perf_counter() - started) * 1000.0)
         return answers
 
     def __is_ready__(self) -> bool:
@@ -228,15 +268,19 @@ def _known_routes() -> list[str]:
     collector's routes."""
     collector = [COLLECTOR_PREFIX + route.path for route in COLLECTOR_APP.routes
                  if isinstance(route, Route)]
-    return [api.route for api in Tailor.apis.values()] + list(SYSTEM_ROUTES) + collector
+    shop = [SHOP_PREFIX + route.path for route in (SHOP_APP.routes if SHOP_APP else ())
+            if isinstance(route, Route)]
+    return [api.route for api in Tailor.apis.values()] + list(SYSTEM_ROUTES) + collector + shop
 
 
 # The first added wraps the others: every answer, refusals included, gets the security
 # headers and is counted.
-Tailor.add_asgi_middleware(SecurityHeadersMiddleware)
+Tailor.add_asgi_middleware(SecurityHeadersMiddleware,
+                           hsts_max_age=SETTINGS.serving_hsts_max_age_seconds)
 Tailor.add_asgi_middleware(RouteMetricsMiddleware, routes=_known_routes())
 Tailor.add_asgi_middleware(ApiKeyMiddleware, settings=SETTINGS, open_paths=OPEN_PATHS,
                            passthrough_prefixes=OPEN_PREFIXES)
 Tailor.add_asgi_middleware(BodyLimitMiddleware,
                            max_bytes=SETTINGS.serving_max_request_bytes,
                            passthrough_prefixes=(COLLECTOR_PREFIX,))
+Tailor.add_asgi_middleware(JsonOnlyMiddleware, passthrough_prefixes=(COLLECTOR_PREFIX,))

@@ -1,13 +1,16 @@
-"""Shared fixtures: real PostgreSQL and Redis when reachable, an isolated Tailor home.
+"""Shared fixtures: real PostgreSQL and Redis when reachable, one local Spark session, an
+isolated Tailor home.
 
-On a newcomer's machine without the services, tests that need them are skipped
-with the reason (pytest -ra lists them). In CI (`CI=true`) a missing service is a
-loud failure instead: CI promises the services are up.
+On a newcomer's machine without the services (or without pyspark and Java), tests that
+need them are skipped with the reason (pytest -ra lists them). In CI (`CI=true`) a missing
+service is a loud failure instead: CI promises the services are up.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -65,6 +68,27 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def spark_session():
+    """One local Spark session for the whole test session (local[2], no web UI, two shuffle
+    partitions, 1 GB driver): every Spark test shares it. Skipped without pyspark or Java on
+    a newcomer's machine (pyspark comes with the dev extra; a Java 17 runtime); CI installs
+    both (.ci/run)."""
+    from tailor.batch.spark_session import require_spark, spark_session
+    from tailor.config import load_settings
+
+    try:
+        require_spark()
+    except RuntimeError as error:
+        _service_missing("Spark", str(error))
+    settings = load_settings(env={}).replace(
+        features_spark_master="local[2]", features_spark_shuffle_partitions=2,
+        features_spark_driver_memory="1g")
+    session = spark_session(settings)
+    yield session
+    session.stop()
+
+
 @pytest.fixture
 def tailor_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty Tailor home; TAILOR_* variables from the caller's shell are cleared."""
@@ -75,3 +99,80 @@ def tailor_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("TAILOR_HOME", str(home))
     return home
+
+
+# -- new MLflow stores start migrated ---------------------------------------------------------
+
+# MLflow builds a new SQLite store by running every Alembic migration since its first release:
+# 1.5 to 4 s per store, and the suite makes dozens (each test home that trains or registers).
+# Once a test has imported MLflow's store code, each new SQLite store in this process starts as
+# a copy of one store migrated here (an empty database of the same MLflow version; MLflow
+# checks its schema revision and creates the Default experiment as for a new store). A
+# subprocess (the CLI tests, `tailor demo`) still builds its store from scratch.
+_MIGRATED: dict[str, Path] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "mlflow.store.db.utils" in sys.modules and "template" not in _MIGRATED:
+        _copy_migrated_mlflow_stores(item.config)
+
+
+def _copy_migrated_mlflow_stores(config: pytest.Config) -> None:
+    import mlflow.store.db.utils as db_utils
+    import mlflow.store.model_registry.sqlalchemy_store as registry_store
+
+    create_engine = db_utils.create_sqlalchemy_engine_with_retry
+    template = config._tmp_path_factory.mktemp("mlflow-migrated") / "mlflow.db"
+    _MIGRATED["template"] = template
+
+    def from_template(db_uri: str):
+        path = Path(db_uri[len("sqlite:///"):].split("?", 1)[0]) \
+            if db_uri.startswith("sqlite:///") else None
+        if path is not None and path != template and not path.exists():
+            if not template.exists():
+                engine = create_engine(f"sqlite:///{template}")
+                db_utils._initialize_tables(engine)
+                engine.dispose()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(template, path)
+        return create_engine(db_uri)
+
+    db_utils.create_sqlalchemy_engine_with_retry = from_template
+    registry_store.create_sqlalchemy_engine_with_retry = from_template
+
+
+# -- spreading the suite over workers (`make test` runs pytest-xdist with --dist loadgroup) --
+
+# Session fixtures that build a trained home: every test using one runs on the same worker,
+# so each home is built once per run however the tests are spread.
+_SHARED_HOMES = {
+    "private_redis": "e2e-trained-home", "trained_home": "e2e-trained-home",
+    "serving": "e2e-trained-home",
+    "served_home": "served-home", "pipeline": "served-home",
+    "shop_folder": "model-shop", "sim_shop": "model-shop",
+    "spark_session": "spark",  # one JVM: every Spark test on one worker
+}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Under xdist, group each test with the trained home it uses, else with its module
+    (module-scoped fixtures are then built once too). Marked as each test is collected, before
+    any `pytest_collection_modifyitems` (xdist's reads the groups into the node ids there)."""
+    if not hasattr(item.config, "workerinput"):
+        return
+    fixtures = getattr(item, "fixturenames", ())
+    group = next((_SHARED_HOMES[name] for name in fixtures if name in _SHARED_HOMES),
+                 item.nodeid.split("::")[0])
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail loudly when xdist no longer puts the groups into the node ids (pytest 9 with
+    xdist 3.8 did that silently): each group's homes would be built on every worker."""
+    if hasattr(config, "workerinput") and config.getvalue("dist") == "loadgroup" and items \
+            and "@" not in items[0].nodeid:
+        raise pytest.UsageError("pytest-xdist did not group the tests (no @group in the node "
+                                "ids): check the pytest and pytest-xdist versions pinned in "
+                                "requirements/constraints.txt")

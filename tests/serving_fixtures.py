@@ -34,11 +34,21 @@ def pipeline_factory():
     def build(settings: Settings, **options) -> ServingPipeline:
         built.append(ServingPipeline(settings, start_watcher=False,
                                      metrics=ServingMetrics(CollectorRegistry()), **options))
+        _lists_ranked(built[-1])
         return built[-1]
 
     yield build
     for pipeline in built:
         pipeline.close()
+
+
+def _lists_ranked(pipeline) -> None:
+    """Wait for the homepage lists ranked ahead (`tailor.serving.precomputed`): a test that
+    watches the model's calls must not see the background thread's."""
+    loaded = pipeline.slots["homepage"].current
+    lists = getattr(loaded.prepared, "precomputed", None) if loaded is not None else None
+    if lists is not None:
+        assert lists.done.wait(120), "the homepage lists were not ranked within 120 s"
 
 
 @pytest.fixture

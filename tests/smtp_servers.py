@@ -2,7 +2,9 @@
 
 `local_smtp_server()` starts one on a free port (or the port given: a server "coming back"),
 optionally with STARTTLS or implicit TLS from `make_certificates()` (a throwaway CA and a
-server certificate for 127.0.0.1 and localhost), a login, or a 5xx answer to every recipient.
+server certificate for 127.0.0.1 and localhost), a login, a 5xx answer to every recipient, or
+an accept limit (after that many messages, 421 "shutting down" to every new one, as a server
+going away mid-campaign; set `accept_limit` to None to bring it back).
 """
 
 from __future__ import annotations
@@ -54,11 +56,21 @@ class SmtpServer:
     messages: list[ReceivedMail] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    accept_limit: int | None = None  # messages taken before answering 421 to every MAIL
 
 
 class _Handler:
     def __init__(self, server: SmtpServer, refuse: str | None) -> None:
         self.server, self.refuse = server, refuse
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        with self.server.lock:
+            limit = self.server.accept_limit
+            if limit is not None and len(self.server.messages) >= limit:
+                return "421 4.3.2 Service shutting down"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if self.refuse:
@@ -79,7 +91,8 @@ class _Handler:
 def local_smtp_server(port: int | None = None, *, starttls: ssl.SSLContext | None = None,
                       implicit_tls: ssl.SSLContext | None = None,
                       login: tuple[str, str] | None = None,
-                      refuse: str | None = None) -> Iterator[SmtpServer]:
+                      refuse: str | None = None,
+                      accept_limit: int | None = None) -> Iterator[SmtpServer]:
     """An aiosmtpd server on 127.0.0.1 for the block.
 
     Args:
@@ -88,11 +101,12 @@ def local_smtp_server(port: int | None = None, *, starttls: ssl.SSLContext | Non
         implicit_tls: TLS from the first byte (SMTPS) with this server context.
         login: (user, password) the server requires (over TLS).
         refuse: the answer to every RCPT, e.g. "550 5.1.1 mailbox unavailable".
+        accept_limit: after this many messages, answer 421 to every MAIL FROM.
     """
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    received = SmtpServer(port=port or free_port())
+    received = SmtpServer(port=port or free_port(), accept_limit=accept_limit)
     kwargs: dict = {}
     if starttls is not None:
         kwargs.update(tls_context=starttls, require_starttls=True)

@@ -24,6 +24,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 import typer
 
 from tailor.errors import InputError
+from tailor.events.key_commands import keys_app
+from tailor.experiments.campaign_commands import campaign_app
+from tailor.experiments.commands import experiment_app
+from tailor.privacy.commands import register as register_privacy_commands
 
 if TYPE_CHECKING:
     from tailor.config import Settings
@@ -48,9 +52,10 @@ log = logging.getLogger("tailor")
 
 
 def _stderr_console():
+    """Prose for people on stderr; long lines are not broken (a path stays one word to copy)."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _setup_logging() -> None:
@@ -289,6 +294,9 @@ def demo(
     products: int = typer.Option(300, min=20, help="Products in the demo shop."),
     days: int = typer.Option(60, min=14, help="Days of history."),
     seed: int = typer.Option(7, help="Random seed."),
+    serve_shop: bool = typer.Option(False, "--serve",
+                                    help="Then keep serving the home with its demo shop at "
+                                         "/shop/ (tailor serve --demo-shop) until Ctrl-C."),
     home: Optional[Path] = HOME_OPTION,
 ) -> None:
     """The whole loop on a simulated shop, end to end, on embedded defaults (no services)."""
@@ -298,6 +306,8 @@ def demo(
         passed = run_demo(settings, customers=customers, products=products, days=days, seed=seed)
     if not passed:
         raise typer.Exit(EXIT_GATE_FAILED)
+    if serve_shop:
+        serve(host=None, port=None, workers=None, demo_shop=True, home=home)
 
 
 # -- feature store --------------------------------------------------------------------------------
@@ -388,7 +398,8 @@ def monitor(
 ) -> None:
     """One monitoring round: each champion on the newest window against its baseline, drift,
     and the decision (keep, retrain and promote, roll back, or escalate). Exit 1 when a model
-    is still below its threshold after the round."""
+    is still below its threshold after the round, or could not be checked (e.g. the registry
+    is down)."""
     with _job(home) as settings:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -409,7 +420,7 @@ def monitor(
         _stderr_console().print(f"Evidently workspace: {where['workspace']} (evidently ui "
                                 f"--workspace {where['workspace']}); reports: "
                                 f"{where['reports']}", highlight=False)
-    if any(result.below_threshold for result in rounds):
+    if any(result.below_threshold or result.decision == "failed" for result in rounds):
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
@@ -494,12 +505,17 @@ def serve(
                                        help="TCP port (default serving.port)."),
     workers: Optional[int] = typer.Option(None, min=1,
                                           help="Worker processes (default serving.workers)."),
+    demo_shop: bool = typer.Option(False, "--demo-shop",
+                                   help="Also serve the demo shop at /shop/ (serving.demo_shop):"
+                                        " for demo homes only."),
     home: Optional[Path] = HOME_OPTION,
 ) -> None:
     """Serve recommendations, offers and the event collector (bentoml serve) until stopped."""
     with _job(home) as settings:
         from tailor.server import start_server, stop_on_termination
 
+        if demo_shop:
+            settings = settings.replace(serving_demo_shop="true")
         has_secret_key = _has_secret_key(settings)
         stop_on_termination()
         server = start_server(settings, host=host, port=port, workers=workers)
@@ -528,11 +544,12 @@ def serve(
 
 
 def _has_secret_key(settings: Settings) -> bool:
-    """Whether any secret key exists (raises InputError on a malformed keys file)."""
-    from tailor.events.keys import keys_file_path, read_key_entries
+    """Whether any usable key may call the serving API (recommendations:read; raises
+    InputError on a malformed keys file)."""
+    from tailor.events.keys import RECOMMENDATIONS_READ, list_keys
 
-    return bool(settings.collector_secret_key_hashes) or any(
-        entry["kind"] == "secret" for entry in read_key_entries(keys_file_path(settings)))
+    return any(RECOMMENDATIONS_READ in info.scopes and info.status() == "active"
+               for info in list_keys(settings))
 
 
 def _announce_server(settings: Settings, server: ServerProcess, workers: Optional[int],
@@ -554,6 +571,10 @@ def _announce_server(settings: Settings, server: ServerProcess, workers: Optiona
                       highlight=False, soft_wrap=True)
     for endpoint, meaning in ENDPOINTS:
         console.print(f"  {endpoint:<30} {meaning}", highlight=False, soft_wrap=True)
+    if settings.serving_demo_shop:
+        console.print(f"demo shop: {server.url}/shop/ (its pages may ask for any customer's "
+                      "list and sign in as any customer: for demo homes only)",
+                      highlight=False, soft_wrap=True)
 
 
 # -- event collection ----------------------------------------------------------------------------
@@ -571,62 +592,90 @@ def collect(
     with _job(home) as settings:
         from tailor.events.collector.app import serve_collector
         from tailor.features.collector_hook import session_feature_hook
+        from tailor.privacy.opt_out_list import OptOutList
 
-        serve_collector(settings, host=host, port=port, demo_shop=demo_shop or None,
-                        commit_hook=session_feature_hook(settings))
-
-
-keys_app = typer.Typer(help="Collector API keys (stored hashed; the plain key is shown once).",
-                       no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
+        serve_collector(settings, host=host, port=port, opt_outs=OptOutList(settings),
+                        demo_shop=demo_shop or None, commit_hook=session_feature_hook(settings))
 
 
-@keys_app.command("create")
-def create_key(
-    kind: str = typer.Argument(
-        ..., help="public (browser pages, events only), secret (server to server) or "
-                  "identity (the shop's secret for signing customer ids)."),
-    label: str = typer.Option("", help="A note to recognise the key by (e.g. the shop's name)."),
-    home: Optional[Path] = HOME_OPTION,
+app.add_typer(keys_app, name="keys")  # tailor.events.key_commands: create | list | revoke
+
+
+# -- deploy --------------------------------------------------------------------------------------
+
+deploy_app = typer.Typer(help="The Kubernetes deployment and the serving sizing behind it.",
+                         no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+
+
+def _sizing_inputs(events_per_day: float, peak_to_mean: float, surge: float,
+                   requests_per_worker: float, workers: int) -> Any:
+    from tailor.deploy.sizing import SizingInputs
+
+    return SizingInputs(events_per_day=events_per_day, peak_to_mean=peak_to_mean, surge=surge,
+                        requests_per_worker=requests_per_worker, workers_per_pod=workers)
+
+
+EVENTS_OPTION = typer.Option(10_000_000, "--events-per-day", min=1,
+                             help="Events a day at normal traffic (the brief: about 10M).")
+PEAK_OPTION = typer.Option(3.0, "--peak-to-mean", min=1.0,
+                           help="Busiest hour of a normal day over the day's mean (assumed 3).")
+SURGE_OPTION = typer.Option(10.0, "--surge", min=1.0,
+                            help="Surge over the normal peak to absorb (the brief: 10x).")
+CAPACITY_OPTION = typer.Option(150.0, "--requests-per-worker", min=1.0,
+                               help="Measured /homepage requests/s per worker at p99 <= 100 ms "
+                                    "(docs/benchmarks.md).")
+WORKERS_OPTION = typer.Option(2, "--workers", min=1,
+                              help="Server workers (and CPU cores) per pod.")
+MANIFESTS_FOLDER = typer.Argument(Path("deploy") / "kubernetes",
+                                  help="Folder for the manifests (default deploy/kubernetes).")
+
+
+@deploy_app.command("sizing")
+def deploy_sizing(
+    events_per_day: float = EVENTS_OPTION, peak_to_mean: float = PEAK_OPTION,
+    surge: float = SURGE_OPTION, requests_per_worker: float = CAPACITY_OPTION,
+    workers: int = WORKERS_OPTION, as_json: bool = JSON_OPTION,
+) -> None:
+    """The serving pods for normal traffic and for a surge, from the measured capacity per
+    worker: the HorizontalPodAutoscaler's minReplicas and maxReplicas, step by step."""
+    _setup_logging()
+    from tailor.deploy.sizing import size_serving, sizing_lines
+
+    try:
+        sizing = size_serving(_sizing_inputs(events_per_day, peak_to_mean, surge,
+                                             requests_per_worker, workers))
+    except ValueError as error:
+        _stderr_console().print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _emit(sizing.to_dict(), as_json, "\n".join(sizing_lines(sizing)))
+
+
+@deploy_app.command("kubernetes")
+def deploy_kubernetes(
+    folder: Path = MANIFESTS_FOLDER,
+    events_per_day: float = EVENTS_OPTION, peak_to_mean: float = PEAK_OPTION,
+    surge: float = SURGE_OPTION, requests_per_worker: float = CAPACITY_OPTION,
+    workers: int = WORKERS_OPTION, home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create a collector key; prints it once (only its SHA-256 hash is kept). An identity
-    secret is kept as it is (mode 0600): the collector needs it to check signatures."""
-    if kind == "identity":
-        _create_identity_secret(home, as_json)
-        return
+    """Write the Kubernetes manifests: the serving Deployment, Service, HPA (bounds from
+    `tailor deploy sizing`) and PodDisruptionBudget, the scheduled jobs as CronJobs,
+    PostgreSQL, Redis and MLflow, the settings ConfigMap and a kustomization.yaml."""
     with _job(home) as settings:
-        from tailor.events.keys import create_key as create_collector_key, keys_file_path
+        from tailor.deploy.kubernetes import write_kubernetes
+        from tailor.deploy.sizing import size_serving
+        from tailor.scheduler.jobs import job_table
 
-        keys_file = keys_file_path(settings)
-        plain_key = create_collector_key(kind, keys_file, label=label)
-    if as_json:
-        _emit({"kind": kind, "key": plain_key, "keys_file": str(keys_file)}, True, "")
-    else:
-        sys.stdout.write(plain_key + "\n")
-        _stderr_console().print(f"{kind} key created; its hash is in {keys_file}. "
-                                "Copy it now: it cannot be shown again.", highlight=False)
-
-
-def _create_identity_secret(home: Optional[Path], as_json: bool) -> None:
-    """`tailor keys create identity`: write the shop's identity secret and print it."""
-    with _job(home) as settings:
-        from tailor.events.identity import create_identity_secret, identity_secret_path
-
-        path = identity_secret_path(settings)
         try:
-            secret = create_identity_secret(path)
-        except FileExistsError as error:
+            sizing = size_serving(_sizing_inputs(events_per_day, peak_to_mean, surge,
+                                                 requests_per_worker, workers))
+        except ValueError as error:
             raise InputError(str(error)) from None
-    if as_json:
-        _emit({"kind": "identity", "key": secret, "secret_file": str(path)}, True, "")
-    else:
-        sys.stdout.write(secret + "\n")
-        _stderr_console().print(
-            f"identity secret written to {path} (mode 0600). Give it to the shop's server: it "
-            "signs each signed-in customer's id (hex HMAC-SHA256) for tailor.identify(id, "
-            "{signature}); turn on collector.require_signed_identity once it does.",
-            highlight=False)
+        paths = write_kubernetes(settings, job_table(settings), folder, sizing)
+        _emit({"files": [str(path) for path in paths], "sizing": sizing.to_dict()}, as_json,
+              f"wrote {len(paths)} files into {folder}: {sizing.min_replicas}-"
+              f"{sizing.max_replicas} serving pods")
 
 
 # -- schedule ------------------------------------------------------------------------------------
@@ -641,7 +690,8 @@ def schedule(
                                 help="Each job's last run, outcome, duration and next slot."),
     export_kind: Optional[str] = typer.Option(
         None, "--export", metavar="cron|kubernetes",
-        help="Write the job table as cron lines or Kubernetes CronJobs into FOLDER."),
+        help="Write the job table as cron lines, or as Kubernetes CronJobs with the rest of "
+             "the deployment (as `tailor deploy kubernetes`), into FOLDER."),
     folder: Optional[Path] = typer.Argument(
         None, help="Folder for --export (default deploy/cron or deploy/kubernetes)."),
     now: Optional[str] = typer.Option(
@@ -650,19 +700,25 @@ def schedule(
     home: Optional[Path] = HOME_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run the jobs on their cadence (hourly export and mail flush; daily validate, features,
-    monitor, report; weekly retention), each as a `tailor` command under its own lock; without
-    options, until stopped (SIGTERM), touching <home>/scheduler.heartbeat every minute."""
+    """Run the jobs on their cadence (hourly export, mail flush, campaign send and experiment
+    guardrails; daily validate, features, monitor, report, data retention; weekly retention and
+    campaign plan), each as a `tailor` command under its own lock; without options, until
+    stopped (SIGTERM), touching <home>/scheduler.heartbeat every minute."""
     with _job(home) as settings:
         from tailor.scheduler.jobs import job_table
 
         jobs = job_table(settings)
         moment = _parse_now(now)
         if export_kind is not None:
-            from tailor.scheduler.deploy_files import write_deploy_files
-
             target = folder or Path("deploy") / export_kind
-            paths = write_deploy_files(settings, jobs, export_kind, target)
+            if export_kind == "kubernetes":  # the CronJobs with the rest of the deployment
+                from tailor.deploy.kubernetes import write_kubernetes
+
+                paths = write_kubernetes(settings, jobs, target)
+            else:
+                from tailor.scheduler.deploy_files import write_deploy_files
+
+                paths = write_deploy_files(settings, jobs, export_kind, target)
             _emit({"files": [str(path) for path in paths]}, as_json,
                   "wrote " + ", ".join(str(path) for path in paths))
             return
@@ -712,12 +768,26 @@ def _parse_now(text: Optional[str]):
         timezone.utc)
 
 
+# -- experiments ---------------------------------------------------------------------------------
+
+
+experiment_app.add_typer(campaign_app, name="campaign")
+app.add_typer(experiment_app, name="experiment")
+
+
+# -- privacy -------------------------------------------------------------------------------------
+
+
+register_privacy_commands(app)  # tailor forget, opt-out, opt-in, data-retention
+
+
 # -- mail ----------------------------------------------------------------------------------------
 
 
 mail_app = typer.Typer(help="The team's mail ([mail] settings) and its outbox under the home.",
                        no_args_is_help=True)
 app.add_typer(mail_app, name="mail")
+app.add_typer(experiment_app, name="experiment")
 
 
 def _service_failed(message: str) -> typer.Exit:

@@ -32,7 +32,9 @@ _MODEL_REF_RULE = "a registry alias (letters, digits, _ and -) or a version numb
 
 # The jobs of `tailor schedule`, in the order a round runs them (tailor.scheduler.jobs says
 # what each runs and when).
-SCHEDULE_JOBS = ("export", "mail_flush", "validate", "features", "monitor", "report", "retention")
+SCHEDULE_JOBS = ("export", "mail_flush", "validate", "features", "monitor", "report", "retention",
+                 "campaign_plan", "campaign_send", "data_retention",
+                 "experiment_guardrails")
 
 # Keys that moved: an old key in tailor.toml or the environment is an error naming the new one.
 RENAMED = {
@@ -226,6 +228,31 @@ class Settings(BaseModel):
     collector_secret_key_hashes: str = _setting(
         "collector", "",
         "Extra comma-separated sha256 hex hashes of secret (server-to-server) keys.")
+    collector_admin_key_hashes: str = _setting(
+        "collector", "",
+        "Extra comma-separated sha256 hex hashes of admin keys (scope admin only: the "
+        "privacy endpoints); set from the environment, never in a committed file.")
+    collector_rate_limit_per_second: float = _setting(
+        "collector", 1_000.0,
+        "Requests per second one key may make to the collector (a token bucket per key and "
+        "process; a public key is shared by all of a shop's browsers); over it: 429 with "
+        "Retry-After. 0 turns the limit off.",
+        ge=0)
+    collector_rate_limit_burst: int = _setting(
+        "collector", 2_000,
+        "Requests one key may make at once after a quiet spell (the token bucket's size).",
+        gt=0)
+    collector_hsts_max_age_seconds: int = _setting(
+        "collector", 0,
+        "Send Strict-Transport-Security with this max-age on every answer (only behind "
+        "HTTPS); 0 sends none.",
+        ge=0)
+    collector_read_timeout_seconds: float = _setting(
+        "collector", 10.0,
+        "A request whose head or body stops arriving for this long (a slow-loris client "
+        "that sends half a request and stalls) gets 408 and its connection is closed; "
+        "nothing from it is stored.",
+        gt=0)
     collector_demo_shop: bool = _setting(
         "collector", False,
         "Serve the demo shop pages under /shop/ (tailor collect --demo-shop turns it on).")
@@ -257,6 +284,12 @@ class Settings(BaseModel):
         "File holding the shop's identity secret (written by `tailor keys create "
         "identity`, mode 0600; TAILOR_IDENTITY_SECRET overrides it). Empty: "
         "<home>/identity.key.")
+    collector_segment_consent_categories: str = _setting(
+        "collector", "Personalization",
+        "Comma-separated consent category ids Tailor belongs to for Segment / RudderStack "
+        "calls: a call whose context.consent.categoryPreferences does not set each of them "
+        "true, or whose context.consentManagement.deniedConsentIds holds one, is not stored. "
+        "Calls without a consent object are stored. Empty: the consent object is ignored.")
 
     # -- features ------------------------------------------------------------------------
     features_project: str = _setting(
@@ -278,7 +311,26 @@ class Settings(BaseModel):
         gt=0)
     features_online_timeout_ms: int = _setting(
         "features", 250,
-        "Redis socket timeout of the online reader; a slower store is reported as unreachable.",
+        "Redis socket timeout of the online reader (on SQLite: how long a read waits for a "
+        "writer's lock); a slower store is reported as unreachable.",
+        gt=0)
+    features_engine: Literal["duckdb", "spark"] = _setting(
+        "features", "duckdb",
+        "Batch engine of the features, the quality gate's aggregates and the weekly churn scoring: "
+        "duckdb (the warehouse, one machine) or spark (the same lake; needs tailor[spark] and "
+        "Java 17+).",
+        rule="duckdb or spark")
+    features_spark_master: str = _setting(
+        "features", "local[*]",
+        "Spark master URL when features.engine = spark: local[N] or a cluster's "
+        "(spark://host:7077, k8s://https://host, yarn).")
+    features_spark_driver_memory: str = _setting(
+        "features", "2g",
+        "Spark driver memory (JVM size, e.g. 512m, 2g); in local mode the whole job's memory.",
+        pattern=r"^[0-9]+[kmgt]?$", rule="a JVM size such as 512m or 2g")
+    features_spark_shuffle_partitions: int = _setting(
+        "features", 8,
+        "Spark SQL shuffle partitions: a few per core of the cluster.",
         gt=0)
     features_definitions_dir: str = _setting(
         "features", "",
@@ -335,8 +387,8 @@ class Settings(BaseModel):
         ge=0)
     models_optuna_storage: str = _setting(
         "models", "",
-        "Optuna study storage, e.g. postgresql://... for workers on several machines; "
-        "empty keeps each study in memory.")
+        "Optuna study storage, e.g. postgresql://...: `tailor train` on several machines then "
+        "joins one study per model and data snapshot; empty keeps each run's study local.")
     models_promotion_lock_seconds: float = _setting(
         "models", 1800.0,
         "Longest a training run waits for another run of the same model to finish its "
@@ -391,6 +443,13 @@ class Settings(BaseModel):
         "monitoring", 10,
         "Optuna trials of the challenger a round trains when a champion dropped.",
         gt=0)
+    monitoring_promote_through: Literal["registry", "experiment"] = _setting(
+        "monitoring", "registry",
+        "How a round promotes a challenger that beat a dropped champion on the window: "
+        "registry (move the champion alias at once) or experiment (start a champion-vs-"
+        "challenger A/B test on the model's surface; a later round promotes its winner). "
+        "The churn model serves no visitors and is always promoted in the registry.",
+        rule="registry or experiment")
 
     # -- alerts --------------------------------------------------------------------------
     alerts_webhook_url: str = _setting(
@@ -498,11 +557,42 @@ class Settings(BaseModel):
         "serving", 100,
         "Most request headers `tailor serve` accepts in one request; more get 431.",
         gt=0)
+    serving_demo_shop: bool = _setting(
+        "serving", False,
+        "Serve the demo shop at /shop/ (`tailor serve --demo-shop`): the home's catalogue "
+        "with its live recommendations, for showing Tailor. Its pages may ask for any "
+        "customer's list and sign in as any customer: for demo homes only.")
+    serving_demo_shop_rate_per_second: float = _setting(
+        "serving", 50.0,
+        "Requests per second the demo shop's keyless /shop/api routes answer in one worker, "
+        "all visitors together (a token bucket twice this size); over it: 429 with "
+        "Retry-After, so the demo never eats the capacity of the real API. 0 turns it off.",
+        ge=0)
     serving_metrics_without_key: bool = _setting(
         "serving", False,
         "Serve GET /metrics without a key (only for a server whose port only a "
         "Prometheus scraper on a private network can reach); by default it needs a "
         "secret key.")
+    serving_rate_limit_per_second: float = _setting(
+        "serving", 1_000.0,
+        "Requests per second one key may make to the serving API (a token bucket per key "
+        "and worker); over it: 429 with Retry-After. 0 turns the limit off.",
+        ge=0)
+    serving_rate_limit_burst: int = _setting(
+        "serving", 2_000,
+        "Requests one key may make at once after a quiet spell (the token bucket's size).",
+        gt=0)
+    serving_hsts_max_age_seconds: int = _setting(
+        "serving", 0,
+        "Send Strict-Transport-Security with this max-age on every answer (only behind "
+        "HTTPS); 0 sends none.",
+        ge=0)
+    serving_read_timeout_seconds: float = _setting(
+        "serving", 10.0,
+        "A request whose head or body stops arriving for this long (a slow-loris client "
+        "that sends half a request and stalls) gets 408 and its connection is closed; "
+        "nothing from it is stored.",
+        gt=0)
     serving_max_k: int = _setting(
         "serving", 100,
         "Most products one request may ask for (k); a larger k is refused with 400.",
@@ -531,6 +621,18 @@ class Settings(BaseModel):
         "is browsing now (the session's viewed categories), promoted from the model's "
         "candidates; 0 turns the session re-ranking off.",
         ge=0, le=1)
+    serving_tracing: bool = _setting(
+        "serving", False,
+        "BentoML's OpenTelemetry span around every request (sent only where BentoML's "
+        "tracing exporter is configured). Off, the server skips it: about a tenth of its "
+        "CPU per answer; Tailor's own Prometheus metrics count every request either way.")
+    serving_precomputed_customers: int = _setting(
+        "serving", 50_000,
+        "Homepage: when a model version is loaded, the lists of this many of its most active "
+        "customers are ranked ahead (each customer's best 50 products with their reasons), "
+        "so their requests without a browsed category or a diversity rule cost a lookup; "
+        "the same answers as ranking at request time. 0 ranks every request.",
+        ge=0)
     serving_threads: int = _setting(
         "serving", 8,
         "Worker threads that run requests within the timeout budget (per worker process).",
@@ -568,6 +670,107 @@ class Settings(BaseModel):
         "under the home); once spent the offer is none. 0 = no incentives.",
         ge=0)
 
+    # -- experiments (tailor experiment, the server's assignment) -------------------------
+    experiments_holdout_share: float = _setting(
+        "experiments", 0.0,
+        "Share of visitors in no experiment at all (a global holdout, hashed on their id): "
+        "they get the settings' defaults, without the changes of promoted winners, and are "
+        "logged with no experiment.",
+        ge=0, le=0.5)
+    experiments_refresh_seconds: float = _setting(
+        "experiments", 5.0,
+        "How often the server reads which experiments run (started and stopped ones are "
+        "served without a restart; a failed read keeps the last assignment).",
+        gt=0)
+    experiments_guardrail_min_units: int = _setting(
+        "experiments", 200,
+        "Customers a variant (and, for a max_increase guardrail, its control) must have been "
+        "served before `tailor experiment guardrails` judges its guardrails; fewer: waiting.",
+        ge=1)
+    experiments_guardrail_max_error_increase: float = _setting(
+        "experiments", 0.01,
+        "Every served experiment's implicit guardrail: a variant whose error rate (answers "
+        "whose model or pipeline failed) exceeds its control's by more than this is stopped; "
+        "a definition's own error_rate guardrail replaces it.",
+        ge=0, le=1)
+
+    experiments_attribution_window_hours: float = _setting(
+        "experiments", 0.0,
+        "How long after an exposure a unit's events count for the analysis (tailor "
+        "experiment analyze), in hours. 0: each experiment's own "
+        "metrics.attribution_window_hours (default 24); above 0: this window for every "
+        "experiment instead.",
+        ge=0, le=1440)
+    experiments_pre_period_days: float = _setting(
+        "experiments", 28.0,
+        "Days before a unit's first exposure whose purchases are its pre-period (CUPED's "
+        "covariate for conversion and revenue per visitor). 0: no CUPED.",
+        ge=0, le=366)
+
+    # -- experiments: re-engagement campaigns (tailor experiment campaign) ---------------
+    experiments_campaign_sender: str = _setting(
+        "experiments", "",
+        "From address of the re-engagement mails to customers (an address, or a name and "
+        "<address>); sent through the [mail] SMTP server. Empty: campaigns are off (plan "
+        "and send do nothing).",
+        rule="empty or an e-mail address")
+    experiments_campaign_tracking_url: str = _setting(
+        "experiments", "",
+        "Public base URL of the event collector as customers' mail clients reach it "
+        "(https://t.shop.example for `tailor collect`, https://api.shop.example/collect "
+        "under `tailor serve`); the open pixel and the click links point here.",
+        rule="empty or an http(s):// URL")
+    experiments_campaign_shop_url: str = _setting(
+        "experiments", "",
+        "The shop's home page: the main link of every campaign mail.",
+        rule="empty or an http(s):// URL")
+    experiments_campaign_product_url: str = _setting(
+        "experiments", "",
+        "A product page's URL with {product_id} in it, e.g. "
+        "https://shop.example/p/{product_id}: the links of the picks.",
+        rule="empty or an http(s):// URL holding {product_id}")
+    experiments_campaign_experiment: str = _setting(
+        "experiments", "discount-timing",
+        "The experiment (experiments/<name>.yaml) whose variants set each mail's "
+        "discount_delay_days: 0 = the discount in the first mail, N = a second mail with "
+        "the discount N days later.",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", rule="an experiment name ([a-z0-9-])")
+    experiments_campaign_top_share: float = _setting(
+        "experiments", 0.0,
+        "0: a campaign mails every customer above models.churn_threshold; above 0: the "
+        "highest-risk share of the scored customers instead (e.g. 0.1).",
+        ge=0, le=1)
+    experiments_campaign_picks: int = _setting(
+        "experiments", 4,
+        "Products from the homepage model in each campaign mail.",
+        gt=0, le=20)
+    experiments_campaign_discount_percent: int = _setting(
+        "experiments", 10,
+        "The discount each campaign code gives, in percent.",
+        gt=0, le=90)
+    experiments_campaign_discount_valid_days: int = _setting(
+        "experiments", 14,
+        "Days a campaign code stays valid after the mail that offers it is due.",
+        gt=0)
+    experiments_campaign_cooldown_days: int = _setting(
+        "experiments", 28,
+        "A customer planned into a campaign is not planned into another one for this many "
+        "days. 0 = every week they are at risk.",
+        ge=0)
+    experiments_campaign_subject: str = _setting(
+        "experiments", "We picked a few things for you",
+        "Subject of the campaign mails (the discount mail adds the discount to it).",
+        min_length=1, rule="text")
+
+    # -- privacy -------------------------------------------------------------------------
+    privacy_event_retention_days: int = _setting(
+        "privacy", 0,
+        "`tailor data-retention --apply` (daily in the schedule) deletes raw events older than "
+        "this many days from the event store (with dead letters) and the lake. 0 = keep every "
+        "event. Training learns from what is left: below models.churn_horizon_days + 90 days "
+        "(the longest feature window) the churn model gets shorter histories (docs/security.md).",
+        ge=0)
+
     # -- schedule (tailor schedule, deploy/cron, deploy/kubernetes) -----------------------
     schedule_jobs: str = _setting(
         "schedule", ",".join(SCHEDULE_JOBS),
@@ -585,11 +788,11 @@ class Settings(BaseModel):
     schedule_daily_at: str = _setting(
         "schedule", "02:00",
         "Time (HH:MM) the daily jobs start: validate, then features (+15 min), monitor "
-        "(+45) and report (+75).",
+        "(+45), report (+75) and data_retention (+120).",
         pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", rule="a time HH:MM such as 02:00")
     schedule_weekly_on: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = _setting(
         "schedule", "mon",
-        "Day of the weekly jobs (retention, 90 minutes after daily_at).",
+        "Day of the weekly jobs (retention 90 minutes after daily_at, campaign_plan 105).",
         rule="mon, tue, wed, thu, fri, sat or sun")
     schedule_job_timeout_minutes: float = _setting(
         "schedule", 240.0,
@@ -643,6 +846,25 @@ class Settings(BaseModel):
     def _addresses(cls, text: str) -> str:
         if text.strip() and not all(map(is_mail_address, text.split(","))):
             raise ValueError("not a list of e-mail addresses")
+        return text
+
+    @field_validator("experiments_campaign_sender")
+    @classmethod
+    def _sender_address(cls, text: str) -> str:
+        if text.strip() and not is_mail_address(text):
+            raise ValueError("not an e-mail address")
+        return text.strip()
+
+    @field_validator("experiments_campaign_tracking_url", "experiments_campaign_shop_url",
+                     "experiments_campaign_product_url")
+    @classmethod
+    def _web_address(cls, text: str, info: Any) -> str:
+        text = text.strip()
+        if text and not re.match(r"^https?://[^\s/?#]+[^\s]*$", text):
+            raise ValueError("not an http(s) URL")
+        if text and info.field_name == "experiments_campaign_product_url" \
+                and "{product_id}" not in text:
+            raise ValueError("holds no {product_id}")
         return text
 
     @field_validator("schedule_jobs")

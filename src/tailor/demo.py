@@ -6,8 +6,12 @@ MLflow store (runs, registered models), a demo secret key, the server's log
 (`<home>/server.log`) and the demo's own log (`<home>/logs/demo.log`, the libraries' lines
 included) under `<home>`. Each step says where its output went. The last step starts the
 BentoML server, asks it for a known buyer, a new visitor and a cart, prints the answers with
-their reasons, and stops it; a last monitoring round measures each champion against its
-baseline (`tailor monitor`) and prints its table.
+their reasons, and stops it; a monitoring round measures each champion against its
+baseline (`tailor monitor`) and prints its table; last, a week of the personalised homepage
+against bestsellers runs as an experiment on the simulated shop, in a home of its own
+(`<home>/experiment`), and its analysis is printed (`tailor.experiments.simulation`). The
+demo ends with the demo shop's URL and the command that serves it (`tailor demo --serve`
+starts it at once: `tailor serve --demo-shop`).
 """
 
 from __future__ import annotations
@@ -119,10 +123,13 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
                 + f" -> decisions in {settings.event_store_url} (monitoring_decisions), "
                 f"Evidently workspace {settings.home_path / 'evidently'}")
 
+    def experiment_step() -> str:
+        return _run_experiment(settings, shop_dir, state)
+
     steps = [("simulate", simulate_step), ("ingest", ingest_step), ("validate", validate_step),
              ("export", export_step), ("warehouse", warehouse_step),
              ("features", features_step), ("train", train_step), ("serve", serve_step),
-             ("monitor", monitor_step)]
+             ("monitor", monitor_step), ("experiment", experiment_step)]
     results = [_timed(name, step, console) for name, step in steps]
     _print_summary(console, results, state)
     _print_model_metrics(console, state)
@@ -131,8 +138,58 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
         from tailor.monitoring.table import round_table
 
         console.print(round_table(state["monitoring"]))  # type: ignore[arg-type]
+    if state.get("experiment"):
+        from tailor.experiments.analysis_commands import lift_table
+
+        console.print(lift_table("experiment", state["experiment"]))  # type: ignore[arg-type]
     console.print(f"every step's log, the libraries' lines included: {log_file}", highlight=False)
+    _print_shop_invitation(console, settings)
     return all(bool(state.get(flag)) for flag in ("gate_passed", "trained", "served"))
+
+
+def shop_command(settings: Settings) -> str:
+    """The command that serves this home with its demo shop."""
+    return f"tailor serve --demo-shop --home {settings.home_path}"
+
+
+def shop_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.serving_host in ("0.0.0.0", "::", "") else \
+        settings.serving_host
+    return f"http://{host}:{settings.serving_port}/shop/"
+
+
+def _print_shop_invitation(console: Console, settings: Settings) -> None:
+    """Where to watch the models at work in a browser, and the command that serves it."""
+    console.rule("[bold]see it in a browser")
+    console.print(f"the demo shop on this home's catalogue: {shop_url(settings)}\n"
+                  f"  start it (Ctrl-C stops): {shop_command(settings)}\n"
+                  "  (make shop does the same for make demo's home; tailor demo --serve keeps "
+                  "the server running right after the demo)",
+                  highlight=False, soft_wrap=True)
+
+
+DEMO_EXPERIMENT_DAYS = 7
+
+
+def _run_experiment(settings: Settings, shop_dir: object, state: dict[str, object]) -> str:
+    """A week of the personalised homepage against bestsellers on the simulated shop, in a
+    home of its own (`<home>/experiment`, rebuilt each run: the demo's event store keeps
+    only what the steps above wrote), analysed (`tailor.experiments.simulation`)."""
+    import shutil
+    from pathlib import Path
+
+    from tailor.config import load_settings
+    from tailor.experiments.simulation import run_simulated_experiment
+
+    home = settings.home_path / "experiment"
+    shutil.rmtree(home, ignore_errors=True)
+    run = run_simulated_experiment(load_settings(home=home, env={}), Path(str(shop_dir)),
+                                   "personalised-homepage", days=DEMO_EXPERIMENT_DAYS, seed=1)
+    state["experiment"] = run.analysis
+    verdict = run.analysis.verdict
+    return (f"{sum(run.analysis.units.values()):,} customers for {DEMO_EXPERIMENT_DAYS} days: "
+            f"{verdict.decision.replace('_', ' ')}"
+            f"{' (' + verdict.winner + ')' if verdict.winner else ''} -> {run.report}")
 
 
 DEMO_TRIALS = 3  # Optuna trials per model: enough to show tuning, small enough for the demo
@@ -242,10 +299,11 @@ def _call(url: str, key: str, label: str, path: str, body: dict) -> ServedAnswer
 
 def _serve_and_ask(settings: Settings, state: dict[str, object]) -> str:
     """Start the server (as `tailor serve` does), call each endpoint once, stop it."""
-    from tailor.events.keys import create_key, keys_file_path
+    from tailor.events.keys import create_key, hash_key, key_id, keys_file_path, revoke_key
     from tailor.server import start_server
 
-    key = create_key("secret", keys_file_path(settings), label="demo")
+    keys_file = keys_file_path(settings)
+    key = create_key("secret", keys_file, label="demo")
     calls = _demo_calls(settings)
     log_path = settings.home_path / "server.log"
     with log_path.open("ab") as log:
@@ -257,6 +315,7 @@ def _serve_and_ask(settings: Settings, state: dict[str, object]) -> str:
         answers = [_call(server.url, key, *call) for call in calls]
     finally:
         server.stop()
+        revoke_key(keys_file, key_id(hash_key(key)))  # its plain value is gone with this run
     state["answers"] = answers
     state["served"] = all(answer.status == 200 for answer in answers)
     return (f"{len(answers)} answers from {server.url} (bentoml serve bentos.service:Tailor), "

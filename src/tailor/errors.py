@@ -14,3 +14,11 @@ class InputError(ValueError):
     `ValueError` reaching the command line is a bug: it ends with a traceback. A subclass of
     `ValueError`, so callers that catch `ValueError` keep working.
     """
+
+
+class GateRefused(Exception):
+    """A check refused an action on purpose (a promotion the analysis does not back): the
+    message says why and how to go on; nothing was changed.
+
+    The command line reports it as one line and exit 1 ("a gate failed").
+    """

@@ -55,6 +55,7 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("GET  /healthz /livez /readyz", "health, no key"),
     ("GET  /metrics", "Prometheus metrics (secret key)"),
     ("GET  /dashboard", "the daily report: the shop, models, serving (secret key)"),
+    ("GET  /shop/", "the demo shop, with serving.demo_shop (tailor serve --demo-shop), no key"),
     ("GET  /docs.json", "the OpenAPI spec, no key"),
     ("GET  /", "this list of endpoints, no key"),
 )
@@ -89,12 +90,17 @@ def check_port_free(host: str, port: int) -> None:
                             "uses it or pass --port (serving.port)") from None
 
 
-def server_environment(settings: Settings, workers: int | None = None) -> dict[str, str]:
+def server_environment(settings: Settings, workers: int | None = None,
+                       host: str | None = None, port: int | None = None) -> dict[str, str]:
     """This process's environment plus every resolved setting as its TAILOR_* variable
-    (BENTOML_HOME is left to `start_server`)."""
+    (BENTOML_HOME is left to `start_server`); `workers`, `host` and `port` override their
+    settings, so the server knows the address it really listens on (the demo shop's
+    origin)."""
     values = dict(settings.values, home=str(settings.home_path.resolve()))
-    if workers is not None:
-        values["serving_workers"] = workers
+    for name, value in (("serving_workers", workers), ("serving_host", host),
+                        ("serving_port", port)):
+        if value is not None:
+            values[name] = value
     env = dict(os.environ)
     for setting in SETTINGS:
         value = values[setting.name]
@@ -188,7 +194,8 @@ def start_server(settings: Settings, *, host: str | None = None, port: int | Non
     check_port_free(host, port)
     working_dir = service_dir()
     bentoml_home = Path(tempfile.mkdtemp(prefix="tailor-bentoml-"))
-    env = {**server_environment(settings, workers), "BENTOML_HOME": str(bentoml_home)}
+    env = {**server_environment(settings, workers, host, port),
+           "BENTOML_HOME": str(bentoml_home)}
     process = subprocess.Popen(server_command(host, port, working_dir), cwd=working_dir,
                                env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
                                start_new_session=True)

@@ -40,9 +40,10 @@ def browser_paths() -> tuple[str, str]:
     return str(chromium), str(driver)
 
 
-def start_browser(profiles: Path) -> Any:
+def start_browser(profiles: Path, *, network_log: bool = False) -> Any:
     """A headless Chromium with a fresh profile under `profiles` (no shared localStorage),
-    keeping the page's console messages; the caller quits it."""
+    keeping the page's console messages (and, with `network_log`, DevTools' network events
+    in the `performance` log: every request, beacons included); the caller quits it."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -52,7 +53,8 @@ def start_browser(profiles: Path) -> Any:
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp(dir=profiles)}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", **(
+        {"performance": "ALL"} if network_log else {})})
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     driver.implicitly_wait(5)
     return driver

@@ -1,6 +1,7 @@
 """Session fixtures for the serving tests: a trained home on a private Redis and a real
 `bentoml serve` process over it (two workers), started the way `tailor serve` starts it,
-with signed customer ids required by its collector (`collector.require_signed_identity`)."""
+with signed customer ids required by its collector (`collector.require_signed_identity`)
+and the demo shop at /shop/ (`serving.demo_shop`, for `test_shop_browser`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from serving_home import (RedisServer, Serving, TrainedHome, build_trained_home,
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 RELOAD_SECONDS = 2.0  # serving.reload_seconds of the test server: alias moves show quickly
 WORKERS = 2          # two workers, so /metrics must add up both processes' series
+READ_TIMEOUT = 3.0   # serving.read_timeout_seconds: the slow-loris test waits this long
 TIMEOUT_MS = 3_000   # a generous budget: on a busy 2-core machine a personalised answer
                      # must not turn into a timeout fallback and make the tests flaky
 
@@ -53,7 +55,9 @@ def serving(trained_home: TrainedHome, private_redis: RedisServer) -> Iterator[S
     settings = trained_home.settings.replace(serving_reload_seconds=str(RELOAD_SECONDS),
                                              serving_workers=str(WORKERS),
                                              serving_timeout_ms=str(TIMEOUT_MS),
-                                             collector_require_signed_identity="true")
+                                             collector_require_signed_identity="true",
+                                             serving_demo_shop="true",
+                                             serving_read_timeout_seconds=str(READ_TIMEOUT))
     keys_file = keys_file_path(settings)
     secret_key = create_key("secret", keys_file, label="serving tests")
     public_key = create_key("public", keys_file, label="serving tests")

@@ -49,7 +49,7 @@ def test_metrics_need_a_secret_key(collector) -> None:
     process, keys = collector
     assert httpx.get(f"{process.url}/metrics").status_code == 401
     public = httpx.get(f"{process.url}/metrics", headers={"X-Tailor-Key": keys["public"]})
-    assert public.status_code == 403 and "secret key" in public.json()["error"]
+    assert public.status_code == 403 and "recommendations:read" in public.json()["error"]
     assert "tailor_collector_requests_total" in _metrics(process, keys["secret"])
 
 

@@ -15,7 +15,8 @@ from tailor.serving.schemas import OFFERS
 
 pytestmark = pytest.mark.slow
 
-ANSWER_FIELDS = {"model_version", "variant", "fallback", "fallback_reason", "stale", "request_id"}
+ANSWER_FIELDS = {"model_version", "variant", "fallback", "fallback_reason", "stale", "request_id",
+                 "experiment", "experiment_variant"}
 ITEM_FIELDS = {"product_id", "score", "reason", "confidence", "lift"}
 
 
@@ -28,8 +29,9 @@ def test_a_known_buyer_gets_a_personalised_homepage_with_reasons(serving) -> Non
     response = serving.post("/homepage", {"customer_id": serving.home.known_buyer, "k": 5})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == ANSWER_FIELDS | {"items", "personalised"}
+    assert set(body) == ANSWER_FIELDS | {"items", "personalised", "layout"}
     assert not body["fallback"] and body["fallback_reason"] is None, body
+    assert body["experiment"] is None and body["experiment_variant"] is None  # none started
     assert body["stale"] is False  # the home's events are recent
     assert body["personalised"] and body["variant"] == "champion"
     assert body["model_version"] == serving.champion("homepage")
@@ -147,6 +149,25 @@ def test_health_the_index_and_the_spec_need_no_key(serving) -> None:
     assert {"/homepage", "/also_bought", "/checkout_offer", "/batch/homepage"} <= set(spec["paths"])
     assert serving.get("/metrics").status_code == 401
     assert serving.get("/metrics", key=serving.secret_key).status_code == 200
+
+
+def test_the_kubernetes_probes_are_answered_by_the_real_server(serving) -> None:
+    """Every httpGet probe of the serving Deployment (deploy/kubernetes/) gets 200 without a
+    key from this server, and its port is the one `bentoml serve` listens on in the image."""
+    from pathlib import Path
+
+    import yaml
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    manifest = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / \
+        "tailor-serving-deployment.yaml"
+    [container] = yaml.safe_load(manifest.read_text())["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    probes = [container[kind]["httpGet"] for kind in
+              ("readinessProbe", "livenessProbe", "startupProbe")]
+    for probe in probes:
+        assert ports[probe["port"]] == BentoMLContainer.http.port.get()
+        assert serving.get(probe["path"]).status_code == 200, probe
 
 
 def test_the_dashboard_is_the_daily_report_with_this_servers_latency(

@@ -188,6 +188,14 @@ def test_a_shopping_journey_arrives_in_order_with_session_and_customer(
     assert events["event_id"].is_unique
 
 
+def excluded(collector: CollectorProcess) -> dict[str, str]:
+    """The collector home's opt-out list: each id and its reason."""
+    from tailor.config import load_settings
+    from tailor.privacy.excluded_customers import exclusion_reasons
+
+    return exclusion_reasons(load_settings(home=collector.home, env={}))
+
+
 def test_an_opted_out_shopper_sends_nothing(collector: CollectorProcess,
                                             new_browser: Callable[[], Any]) -> None:
     from selenium.webdriver.common.by import By
@@ -200,6 +208,13 @@ def test_an_opted_out_shopper_sends_nothing(collector: CollectorProcess,
     assert driver.execute_script("return tailor.isTracking()") is False
     shop_the_journey(driver, f"{collector.url}/shop")
     assert driver.execute_script("return localStorage.getItem('tailor:queue')") is None
+    # Signing in while opted out opts the account out too (the one call the tracker makes).
+    wait_until(lambda: CUSTOMER_ID in excluded(collector), 20,
+               "the signed-in customer on the opt-out list")
+    from tailor.config import load_settings
+    from tailor.privacy.opt_out import opt_in
+
+    opt_in(load_settings(home=collector.home, env={}), CUSTOMER_ID)  # as the shop's admin would
     # Rather than wait a while for a send that must not come: opt in again, send one marker
     # by fetch and wait for it. Whatever the opted-out pages sent went out before it.
     driver.get(f"{collector.url}/shop/index.html")
@@ -210,6 +225,44 @@ def test_an_opted_out_shopper_sends_nothing(collector: CollectorProcess,
     assert stored["properties"].map(lambda p: json.loads(p).get("target")).tolist() == \
         ["opted-in-again"]  # nothing from the opted-out journey
     assert collector_requests(collector) == requests_before + 1  # not even a refused request
+
+
+def test_opting_out_in_the_shop_reaches_the_collectors_list_and_opting_in_leaves_it(
+        collector: CollectorProcess, new_browser: Callable[[], Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = new_browser()
+    shop_the_journey(driver, f"{collector.url}/shop")  # signed in as CUSTOMER_ID
+    anonymous_id = driver.execute_script("return tailor.anonymousId()")
+    driver.find_element(By.ID, "opt-out").click()
+    wait_until(lambda: {anonymous_id, CUSTOMER_ID} <= set(excluded(collector)), 20,
+               "the browser's anonymous id and customer id on the collector's opt-out list")
+    # The collector writes the list before it answers: the page forgets the pending choice
+    # once the answer is back.
+    wait_until(lambda: driver.execute_script(
+        "return localStorage.getItem('tailor:choice') === null"), 20,
+        "the page to drop the opt-out it sent once the collector answered")
+    # Events that still arrive for the customer (another device, a server) are dropped.
+    dropped_before = collector_metric(collector, "tailor_collector_events_opted_out_total")
+    answer = httpx.post(f"{collector.url}/v1/events", headers={
+        "X-Tailor-Key": SECRET_KEYS[collector.home]}, json={"events": [{
+            "event_id": "opted-out-elsewhere", "customer_id": CUSTOMER_ID,
+            "event_type": "page_view", "timestamp": pd.Timestamp.now(tz="UTC").isoformat()}]})
+    assert answer.json()["opted_out"] == 1
+    assert "opted-out-elsewhere" not in set(stored_events(collector)["event_id"])
+    assert collector_metric(collector, "tailor_collector_events_opted_out_total") \
+        == dropped_before + 1
+    # Unsigned, the known id may not be opted back in from a browser; the anonymous id is.
+    try:
+        driver.execute_script("tailor.optIn();")
+        wait_until(lambda: anonymous_id not in excluded(collector), 20,
+                   "the anonymous id off the list after optIn()")
+        assert excluded(collector).get(CUSTOMER_ID) == "opted_out"
+    finally:  # the other tests of this collector shop as CUSTOMER_ID too
+        from tailor.config import load_settings
+        from tailor.privacy.opt_out import opt_in
+
+        opt_in(load_settings(home=collector.home, env={}), CUSTOMER_ID)
 
 
 def test_where_consent_is_required_nothing_is_sent_before_it(

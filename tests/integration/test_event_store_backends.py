@@ -291,6 +291,20 @@ def test_delete_customer_removes_their_events_dead_letters_and_row(store: EventS
     assert store.delete_customer("nobody") == 0
 
 
+def test_forget_customer_counts_each_table_and_knows_the_sessions(store: EventStore) -> None:
+    store.insert_events(events(simple("e1", "leaver", session_id="s1"),
+                               simple("e2", "leaver", session_id="s2"),
+                               simple("e3", "leaver", session_id="s1"),
+                               simple("e4", "stay", session_id="s9")), "b1")
+    store.upsert_customers(pd.DataFrame({"customer_id": ["leaver", "stay"]}))
+    assert sorted(store.customer_sessions("leaver")) == ["s1", "s2"]
+    assert store.forget_customer("leaver") == {"events": 3, "dead_letters": 0, "customers": 1,
+                                               "predictions": 0}
+    assert store.customer_sessions("leaver") == []
+    assert store.forget_customer("leaver") == {"events": 0, "dead_letters": 0, "customers": 0,
+                                               "predictions": 0}
+
+
 def test_concurrent_writers_store_each_event_once(store_url: str) -> None:
     stores = [open_event_store(store_url) for _ in range(2)]
     inserted: list[int] = []

@@ -20,10 +20,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from registry_homes import analysis_with
 from shop_homes import load_events
 from tailor.cli import app
 from tailor.config import Settings, load_settings
-from tailor.monitoring import audit
+from tailor.experiments.state import open_store
+from tailor.monitoring import audit, through_experiment
 from tailor.training.reference import ARTIFACT_DIR, load_reference
 from tailor.monitoring.rounds import run_round
 from tailor.simulate import ShopConfig, simulate_shop
@@ -236,3 +238,39 @@ def test_the_audit_table_keeps_one_decision_per_round(backend: str, tmp_path: Pa
     audit.record(settings, other)
     assert [d.decision for d in audit.history(settings, "homepage")] == ["promoted"]
     assert len(audit.history(settings)) == 2
+
+
+def test_through_an_experiment_the_challenger_faces_visitors_before_it_serves_everyone(
+        home: Settings) -> None:
+    """`monitoring.promote_through = "experiment"`: the round starts a champion-vs-challenger
+    experiment instead of moving the alias; the next day's round waits for it and trains
+    nothing; its winner then becomes champion. Last in the module: it adds a day of data."""
+    through = home.replace(monitoring_promote_through="experiment")
+    broken = _register_copy("1", _scramble_products)  # the champion before has no reference
+    [first] = run_round(through, ["homepage"])
+    assert first.decision == "experiment_started", first.reason
+    assert first.experiment == f"monitor-homepage-v{first.challenger_version}"
+    assert _champion() == broken  # no visitor's model changed yet
+    with open_store(home) as store:
+        record = store.record(first.experiment)
+    assert record.status == "running" and record.surface == "homepage"
+    assert {variant.name: variant.changes.model for variant in record.definition().variants} \
+        == {"champion": "champion", "challenger": first.challenger_version}
+
+    late = pd.read_parquet(home.home_path.parent / "late.parquet")
+    day = late[late["timestamp"] > late["timestamp"].max() - pd.Timedelta(days=1)].copy()
+    day["timestamp"] += pd.Timedelta(days=1)
+    day["event_id"] = day["event_id"].astype(str) + "-next-day"
+    day.to_parquet(home.home_path.parent / "next-day.parquet", index=False)
+    load_events(home, home.home_path.parent / "next-day.parquet")
+    versions = _versions()
+    [second] = run_round(through, ["homepage"])
+    assert (second.decision, second.experiment) == ("experiment_running", first.experiment)
+    assert "no exposures" in second.reason and not second.repeated
+    assert _versions() == versions and _champion() == broken  # no second challenger
+
+    outcome = through_experiment.follow(home, first.experiment,
+                                        analyze=analysis_with("challenger"))
+    assert (outcome.decision, outcome.new_champion) == ("promoted", first.challenger_version)
+    assert _champion() == first.challenger_version
+    assert through_experiment.open_experiment(home, "homepage") is None

@@ -59,7 +59,8 @@ def row(request_id: str, minutes: float = 0, endpoint: str = "homepage",
         "items": json.dumps([{"product_id": "p1", "score": 0.25, "reason": "popular right now"}]),
         "k": 10, "p_abandon": None, "offer": None, "fallback": False, "fallback_reason": None,
         "stale": False, "personalised": True if endpoint == "homepage" else None,
-        "anchor_product_id": None, "experiment": None, "experiment_variant": None, **changes}
+        "anchor_product_id": None, "experiment": None, "experiment_variant": None,
+        "latency_ms": 12.5, "fallback_kind": None, **changes}
     return tuple(values[name] for name in PREDICTION_COLUMNS)
 
 

@@ -219,6 +219,13 @@ def test_the_retention_command_writes_the_list_as_of_a_date(shop, trained: dict)
     assert Path(payload["path"]).name == f"retention_{as_of}.csv"
     written = pd.read_csv(payload["path"])
     assert len(written) == payload["high_risk"] <= payload["customers_scored"]
+    # what monitoring judges the list by once its horizon has passed
+    scores = pd.read_parquet(Path(payload["path"]).with_suffix(".scores.parquet"))
+    assert len(scores) == payload["customers_scored"]
+    assert set(written["customer_id"]) == set(
+        scores.loc[scores["churn_probability"] > payload["threshold"], "customer_id"])
+    summary = json.loads(Path(payload["path"]).with_suffix(".json").read_text())
+    assert summary == payload and summary["horizon_days"] > 0
 
 
 def test_a_failed_quality_gate_refuses_training(shop, trained: dict,

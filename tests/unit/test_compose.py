@@ -3,6 +3,7 @@ commands its services run are run natively."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -82,9 +83,13 @@ def test_the_scheduler_runs_until_sigterm_and_stops_cleanly(tmp_path: Path) -> N
         assert (tmp_path / "home" / "scheduler.heartbeat").is_file()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a second stop signal: still one clean exit
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
         log.close()
-    assert process.returncode == 0, (tmp_path / "scheduler.log").read_text()[-2000:]
+    output = (tmp_path / "scheduler.log").read_text()
+    assert process.returncode == 0, output[-2000:]
+    assert "Traceback" not in output, output[-2000:]
 
 
 def _free_port() -> int:
@@ -141,3 +146,33 @@ def test_the_tailor_service_command_serves_natively(tmp_path: Path) -> None:
         process.wait(timeout=30)
         log.close()
     assert process.returncode == 0, (tmp_path / "serve.log").read_text()[-2000:]
+
+
+def test_every_database_the_services_name_is_created(postgres_server_url: str) -> None:
+    """Each PostgreSQL database in a service's URL is the image's POSTGRES_DB or made by the
+    init scripts mounted into the image; the scripts run on the local server (databases
+    renamed for the test, then dropped)."""
+    import psycopg
+
+    services = compose()["services"]
+    postgres = services["postgres"]
+    named = set()
+    for service in services.values():
+        text = json.dumps(service) + json.dumps(compose().get("x-tailor-env", {}))
+        named |= set(re.findall(r"postgresql://[^@\s\"]+@postgres:5432/(\w+)", text))
+    mounts = [volume.split(":") for volume in postgres["volumes"] if volume.startswith("./")]
+    [(folder, _, _)] = [mount for mount in mounts if mount[1] == "/docker-entrypoint-initdb.d"]
+    scripts = sorted((REPO / folder).glob("*.sql"))
+    sql = "\n".join(script.read_text() for script in scripts)
+    created = set(re.findall(r"CREATE DATABASE (\w+);", sql))
+    assert named == {postgres["environment"]["POSTGRES_DB"]} | created
+    suffix = f"_compose_{os.getpid()}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as connection:
+        try:
+            for statement in filter(str.strip, re.sub(r"--[^\n]*", "", sql).split(";")):
+                connection.execute(statement.replace(";", "") + suffix)
+            listed = {row[0] for row in connection.execute("SELECT datname FROM pg_database")}
+            assert {name + suffix for name in created} <= listed
+        finally:
+            for name in created:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}{suffix}"')

@@ -150,6 +150,20 @@ def test_no_serving_module_reaches_training_counting_lazy_imports() -> None:
     assert reaching and {module: found for module, found in reaching.items() if found} == {}
 
 
+def test_the_demo_shop_sits_above_serving_and_never_reaches_training() -> None:
+    """`tailor.shop` (the demo shop the service mounts) uses serving and events; nothing
+    below it imports it, and it never reaches training."""
+    graph = import_graph(top_level_only=False)
+    shop = {module: sorted(target for target in _reachable(graph, module)
+                           if _package(target) == "tailor.training")
+            for module in graph if _package(module) == "tailor.shop"}
+    assert shop and {module: found for module, found in shop.items() if found} == {}
+    below = {module for module in graph
+             if _reaches(module, ("tailor.serving", "tailor.events", "tailor.features"))
+             and any(_package(target) == "tailor.shop" for target in graph[module])}
+    assert below == set()
+
+
 def test_importing_serving_loads_no_training_library() -> None:
     """In a fresh interpreter (the environment, and so PYTHONPATH, is inherited)."""
     code = ("import sys, tailor.serving, tailor.serving.pipeline, tailor.training.pyfunc; "

@@ -104,15 +104,9 @@ class PiiStore:
         """The open connection, with the table created on first use."""
         if self._connection is None:
             if self._is_sqlite:
-                from tailor.events.store import sqlite_path
+                from tailor.events.store import connect_sqlite, sqlite_path
 
-                path = sqlite_path(self.url)
-                if path != ":memory:":
-                    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                connection: Any = sqlite3.connect(path, isolation_level=None, timeout=60.0,
-                                                  check_same_thread=False)
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
+                connection: Any = connect_sqlite(sqlite_path(self.url))
                 connection.execute(_TABLE_SQL)
             else:
                 import psycopg
@@ -180,11 +174,19 @@ class PiiStore:
                               f"({self.url}); use the key they were written with") from None
 
     def delete(self, customer_id: str) -> bool:
-        """Erase the customer's PII; True when there was a record."""
+        """Erase the customer's PII; True when there was a record. On SQLite the record's
+        bytes are overwritten (`secure_delete`) and the write-ahead log emptied, so the
+        file keeps no copy of the (encrypted) record."""
         with self._lock:
-            cursor = self._connect().execute(
+            connection = self._connect()
+            if self._is_sqlite:
+                connection.execute("PRAGMA secure_delete=ON")
+            cursor = connection.execute(
                 self._placeholder("DELETE FROM customer_pii WHERE customer_id = ?"), (customer_id,))
-            return cursor.rowcount > 0
+            removed = cursor.rowcount > 0
+            if self._is_sqlite:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return removed
 
     def count(self) -> int:
         """Number of customers with stored PII."""

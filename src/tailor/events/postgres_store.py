@@ -219,6 +219,13 @@ def _micros_select(columns: Sequence[str], times: Sequence[str]) -> str:
     return ", ".join(_MICROS.format(column=name) if name in times else name for name in columns)
 
 
+_DELETE_OLD_EVENTS = ('DELETE FROM events WHERE seq IN (SELECT seq FROM events '
+                      'WHERE "timestamp" < %s ORDER BY "timestamp" LIMIT %s)')
+_DELETE_OLD_REJECTED = ("DELETE FROM rejected_events WHERE id IN (SELECT id FROM "
+                        "rejected_events WHERE received_at < %s LIMIT %s)")
+RETENTION_BATCH_ROWS = 50_000
+
+
 class PostgresEventStore(SqlEventReads):
     """`EventStore` on PostgreSQL; one connection, calls serialised by a lock.
 
@@ -373,6 +380,11 @@ class PostgresEventStore(SqlEventReads):
     def delete_customer(self, customer_id: str) -> int:
         """Remove a customer's events, dead-letter rows and customer row, and their id from
         the prediction log; returns events removed."""
+        return self.forget_customer(customer_id)["events"]
+
+    def forget_customer(self, customer_id: str) -> dict[str, int]:
+        """`delete_customer` with a count per table: events, dead_letters, customers,
+        predictions (ids cleared). One transaction."""
         counts = self._transaction([
             ("DELETE FROM events WHERE customer_id = %s", (customer_id,)),
             ("DELETE FROM rejected_events WHERE customer_id = %s", (customer_id,)),
@@ -381,7 +393,31 @@ class PostgresEventStore(SqlEventReads):
             ("UPDATE predictions SET customer_id = NULL, session_id = NULL "
              "WHERE customer_id = %s", (customer_id,)),
         ])
-        return int(counts[0])
+        return dict(zip(("events", "dead_letters", "customers", "predictions"),
+                        (int(count) for count in counts)))
+
+    def customer_sessions(self, customer_id: str) -> list[str]:
+        """The distinct session ids of a customer's events."""
+        return [str(row[0]) for row in self._read(
+            "SELECT DISTINCT session_id FROM events WHERE customer_id = %s "
+            "AND session_id IS NOT NULL", (customer_id,))]
+
+    def delete_older_than(self, cutoff: pd.Timestamp,
+                          batch_rows: int = RETENTION_BATCH_ROWS) -> dict[str, int]:
+        """Delete events timestamped before `cutoff` and dead letters received before it, in
+        batches of `batch_rows` (one transaction each, so writers wait for one batch at
+        most); returns rows deleted (`events`, `dead_letters`). The space comes back with
+        (auto)vacuum."""
+        bound = _py_time(cutoff)
+        removed = {}
+        for name, sql in (("events", _DELETE_OLD_EVENTS), ("dead_letters", _DELETE_OLD_REJECTED)):
+            removed[name] = 0
+            while True:
+                [changed] = self._transaction([(sql, (bound, int(batch_rows)))])
+                removed[name] += int(changed)
+                if changed < batch_rows:
+                    break
+        return removed
 
     # -- dead letter and ingest runs -------------------------------------------------------------
 

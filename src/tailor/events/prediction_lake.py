@@ -40,7 +40,7 @@ ITEM_TYPE = pa.struct([("product_id", pa.string()), ("score", pa.float64()),
 _TYPES: dict[str, pa.DataType] = {
     "served_at": UTC_MICROS, "items": pa.list_(ITEM_TYPE), "k": pa.int64(),
     "p_abandon": pa.float64(), "fallback": pa.bool_(), "stale": pa.bool_(),
-    "personalised": pa.bool_(),
+    "personalised": pa.bool_(), "latency_ms": pa.float64(),
 }
 # One fixed schema for every predictions file (`seq`, then the store's columns).
 LAKE_PREDICTION_SCHEMA = pa.schema(

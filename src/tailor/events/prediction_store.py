@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from tailor.errors import InputError
-from tailor.events.store import sqlite_path
+from tailor.events.store import connect_sqlite, sqlite_path
 
 # The columns of one answer, in the order rows are written and read (after `seq` on reads).
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -45,11 +45,21 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "stale",               # built on stale features
     "personalised",        # homepage: personalised list; NULL for other endpoints
     "anchor_product_id",   # also bought: the product the companions are for
-    "experiment",          # reserved for the experiments issue
-    "experiment_variant",  # reserved for the experiments issue
+    "experiment",          # the A/B experiment the answer was served in (NULL: none)
+    "experiment_variant",  # its variant (the answer is the exposure)
+    "latency_ms",          # how long the pipeline took to answer (NULL: not measured)
+    "fallback_kind",       # a fallback's kind: timeout, feature_store, no_model, model_error,
+                           # internal_error, stale_features (NULL: no fallback, or not known)
 )
+# Columns later versions added: (name, SQLite type, PostgreSQL type); an older table gets them
+# when a store opens it (`add_missing_sqlite_columns`, and ADD COLUMN IF NOT EXISTS).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("latency_ms", "REAL", "DOUBLE PRECISION"), ("fallback_kind", "TEXT", "TEXT"))
 ENDPOINT_MODELS: dict[str, str] = {"homepage": "homepage", "also_bought": "cross_sell",
                                    "checkout_offer": "checkout"}
+# The fallback kinds that are errors (a model or the pipeline failed), not a planned fallback.
+ERROR_KINDS: tuple[str, ...] = ("model_error", "internal_error")
+ERROR_KINDS_SQL = ", ".join(f"'{kind}'" for kind in ERROR_KINDS)  # constants, not input
 _INSERT_COLUMNS = ", ".join(PREDICTION_COLUMNS)
 _SELECT_COLUMNS = "seq, " + _INSERT_COLUMNS
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -75,9 +85,13 @@ CREATE TABLE IF NOT EXISTS predictions (
     personalised INTEGER,
     anchor_product_id TEXT,
     experiment TEXT,
-    experiment_variant TEXT
+    experiment_variant TEXT,
+    latency_ms REAL,
+    fallback_kind TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_served_at ON predictions (served_at);
+CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions (experiment, served_at)
+    WHERE experiment IS NOT NULL;
 """
 
 POSTGRES_SCHEMA_SQL = """
@@ -101,13 +115,27 @@ CREATE TABLE IF NOT EXISTS predictions (
     personalised BOOLEAN,
     anchor_product_id TEXT,
     experiment TEXT,
-    experiment_variant TEXT
+    experiment_variant TEXT,
+    latency_ms DOUBLE PRECISION,
+    fallback_kind TEXT
 );
-CREATE INDEX IF NOT EXISTS predictions_served_at ON predictions (served_at)
+CREATE INDEX IF NOT EXISTS predictions_served_at ON predictions (served_at);
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS latency_ms DOUBLE PRECISION;
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS fallback_kind TEXT;
+CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions (experiment, served_at)
+    WHERE experiment IS NOT NULL
 """
 _POSTGRES_SEQ_LOCK = ("SELECT pg_advisory_xact_lock("
                       "hashtext(current_schema() || '.tailor.predictions.seq'))")
 _POSTGRES_MICROS = "(EXTRACT(EPOCH FROM served_at) * 1000000)::BIGINT"
+
+
+def add_missing_sqlite_columns(connection: sqlite3.Connection) -> None:
+    """Add `ADDED_COLUMNS` to a SQLite `predictions` table made by an older version."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
+    for name, sqlite_type, _ in ADDED_COLUMNS:
+        if name not in present:
+            connection.execute(f"ALTER TABLE predictions ADD COLUMN {name} {sqlite_type}")
 
 
 def micros_to_datetime(micros: int) -> dt.datetime:
@@ -143,6 +171,15 @@ class PredictionStore(Protocol):
                             endpoint: str | None = None) -> list[tuple]:
         """Rows served in [start, end) (epoch microseconds), optionally of one endpoint, in
         seq order: `seq` then `PREDICTION_COLUMNS`."""
+
+    def experiment_summary(self, experiment: str, start_micros: int) -> list[tuple]:
+        """Per variant of `experiment`, answers served from `start_micros` on: (variant,
+        answers, distinct customers, fallbacks, errors); errors are fallbacks of kind
+        model_error or internal_error."""
+
+    def experiment_latencies(self, experiment: str, start_micros: int) -> list[tuple]:
+        """Per variant of `experiment`, a histogram of the answers' latency from
+        `start_micros` on: (variant, whole milliseconds rounded up, answers)."""
 
     def max_seq(self) -> int:
         """The highest stored seq (0 when empty)."""
@@ -180,6 +217,9 @@ class _SqlPredictionReads:
 
     _placeholder = "?"
     _select = _SELECT_COLUMNS
+    # latency_ms rounded up to a whole millisecond (SQLite has no CEIL before 3.35)
+    _ceiling_ms = ("CAST(latency_ms AS INTEGER) + "
+                   "(latency_ms > CAST(latency_ms AS INTEGER))")
     _lock: threading.RLock
 
     def _read(self, sql: str, parameters: tuple = ()) -> list[tuple]:
@@ -204,6 +244,23 @@ class _SqlPredictionReads:
             parameters += (endpoint,)
         return self._read(sql + " ORDER BY seq", parameters)
 
+    def experiment_summary(self, experiment: str, start_micros: int) -> list[tuple]:
+        mark = self._placeholder
+        return self._read(
+            "SELECT experiment_variant, COUNT(*), COUNT(DISTINCT customer_id), "
+            "SUM(CASE WHEN fallback THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN fallback_kind IN ({ERROR_KINDS_SQL}) THEN 1 ELSE 0 END) "
+            f"FROM predictions WHERE experiment = {mark} AND served_at >= {mark} "
+            "GROUP BY experiment_variant ORDER BY experiment_variant",
+            (experiment, self._bound_time(start_micros)))
+
+    def experiment_latencies(self, experiment: str, start_micros: int) -> list[tuple]:
+        mark = self._placeholder
+        return self._read(
+            f"SELECT experiment_variant, {self._ceiling_ms}, COUNT(*) FROM predictions "
+            f"WHERE experiment = {mark} AND served_at >= {mark} AND latency_ms IS NOT NULL "
+            "GROUP BY 1, 2 ORDER BY 1, 2", (experiment, self._bound_time(start_micros)))
+
     def max_seq(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM predictions")[0][0])
 
@@ -221,14 +278,7 @@ class SqlitePredictionStore(_SqlPredictionReads):
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            if self.path != ":memory:":
-                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, isolation_level=None, timeout=60.0,
-                                         check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=60000")
-            self._connection = connection
+            self._connection = connect_sqlite(self.path, synchronous="NORMAL")
         return self._connection
 
     def _read(self, sql: str, parameters: tuple = ()) -> list[tuple]:
@@ -251,7 +301,9 @@ class SqlitePredictionStore(_SqlPredictionReads):
 
     def initialize(self) -> None:
         with self._lock:
-            self._connect().executescript(SQLITE_SCHEMA_SQL)
+            connection = self._connect()
+            connection.executescript(SQLITE_SCHEMA_SQL)
+            add_missing_sqlite_columns(connection)
 
     def insert_predictions(self, rows: Sequence[Sequence[Any]]) -> int:
         if not rows:
@@ -276,6 +328,7 @@ class PostgresPredictionStore(_SqlPredictionReads):
 
     _placeholder = "%s"
     _select = _SELECT_COLUMNS.replace("served_at", _POSTGRES_MICROS, 1)
+    _ceiling_ms = "CAST(CEIL(latency_ms) AS BIGINT)"
 
     def __init__(self, url: str) -> None:
         self.url = url

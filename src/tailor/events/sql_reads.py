@@ -64,6 +64,15 @@ class SqlEventReads:
         """Number of stored events."""
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
 
+    def count_older_than(self, cutoff: pd.Timestamp) -> dict[str, int]:
+        """Rows the retention job would delete: `events` whose timestamp is before `cutoff`,
+        `dead_letters` (rejected rows) received before it."""
+        bound, mark = self._bound_time(cutoff), self._placeholder
+        events = self._read(f'SELECT COUNT(*) FROM events WHERE "timestamp" < {mark}', (bound,))
+        dead = self._read(f"SELECT COUNT(*) FROM rejected_events WHERE received_at < {mark}",
+                          (bound,))
+        return {"events": int(events[0][0]), "dead_letters": int(dead[0][0])}
+
     def latest_event_time(self) -> pd.Timestamp | None:
         """Timestamp of the newest event, or None when empty."""
         value = self._read(f"SELECT {self._latest_event_micros} FROM events")[0][0]

@@ -41,7 +41,8 @@ from tailor.events.frames import (
 from tailor.events.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS, PRODUCT_COLUMNS
 from tailor.events.sql_reads import SqlEventReads
 from tailor.events.prediction_store import SQLITE_SCHEMA_SQL as PREDICTIONS_SCHEMA_SQL
-from tailor.events.store import IngestRun, sqlite_path
+from tailor.events.prediction_store import add_missing_sqlite_columns
+from tailor.events.store import IngestRun, connect_sqlite, sqlite_path
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -127,8 +128,23 @@ _EVENT_INSERT_MANY = (f"INSERT OR IGNORE INTO events ({', '.join(EVENT_TABLE_COL
                       f"VALUES {', '.join([_EVENT_VALUES] * ROWS_PER_INSERT)}")
 _EVENT_SELECT = "seq, " + ", ".join(EVENT_COLUMNS) + ", received_at"
 # A deleted customer's answers stay in the prediction log, without their ids.
+# Retention deletes in batches (one transaction each), so the collector's writes wait for one
+# batch at most, never for the whole deletion.
+_DELETE_OLD_EVENTS = ('DELETE FROM events WHERE seq IN (SELECT seq FROM events '
+                      'WHERE "timestamp" < ? ORDER BY "timestamp" LIMIT ?)')
+_DELETE_OLD_REJECTED = ("DELETE FROM rejected_events WHERE id IN (SELECT id FROM "
+                        "rejected_events WHERE received_at < ? LIMIT ?)")
+RETENTION_BATCH_ROWS = 50_000
 _FORGET_PREDICTIONS = ("UPDATE predictions SET customer_id = NULL, session_id = NULL "
                        "WHERE customer_id = ?")
+# What forgetting a customer does to each table (the prediction log keeps the answers, without
+# the ids).
+_FORGET_STATEMENTS: tuple[tuple[str, str], ...] = (
+    ("events", "DELETE FROM events WHERE customer_id = ?"),
+    ("dead_letters", "DELETE FROM rejected_events WHERE customer_id = ?"),
+    ("customers", "DELETE FROM customers WHERE customer_id = ?"),
+    ("predictions", _FORGET_PREDICTIONS),
+)
 
 
 def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
@@ -172,14 +188,7 @@ class SqliteEventStore(SqlEventReads):
     def _connect(self) -> sqlite3.Connection:
         """The open connection, created (with its folder and pragmas) on first use."""
         if self._connection is None:
-            if self.path != ":memory:":
-                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE … COMMIT).
-            connection = sqlite3.connect(self.path, isolation_level=None, timeout=60.0,
-                                         check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("PRAGMA busy_timeout=60000")
+            connection = connect_sqlite(self.path, synchronous="FULL")
             connection.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay hot
             connection.execute("PRAGMA temp_store=MEMORY")
             self._connection = connection
@@ -220,6 +229,7 @@ class SqliteEventStore(SqlEventReads):
             connection = self._connect()
             connection.executescript(SCHEMA_SQL)
             connection.executescript(PREDICTIONS_SCHEMA_SQL)
+            add_missing_sqlite_columns(connection)
             present = {row[1] for row in connection.execute("PRAGMA table_info(ingest_runs)")}
             for column, definition in INGEST_RUN_ADDED_COLUMNS:
                 if column not in present:
@@ -277,21 +287,63 @@ class SqliteEventStore(SqlEventReads):
     def delete_customer(self, customer_id: str) -> int:
         """Remove a customer's events, dead-letter rows and customer row, and their id from
         the prediction log; returns events gone."""
+        return self.forget_customer(customer_id)["events"]
+
+    def forget_customer(self, customer_id: str) -> dict[str, int]:
+        """`delete_customer`, with the rows overwritten on disk and a count per table.
+
+        `secure_delete` zeroes the deleted rows' bytes in their pages, and a checkpoint
+        then empties the write-ahead log that held the pages before (when no reader holds
+        it: the log is reused, never appended to forever).
+
+        Returns:
+            Rows per table: events, dead_letters, customers, predictions (ids cleared).
+        """
         with self._lock:
             connection = self._connect()
+            connection.execute("PRAGMA secure_delete=ON")
             connection.execute("BEGIN IMMEDIATE")
             try:
-                removed = connection.execute("DELETE FROM events WHERE customer_id = ?",
-                                             (customer_id,)).rowcount
-                connection.execute("DELETE FROM rejected_events WHERE customer_id = ?",
-                                   (customer_id,))
-                connection.execute("DELETE FROM customers WHERE customer_id = ?", (customer_id,))
-                connection.execute(_FORGET_PREDICTIONS, (customer_id,))
+                counts = {table: connection.execute(sql, (customer_id,)).rowcount
+                          for table, sql in _FORGET_STATEMENTS}
                 connection.execute("COMMIT")
             except BaseException:
                 _roll_back(connection)
                 raise
-            return int(removed)
+            finally:
+                connection.execute("PRAGMA secure_delete=OFF")
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return {table: int(count) for table, count in counts.items()}
+
+    def customer_sessions(self, customer_id: str) -> list[str]:
+        """The distinct session ids of a customer's events."""
+        return [str(row[0]) for row in self._read(
+            "SELECT DISTINCT session_id FROM events WHERE customer_id = ? "
+            "AND session_id IS NOT NULL", (customer_id,))]
+
+    def delete_older_than(self, cutoff: pd.Timestamp,
+                          batch_rows: int = RETENTION_BATCH_ROWS) -> dict[str, int]:
+        """Delete events timestamped before `cutoff` and dead letters received before it, in
+        batches of `batch_rows`; returns rows deleted (`events`, `dead_letters`).
+
+        `secure_delete` overwrites the freed pages and a WAL checkpoint follows, so the
+        deleted rows do not linger in the file's free pages or the write-ahead log.
+        """
+        bound = timestamp_micros(cutoff)
+        with self._lock:
+            self._connect().execute("PRAGMA secure_delete=ON")
+        removed = {}
+        for name, sql in (("events", _DELETE_OLD_EVENTS), ("dead_letters", _DELETE_OLD_REJECTED)):
+            removed[name] = 0
+            while True:
+                changed = self._write(sql, [(bound, int(batch_rows))])
+                removed[name] += changed
+                if changed < batch_rows:
+                    break
+        if any(removed.values()):
+            with self._lock:
+                self._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
 
     # -- dead letter and ingest runs -------------------------------------------------------------
 

@@ -8,7 +8,10 @@ timestamps are always timezone-aware UTC.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tailor.errors import InputError
@@ -56,6 +59,38 @@ def sqlite_path(url: str) -> str:
     if not path:
         raise InputError(f"SQLite URL names no file: {url!r}")
     return path
+
+
+SQLITE_BUSY_SECONDS = 60.0  # how long a writer waits for another's lock before failing
+
+
+def connect_sqlite(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+    """A connection to the SQLite file at `path` (its folder created), in WAL mode with
+    explicit transactions (`isolation_level=None`: BEGIN IMMEDIATE … COMMIT) and a busy
+    timeout, usable from the thread pool of a server.
+
+    Switching a file to WAL needs the file to itself for a moment, and SQLite answers
+    "database is locked" at once (without its busy handler) while another connection opens
+    the same new file: several server workers starting together do. The switch is retried
+    until `SQLITE_BUSY_SECONDS` have passed.
+    """
+    if path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, timeout=SQLITE_BUSY_SECONDS,
+                                 check_same_thread=False)
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                connection.close()
+                raise
+            time.sleep(0.05)
+    connection.execute(f"PRAGMA synchronous={synchronous}")
+    connection.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+    return connection
 
 
 @dataclass
@@ -153,6 +188,20 @@ class EventStore(Protocol):
 
     def delete_customer(self, customer_id: str) -> int:
         """Remove a customer's events and customer row; returns events removed."""
+
+    def forget_customer(self, customer_id: str) -> dict[str, int]:
+        """`delete_customer` with a count per table (events, dead_letters, customers,
+        predictions: ids cleared), the rows' bytes overwritten where the backend allows."""
+
+    def customer_sessions(self, customer_id: str) -> list[str]:
+        """The distinct session ids of a customer's events."""
+
+    def count_older_than(self, cutoff: "pd.Timestamp") -> dict[str, int]:
+        """What retention would delete: `events` timestamped before `cutoff`, `dead_letters`
+        received before it."""
+
+    def delete_older_than(self, cutoff: "pd.Timestamp", batch_rows: int = ...) -> dict[str, int]:
+        """Delete what `count_older_than` counts, in batches; returns rows deleted."""
 
     def close(self) -> None:
         """Release connections."""

@@ -28,6 +28,21 @@ def redis_key(project: str, entity_key: Any, key_version: int) -> bytes:
     return _redis_key(project, entity_key, key_version)
 
 
+def sqlite_online_path(store: Any) -> str:
+    """The file of a FeatureStore's SQLite online store (its path, relative to the repo)."""
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    return SqliteOnlineStore._get_db_path(store.config)
+
+
+def online_table_name(store: Any, view: Any) -> str:
+    """The SQLite online store's table of a feature view."""
+    from feast.infra.online_stores.helpers import compute_table_id
+
+    return compute_table_id(store.config.project, view,
+                            store.config.registry.enable_online_feature_view_versioning)
+
+
 def online_store_redis_client(store: Any) -> Any:
     """The Redis client inside a FeatureStore's Redis online store."""
     online_store = store._get_provider().online_store

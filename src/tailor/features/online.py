@@ -16,8 +16,10 @@ entity and time.
 
 On Redis the reader takes the fast path (`tailor.features.redis_fetch`): one HMGET per
 entity of the hashes Feast materialized, decoded with Feast's own encoding, and the
-request-time features computed by the functions Feast's on-demand views call. On SQLite
-(or with `fast_path=False`) it calls `FeatureStore.get_online_features`.
+request-time features computed by the functions Feast's on-demand views call. On SQLite it
+takes the SQLite fast path (`tailor.features.sqlite_fetch`): one SQL statement reading each
+view's rows of the entities by their indexed key. With `fast_path=False` (or a service a
+fast path cannot compute) it calls `FeatureStore.get_online_features`.
 
 `OnlineFeatureReader` loads the registry, opens the connection and runs a few reads at
 construction (warm-up), so the first request is as fast as the hundredth. After a store
@@ -189,7 +191,8 @@ class OnlineFeatureReader:
         service: homepage, cross_sell, churn or checkout.
         warm_up: run a few reads now so the first request pays no start-up cost.
         store: an already open `feast.FeatureStore` (default: opened for serving).
-        fast_path: on Redis, read Feast's hashes directly instead of through the SDK.
+        fast_path: read Feast's Redis hashes or SQLite tables directly instead of through
+            the SDK.
     """
 
     def __init__(self, settings: Settings, service: str, *, warm_up: bool = True,
@@ -225,9 +228,11 @@ class OnlineFeatureReader:
             log.warning("online features: %s", self._load_error)
 
     def _fast_fetcher(self) -> Any | None:
-        """The direct Redis reader, or None on SQLite or for services it cannot compute."""
+        """The direct Redis or SQLite reader, or None for services it cannot compute."""
         store, layout = self._store, self._layout
         assert store is not None and layout is not None  # called by _load after both
+        if store.config.online_store.type == "sqlite":
+            return self._sqlite_fetcher()
         if store.config.online_store.type != "redis" or not self.settings.redis_url:
             return None
         import redis
@@ -246,9 +251,24 @@ class OnlineFeatureReader:
             log.info("online features (%s): Feast SDK path: %s", self.service_name, reason)
             return None
 
+    def _sqlite_fetcher(self) -> Any | None:
+        """The direct SQLite reader, or None for services it cannot compute."""
+        from tailor.features.redis_fetch import FastPathUnsupported
+        from tailor.features.sqlite_fetch import SqliteFeatureFetcher
+
+        store, layout = self._store, self._layout
+        assert store is not None and layout is not None  # called by _load after both
+        try:
+            return SqliteFeatureFetcher(store, layout.join_key, layout.features_by_view,
+                                        set(layout.sources_by_on_demand_view),
+                                        self.settings.features_online_timeout_ms / 1000)
+        except FastPathUnsupported as reason:
+            log.info("online features (%s): Feast SDK path: %s", self.service_name, reason)
+            return None
+
     @property
     def fast_path(self) -> bool:
-        """Whether reads go straight to Feast's Redis hashes."""
+        """Whether reads go straight to Feast's Redis hashes or SQLite tables."""
         return self._fetcher is not None
 
     @property

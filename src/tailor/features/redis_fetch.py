@@ -78,6 +78,18 @@ def decode_value(raw: bytes, value_type: Any, proto: Value | None = None) -> Any
     return feast_value_type_to_python_type(proto, value_type)
 
 
+def decode_stored(raw: bytes | None, value_type: Any, proto: Value) -> Any:
+    """`decode_value` of a stored value (None: nothing stored), doubles without parsing a
+    message (tag byte, 8 little-endian bytes); `proto` is a message to parse into, reused."""
+    if not raw:
+        return None
+    if raw[0] == _DOUBLE_TAG and len(raw) == 9:
+        return _unpack_double(raw, 1)[0]
+    proto.ParseFromString(raw)
+    kind = proto.WhichOneof("val")
+    return getattr(proto, kind) if kind in _PLAIN_KINDS else decode_value(raw, value_type)
+
+
 def _view_fields(store: Any, view_name: str, feature_names: Sequence[str]) -> list[HashField]:
     view = store.get_feature_view(view_name)
     types = {field.name: field.dtype.to_value_type() for field in view.features}
@@ -132,11 +144,7 @@ class RedisFeatureFetcher:
         self.hash_fields = [item.field for item in self.fields] + self.timestamp_fields
         self.on_demand = {view: features_by_view[view] for view in features_by_view
                           if view in on_demand_views}
-        self.on_demand_inputs = {
-            view: [feature.name for projection in
-                   store.get_on_demand_feature_view(view).source_feature_view_projections.values()
-                   for feature in projection.features]
-            for view in self.on_demand}
+        self.on_demand_inputs = on_demand_inputs(store, self.on_demand)
         self._slots = [(item.feature, item.value_type) for item in self.fields]
         self._head, self._tail = self._key_parts()
 
@@ -211,14 +219,35 @@ class RedisFeatureFetcher:
         return row
 
     def _add_on_demand(self, rows: list[dict[str, Any]], request_time: datetime) -> None:
-        """Compute the on-demand features of every row with the Feast UDFs' functions."""
-        if not rows:
-            return
-        for view, names in self.on_demand.items():
-            inputs: dict[str, Sequence[Any]] = {
-                key: [row[key] for row in rows] for key in self.on_demand_inputs[view]}
-            inputs["request_time"] = [request_time] * len(rows)
-            outputs = ON_DEMAND_FUNCTIONS[view](inputs)
-            for index, row in enumerate(rows):
-                for name in names:
-                    row[name] = outputs[name][index]
+        add_on_demand(rows, self.on_demand, self.on_demand_inputs, request_time)
+
+
+def on_demand_inputs(store: Any, on_demand: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Per on-demand view, the stored features its function reads."""
+    return {view: [feature.name for projection in
+                   store.get_on_demand_feature_view(view).source_feature_view_projections.values()
+                   for feature in projection.features]
+            for view in on_demand}
+
+
+def add_on_demand(rows: list[dict[str, Any]], on_demand: dict[str, list[str]],
+                  inputs_by_view: dict[str, list[str]], request_time: datetime) -> None:
+    """Compute the on-demand features of every row (in place) with the functions the Feast
+    UDFs call (`ON_DEMAND_FUNCTIONS`).
+
+    Args:
+        rows: stored features per entity.
+        on_demand: per on-demand view, the features the service wants of it.
+        inputs_by_view: per on-demand view, the stored features it reads.
+        request_time: the request's time (the UDFs' `request_time` input).
+    """
+    if not rows:
+        return
+    for view, names in on_demand.items():
+        inputs: dict[str, Sequence[Any]] = {
+            key: [row[key] for row in rows] for key in inputs_by_view[view]}
+        inputs["request_time"] = [request_time] * len(rows)
+        outputs = ON_DEMAND_FUNCTIONS[view](inputs)
+        for index, row in enumerate(rows):
+            for name in names:
+                row[name] = outputs[name][index]

@@ -145,15 +145,21 @@ class ChurnModel:
             Columns customer_id, churn_probability, high_risk, top_features (no PII), sorted by
             probability, highest first.
         """
+        return self.explain(self.scoring_features(data, as_of))
+
+    def scoring_features(self, data: ShopData, as_of: pd.Timestamp) -> pd.DataFrame:
+        """The feature rows `score` scores: one per customer with a purchase before `as_of`."""
         entities = churn_snapshot_entities(data, as_of)
         # Score with features from where the model learnt them (the store may be newer).
-        features = local_churn_features(data, entities) if self.feature_source == "local" \
+        return local_churn_features(data, entities) if self.feature_source == "local" \
             else churn_features(data, entities)
-        return self.explain(features)
 
-    def explain(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Probability, high-risk flag and the top contributing features of each row."""
-        probability = self.predict_proba(features)
+    def explain(self, features: pd.DataFrame,
+                probability: np.ndarray | None = None) -> pd.DataFrame:
+        """Probability, high-risk flag and the top contributing features of each row
+        (`probability` when it was computed elsewhere, e.g. on Spark)."""
+        if probability is None:
+            probability = self.predict_proba(features)
         contributions = self.classifier.contributions(features)
         return pd.DataFrame({
             "customer_id": features["customer_id"].to_numpy(),

@@ -210,10 +210,28 @@ def load_shop_data(settings: Settings, excluded_customers: Iterable[str] = ()) -
             "WHERE customer_id NOT IN (SELECT customer_id FROM excluded_customers)").df()
     finally:
         connection.close()
+    events, customers = _without_forgotten(settings, events, customers)
     log.info("loaded %d events, %d products, %d customers from the warehouse",
              len(events), len(products), len(customers))
     gap = pd.Timedelta(minutes=settings.events_session_gap_minutes)
     return replace(build_shop_data(events, products, customers, gap), warehouse_settings=settings)
+
+
+def _without_forgotten(settings: Settings, events: pd.DataFrame, customers: pd.DataFrame
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events and customers without the forgotten ones (`tailor forget`'s tombstones): their
+    rows are gone from the lake already; this keeps a copy restored from a backup out too."""
+    from tailor.events.tombstones import TombstoneSet
+
+    tombstones = TombstoneSet(settings.home_path)
+    if not tombstones.current():
+        return events, customers
+    gone = tombstones.forgotten_among(pd.unique(pd.concat(
+        [events["customer_id"], customers["customer_id"]]).dropna()))
+    if not gone:
+        return events, customers
+    return events[~events["customer_id"].isin(gone)].reset_index(drop=True), \
+        customers[~customers["customer_id"].isin(gone)].reset_index(drop=True)
 
 
 def data_version(data: ShopData) -> str:

@@ -71,8 +71,9 @@ def load_fitted(registered_name: str, version: str) -> Any:
 
 
 def drift(settings: Settings, model: str, reference: Any, data: Any, start: pd.Timestamp,
-          measured: Measured, version: str) -> list[DriftResult]:
-    """Data drift of the window's customer profiles, and drift of what the model scored."""
+          measured: Measured, version: str, shared: Any = None) -> list[DriftResult]:
+    """Data drift of the window's customer profiles, and drift of what the model scored.
+    `shared`: the round's `RoundReports` (the workspace, and reports to reuse)."""
     from tailor.models.profiles import customer_profiles
     from tailor.monitoring.drift import compare
 
@@ -84,7 +85,8 @@ def drift(settings: Settings, model: str, reference: Any, data: Any, start: pd.T
         pairs.append(("scored", reference.scored, measured.scored))
     for dataset, before, after in pairs:
         try:
-            results.append(compare(settings, model, dataset, before, after, data.end, tags))
+            results.append(compare(settings, model, dataset, before, after, data.end, tags,
+                                   shared))
         except Exception as error:  # a drift report is evidence, never a reason to stop
             log.warning("%s %s drift report failed: %s: %s", model, dataset,
                         type(error).__name__, error)
@@ -93,10 +95,14 @@ def drift(settings: Settings, model: str, reference: Any, data: Any, start: pd.T
 
 def served(settings: Settings, data: Any, model: str, start: pd.Timestamp, end: pd.Timestamp,
            k: int) -> dict[str, float] | None:
-    """The served answers' accuracy on the window (evidence; None without matured answers)."""
+    """The served answers' accuracy on the window, or for churn the newest retention list's
+    whose horizon has passed (evidence; None without matured answers)."""
+    from tailor.monitoring.churn_outcomes import churn_list_accuracy
     from tailor.monitoring.served_accuracy import served_accuracy
 
     try:
+        if model == "churn":  # scored in batch: the retention lists whose horizon has passed
+            return churn_list_accuracy(settings, data)
         return served_accuracy(settings, data, model, start, end, k)
     except Exception as error:  # evidence only: a missing log never stops a round
         log.warning("%s: served answers not measured: %s: %s", model, type(error).__name__,

@@ -50,7 +50,8 @@ def read_predictions(settings: Settings, start: datetime | str, end: datetime | 
         One row per answer with `COLUMNS`: `served_at` tz-aware UTC, `items` a list of
         `{"product_id", "score", "reason"}` dicts in served order, `fallback` and `stale`
         bool, `personalised` a nullable boolean (NULL outside the homepage), `k` a
-        nullable integer; `customer_id` is None for opted-out or deleted customers.
+        nullable integer, `latency_ms` a float (NaN where not measured); `customer_id` is
+        None for opted-out or deleted customers.
 
     Raises:
         ValueError: an unknown endpoint, or `end` before `start`.
@@ -82,6 +83,7 @@ def _typed(frame: "pd.DataFrame") -> "pd.DataFrame":
     frame["items"] = [json.loads(text) if text else [] for text in frame["items"]]
     frame["k"] = frame["k"].astype("Int64")
     frame["p_abandon"] = frame["p_abandon"].astype("float64")
+    frame["latency_ms"] = frame["latency_ms"].astype("float64")
     for name in _FLAGS:
         frame[name] = frame[name].astype(bool)
     for name in _OPTIONAL_FLAGS:

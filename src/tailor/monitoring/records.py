@@ -35,14 +35,22 @@ def round_key(model: str, end: pd.Timestamp, version: str | None) -> str:
 
 
 def record(settings: Settings, result: ModelRound, now: pd.Timestamp) -> None:
-    """The audit row, the MLflow run in `tailor-monitoring` and the version's tags."""
-    if result.window_end is not None:
-        audit.record(settings, audit.Decision(
-            round_key(result.model, result.window_end, result.champion_version),
-            now.isoformat(), result.model,
-            _iso(result.window_start), _iso(result.window_end), result.champion_version,
-            result.decision, result.reason, result.evidence()))
-    if result.champion_version is None:
+    """The audit row, the MLflow run in `tailor-monitoring` and the version's tags.
+
+    A decision taken before any window was measured (no champion, not enough data, a failure
+    such as a registry that is down) is recorded under a key of its own time, so it never
+    stands in for the window's round; a failure is also sent as an alert.
+    """
+    key = (round_key(result.model, result.window_end, result.champion_version)
+           if result.window_end is not None
+           else f"{result.model}|{result.decision}|{now.isoformat()}")
+    audit.record(settings, audit.Decision(
+        key, now.isoformat(), result.model, _iso(result.window_start),
+        _iso(result.window_end), result.champion_version, result.decision, result.reason,
+        result.evidence()))
+    if result.decision == "failed":
+        send_alert(settings, result.model, result)
+    if result.champion_version is None or result.window_end is None:
         return
     try:
         _log_to_mlflow(settings, result)
@@ -84,7 +92,8 @@ def send_alert(settings: Settings, model: str, result: ModelRound) -> None:
     from tailor.quality.alerts import post_webhook
 
     log.warning("monitoring: %s", result.reason)
-    subject = f"[tailor] {model}: accuracy drop, {result.decision.replace('_', ' ')}"
+    subject = (f"[tailor] {model}: monitoring round failed" if result.decision == "failed"
+               else f"[tailor] {model}: accuracy drop, {result.decision.replace('_', ' ')}")
     if settings.alerts_webhook_url:
         post_webhook(settings.alerts_webhook_url, {"text": f"{subject}: {result.reason}",
                                                    "monitoring": result.to_dict()})

@@ -36,16 +36,17 @@ roll back"):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 
 from tailor.config import Settings
 from tailor.errors import InputError
 from tailor.models.constants import MODEL_NAMES
-from tailor.monitoring import audit
+from tailor.monitoring import audit, through_experiment
 from tailor.monitoring.drift import DriftResult
 from tailor.monitoring.measure import Measured, drift, measure, score_version, served
 from tailor.monitoring.records import record, round_key, send_alert
@@ -62,6 +63,7 @@ class ModelRound:
 
     model: str
     decision: str  # ok | promoted | rolled_back | escalated | retrain_blocked | would_retrain
+    #                | experiment_started | experiment_running
     #                | not_enough_data | no_champion | no_reference | failed
     reason: str
     champion_version: str | None = None
@@ -80,6 +82,7 @@ class ModelRound:
     challenger_version: str | None = None
     challenger: float | None = None
     new_champion: str | None = None
+    experiment: str | None = None  # the champion-vs-challenger experiment deciding it
     repeated: bool = False  # the round had run on this window already
 
     @property
@@ -110,7 +113,7 @@ class ModelRound:
                 "current_se": self.current_se, "z": self.z, "served": self.served,
                 "source": self.source,
                 "challenger_version": self.challenger_version, "challenger": self.challenger,
-                "new_champion": self.new_champion,
+                "new_champion": self.new_champion, "experiment": self.experiment,
                 "drift": [result.to_dict() for result in self.drift]}
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,12 +157,14 @@ def run_round(settings: Settings, models: Iterable[str] | None = None, *, dry_ru
         data = load_shop_data(settings, excluded_customer_ids(settings))
     except NotEnoughData as error:
         return [ModelRound(name, "not_enough_data", str(error)) for name in names]
-    rounds = []
+    from tailor.monitoring.drift import RoundReports
+
+    rounds, shared_reports = [], RoundReports()
     for name in names:
         if progress:
             progress(name)
         try:
-            result = _one_model(settings, name, data, dry_run, now)
+            result = _one_model(settings, name, data, dry_run, now, shared_reports)
         except Exception as error:  # one model's failure must not stop the others' rounds
             if _registry_down(error):
                 result = ModelRound(name, "failed", f"model registry unreachable: {error}")
@@ -178,8 +183,8 @@ def _registry_down(error: Exception) -> bool:
                                           "could not connect", "operationalerror"))
 
 
-def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd.Timestamp
-               ) -> ModelRound:
+def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd.Timestamp,
+               shared_reports: Any) -> ModelRound:
     from mlflow.tracking import MlflowClient
 
     from tailor.models.data import NotEnoughData
@@ -217,7 +222,7 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
                          f"{end:%Y-%m-%d %H:%M}: {earlier.reason}")
         result.champion_version = earlier.champion_version
         for key in ("current", "source", "challenger_version", "challenger", "new_champion",
-                    "popularity_current", "current_se", "served"):
+                    "popularity_current", "current_se", "served", "experiment"):
             setattr(result, key, earlier.evidence.get(key))
         return result
     if end <= reference.data_to:
@@ -234,7 +239,10 @@ def _one_model(settings: Settings, model: str, data: Any, dry_run: bool, now: pd
     result.current, result.source = measured.primary, measured.source
     result.popularity_current, result.current_se = measured.popularity, measured.se
     result.served = served(settings, data, model, start, end, reference.k)
-    result.drift = drift(settings, model, reference, data, start, measured, version)
+    result.drift = drift(settings, model, reference, data, start, measured, version,
+                         shared_reports)
+    if _follow_experiment(settings, result, dry_run):
+        return result
     drop = result.drop
     needed = NormalDist().inv_cdf(1.0 - settings.monitoring_significance)
     if drop is not None and drop > settings.monitoring_max_drop and result.z is not None \
@@ -302,6 +310,9 @@ def _act(settings: Settings, client: Any, spec: Any, result: ModelRound, data: A
                              cutoff=start.isoformat(), gate_forced=False, register_only=True)
     result.challenger_version = challenger.version
     result.challenger = float(challenger.metrics.get(result.metric, 0.0))
+    if result.challenger > measured.primary and through_experiment.wanted(settings, spec.name):
+        _start_experiment(settings, result, alert)
+        return
     if result.challenger > measured.primary:
         _move_champion(settings, client, spec.registered_name, str(challenger.version),
                        f"promoted by monitoring: {result.metric} {result.challenger:.4f} beats "
@@ -326,6 +337,45 @@ def _act(settings: Settings, client: Any, spec: Any, result: ModelRound, data: A
     result.decision = "escalated"
     result.reason = (f"{alert}; challenger v{challenger.version} ({result.challenger:.4f}) did "
                      "not beat it and no earlier champion does better: kept, needs a person")
+
+
+def _follow_experiment(settings: Settings, result: ModelRound, dry_run: bool) -> bool:
+    """When an experiment a round started for this model is open, its analysis decides
+    (`tailor.monitoring.through_experiment`) and no new challenger is trained: sets the
+    decision and returns True. False when there is none."""
+    name = through_experiment.open_experiment(settings, result.model)
+    if name is None:
+        return False
+    result.experiment = name
+    if dry_run:
+        result.decision = "experiment_running"
+        result.reason = f"experiment {name} decides the promotion; dry run: not looked at"
+        return True
+    outcome = through_experiment.follow(settings, name)
+    result.decision, result.reason = outcome.decision, outcome.reason
+    result.new_champion = outcome.new_champion
+    if outcome.decision != "experiment_running":
+        send_alert(settings, result.model, result)
+    return True
+
+
+def _start_experiment(settings: Settings, result: ModelRound, alert: str) -> None:
+    """Put the challenger that beat the champion on the window in front of visitors against
+    it (sets the decision; a start that fails escalates with the reason)."""
+    beat = (f"challenger v{result.challenger_version} scored {result.challenger:.4f} on the "
+            "same window")
+    try:
+        name = through_experiment.start(settings, result.model, str(result.challenger_version),
+                                        f"monitoring: {alert}"[:500])
+    except InputError as error:
+        result.decision = "escalated"
+        result.reason = (f"{alert}; {beat}, but its experiment could not start ({error}): "
+                         "promote it by hand")
+        return
+    result.decision, result.experiment = "experiment_started", name
+    result.reason = (f"{alert}; {beat}; experiment {name} started: v"
+                     f"{result.challenger_version} becomes champion if it wins in front of "
+                     "visitors")
 
 
 def _best_earlier_champion(settings: Settings, client: Any, spec: Any, result: ModelRound,
@@ -358,10 +408,6 @@ def _best_earlier_champion(settings: Settings, client: Any, spec: Any, result: M
 def _move_champion(settings: Settings, client: Any, registered_name: str, version: str,
                    reason: str) -> None:
     """Give `version` the champion alias under the model's promotion lock, tagged why."""
-    from tailor.registry.tracking import CHAMPION
-    from tailor.training.locks import promotion_lock
+    from tailor.training.registration import move_champion
 
-    with promotion_lock(settings, registered_name):
-        client.set_registered_model_alias(registered_name, CHAMPION, version)
-        client.set_model_version_tag(registered_name, version, "promotion", reason)
-    log.info("%s v%s: %s", registered_name, version, reason)
+    move_champion(settings, client, registered_name, version, reason)

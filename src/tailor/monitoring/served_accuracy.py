@@ -9,7 +9,8 @@ nothing. An answer is scored once `monitoring.label_days` have passed since it w
   * also bought: hit rate: the customer bought one of the companions shown;
   * checkout offer: ROC AUC of the served P(abandon) against whether the customer bought
     within the label window (no purchase = abandoned);
-  * churn is scored in batch, not served: None (its round measures by backtest).
+  * churn is scored in batch, not served: None here (`tailor.monitoring.churn_outcomes`
+    judges its retention lists once their horizon has passed).
 Answers without a customer id (opted out, anonymous) and fallbacks are left out. With no
 matured answer the result is None.
 """

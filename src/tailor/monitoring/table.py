@@ -5,7 +5,8 @@ Reads and writes nothing.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tailor.monitoring.rounds import ModelRound
 
@@ -30,7 +31,8 @@ def round_table(rounds: Sequence[ModelRound]) -> Any:
         change = "-" if drop is None else f"{-drop:+.1%}"
         drift = " ".join(f"{len(d.drifted)}/{d.columns}" for d in result.drift) or "-"
         style = "red" if result.below_threshold or result.decision == "failed" else (
-            "yellow" if result.decision in ("promoted", "rolled_back") else "green")
+            "yellow" if result.decision in ("promoted", "rolled_back", "experiment_started",
+                                            "experiment_running") else "green")
         table.add_row(f"{result.model}\n[dim]{result.metric or ''}[/]",
                       f"v{result.champion_version}" if result.champion_version else "-",
                       _figure(result.baseline), _figure(result.current), change, drift,

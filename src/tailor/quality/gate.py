@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from tailor.config import Settings
-from tailor.events.store import open_event_store
+from tailor.events.store import EventStore, open_event_store
 from tailor.quality.alerts import send_alerts
 from tailor.quality.report import plan_report_paths, write_report_files
-from tailor.quality.rules import QualityReport, as_utc, build_report, gather_facts
+from tailor.quality.rules import EventAggregates, QualityReport, as_utc, build_report, gather_facts
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,24 @@ class QualityGateFailed(RuntimeError):
         where = report.report_paths.get("html", "report not written")
         super().__init__(f"data-quality gate failed: {failed}. Report: {where}. "
                          "Fix the data, or force training past the gate deliberately.")
+
+
+def _lake_aggregates_when_current(settings: Settings, store: EventStore,
+                                  now: pd.Timestamp) -> EventAggregates | None:
+    """With `features.engine = spark`, the stored events' aggregates from the lake on Spark,
+    when the lake holds every stored event (its export watermark is at the store's newest
+    seq); None otherwise: the event store's own aggregates, never a lake that lags."""
+    if settings.features_engine != "spark":
+        return None
+    from tailor.events.lake_files import Lake, read_watermark
+    from tailor.quality.engine_facts import lake_aggregates
+
+    exported, stored = read_watermark(Lake(settings.lake_root)).seq, store.max_seq()
+    if exported < stored:
+        log.info("data-quality gate: the lake is behind the event store (seq %d < %d); "
+                 "aggregates from the event store", exported, stored)
+        return None
+    return lake_aggregates(settings, now)
 
 
 def run_quality_gate(settings: Settings, now: pd.Timestamp | None = None, write: bool = True,
@@ -55,7 +73,7 @@ def run_quality_gate(settings: Settings, now: pd.Timestamp | None = None, write:
     now = as_utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
     store = open_event_store(settings.event_store_url)
     try:
-        facts = gather_facts(store, now)
+        facts = gather_facts(store, now, _lake_aggregates_when_current(settings, store, now))
     finally:
         store.close()
     report = build_report(facts, now, settings)

@@ -2,8 +2,9 @@
 
 Reads nothing itself: `gather_facts` asks an `EventStore` for aggregates (ingest runs,
 dead-letter counts per reason, violations in stored rows, events per day, the newest
-event), and `evaluate_rules` turns those facts and the settings into one `RuleResult`
-per rule. Row-level facts are counts only: no raw row ever reaches a report.
+event; the stored rows' aggregates come from the lake on the batch engine instead when
+`features.engine = spark`, `engine_facts.py`), and `evaluate_rules` turns those facts and the
+settings into one `RuleResult` per rule. Row-level facts are counts only: no raw row ever reaches a report.
 
 Statuses: `pass`; `warn` (a warning rule tripped, or a blocking rule saw bad rows but
 stayed within its threshold); `fail` (a blocking rule is over its threshold: the gate
@@ -88,15 +89,37 @@ class StoreFacts:
     rejections_by_field: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def gather_facts(store: EventStore, now: pd.Timestamp) -> StoreFacts:
-    """Read every aggregate the rules need from the store.
+@dataclass(frozen=True)
+class EventAggregates:
+    """The aggregates over stored events: from the event store, or from the lake on the
+    batch engine (`tailor.quality.engine_facts`)."""
+
+    stored: int
+    violations: dict[str, int]
+    daily: pd.DataFrame  # columns date (datetime.date), events
+    latest_event_time: pd.Timestamp | None
+
+
+def store_aggregates(store: EventStore, now: pd.Timestamp) -> EventAggregates:
+    """`EventAggregates` read from the event store."""
+    return EventAggregates(
+        stored=int(store.count_events()),
+        violations={key: int(value) for key, value in store.stored_violations(now).items()},
+        daily=store.daily_counts(), latest_event_time=store.latest_event_time())
+
+
+def gather_facts(store: EventStore, now: pd.Timestamp,
+                 events: EventAggregates | None = None) -> StoreFacts:
+    """Read every aggregate the rules need from the store (the stored events' from `events`
+    when given: the lake's, on the batch engine).
 
     Received rows are the sum of `received` over ingest runs; a store without runs
     (rows written by other means) falls back to stored events plus dead-letter rows.
     """
     runs = store.ingest_runs()
     rejected = {reason: int(count) for reason, count in store.rejected_counts().items()}
-    stored = int(store.count_events())
+    events = events or store_aggregates(store, now)
+    stored = events.stored
     received = int(runs["received"].sum()) if len(runs) else 0
     if received <= 0:
         received = stored + sum(rejected.values())
@@ -106,9 +129,9 @@ def gather_facts(store: EventStore, now: pd.Timestamp) -> StoreFacts:
         stored=stored,
         duplicates=int(runs["duplicates"].sum()) if len(runs) else 0,
         rejected=rejected,
-        violations={key: int(value) for key, value in store.stored_violations(now).items()},
-        daily=store.daily_counts(),
-        latest_event_time=store.latest_event_time(),
+        violations=dict(events.violations),
+        daily=events.daily,
+        latest_event_time=events.latest_event_time,
         rejections_by_field=_rejections_by_field(store),
     )
 

@@ -9,13 +9,12 @@ time). Imports nothing heavy: the serving app asks it where the latest page is.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from tailor.config import Settings
+from tailor.pages.files import write_atomically
 
 DAILY_FOLDER = "daily"
 LATEST = "latest"
@@ -29,20 +28,6 @@ def daily_folder(settings: Settings) -> Path:
 def latest_page(settings: Settings) -> Path:
     """The newest report's HTML (`<home>/reports/daily/latest.html`), which `/dashboard` serves."""
     return daily_folder(settings) / f"{LATEST}.html"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_report(settings: Settings, day: date, page: str, payload: dict[str, Any]

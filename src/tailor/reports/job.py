@@ -14,7 +14,7 @@ from typing import Any
 
 from tailor.config import Settings
 from tailor.errors import InputError
-from tailor.reports import formats
+from tailor.pages import formats
 
 
 @dataclass(frozen=True)

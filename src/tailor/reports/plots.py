@@ -8,28 +8,13 @@ one page without clashing ids, and the same figures draw the same bytes.
 
 from __future__ import annotations
 
-import io
 from datetime import date, datetime, time, timedelta
 from typing import Any, Sequence
 
+from tailor.pages.charts import COLOURS, svg
 from tailor.reports.model_figures import AccuracyPoint
 from tailor.reports.server_metrics import EndpointServing
 from tailor.reports.shop_figures import AnswersDay, ShopDay, VariantDay
-
-COLOURS = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f", "#5d4037")
-
-
-def svg(figure: Any, name: str) -> str:
-    """A matplotlib figure as an inline `<svg>` element (no XML prologue)."""
-    import matplotlib
-    from matplotlib.backends.backend_svg import FigureCanvasSVG
-
-    FigureCanvasSVG(figure)
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
-        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    text = buffer.getvalue()
-    return text[text.index("<svg"):]
 
 
 def _figure(rows: int = 1, height: float = 3.0) -> tuple[Any, list[Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tailor.config import Settings
-from tailor.reports import formats
+from tailor.pages import formats
 from tailor.reports.daily import DailyReport
 
 

@@ -5,19 +5,29 @@ the weekly day). Writes nothing. Each job is one CLI command; the scheduler, the
 the Kubernetes CronJobs all run exactly these commands at exactly these times, so the three
 ways of running Tailor's jobs cannot drift apart.
 
-| job        | when                                   | command                         |
-|------------|----------------------------------------|---------------------------------|
-| export     | hourly at hourly_minute                | tailor export --json            |
-| mail_flush | hourly, 30 minutes after export        | tailor mail flush --json        |
-| validate   | daily at daily_at                      | tailor validate --json          |
-| features   | daily, daily_at + 15 min               | tailor features --json          |
-| monitor    | daily, daily_at + 45 min               | tailor monitor --json           |
-| report     | daily, daily_at + 75 min               | tailor report --mail --json     |
-| retention  | weekly on weekly_on, daily_at + 90 min | tailor retention --json         |
+| job           | when                                    | command                                |
+|---------------|-----------------------------------------|----------------------------------------|
+| export        | hourly at hourly_minute                 | tailor export --json                   |
+| mail_flush    | hourly, 30 minutes after export         | tailor mail flush --json               |
+| validate      | daily at daily_at                       | tailor validate --json                 |
+| features      | daily, daily_at + 15 min                | tailor features --json                 |
+| monitor       | daily, daily_at + 45 min                | tailor monitor --json                  |
+| report        | daily, daily_at + 75 min                | tailor report --mail --json            |
+| retention     | weekly on weekly_on, daily_at + 90 min  | tailor retention --json                |
+| campaign_plan | weekly on weekly_on, daily_at + 105 min | tailor experiment campaign plan --json |
+| campaign_send | hourly, 45 minutes after export         | tailor experiment campaign send --json |
+| data_retention | daily, daily_at + 120 min              | tailor data-retention --apply --json   |
+| experiment_guardrails | hourly, 15 min after export     | tailor experiment guardrails --json    |
 
 The offsets leave each daily job room to finish before the next starts under cron or
 Kubernetes, where jobs run independently; `tailor schedule` runs whatever is due in this
-order, one after another, so there a late job simply delays the next.
+order, one after another, so there a late job simply delays the next. The campaign jobs do
+nothing until `experiments.campaign_sender` is set; sending hourly lets a delayed variant's
+discount mail go within the hour its day comes, and a send the SMTP server stopped resume.
+data_retention deletes raw events older than `privacy.event_retention_days` (nothing while it
+is 0), after the day's report, waiting for an hourly export that holds the lake's lock.
+The guardrails run hourly so that a variant that hurts (fallbacks, errors, latency, bounce)
+is stopped within the hour; an hour in which one was stopped ends with exit 1 (a gate).
 """
 
 from __future__ import annotations
@@ -60,6 +70,15 @@ SPECS: dict[str, JobSpec] = {
                       "the daily dashboard and report, mailed to the team"),
     "retention": JobSpec(("retention", "--json"), "weekly", 90,
                          "churn scores and the retention campaign list"),
+    "campaign_plan": JobSpec(("experiment", "campaign", "plan", "--json"), "weekly", 105,
+                             "the week's re-engagement mails to customers at risk"),
+    "campaign_send": JobSpec(("experiment", "campaign", "send", "--json"), "hourly", 45,
+                             "send the campaign mails that are due"),
+    "data_retention": JobSpec(("data-retention", "--apply", "--json"), "daily", 120,
+                              "delete raw events older than privacy.event_retention_days"),
+    "experiment_guardrails": JobSpec(("experiment", "guardrails", "--json"), "hourly", 15,
+                                     "stop a running experiment whose variant breaks a "
+                                     "guardrail, and alert"),
 }
 
 

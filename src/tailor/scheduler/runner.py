@@ -270,6 +270,7 @@ def beat(settings: Settings) -> None:
     """Touch the heartbeat file (the compose healthcheck wants it recent)."""
     path = heartbeat_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    # One temporary file per thread: the heartbeat thread and a round may beat at one instant.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_text(f"{datetime.now(timezone.utc).isoformat()} pid {os.getpid()}\n")
     os.replace(temporary, path)

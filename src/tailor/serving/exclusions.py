@@ -1,24 +1,26 @@
 """Who must not be personalised: deleted and opted-out customers, re-read while serving.
 
-Reads `<home>/privacy/excluded_customers.csv` through
-`tailor.privacy.excluded_customers.excluded_customer_ids` (which creates it, header only,
-when it is missing). Looks at the file's modification time at most every `RECHECK_SECONDS` and
-re-reads it only when it changed, so an opt-out takes effect within seconds and a request
-costs a set lookup.
+Reads `<home>/privacy/tombstones.csv` (the forgotten customers, as keyed hashes:
+`tailor.events.tombstones`) and `<home>/privacy/excluded_customers.csv` through
+`tailor.privacy.opt_out_follower.ExclusionFollower` (the file is created, header only, when it
+is missing). Looks at the files' modification times at most every `RECHECK_SECONDS` and reads
+them only when they changed (only the appended rows after an opt-out), so an opt-out or a
+forget takes effect within that interval and a request costs a set lookup (and one keyed hash
+once any customer was forgotten).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from tailor.config import Settings
-from tailor.privacy.excluded_customers import excluded_customer_ids, exclusions_path
+from tailor.events.tombstones import TombstoneSet
+from tailor.privacy.opt_out_follower import watched_exclusions
 from tailor.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
-RECHECK_SECONDS = 2.0
+RECHECK_SECONDS = 0.05  # one stat of the file per 50 ms: an opt-out reaches serving within that
 
 
 class ExclusionList:
@@ -29,11 +31,10 @@ class ExclusionList:
         self.settings = settings
         self.last_error: str | None = None
 
-        def read(_path: Path | None) -> frozenset[str]:  # creates the file when missing
-            return excluded_customer_ids(settings)
-
-        self.watch: WatchedFile[frozenset[str]] = WatchedFile(
-            exclusions_path(settings), read, frozenset(), recheck_seconds)
+        self.watch: WatchedFile[frozenset[str]] = watched_exclusions(settings, recheck_seconds)
+        # A forgotten customer is excluded from the request after `tailor forget` wrote the
+        # tombstone (within `recheck_seconds`), long before the stores are all cleaned.
+        self.tombstones = TombstoneSet(settings.home_path, recheck_seconds=recheck_seconds)
         self.reload()
 
     @property
@@ -43,7 +44,15 @@ class ExclusionList:
 
     def __contains__(self, customer_id: str) -> bool:
         self._refresh(force=False)
-        return customer_id in self.ids
+        return customer_id in self.ids or self._forgotten(customer_id)
+
+    def _forgotten(self, customer_id: str) -> bool:
+        try:
+            return self.tombstones.contains(customer_id)
+        except (OSError, ValueError) as error:  # unreadable file or key: keep serving
+            self.last_error = f"tombstones unreadable: {error}"
+            log.error("serving: %s", self.last_error)
+            return False
 
     def __len__(self) -> int:
         return len(self.ids)

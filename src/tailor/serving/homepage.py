@@ -13,6 +13,18 @@ category: where the model's order falls short, its best remaining browsed produc
 promoted, with the reason "because you are browsing <category>". The model's first
 product stays first, and browsed products the model ranks high keep their place. Without
 a browsed category the list is exactly the model's own top k, with its own reasons.
+
+An experiment's variant may ask for a diversity rule (`tailor.serving.diversity`): the list
+is then cut from the whole ordered candidate list (3x k) by the rule; candidates short of
+the rule are first joined by the best eligible products of the list's first category (one
+category) or of every category (mixed).
+It may also ask that customers with fewer purchases than a threshold get a list that is
+not personalised (`known=False` for them: the stranger's list, re-ranked by the session).
+
+The most active customers' lists are ranked ahead once per version
+(`tailor.serving.precomputed`, `serving.precomputed_customers`): a request of theirs
+without a browsed category or a diversity rule takes the first k of that list, the same
+answer the model call would give.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from tailor.serving.diversity import SINGLE_CATEGORY, diversified, short_of
+from tailor.serving.precomputed import PrecomputedLists
 from tailor.serving.schemas import RecommendedItem
 
 if TYPE_CHECKING:
@@ -75,9 +89,13 @@ class HomepageRanker:
         max_k: the largest list requests may ask for (the non-personalised list is cached
             at this length).
         session_share: see the module docstring (0 = no session re-ranking).
+        precomputed: how many of the most active customers' lists to rank ahead (0: none;
+            not with the model's `mmr` diversity, whose list depends on its length).
+        background: rank them on a daemon thread (False: before the constructor returns).
     """
 
-    def __init__(self, model: Any, max_k: int, session_share: float) -> None:
+    def __init__(self, model: Any, max_k: int, session_share: float, precomputed: int = 0,
+                 background: bool = True) -> None:
         self.model = model
         self.session_share = session_share
         self.positions: dict[str, int] = model.customers.positions
@@ -86,7 +104,21 @@ class HomepageRanker:
         self.category_names = {str(name).casefold(): str(name)
                                for name in set(model.categories.tolist()) if name}
         self.members = self._category_members(model)
-        self._stranger = self.rank([""], [max_k], [frozenset()], known=False)[0]
+        # The stranger's list per diversity rule (None: the model's own order).
+        self._strangers: dict[str | None, list[RecommendedItem]] = {}
+        for mode in (None, "single_category", "mixed"):
+            self._strangers[mode] = self.rank([""], [max_k], [frozenset()], known=False,
+                                              diversity=[mode])[0]
+        self._stranger = self._strangers[None]
+        self.precomputed: PrecomputedLists | None = None
+        if precomputed > 0 and getattr(model.params, "diversity", "none") != "mmr":
+            lists = PrecomputedLists(model, precomputed, self._rank_one)
+            self.precomputed = lists.start() if background else lists.fill()
+
+    def _rank_one(self, row: int, k: int) -> list[RecommendedItem]:
+        """One customer row's list of k through the model, as a request ranks it."""
+        return self._rank_rows(np.asarray([row], dtype=np.int64), [k], [frozenset()],
+                               [None])[0]
 
     @staticmethod
     def _category_members(model: Any) -> dict[str, np.ndarray]:
@@ -108,57 +140,108 @@ class HomepageRanker:
         """The list of a stranger (popular and trending): what opted-out customers see."""
         return self._stranger[:k]
 
+    def purchases(self, customer_id: str) -> int:
+        """The customer's purchases the model was trained on (0 for an unknown customer)."""
+        row = self.positions.get(customer_id, UNKNOWN_ROW)
+        return int(self.model.purchase_counts[row]) if row != UNKNOWN_ROW else 0
+
     def rank(self, customer_ids: Sequence[str], ks: Sequence[int],
-             browsing: Sequence[frozenset[str]], known: bool = True
-             ) -> list[list[RecommendedItem]]:
+             browsing: Sequence[frozenset[str]], known: bool | Sequence[bool] = True,
+             diversity: Sequence[str | None] | None = None) -> list[list[RecommendedItem]]:
         """One list per customer, in one model call.
 
         Unknown customers who browse no category all get the same list, the stranger's
-        (computed once per model version): the model is not called for them.
+        (computed once per model version and diversity rule): the model is not called for
+        them.
 
         Args:
             customer_ids: the customers (unknown ones get the cold-start list).
             ks: list length per customer.
             browsing: categories each customer is browsing now (catalogue spelling).
-            known: False scores every customer as a stranger (ignores the ids).
+            known: False scores a customer as a stranger (ignores the id); one flag for
+                all, or one per customer.
+            diversity: per customer, a rule of `tailor.serving.diversity` or None.
         """
-        rows = np.fromiter((self.positions.get(customer_id, UNKNOWN_ROW) if known
-                            else UNKNOWN_ROW for customer_id in customer_ids),
-                           dtype=np.int64, count=len(customer_ids))
-        stranger = getattr(self, "_stranger", None)  # None while __init__ computes it
+        count = len(customer_ids)
+        flags = [known] * count if isinstance(known, bool) else list(known)
+        modes = list(diversity) if diversity is not None else [None] * count
+        rows = np.fromiter((self.positions.get(customer_id, UNKNOWN_ROW) if flag
+                            else UNKNOWN_ROW for customer_id, flag in zip(customer_ids, flags)),
+                           dtype=np.int64, count=count)
+        strangers = getattr(self, "_strangers", {})  # empty while __init__ computes them
         lists: list[list[RecommendedItem] | None] = [
-            stranger[:k] if stranger is not None and row == UNKNOWN_ROW and not categories
-            else None for row, k, categories in zip(rows, ks, browsing)]
+            strangers[mode][:k] if mode in strangers and row == UNKNOWN_ROW and not categories
+            else self._ranked_ahead(row, k, categories, mode)
+            for row, k, categories, mode in zip(rows, ks, browsing, modes)]
         scored = [position for position, items in enumerate(lists) if items is None]
         if scored:
             ranked = self._rank_rows(rows[scored], [ks[p] for p in scored],
-                                     [browsing[p] for p in scored])
+                                     [browsing[p] for p in scored], [modes[p] for p in scored])
             for position, items in zip(scored, ranked):
                 lists[position] = items
         return [items if items is not None else [] for items in lists]
 
+    def _ranked_ahead(self, row: int, k: int, categories: frozenset[str], mode: str | None
+                      ) -> list[RecommendedItem] | None:
+        """The customer's precomputed list when the request asks for nothing it lacks (a
+        browsed category to boost, a diversity rule), else None."""
+        lists = getattr(self, "precomputed", None)
+        if lists is None or mode is not None or (categories and self.session_share > 0):
+            return None
+        return lists.items(int(row), k)
+
+    def close(self) -> None:
+        """Stop ranking lists ahead (the version was replaced)."""
+        if self.precomputed is not None:
+            self.precomputed.stop()
+
     def _rank_rows(self, rows: np.ndarray, ks: Sequence[int],
-                   browsing: Sequence[frozenset[str]]) -> list[list[RecommendedItem]]:
+                   browsing: Sequence[frozenset[str]], modes: Sequence[str | None]
+                   ) -> list[list[RecommendedItem]]:
         """`rank` for customer rows, through the model."""
         boosting = self.session_share > 0 and any(browsing)
         wanted = max(ks) if len(ks) else 0
-        if boosting:
+        if boosting or any(modes):
             wanted = max(CANDIDATE_FACTOR * wanted, wanted + MIN_EXTRA_CANDIDATES)
         tiers, scores, parts, chosen = self.model.top_items(rows, wanted)
         lists = []
-        for position, (k, categories) in enumerate(zip(ks, browsing)):
+        for position, (k, categories, mode) in enumerate(zip(ks, browsing, modes)):
             candidates = chosen[position]
+            length = len(candidates) if mode else k  # a rule cuts from the whole order
             if boosting and categories:
                 candidates = self._with_browsed(candidates, scores[position], categories, k)
+                length = len(candidates) if mode else k
                 slots = session_order(np.isin(self.categories[candidates],
-                                              list(categories)).tolist(), k,
+                                              list(categories)).tolist(), length,
                                       self.session_share)
             else:
-                slots = [(index, False) for index in range(min(k, len(candidates)))]
+                slots = [(index, False) for index in range(min(length, len(candidates)))]
+            if mode:
+                candidates, slots = self._diversified(candidates, slots, scores[position], k,
+                                                      mode)
             lists.append(self._items(rows, tiers, scores, parts, position,
                                      [(int(candidates[index]), promoted)
                                       for index, promoted in slots]))
         return lists
+
+    def _diversified(self, candidates: np.ndarray, slots: list[tuple[int, bool]],
+                     row_scores: np.ndarray, k: int, mode: str
+                     ) -> tuple[np.ndarray, list[tuple[int, bool]]]:
+        """The k slots the diversity rule keeps of the ordered `slots`. When the candidates
+        are short of the rule, the best eligible products of the first slot's category
+        (`single_category`) or of every category (`mixed`) join them first."""
+        if not slots:
+            return candidates, slots
+        categories = [str(self.categories[candidates[index]]) for index, _ in slots]
+        if short_of(categories, k, mode):
+            wanted = frozenset(categories[:1]) if mode == SINGLE_CATEGORY \
+                else frozenset(self.members)
+            extended = self._with_browsed(candidates, row_scores, wanted, k)
+            added = range(len(candidates), len(extended))
+            slots = slots + [(index, False) for index in added]
+            categories += [str(self.categories[extended[index]]) for index in added]
+            candidates = extended
+        return candidates, [slots[index] for index in diversified(categories, k, mode)]
 
     def _items(self, rows: np.ndarray, tiers: np.ndarray, scores: np.ndarray,
                parts: BlendParts, position: int, slots: list[tuple[int, bool]]

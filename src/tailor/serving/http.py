@@ -1,15 +1,22 @@
 """HTTP guards of the serving app as plain ASGI middlewares: API keys and body size.
 
-Reads the collector key ring (`tailor.events.keys`: the keys file and the configured
-hashes, re-read when the file changes). Writes nothing; a refused request gets a JSON
-body `{"error": "..."}` and never reaches the app.
+Reads the key ring (`tailor.events.key_ring`: the keys file and the configured hashes,
+re-read when the file changes). Writes nothing; a refused request gets a JSON body
+`{"error": "..."}` and never reaches the app.
 
-- `ApiKeyMiddleware`: every path but the open ones needs a secret key, sent as
-  `Authorization: Bearer <key>` or `X-Tailor-Key: <key>`: 401 without one, 403 for an
-  unknown key or a public (browser, write-only) key.
+- `ApiKeyMiddleware`: every path but the open ones needs a key, sent as
+  `Authorization: Bearer <key>` or `X-Tailor-Key: <key>`, holding the scope its path
+  needs (`SCOPE_RULES`, first matching prefix wins; else `recommendations:read`): 401
+  without one, 403 for an unknown, revoked or expired key or one without the scope (a
+  public key never has more than `events:write`), 429 with `Retry-After` over the key's
+  rate (`serving.rate_limit_per_second`, `serving.rate_limit_burst`). The key's grant is
+  left in `scope["state"]["key_grant"]` for the app.
+- `JsonOnlyMiddleware`: 415 for a body sent as anything but JSON (`text/plain`, a form,
+  XML, multipart): the model endpoints read JSON only, and BentoML would otherwise parse
+  a `text/plain` body as JSON anyway.
 - `BodyLimitMiddleware`: 413 when the declared or the streamed body is over the limit,
   400 for a malformed Content-Length (the checks of `tailor.web.body_limits`, which the
-  collector applies too).
+  collector applies too), 408 when the body stalls longer than the body timeout.
 
 Paths under `passthrough_prefixes` (the mounted event collector) go through both
 untouched: the collector checks its own keys (public keys are valid there) and its own
@@ -35,6 +42,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS: tuple[str, ...] = ("/healthz", "/livez", "/readyz", "/docs.json", "/")
 PASSTHROUGH_PREFIXES: tuple[str, ...] = ("/collect",)
 BEARER = "bearer "
+# (path prefix, scopes of which a key needs one); paths matching none need DEFAULT_SCOPES.
+SCOPE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("/v1/customers", ("admin",)),
+    ("/admin", ("admin",)),
+    ("/metrics", ("recommendations:read", "admin")),
+    ("/dashboard", ("recommendations:read", "admin")),
+)
+DEFAULT_SCOPES: tuple[str, ...] = ("recommendations:read",)
 
 
 async def send_json_error(send: Send, status: int, message: str,
@@ -69,13 +84,16 @@ def presented_key(scope: Scope) -> str | None:
 
 
 class ApiKeyMiddleware:
-    """Refuse requests without a secret API key (see the module docstring).
+    """Refuse requests without a key holding the path's scope (see the module docstring).
 
     Args:
         app: the ASGI app to guard.
-        settings: where the key ring is (`collector.keys_file`, configured hashes).
+        settings: where the key ring is (`collector.keys_file`, configured hashes) and the
+            per-key rate limit (`serving.rate_limit_per_second`, `serving.rate_limit_burst`).
         open_paths: paths served without a key (exact match).
         passthrough_prefixes: path prefixes passed through untouched.
+        scope_rules: (path prefix, scopes) pairs, first match wins; other paths need
+            `DEFAULT_SCOPES`.
 
     Raises:
         ValueError: the keys file or a configured hash is malformed (at start-up).
@@ -83,13 +101,17 @@ class ApiKeyMiddleware:
 
     def __init__(self, app: ASGIApp, settings: Settings,
                  open_paths: Sequence[str] = OPEN_PATHS,
-                 passthrough_prefixes: Sequence[str] = PASSTHROUGH_PREFIXES) -> None:
-        from tailor.events.keys import load_key_ring
+                 passthrough_prefixes: Sequence[str] = PASSTHROUGH_PREFIXES,
+                 scope_rules: Sequence[tuple[str, Sequence[str]]] = SCOPE_RULES) -> None:
+        from tailor.events.key_ring import key_guard
 
         self.app = app
         self.open_paths = frozenset(open_paths)
         self.passthrough_prefixes = tuple(passthrough_prefixes)
-        self.keys = load_key_ring(settings)
+        self.scope_rules = tuple((prefix, tuple(scopes)) for prefix, scopes in scope_rules)
+        self.guard = key_guard(settings, settings.serving_rate_limit_per_second,
+                               settings.serving_rate_limit_burst)
+        self.keys = self.guard.ring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -99,28 +121,64 @@ class ApiKeyMiddleware:
         if path in self.open_paths or _under(path, self.passthrough_prefixes):
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(presented_key(scope))
-        if refusal is None:
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            status, message = refusal
-            challenge = [(b"www-authenticate", b'Bearer realm="tailor"')] if status == 401 else []
-            await send_json_error(send, status, message, challenge)
+        from tailor.events.key_ring import KeyRefusal
 
-    def _refusal(self, key: str | None) -> tuple[int, str] | None:
-        """(status, message) for a key that may not call the API, None for a secret key."""
-        if key is None:
-            return 401, ("missing API key: send a secret key as 'Authorization: Bearer <key>' "
-                         "or 'X-Tailor-Key: <key>' (create one with `tailor keys create "
-                         "secret`)")
-        kind = self.keys.kind_of(key)
-        if kind is None:
-            return 403, "unknown API key"
-        if kind != "secret":
-            return 403, f"a {kind} key may only send events to the collector; use a secret key"
-        return None
+        try:
+            grant = self.guard.authorize(presented_key(scope), self.scopes_for(path))
+        except KeyRefusal as refusal:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            message = refusal.message
+            if refusal.status == 401:
+                message = ("missing API key: send a secret key with recommendations:read as "
+                           "'Authorization: Bearer <key>' or 'X-Tailor-Key: <key>' (create "
+                           "one with `tailor keys create secret`)")
+            await send_json_error(send, refusal.status, message,
+                                  [(name.lower().encode("ascii"), value.encode("ascii"))
+                                   for name, value in refusal.headers.items()])
+            return
+        scope.setdefault("state", {})["key_grant"] = grant
+        await self.app(scope, receive, send)
+
+    def scopes_for(self, path: str) -> tuple[str, ...]:
+        """The scopes of which a key needs one to call `path`."""
+        for prefix, scopes in self.scope_rules:
+            if _under(path, (prefix,)):
+                return scopes
+        return DEFAULT_SCOPES
+
+
+class JsonOnlyMiddleware:
+    """Refuse (415) requests with a body whose Content-Type is not JSON (see the module
+    docstring); requests without a Content-Type are left to the app.
+
+    Args:
+        app: the ASGI app to guard.
+        passthrough_prefixes: path prefixes passed through untouched (the collector takes
+            `text/plain` from sendBeacon).
+    """
+
+    def __init__(self, app: ASGIApp,
+                 passthrough_prefixes: Sequence[str] = PASSTHROUGH_PREFIXES) -> None:
+        self.app = app
+        self.passthrough_prefixes = tuple(passthrough_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = _header(scope, b"content-type") if scope["type"] == "http" else None
+        if content_type is None or _under(scope.get("path", ""), self.passthrough_prefixes) \
+                or _is_json(content_type):
+            await self.app(scope, receive, send)
+            return
+        media_type = content_type.split(";")[0].strip()[:60]
+        await send_json_error(send, 415, f"Content-Type {media_type!r} is not accepted; send "
+                                         "the request as application/json")
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";")[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/")
+                                                 and media_type.endswith("+json"))
 
 
 class BodyLimitMiddleware:

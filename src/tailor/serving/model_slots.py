@@ -153,9 +153,14 @@ class ModelSlot:
         return f"serving {tag} from the BentoML model store"
 
     def _swap(self, loaded: LoadedModel) -> None:
-        """Serve `loaded` from now on (one attribute: a request sees one model whole)."""
-        previous = self.current.version if self.current is not None else None
+        """Serve `loaded` from now on (one attribute: a request sees one model whole); the
+        replaced version's background work (`close` of what `prepare` built) stops."""
+        replaced = self.current
+        previous = replaced.version if replaced is not None else None
         self.current = loaded
+        close = getattr(replaced.prepared, "close", None) if replaced is not None else None
+        if callable(close):
+            close()
         self.last_error = self.load_failure = None
         if self.metrics is not None:
             self.metrics.model_version(self.model, loaded.version)

@@ -16,7 +16,6 @@ Prometheus files only; it holds no models.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tailor.config import Settings
+from tailor.file_lock import exclusive_lock
 from tailor.serving.bentoml_internals import (
     configured_model_store, model_store_at, store_path,
 )
@@ -82,13 +82,8 @@ class TailorModelStore:
 
     @contextmanager
     def _import_lock(self) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / LOCK_FILE, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive_lock(self.path / LOCK_FILE):
+            yield
 
     def ensure(self, registered_name: str, version: str, *, run_id: str | None,
                alias: str | None) -> tuple[StoredVersion, bool]:

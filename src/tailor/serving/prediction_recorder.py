@@ -60,7 +60,8 @@ def _session_id(request: Any) -> str | None:
 
 
 def prediction_row(served_at_micros: int, endpoint: str, request: Any, response: Any,
-                   is_excluded: Callable[[str], bool] = _nobody) -> tuple:
+                   is_excluded: Callable[[str], bool] = _nobody, *,
+                   latency_ms: float | None = None, fallback_kind: str | None = None) -> tuple:
     """One answer as a row of `PREDICTION_COLUMNS`.
 
     Args:
@@ -69,6 +70,8 @@ def prediction_row(served_at_micros: int, endpoint: str, request: Any, response:
         request, response: the pydantic bodies of `tailor.serving.schemas`.
         is_excluded: whether a customer id belongs to an opted-out or deleted customer
             (their id is written as NULL, and so is the session, which would link to them).
+        latency_ms: how long the answer took (None: not measured).
+        fallback_kind: a fallback's kind (the metric label; None: no fallback or unknown).
     """
     customer_id = getattr(request, "customer_id", None)
     session_id = _session_id(request)
@@ -83,7 +86,9 @@ def prediction_row(served_at_micros: int, endpoint: str, request: Any, response:
         bool(response.fallback), response.fallback_reason, bool(response.stale),
         getattr(response, "personalised", None),
         getattr(request, "product_id", None) if endpoint == "also_bought" else None,
-        None, None,  # experiment, experiment_variant: set by the experiments issue
+        getattr(response, "experiment", None), getattr(response, "experiment_variant", None),
+        None if latency_ms is None else round(float(latency_ms), 3),
+        fallback_kind if response.fallback else None,
     )
 
 
@@ -137,18 +142,22 @@ class PredictionRecorder:
 
     # -- the request side --------------------------------------------------------------------
 
-    def record(self, endpoint: str, requests: Sequence[Any], responses: Sequence[Any]) -> None:
-        """Queue answers (request i answered by response i) for the writer; never blocks."""
+    def record(self, endpoint: str, requests: Sequence[Any], responses: Sequence[Any],
+               latency_ms: float | None = None,
+               fallback_kinds: Sequence[str | None] | None = None) -> None:
+        """Queue answers (request i answered by response i, in `latency_ms`, a fallback of
+        kind `fallback_kinds[i]`) for the writer; never blocks."""
         if self._closed:
             return
         served_at = time.time_ns() // 1000
         queue = self._queue
         dropped = 0
-        for request, response in zip(requests, responses):
+        kinds = fallback_kinds if fallback_kinds is not None else (None,) * len(responses)
+        for request, response, kind in zip(requests, responses, kinds):
             if len(queue) >= self.queue_size:
                 dropped += 1
             else:
-                queue.append((served_at, endpoint, request, response))
+                queue.append((served_at, endpoint, request, response, latency_ms, kind))
         if dropped:
             self._drop(QUEUE_FULL, dropped)
         if len(queue) >= self.batch_rows:
@@ -240,8 +249,9 @@ class PredictionRecorder:
     def _write(self, batch: list[tuple]) -> None:
         """Write one batch; a failure drops it, counted and logged, and never propagates."""
         try:
-            rows = [prediction_row(served_at, endpoint, request, response, self.is_excluded)
-                    for served_at, endpoint, request, response in batch]
+            rows = [prediction_row(served_at, endpoint, request, response, self.is_excluded,
+                                   latency_ms=latency_ms, fallback_kind=kind)
+                    for served_at, endpoint, request, response, latency_ms, kind in batch]
             with_retries(lambda _attempt: self._opened().insert_predictions(rows),
                          f"{len(rows)} prediction(s)", self.retry)
         except Exception as error:

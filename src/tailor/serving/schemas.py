@@ -40,7 +40,12 @@ def max_k() -> int:
 
 
 # Keys of `context` the pipeline reads, and the shape each must have.
-_CONTEXT_TEXT = {"session_id": MAX_ID_CHARS, "device": 32, "page": 512}
+_CONTEXT_TEXT = {"session_id": MAX_ID_CHARS, "device": 32, "page": 512,
+                 "anonymous_id": MAX_ID_CHARS}
+LAYOUTS: tuple[str, ...] = ("grid", "carousel", "hero_grid")  # as tailor.experiments.definition
+Layout = Literal["grid", "carousel", "hero_grid"]
+_ANONYMOUS_ID = ("anonymous_id (the browser's first anonymous id, tailor.anonymousId(): "
+                 "experiments assign by it, so a visitor keeps its variant after logging in)")
 _CONTEXT_LISTS = ("categories", "cart")
 
 
@@ -128,9 +133,9 @@ class HomepageRequest(_WithK):
     customer_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     context: dict[str, Any] = Field(
         default_factory=dict,
-        description=f"At most {MAX_CONTEXT_KEYS} keys. Read: session_id, device, page "
-                    "(strings) and categories (category names the visitor is browsing, "
-                    "boosted like the session's viewed categories).")
+        description=f"At most {MAX_CONTEXT_KEYS} keys. Read: session_id, device, page, "
+                    f"{_ANONYMOUS_ID} (strings) and categories (category names the visitor "
+                    "is browsing, boosted like the session's viewed categories).")
 
     _check = field_validator("context")(_check_context)
 
@@ -143,7 +148,7 @@ class AlsoBoughtRequest(_WithK):
     context: dict[str, Any] = Field(
         default_factory=dict,
         description=f"At most {MAX_CONTEXT_KEYS} keys. Read: cart (product ids already in "
-                    "the cart, left out of the answer).")
+                    f"the cart, left out of the answer) and {_ANONYMOUS_ID}.")
 
     _check = field_validator("context")(_check_context)
 
@@ -154,6 +159,11 @@ class CheckoutOfferRequest(_Request):
     customer_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     session_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     cart: list[CartLine] = Field(min_length=1, max_length=MAX_CART_LINES)
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"At most {MAX_CONTEXT_KEYS} keys. Read: {_ANONYMOUS_ID}.")
+
+    _check = field_validator("context")(_check_context)
 
 
 class RecommendedItem(BaseModel):
@@ -176,12 +186,22 @@ class _Answer(BaseModel):
                                            "store is older than its TTL (stale): the answer "
                                            "was built on default features in its place.")
     request_id: str
+    experiment: str | None = Field(None, description="The A/B experiment the visitor is in on "
+                                                     "this endpoint; None outside one.")
+    experiment_variant: str | None = Field(None, description="The visitor's variant of "
+                                                             "`experiment`.")
 
 
 class HomepageResponse(_Answer):
     items: list[RecommendedItem]
     personalised: bool = Field(description="False for customers who opted out or were "
-                                           "deleted, and for fallback answers.")
+                                           "deleted, for those below an experiment's "
+                                           "personalization threshold, and for fallback "
+                                           "answers.")
+    layout: Layout | None = Field(None, description="How the page should show the items "
+                                                    "(an experiment's variant: grid, carousel "
+                                                    "or hero_grid); None: the shop's own "
+                                                    "layout.")
 
 
 class AlsoBoughtResponse(_Answer):

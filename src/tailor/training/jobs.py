@@ -1,14 +1,18 @@
-"""The jobs around trained models: evaluate, recommend, and the weekly retention list.
+"""The jobs around trained models: evaluate, recommend, churn scores and the weekly retention list.
 
 Reads: the warehouse (minus excluded customers), the MLflow registry (champions and the
-parameters they were trained with). Writes: only `write_retention_list`, which writes
+parameters they were trained with). `score_churn` and `recommend_for_customers` are also
+what the re-engagement campaigns plan from. Writes: only `write_retention_list`, which writes
 `<home>/reports/retention/retention_<date>.csv` and `latest.csv` (customer_id, probability,
-top contributing features, no PII). Schedule it weekly (cron, or `mlflow run projects/churn
--e retention`).
+top contributing features, no PII), and beside them what monitoring needs to judge the list
+once its horizon has passed: `retention_<date>.scores.parquet` (every scored customer id and
+probability) and `retention_<date>.json` (when, which version, threshold, horizon). Schedule
+it weekly (cron, or `mlflow run projects/churn -e retention`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,13 +81,30 @@ def recommend_for_customer(settings: Settings, customer_id: str, k: int = DEFAUL
     Raises:
         LookupError: no homepage champion is registered yet.
     """
-    model, version = load_champion(settings, get_spec("homepage").registered_name)
-    personalised = customer_id not in excluded_customer_ids(settings)
+    from tailor.events.tombstones import TombstoneSet
+
+    personalised = customer_id not in excluded_customer_ids(settings) and \
+        not TombstoneSet(settings.home_path).contains(customer_id)
     lookup_id = customer_id if personalised else "\x00not-personalised"
-    items = model.recommend([lookup_id], k=k)
+    items, version = recommend_for_customers(settings, [lookup_id], k=k)
     rows = items[["product_id", "rank", "score", "tier", "reason"]].to_dict(orient="records")
     return {"customer_id": customer_id, "model": "homepage", "version": version,
             "personalised": personalised, "items": rows}
+
+
+def recommend_for_customers(settings: Settings, customer_ids: list[str], k: int = DEFAULT_K
+                            ) -> tuple[pd.DataFrame, str]:
+    """The champion homepage model's lists for many customers in one batch (the campaigns'
+    picks); the caller leaves out excluded customers.
+
+    Returns:
+        Columns customer_id, product_id, rank, score, tier, reason; and the version.
+
+    Raises:
+        LookupError: no homepage champion is registered yet.
+    """
+    model, version = load_champion(settings, get_spec("homepage").registered_name)
+    return model.recommend(list(customer_ids), k=k), version
 
 
 def _as_utc(text: str) -> pd.Timestamp:
@@ -100,6 +121,52 @@ def _as_utc(text: str) -> pd.Timestamp:
 
 
 @dataclass(frozen=True)
+class ChurnScores:
+    """The churn champion's scores of every customer who has bought, and what they came from.
+
+    Attributes:
+        scores: customer_id, churn_probability, high_risk, top_features; highest first.
+        version: the churn champion's version.
+        as_of: the time scored at.
+        products: the catalogue of the history scored (names and prices for campaign mail).
+        model: the churn model that scored (its horizon, its parameters).
+    """
+
+    scores: pd.DataFrame
+    version: str
+    as_of: pd.Timestamp
+    products: pd.DataFrame
+    model: Any = None
+
+
+def score_churn(settings: Settings, as_of: str | None = None) -> ChurnScores:
+    """Score every customer who has bought (minus excluded ones) with the churn champion:
+    in process, or through `mlflow.pyfunc.spark_udf` when `features.engine = spark` (the
+    probabilities on Spark's executors; the reasons of each row here).
+
+    Args:
+        settings: registry, warehouse, exclusion list.
+        as_of: ISO time to score at (default: just after the newest event).
+
+    Raises:
+        LookupError: no churn champion is registered yet.
+    """
+    name = get_spec("churn").registered_name
+    model, version = load_champion(settings, name)
+    data = load_shop_data(settings, excluded_customer_ids(settings))
+    moment = _as_utc(as_of) if as_of else data.end + pd.Timedelta(seconds=1)
+    if settings.features_engine != "spark":
+        return ChurnScores(model.score(data, moment), version, moment, data.products, model)
+    from tailor.training.spark_scoring import spark_churn_probabilities
+
+    features = model.scoring_features(data, moment)
+    probability = spark_churn_probabilities(settings, name, version, features,
+                                            list(model.classifier.feature_names))
+    return ChurnScores(model.explain(features, probability), version, moment, data.products,
+                       model)
+
+
+@dataclass(frozen=True)
 class RetentionList:
     """Where the retention list went and what it holds."""
 
@@ -109,6 +176,7 @@ class RetentionList:
     customers_scored: int
     high_risk: int
     threshold: float
+    horizon_days: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,10 +195,8 @@ def write_retention_list(settings: Settings, as_of: str | None = None) -> Retent
     Raises:
         LookupError: no churn champion is registered yet.
     """
-    model, version = load_champion(settings, get_spec("churn").registered_name)
-    data = load_shop_data(settings, excluded_customer_ids(settings))
-    moment = _as_utc(as_of) if as_of else data.end + pd.Timedelta(seconds=1)
-    scored = model.score(data, moment)
+    churn = score_churn(settings, as_of)
+    scored, version, moment, model = churn.scores, churn.version, churn.as_of, churn.model
     threshold = settings.models_churn_threshold
     high_risk = scored[scored["churn_probability"] > threshold][list(RETENTION_COLUMNS)]
     folder = settings.reports_path / "retention"
@@ -138,7 +204,13 @@ def write_retention_list(settings: Settings, as_of: str | None = None) -> Retent
     path = folder / f"retention_{moment:%Y-%m-%d}.csv"
     high_risk.to_csv(path, index=False)
     high_risk.to_csv(folder / "latest.csv", index=False)
+    scored[["customer_id", "churn_probability"]].to_parquet(
+        path.with_suffix(".scores.parquet"), index=False)
+    horizon = getattr(getattr(model, "horizon", None), "used_days", None)
+    summary = RetentionList(str(Path(path)), moment.isoformat(), version, len(scored),
+                            len(high_risk), threshold,
+                            None if horizon is None else float(horizon))
+    path.with_suffix(".json").write_text(json.dumps(summary.to_dict(), indent=2))
     log.info("retention list: %d of %d customers above %.2f -> %s", len(high_risk), len(scored),
              threshold, path)
-    return RetentionList(str(Path(path)), moment.isoformat(), version, len(scored),
-                         len(high_risk), threshold)
+    return summary

@@ -98,12 +98,22 @@ def log_model(fitted: Any, registered_name: str) -> str:
     return str(info.registered_model_version)
 
 
+# What the registry answers for a model or an alias it does not have (SQL and REST stores).
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
 def alias_version(client: MlflowClient, registered_name: str, alias: str) -> Any | None:
-    """The model version holding `alias`, or None (no such model or alias)."""
+    """The model version holding `alias`, or None (no such model or alias).
+
+    Raises:
+        MlflowException: any other failure (a registry that is down is not "no champion").
+    """
     try:
         return client.get_model_version_by_alias(registered_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in _NOT_FOUND:
+            return None
+        raise
 
 
 def logged_params(client: MlflowClient, version: Any) -> dict[str, str]:
@@ -210,3 +220,42 @@ def load_champion(settings: Settings, registered_name: str) -> tuple[Any, str]:
                           "(a version only becomes champion when it beats the baselines)")
     loaded = mlflow.pyfunc.load_model(f"models:/{registered_name}@{CHAMPION}")
     return loaded.unwrap_python_model().model, str(version.version)
+
+
+ANY_CHAMPION = "<any>"  # `move_champion`'s default `if_current`: move whatever holds it
+
+
+def move_champion(settings: Settings, client: MlflowClient, registered_name: str,
+                  version: str | None, reason: str, *,
+                  if_current: str | None = ANY_CHAMPION) -> str | None:
+    """Give `version` the champion alias under the model's promotion lock, tagged why.
+
+    The champion is read again under the lock, so a training run deciding at the same time
+    never interleaves with the move (`promote` holds the same lock). `version` None removes
+    the alias (undoing a move onto a model that had no champion). With `if_current` the move
+    happens only when the champion is that version (None: when there is none): putting an
+    alias back never undoes a move someone else made since.
+
+    Returns:
+        The version that held the alias before (None: none did).
+
+    Raises:
+        PromotionLockTimeout: another run held the lock past `models.promotion_lock_seconds`.
+        MlflowException: the registry failed.
+    """
+    with promotion_lock(settings, registered_name):
+        current = alias_version(client, registered_name, CHAMPION)
+        previous = None if current is None else str(current.version)
+        if if_current != ANY_CHAMPION and previous != if_current:
+            log.info("%s: champion is v%s, not v%s: left as it is (%s)", registered_name,
+                     previous or "none", if_current or "none", reason)
+            return previous
+        if version is None:
+            if previous is not None:
+                client.delete_registered_model_alias(registered_name, CHAMPION)
+        elif previous != str(version):
+            client.set_registered_model_alias(registered_name, CHAMPION, str(version))
+            client.set_model_version_tag(registered_name, str(version), "promotion", reason)
+    log.info("%s: champion v%s -> %s: %s", registered_name, previous or "none",
+             f"v{version}" if version else "none", reason)
+    return previous

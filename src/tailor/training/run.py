@@ -193,7 +193,9 @@ def _log_holdout(tuning: TuningResult, holdout: BacktestResult) -> None:
         mlflow.log_metrics({f"baseline_{baseline}_{metric_key(name)}": float(value)
                             for name, value in values.items()})
     mlflow.log_metrics({"trials_completed": tuning.completed, "trials_pruned": tuning.pruned,
+                        "trials_own": tuning.own_trials,
                         "holdout_evaluated": holdout.n_evaluated})
+    mlflow.set_tags({"optuna_study": tuning.study, "optuna_best_run": tuning.best_run or ""})
     if tuning.best_value is not None:
         mlflow.log_metric(f"validation_{metric_key(holdout.primary_metric)}", tuning.best_value)
     notes = holdout.notes + ([tuning.note] if tuning.note else [])
@@ -235,7 +237,8 @@ def _result(model: str, run_id: str, promotion: Promotion, holdout: BacktestResu
         baselines=holdout.baselines, champion_metrics=dict(champion.metrics) if champion else None,
         params=asdict(tuning.best_params),
         tuning={"completed": tuning.completed, "pruned": tuning.pruned, "failed": tuning.failed,
-                "best_validation": tuning.best_value},
+                "best_validation": tuning.best_value, "study": tuning.study,
+                "own_trials": tuning.own_trials, "best_run": tuning.best_run},
         notes=holdout.notes + ([tuning.note] if tuning.note else []),
         seconds=round(time.perf_counter() - started, 2))
 

@@ -2,10 +2,14 @@
 
 Reads: the training side of the holdout split (a `ShopData`). Writes: one child MLflow run
 per trial (its parameters, validation metrics and state) and, when
-`models_optuna_storage` is set, the study to that database (so workers on other machines
-can join it). Trials score on an inner split of the training data (its last 20%), never on
-the holdout. Trial 0 is always the current defaults, so tuning cannot end worse than them
-on validation. Trials run in parallel worker processes (`models_optuna_jobs`; a worker
+`models_optuna_storage` is set, the study to that database. A study in a database is named
+after the model, the data snapshot and the search's settings (`study_name`), not after the
+run: `tailor train MODEL --trials N` started on several machines against one database (and
+the same data) joins one study, each process adds its N trials, and each picks the best of
+all the trials the study holds when its own are done. Every trial records the training run
+and host that ran it (`RUN_ATTR`, `HOST_ATTR`). Trials score on an inner split of the
+training data (its last 20%), never on the holdout. Trial 0 is always the current defaults
+(enqueued once per study), so tuning cannot end worse than them on validation. Trials run in parallel worker processes (`models_optuna_jobs`; a worker
 reloads the data from the warehouse and shares the study through a journal file under
 `<home>/optuna/` or the configured database), and a median pruner stops trials whose
 intermediate validation score (ALS stages, boosting rounds) falls behind the median of
@@ -14,12 +18,15 @@ earlier trials at the same step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
@@ -33,7 +40,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from tailor.config import Settings
 from tailor.models.constants import DEFAULT_K
-from tailor.models.data import NotEnoughData, ShopData
+from tailor.models.data import NotEnoughData, ShopData, data_version
 from tailor.models.evaluate import backtest
 from tailor.training.leftovers import process_tags
 from tailor.training.specs import ModelSpec
@@ -43,6 +50,8 @@ log = logging.getLogger(__name__)
 JOURNAL_PREFIX = "journal:"
 WORKER_SETTINGS = "TAILOR_WORKER_SETTINGS"  # the parent's resolved settings, as JSON
 PARALLEL_EVENTS = 2_000_000  # below this, a worker's start-up costs more than its trials save
+RUN_ATTR = "training_run"  # user attribute of each trial: the MLflow run it was run under
+HOST_ATTR = "host"  # user attribute of each trial: the machine (host name) that ran it
 
 
 @dataclass
@@ -55,6 +64,9 @@ class TuningResult:
     pruned: int
     failed: int
     note: str = ""
+    study: str = ""
+    own_trials: int = 0  # trials this training run added (the others came from other runs)
+    best_run: str | None = None  # the training run whose trial is the best
 
 
 def parallel_jobs(settings: Settings, trials: int, events: int) -> int:
@@ -90,12 +102,66 @@ def storage_spec(settings: Settings, study_name: str, workers: int) -> str | Non
     return f"{JOURNAL_PREFIX}{folder / (study_name + '.log')}"
 
 
+def study_name(spec: ModelSpec, train: ShopData, settings: Settings, k: int,
+               parent_run_id: str) -> str:
+    """The study's name: shared by every run on the same model, data and search settings when
+    the study lives in a database (`models_optuna_storage`), else this run's own.
+
+    The shared name holds the model, the data snapshot (`data_version` of the training side,
+    which includes the holdout cut) and a digest of what makes two searches the same one: the
+    default parameters (they follow the business settings; threads aside) and k. A run on
+    other data or other settings starts a study of its own rather than mixing incomparable
+    scores.
+    """
+    if not settings.models_optuna_storage:
+        return f"{spec.registered_name}-{parent_run_id}"
+    defaults = {key: value for key, value in asdict(spec.default_params(settings)).items()
+                if key != "threads"}  # a machine's own affair, not the search's
+    search = json.dumps({"defaults": defaults, "k": k}, sort_keys=True, default=str)
+    digest = hashlib.sha256(search.encode()).hexdigest()[:8]
+    return f"{spec.registered_name}-{data_version(train)}-{digest}"
+
+
+def process_seed(seed: int, settings: Settings) -> int:
+    """The sampler seed of this process: `seed` for a study of its own; for a shared study,
+    `seed` moved by this host and process, so machines joining one study do not all draw the
+    same random start-up trials."""
+    if not settings.models_optuna_storage:
+        return seed
+    return seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
+
+
+def storage_url(url: str) -> str:
+    """A database URL SQLAlchemy can open with the installed driver: `postgresql://` means
+    psycopg2 to SQLAlchemy, while Tailor installs psycopg 3, so the driver is named."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def open_storage(spec: str | None) -> Any:
-    """An Optuna storage for `storage_spec`'s answer."""
+    """An Optuna storage for `storage_spec`'s answer.
+
+    Machines that open a new database at the same time race to create Optuna's tables; the
+    loser's `CREATE` fails on the winner's, and a second try finds them made.
+    """
     if spec and spec.startswith(JOURNAL_PREFIX):
         backend = optuna.storages.journal.JournalFileBackend(spec[len(JOURNAL_PREFIX):])
         return optuna.storages.JournalStorage(backend)
-    return spec
+    if not spec:
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    url = storage_url(spec)
+    for attempt in (1, 2):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except DBAPIError:
+            time.sleep(0.5 * attempt)
+    return optuna.storages.RDBStorage(url)  # a third failure is the database's answer
 
 
 def sampler_and_pruner(seed: int) -> tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner]:
@@ -150,27 +216,30 @@ def tune(spec: ModelSpec, train: ShopData, settings: Settings, trials: int, pare
     jobs = jobs or parallel_jobs(settings, trials, len(train.events))
     workers = jobs - 1 if reload is not None and jobs > 1 else 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study_name = f"{spec.registered_name}-{parent_run_id}"
-    storage = storage_spec(settings, study_name, workers)
+    name = study_name(spec, train, settings, k, parent_run_id)
+    storage = storage_spec(settings, name, workers)
+    seed = process_seed(seed, settings)
     sampler, pruner = sampler_and_pruner(seed)
+    # load_if_exists: the first run to get there creates the study, later ones join it.
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
-                                storage=open_storage(storage), study_name=study_name,
+                                storage=open_storage(storage), study_name=name,
                                 load_if_exists=True)
-    study.enqueue_trial({name: value for name, value in asdict(defaults).items()
-                         if not isinstance(value, str)})
+    # The defaults are trial 0 of the study, once however many runs join it.
+    study.enqueue_trial({key: value for key, value in asdict(defaults).items()
+                         if not isinstance(value, str)}, skip_if_exists=True)
     # Trials running side by side share the cores, so each one gets a single thread.
     threads = 1 if jobs > 1 else defaults.threads
     errors: list[str] = []
     objective = make_objective(spec, train, settings, threads, k, parent_run_id, errors)
     shares = np.array_split(np.arange(trials), jobs)
-    processes = [_start_worker(spec, settings, study_name, storage, len(share), parent_run_id,
+    processes = [_start_worker(spec, settings, name, storage, len(share), parent_run_id,
                                reload, k, seed + number + 1)
                  for number, share in enumerate(shares[1:workers + 1])]
     in_threads = 1 if workers else jobs
     own_trials = trials - sum(len(share) for share in shares[1:workers + 1])
     study.optimize(objective, n_trials=own_trials, n_jobs=in_threads, catch=(NotEnoughData,))
     _wait_for(processes)
-    return _result(study, spec, defaults, settings, errors)
+    return _result(study, spec, defaults, settings, errors, parent_run_id)
 
 
 def _start_worker(spec: ModelSpec, settings: Settings, study_name: str, storage: str | None,
@@ -208,6 +277,8 @@ def make_objective(spec: ModelSpec, train: ShopData, settings: Settings, threads
         params = replace(spec.with_settings(replace(defaults, **spec.suggest(trial)), settings),
                          threads=threads)
         run_id = _child_run(client, experiment_id, parent_run_id, trial.number)
+        trial.set_user_attr(RUN_ATTR, parent_run_id)
+        trial.set_user_attr(HOST_ATTR, socket.gethostname())
 
         def report(step: int, value: float) -> None:
             trial.report(value, step)
@@ -231,18 +302,25 @@ def make_objective(spec: ModelSpec, train: ShopData, settings: Settings, threads
 
 
 def _result(study: optuna.Study, spec: ModelSpec, defaults: Any, settings: Settings,
-            errors: list[str]) -> TuningResult:
-    states = [trial.state for trial in study.trials]
+            errors: list[str], parent_run_id: str) -> TuningResult:
+    """The best of every trial the study holds (this run's and, on a shared study, the
+    other runs' that have finished), counted by state."""
+    trials = study.get_trials(deepcopy=False)
+    states = [trial.state for trial in trials]
     completed = states.count(optuna.trial.TrialState.COMPLETE)
     pruned = states.count(optuna.trial.TrialState.PRUNED)
     failed = states.count(optuna.trial.TrialState.FAIL)
+    own = sum(trial.user_attrs.get(RUN_ATTR) == parent_run_id for trial in trials)
     if completed == 0:
         note = ("no trial could be scored on the inner validation split, so the defaults are "
                 "used" + (f": {errors[0]}" if errors else ""))
         log.warning("%s: %s", spec.name, note)
-        return TuningResult(defaults, None, 0, pruned, failed, note)
-    best = spec.from_values({**asdict(defaults), **study.best_params}, settings)
-    return TuningResult(best, float(study.best_value), completed, pruned, failed)
+        return TuningResult(defaults, None, 0, pruned, failed, note, study.study_name, own)
+    best_trial = study.best_trial
+    best = spec.from_values({**asdict(defaults), **best_trial.params}, settings)
+    return TuningResult(best, float(best_trial.value), completed, pruned, failed,
+                        study=study.study_name, own_trials=own,
+                        best_run=best_trial.user_attrs.get(RUN_ATTR))
 
 
 def project_run_id() -> str | None:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from tailor.config import Settings
 from tailor.errors import InputError
+from tailor.sql_dialects import DUCKDB, Dialect, render
 from tailor.sql_files import load_sql
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,9 @@ def create_lake_views(connection: duckdb.DuckDBPyConnection, lake_url: str) -> N
     for dataset in _LAKE_DATASETS:
         if fs.glob(f"{root}/{dataset}/**/*.parquet"):
             glob = sql_literal(f"{duck_root}/{dataset}/**/*.parquet")
-            connection.execute(load_sql(SQL_PACKAGE, f"{dataset}_view").format(**{f"{dataset}_glob": glob}))
+            columns = _later_columns(connection, dataset, glob)
+            connection.execute(load_sql(SQL_PACKAGE, f"{dataset}_view").format(
+                **{f"{dataset}_glob": glob}, **columns))
         else:
             log.info("warehouse: no %s files in %s yet; %s is an empty view", dataset,
                      lake_url, dataset)
@@ -131,6 +134,25 @@ def create_lake_views(connection: duckdb.DuckDBPyConnection, lake_url: str) -> N
                 **{f"{view}_file": literal}))
         else:
             connection.execute(load_sql(SQL_PACKAGE, f"{view}_empty"))
+
+
+# Columns a dataset gained after its first files were written: (name, type) per dataset.
+_LATER_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "predictions": (("latency_ms", "DOUBLE"), ("fallback_kind", "VARCHAR")),
+}
+
+
+def _later_columns(connection: duckdb.DuckDBPyConnection, dataset: str, glob: str
+                   ) -> dict[str, str]:
+    """What the view selects for each later column: the column when some file has it, else a
+    typed NULL (union_by_name fills the older files only when a newer one holds the column)."""
+    later = _LATER_COLUMNS.get(dataset, ())
+    if not later:
+        return {}
+    present = {row[0] for row in connection.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({glob}, union_by_name = true)").fetchall()}
+    return {name: name if name in present else f"CAST(NULL AS {kind}) AS {name}"
+            for name, kind in later}
 
 
 def views_reading_elsewhere(settings: Settings) -> list[str]:
@@ -157,6 +179,12 @@ def views_reading_elsewhere(settings: Settings) -> list[str]:
                   if name in VIEWS and "read_parquet(" in sql and own not in sql)
 
 
+def orders_query(dialect: Dialect = DUCKDB) -> str:
+    """The orders query (`sql/orders.sql`) in an engine's dialect: the warehouse's table, and
+    the same rows on Spark (`tailor.batch.spark_engine`)."""
+    return render(load_sql(SQL_PACKAGE, "orders"), dialect)
+
+
 def refresh_warehouse(settings: Settings) -> dict[str, int]:
     """Recreate the lake views and rebuild orders and sessions; run after each lake export.
 
@@ -170,9 +198,9 @@ def refresh_warehouse(settings: Settings) -> dict[str, int]:
     try:
         connection.execute("BEGIN TRANSACTION")
         create_lake_views(connection, settings.lake_root)
-        for table in DERIVED_TABLES:
-            connection.execute(load_sql(SQL_PACKAGE, table).format(
-                session_gap_minutes=settings.events_session_gap_minutes))
+        connection.execute(f"CREATE OR REPLACE TABLE orders AS {orders_query()}")
+        connection.execute(load_sql(SQL_PACKAGE, "sessions").format(
+            session_gap_minutes=settings.events_session_gap_minutes))
         connection.execute("COMMIT")
         counts = {table: int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchall()[0][0])
                   for table in TABLES}

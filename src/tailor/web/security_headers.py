@@ -8,13 +8,19 @@ Every answer gets `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`, a
 `Referrer-Policy` and a `Content-Security-Policy`:
 
 - APIs, `tailor.js`, metrics, the docs page: `API_POLICY`, which lets a document load
-  nothing at all (none of them is a page that needs to) and never be framed.
+  nothing at all (none of them is a page that needs to) and never be framed, and
+  `Cache-Control: no-store` (answers hold a customer's recommendations; a route that may
+  be cached, such as `tailor.js`, sets its own Cache-Control, which is kept).
 - Pages under `page_prefixes` (the demo shop): `PAGE_POLICY`, scripts, styles, images and
   fetches from its own origin only, plus the inline `<style>` blocks the pages carry; no
   inline scripts, no framing, forms post to the same origin.
 - The daily report at `/dashboard` sets `REPORT_POLICY` itself: a self-contained page whose
   only needs are its inline styles (the `<style>` block and the inline SVG plots' style
   attributes); nothing else may load or run.
+
+With `hsts_max_age` above 0 (`serving.hsts_max_age_seconds`,
+`collector.hsts_max_age_seconds`; only for servers reached over HTTPS) every answer also
+carries `Strict-Transport-Security: max-age=<n>; includeSubDomains`.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     *_COMMON,
     (b"referrer-policy", b"no-referrer"),
     (b"content-security-policy", API_POLICY.encode("ascii")),
+    (b"cache-control", b"no-store"),
 )
 PAGE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     *_COMMON,
@@ -68,17 +75,23 @@ class SecurityHeadersMiddleware:
     Args:
         app: the ASGI app whose answers get the headers.
         page_prefixes: route paths (below the app's mount point) that serve web pages.
+        hsts_max_age: seconds of Strict-Transport-Security to send; 0 sends none.
     """
 
-    def __init__(self, app: ASGIApp, page_prefixes: Sequence[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, page_prefixes: Sequence[str] = (),
+                 hsts_max_age: int = 0) -> None:
         self.app = app
         self.page_prefixes = tuple(prefix.rstrip("/") for prefix in page_prefixes)
+        hsts = ((b"strict-transport-security",
+                 f"max-age={int(hsts_max_age)}; includeSubDomains".encode("ascii")),)
+        self.page_headers = PAGE_HEADERS + (hsts if hsts_max_age > 0 else ())
+        self.api_headers = API_HEADERS + (hsts if hsts_max_age > 0 else ())
 
     def _headers_for(self, scope: Scope) -> tuple[tuple[bytes, bytes], ...]:
         path = route_path(scope)
         if any(path == prefix or path.startswith(prefix + "/") for prefix in self.page_prefixes):
-            return PAGE_HEADERS
-        return API_HEADERS
+            return self.page_headers
+        return self.api_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

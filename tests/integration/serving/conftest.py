@@ -22,8 +22,9 @@ import pytest
 from serving_fixtures import (  # noqa: F401  (fixtures offered to this folder's tests)
     configured_bentoml_store, empty_bentoml_store, ledger_factory, pipeline_factory,
 )
+from registry_homes import registry_settings
 from shop_homes import build_shop_home
-from tailor.config import Settings, load_settings
+from tailor.config import Settings
 
 # Importing Feast sets PROMETHEUS_MULTIPROC_DIR, and prometheus_client chooses its value
 # storage when it is first imported: imported after Feast, every same-named series in the
@@ -72,9 +73,7 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
 
     folder = tmp_path_factory.mktemp("serving")
     home = folder / "home"
-    # An explicit tracking URI: MLFLOW_TRACKING_URI in the caller's shell must not leak in.
-    settings = load_settings(home=home, env={}).replace(
-        mlflow_tracking_uri=f"sqlite:///{home.resolve() / 'mlflow.db'}")
+    settings = registry_settings(home)
     shop = build_shop_home(settings, folder / "shop", customers=600, products=100,
                            days=SHOP_DAYS, seed=3, ends_days_ago=10)
     run_features(settings, show_progress=False)

@@ -116,6 +116,7 @@ def test_every_endpoint_and_batch_form_is_logged_once(served_home, logging_pipel
     for endpoint, request, answer in served:
         assert_logged(frame, endpoint, request, answer)
     assert not ours["fallback"].any()  # the model answered every one...
+    assert (ours["latency_ms"] > 0).all() and ours["fallback_kind"].isna().all()
     assert {row["model"]: row["model_version"] for _, row in ours.iterrows()} == \
         served_home.versions  # ...each the version serving now
     assert set(ours["variant"]) == {"champion"}
@@ -148,6 +149,7 @@ def test_fallback_answers_are_logged_with_their_reason(served_home, pipeline_fac
         row = frame.loc[answer.request_id]
         assert row["model_version"] is None
         assert row["fallback_reason"].startswith("feature store unavailable")
+        assert row["fallback_kind"] == "feature_store" and row["latency_ms"] > 0
     assert frame.loc[answers[0][2].request_id, "personalised"] == False  # noqa: E712 (pd.NA-safe)
     assert len(frame.loc[answers[0][2].request_id, "items"]) == 4  # the popularity list shown
     counted = degraded.metrics.value("tailor_predictions_logged_total", {"endpoint": "homepage"})

@@ -29,7 +29,8 @@ from tailor.config import Settings
 from tailor.events.collector.app import create_collector_app
 from tailor.events.collector.enrichment import clock_skew_seconds, device_type_from_user_agent
 from tailor.events.collector.requests import RequestError, read_capped_body
-from tailor.events.keys import create_key, hash_key, keys_file_path, load_key_ring
+from tailor.events.key_ring import load_key_ring
+from tailor.events.keys import create_key, hash_key, keys_file_path
 from tailor.events.store import EventStore, open_event_store
 
 from writer_groups import run_one_group

@@ -395,3 +395,33 @@ def test_a_reader_process_that_dies_is_reported_and_the_chunks_before_it_kept(
     assert stored_ids(store) == sorted(f"e{i}" for i in range(1, 21))
     assert store.ingest_runs()["accepted"].tolist() == [20]
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.timeout(120)  # the bug this guards against was a hang
+def test_an_import_that_stops_early_stops_its_reader_even_when_sigterm_is_handled(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer fails while the reader waits on a full pipe: `close` must end the reader
+    although this process (whose handlers a forked reader inherits) ignores SIGTERM, as a
+    scheduler that outlives a first SIGTERM does."""
+    import signal
+
+    import tailor.events.ingest.job as job
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        writes = []
+
+        def failing_write(*args, **kwargs):
+            writes.append(1)
+            raise RuntimeError("store went away")
+
+        monkeypatch.setattr(job, "write_chunk", failing_write)
+        path = write(tmp_path / "events.csv",
+                     "\n".join([HEADER] + [good_line(row, customer=f"c{row % 4}")
+                                           for row in range(2_000)]) + "\n")
+        run_settings = load_settings(home=tmp_path / "home", env={}).replace(ingest_chunk_rows=12)
+        with pytest.raises(RuntimeError, match="store went away"):
+            ingest_files(run_settings, path, now=NOW, progress=False)
+        assert writes == [1]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

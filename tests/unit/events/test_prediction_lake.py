@@ -45,7 +45,8 @@ def answers(settings: Settings, numbers: range, start: dt.datetime = T0) -> None
             "k": 2, "p_abandon": None, "offer": None, "fallback": number % 2 == 1,
             "fallback_reason": "timeout" if number % 2 else None, "stale": False,
             "personalised": number % 2 == 0, "anchor_product_id": None, "experiment": None,
-            "experiment_variant": None}
+            "experiment_variant": None, "latency_ms": 3.25,
+            "fallback_kind": "timeout" if number % 2 else None}
         rows.append(tuple(values[name] for name in PREDICTION_COLUMNS))
     store = open_prediction_store(settings.event_store_url)
     try:

@@ -18,6 +18,7 @@ PRIVATE_NAMES = [
     ("feast.infra.passthrough_provider", "PassthroughProvider.online_store"),
     ("feast.infra.online_stores.redis", "RedisOnlineStore._get_client"),
     ("feast.feature_store", "FeatureStore._get_provider"),
+    ("feast.infra.online_stores.sqlite", "SqliteOnlineStore._get_db_path"),
 ]
 
 

@@ -184,6 +184,39 @@ def test_online_equals_offline_at_materialization_time(store_home, shop, service
     assert vectors[-1].missing  # the made-up entity
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_sqlite_fast_path_serves_what_the_feast_sdk_serves(store_home, shop,
+                                                               service) -> None:
+    """One indexed read per view (`tailor.features.sqlite_fetch`) against
+    `FeatureStore.get_online_features`: same values and flags, fresh and past the TTL."""
+    settings = store_home[0]
+    fast = OnlineFeatureReader(settings, service)
+    sdk = OnlineFeatureReader(settings, service, fast_path=False)
+    assert fast.fast_path and not sdk.fast_path
+    column = fast.join_key
+    ids = sorted(shop.events[column].dropna().unique())[:40] + ["never-seen", "c\u00e9-42"]
+    answers = {}
+    for moment in (NOW, NOW + timedelta(days=400)):
+        by_fast, by_sdk = fast.read_many(ids, request_time=moment), \
+            sdk.read_many(ids, request_time=moment)
+        assert by_fast == by_sdk
+        assert fast.read(ids[0], request_time=moment) == by_sdk[0]
+        answers[moment] = by_fast
+    fresh, late = answers[NOW], answers[NOW + timedelta(days=400)]
+    assert fresh[-2].missing and not fresh[-2].stale
+    assert sum(not vector.stale for vector in fresh) > sum(not vector.stale for vector in late)
+
+
+def test_an_unreadable_sqlite_file_gives_defaults_and_an_error(store_home, tmp_path) -> None:
+    reader = OnlineFeatureReader(store_home[0], "homepage")
+    assert reader.fast_path
+    reader._fetcher.close()
+    reader._fetcher.path = str(tmp_path / "gone" / "online_store.db")  # moved away
+    vector = reader.read("c000001", request_time=NOW)
+    assert vector.error and "online store read failed" in vector.error
+    assert vector.values["orders_lifetime"] == 0
+
+
 def ingest_late_purchase(settings: Settings, folder: Path, customer_id: str, product_id: str,
                          when: datetime) -> None:
     """A purchase made at `when` that reaches the event store only now, then lake and

@@ -175,3 +175,21 @@ def test_because_names_the_most_similar_history_product_for_each_item(model) -> 
         target = model.item_factors[item]
         cosine = vectors @ target / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(target))
         assert explained[item] == f"because you bought {model.names[others[np.argmax(cosine)]]}"
+
+
+def test_a_forgotten_customer_is_scored_as_a_stranger_and_the_others_do_not_move(model) -> None:
+    import copy
+    import pickle
+
+    from tailor.models.customer_rows import forget_customer_rows
+
+    forgetful = copy.deepcopy(model)
+    before = forgetful.recommend(["e2", "g3", "stranger"], k=3)
+    assert forget_customer_rows(forgetful, "e1") is True
+    row = model.customers.positions["e1"]
+    assert not forgetful.user_factors[row].any() and forgetful.seen[row].nnz == 0
+    assert forgetful.recommend(["e1"], k=3).equals(
+        forgetful.recommend(["stranger"], k=3).assign(customer_id="e1"))
+    assert forgetful.recommend(["e2", "g3", "stranger"], k=3).equals(before)
+    index = pickle.loads(pickle.dumps(forgetful.customers))
+    assert "e1" not in index.positions and "e1" not in set(index.ids)

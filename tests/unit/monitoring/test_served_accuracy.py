@@ -29,7 +29,8 @@ def _answer(request: str, customer: str | None, day: float, endpoint: str, items
               "k": len(items) or None, "p_abandon": p_abandon, "offer": None,
               "fallback": fallback, "fallback_reason": "timeout" if fallback else None,
               "stale": False, "personalised": None, "anchor_product_id": None,
-              "experiment": None, "experiment_variant": None}
+              "experiment": None, "experiment_variant": None, "latency_ms": None,
+              "fallback_kind": "timeout" if fallback else None}
     return tuple(values[name] for name in PREDICTION_COLUMNS)
 
 

@@ -39,6 +39,10 @@ def test_the_table_has_every_configured_job_in_order(settings: Settings) -> None
         "monitor": ("45 2 * * *", "tailor monitor --json"),
         "report": ("15 3 * * *", "tailor report --mail --json"),
         "retention": ("30 3 * * 1", "tailor retention --json"),
+        "campaign_plan": ("45 3 * * 1", "tailor experiment campaign plan --json"),
+        "campaign_send": ("50 * * * *", "tailor experiment campaign send --json"),
+        "data_retention": ("0 4 * * *", "tailor data-retention --apply --json"),
+        "experiment_guardrails": ("20 * * * *", "tailor experiment guardrails --json"),
     }
     only = settings.replace(schedule_jobs="retention, export")
     assert [job.name for job in job_table(only)] == ["export", "retention"]

@@ -11,7 +11,8 @@ from starlette.testclient import TestClient
 
 from tailor.config import Settings, load_settings
 from tailor.events.keys import create_key, keys_file_path
-from tailor.reports.files import latest_page, write_atomically
+from tailor.pages.files import write_atomically
+from tailor.reports.files import latest_page
 from tailor.serving.http import OPEN_PATHS, ApiKeyMiddleware
 from tailor.serving.ops_routes import create_ops_app
 from tailor.web.security_headers import REPORT_POLICY, SecurityHeadersMiddleware

@@ -60,7 +60,7 @@ def test_public_and_unknown_keys_are_403(client: TestClient, keys: dict[str, str
     public = client.post("/homepage", headers={"Authorization": f"Bearer {keys['public']}"})
     assert public.status_code == 403 and "public key" in public.json()["error"]
     unknown = client.post("/homepage", headers={"X-Tailor-Key": keys["secret"] + "0"})
-    assert unknown.status_code == 403 and unknown.json() == {"error": "unknown API key"}
+    assert unknown.status_code == 403 and "unknown key" in unknown.json()["error"]
 
 
 def test_a_secret_key_passes_in_either_header(client: TestClient, keys: dict[str, str]) -> None:
@@ -143,3 +143,113 @@ def test_a_malformed_content_length_is_400(settings: Settings, keys: dict[str, s
 def test_the_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         BodyLimitMiddleware(inner_app(), 0)
+
+
+def test_each_path_needs_its_scope(settings: Settings) -> None:
+    from tailor.events.keys import ADMIN, RECOMMENDATIONS_READ
+
+    path = keys_file_path(settings)
+    admin = create_key("secret", path, "ops", scopes=[ADMIN])
+    reader = create_key("secret", path, "backend", scopes=[RECOMMENDATIONS_READ])
+    app = Starlette(routes=[Route(p, echo, methods=["GET", "POST", "DELETE"])
+                            for p in ("/homepage", "/metrics", "/v1/customers/{id}")])
+    client = TestClient(ApiKeyMiddleware(app, settings))
+    as_admin, as_reader = {"X-Tailor-Key": admin}, {"X-Tailor-Key": reader}
+    refused = client.post("/homepage", headers=as_admin)
+    assert refused.status_code == 403 and "recommendations:read" in refused.json()["error"]
+    assert client.post("/homepage", headers=as_reader).status_code == 200
+    assert client.delete("/v1/customers/c1", headers=as_reader).status_code == 403
+    assert client.delete("/v1/customers/c1", headers=as_admin).status_code == 200
+    assert client.get("/metrics", headers=as_admin).status_code == 200
+    assert client.get("/metrics", headers=as_reader).status_code == 200
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after(settings: Settings,
+                                                       keys: dict[str, str]) -> None:
+    limited = settings.replace(serving_rate_limit_per_second=0.01, serving_rate_limit_burst=3)
+    client = TestClient(ApiKeyMiddleware(inner_app(), limited))
+    headers = {"X-Tailor-Key": keys["secret"]}
+    statuses = [client.post("/homepage", headers=headers).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = client.post("/homepage", headers=headers)
+    assert int(refused.headers["retry-after"]) >= 1 and "too many" in refused.json()["error"]
+    assert client.get("/healthz").status_code == 200  # open paths are not counted
+
+
+# -- hostile keys and headers; the headers every answer carries --------------------------------
+
+
+def test_hostile_keys_never_reach_the_app_and_never_get_a_5xx(settings: Settings,
+                                                              keys: dict[str, str]) -> None:
+    from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+    reached: list[str] = []
+
+    async def counting(request: Request) -> JSONResponse:
+        reached.append(request.url.path)
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/homepage", counting, methods=["POST"])])
+    client = TestClient(BodyLimitMiddleware(ApiKeyMiddleware(app, settings), LIMIT))
+    near_misses = st.sampled_from([keys["public"], keys["secret"][:-1], keys["secret"] + " x",
+                                   keys["secret"].upper(), "Bearer", "tlr_sk_", "\x00"])
+
+    @given(key=st.binary(max_size=120) | near_misses.map(str.encode),
+           header=st.sampled_from([b"x-tailor-key", b"authorization", b"x-tailor-key "]),
+           bearer=st.booleans())
+    @hypothesis_settings(max_examples=100, deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck))
+    def call(key: bytes, header: bytes, bearer: bool) -> None:
+        value = (b"Bearer " + key) if bearer else key
+        if b"\r" in value or b"\n" in value:
+            return  # not a header value any client can send
+        answer = client.post("/homepage", headers=[(header, value)])
+        assert answer.status_code in (401, 403), (key, answer.status_code)
+        assert "error" in answer.json()
+
+    call()
+    assert reached == []
+
+
+def test_the_serving_api_sends_no_cors_headers_and_the_security_headers(
+        settings: Settings, keys: dict[str, str]) -> None:
+    from tailor.web.security_headers import SecurityHeadersMiddleware
+
+    hsts = TestClient(SecurityHeadersMiddleware(ApiKeyMiddleware(inner_app(), settings),
+                                                hsts_max_age=31_536_000))
+    for headers in ({"Origin": "https://evil.example"},
+                    {"Origin": "https://evil.example", "X-Tailor-Key": keys["secret"]}):
+        answer = hsts.post("/homepage", headers=headers)
+        assert "access-control-allow-origin" not in answer.headers
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["strict-transport-security"] == \
+            "max-age=31536000; includeSubDomains"
+    preflight = hsts.options("/homepage", headers={"Origin": "https://evil.example",
+                                                    "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 401 and "access-control-allow-origin" not in \
+        preflight.headers
+    plain = TestClient(SecurityHeadersMiddleware(inner_app()))
+    assert "strict-transport-security" not in plain.get("/healthz").headers
+
+
+def test_bodies_that_are_not_json_are_415_except_for_the_collector() -> None:
+    from tailor.serving.http import JsonOnlyMiddleware
+
+    client = TestClient(JsonOnlyMiddleware(inner_app()))
+    for content_type in ("text/plain", "application/xml", "application/x-www-form-urlencoded",
+                         "multipart/form-data; boundary=x", "text/html; charset=utf-8"):
+        refused = client.post("/homepage", content=b'{"customer_id": "c1"}',
+                              headers={"Content-Type": content_type})
+        assert refused.status_code == 415 and "application/json" in refused.json()["error"]
+    for content_type in ("application/json", "application/json; charset=utf-8",
+                         "application/problem+json"):
+        assert client.post("/homepage", content=b"{}",
+                           headers={"Content-Type": content_type}).status_code == 200
+    assert client.post("/homepage", content=b"{}").status_code == 200  # none: left to the app
+    beacon = client.post("/collect/v1/events", content=b"[]",
+                         headers={"Content-Type": "text/plain"})
+    assert beacon.status_code == 200

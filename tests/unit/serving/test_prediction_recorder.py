@@ -210,7 +210,8 @@ def test_context_beyond_the_session_is_never_written() -> None:
 def test_rows_hold_each_endpoints_fields() -> None:
     request, response = homepage_answer(3)
     homepage = dict(zip(PREDICTION_COLUMNS, prediction_row(1_700_000_000_000_001, "homepage",
-                                                            request, response)))
+                                                            request, response,
+                                                            latency_ms=4.56789)))
     assert homepage == {
         "served_at": 1_700_000_000_000_001, "request_id": "r3", "customer_id": "c1",
         "session_id": "s3", "endpoint": "homepage", "model": "homepage", "model_version": "4",
@@ -219,11 +220,13 @@ def test_rows_hold_each_endpoints_fields() -> None:
                  '{"product_id": "p2", "score": 0.5, "reason": "popular right now"}]',
         "k": 2, "p_abandon": None, "offer": None, "fallback": False, "fallback_reason": None,
         "stale": False, "personalised": True, "anchor_product_id": None, "experiment": None,
-        "experiment_variant": None}
+        "experiment_variant": None, "latency_ms": 4.568, "fallback_kind": None}
     companions = AlsoBoughtResponse(items=[], model_version=None, variant="challenger",
                                     fallback=True, fallback_reason="no model", request_id="a1")
     also = dict(zip(PREDICTION_COLUMNS, prediction_row(
-        5, "also_bought", AlsoBoughtRequest(product_id="p9", k=4), companions)))
+        5, "also_bought", AlsoBoughtRequest(product_id="p9", k=4), companions,
+        fallback_kind="no_model")))
+    assert (also["latency_ms"], also["fallback_kind"]) == (None, "no_model")
     assert (also["customer_id"], also["model"], also["anchor_product_id"], also["k"]) == \
         (None, "cross_sell", "p9", 4)
     assert (also["items"], also["fallback"], also["fallback_reason"], also["personalised"]) == \

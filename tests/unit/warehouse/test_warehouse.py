@@ -192,3 +192,45 @@ def test_one_session_gap_setting_rules_the_warehouse_and_the_models(tmp_path: Pa
         events = load_shop_data(settings).events
         keys = events.loc[events["customer_id"] == "c5", "session_key"]
         assert keys.value_counts(sort=False).tolist() == expected, minutes
+
+
+def test_the_empty_predictions_view_has_every_column_of_the_lake_files(
+        settings: Settings) -> None:
+    """A reader of `predictions` (the experiments' analysis) works before the first export."""
+    from tailor.events.prediction_lake import LAKE_PREDICTION_SCHEMA
+
+    refresh_warehouse(settings)
+    with open_warehouse(settings) as connection:
+        columns = [row[0] for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = "
+            "'predictions' ORDER BY ordinal_position").fetchall()]
+    assert columns == LAKE_PREDICTION_SCHEMA.names + ["served_date", "served_hour"]
+
+
+def test_a_lake_of_predictions_older_than_their_latency_column_still_reads(
+        settings: Settings) -> None:
+    """Files written before latency_ms and fallback_kind existed, and none after them: the
+    view gives typed NULLs (reading them by name would fail: no file holds them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tailor.events.prediction_lake import LAKE_PREDICTION_SCHEMA, PREDICTIONS_DIR
+
+    old_schema = pa.schema([field for field in LAKE_PREDICTION_SCHEMA
+                            if field.name not in ("latency_ms", "fallback_kind")])
+    row = {name: None for name in old_schema.names} | {
+        "seq": 1, "served_at": pd.Timestamp("2026-02-10 08:00", tz="UTC"), "request_id": "r1",
+        "endpoint": "homepage", "fallback": False}
+    folder = Path(settings.lake_root) / PREDICTIONS_DIR / "date=2026-02-10" / "hour=8"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row], schema=old_schema), folder / "part-0.parquet")
+    refresh_warehouse(settings)
+    answer = query_warehouse(settings, "SELECT request_id, latency_ms, fallback_kind "
+                                       "FROM predictions")
+    assert answer["request_id"].tolist() == ["r1"]
+    assert answer["latency_ms"].isna().all() and answer["fallback_kind"].isna().all()
+    with open_warehouse(settings) as connection:
+        types = dict(connection.execute("SELECT column_name, data_type FROM "
+                                        "information_schema.columns WHERE table_name = "
+                                        "'predictions'").fetchall())
+    assert types["latency_ms"] == "DOUBLE" and types["fallback_kind"] == "VARCHAR"

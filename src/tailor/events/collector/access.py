@@ -1,32 +1,43 @@
-"""Who may send events to the collector: keys, allowed origins and CORS, and the context
-the routes share.
+"""Who may call the collector: keys with scopes, per-key rate limits, allowed origins and
+CORS, and the context the routes share.
 
 Reads the request's key (`X-Tailor-Key`, `Authorization: Bearer` or, for public keys
-only, `?key=`) and Origin header, and the key ring (`tailor.events.keys`); writes nothing
-but a throttled warning when a secret key arrives in a URL.
+only, `?key=`) and Origin header, and the key guard (`tailor.events.key_ring`); writes
+nothing but a throttled warning when a secret key arrives in a URL.
+
+Guarding a route by scope (the privacy endpoints use `admin`):
+
+    from tailor.events.collector.access import scoped
+    from tailor.events.keys import ADMIN
+
+    @scoped(ADMIN)
+    async def forget_customer(request: Request) -> Response: ...
+
+or, inside a handler, `grant = require_scope(request, ADMIN)` (raises `RequestError`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from tailor.config import Settings
 from tailor.events.collector.metrics import CollectorMetrics
 from tailor.events.collector.requests import RequestError
 from tailor.events.collector.writer import BatchWriter
 from tailor.events.identity import IdentityCheck
-from tailor.events.keys import KeyRing
+from tailor.events.key_ring import SECRET_KEY_IN_URL, KeyGrant, KeyGuard, KeyRefusal, KeyRing
 from tailor.throttled_log import ThrottledLog
 
 log = logging.getLogger(__package__)  # one logger for the whole collector, as before the split
 
 KEY_HEADER = "x-tailor-key"
-SECRET_KEY_IN_URL = ("secret keys are accepted in the X-Tailor-Key header only, never in a "
-                     "URL: URLs end up in logs, so rotate this key now (`tailor keys create "
-                     "secret`)")
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def parse_origins(text: str) -> frozenset[str]:
@@ -51,44 +62,46 @@ class CollectorContext:
     """Everything the routes share: limits, keys, allowed origins, metrics and the writer."""
 
     settings: Settings
-    key_ring: KeyRing
+    guard: KeyGuard
     allowed_origins: frozenset[str]
     metrics: CollectorMetrics
     writer: BatchWriter
     demo_shop_key: str | None = None
     identity: IdentityCheck | None = None  # signed customer ids (tailor.events.identity)
-    shop_origins: frozenset[str] = frozenset()  # where the demo shop's own pages are served
+    shop_origins: frozenset[str] = frozenset()  # where a demo shop's own pages are served
     log_limiter: ThrottledLog = field(default_factory=lambda: ThrottledLog(log))
 
-    def authenticate(self, request: Request) -> str:
-        """The kind of the request's key (`public` or `secret`).
+    @property
+    def key_ring(self) -> KeyRing:
+        return self.guard.ring
+
+    def authenticate(self, request: Request, *scopes: str) -> KeyGrant:
+        """The grant of the request's key, which must hold one of `scopes` (none: any).
 
         The key comes from the `X-Tailor-Key` header, `Authorization: Bearer`, or (public
         keys only, for sendBeacon, which cannot set headers) the `key` query parameter.
 
         Raises:
-            RequestError: 401 without a key, 403 for an unknown key or a secret key in a URL.
+            RequestError: 401 without a key; 403 for an unknown, revoked or expired key, a
+                key without the scope, or a secret key in a URL; 429 over the key's rate.
         """
         header_key = request.headers.get(KEY_HEADER, "").strip()
         authorization = request.headers.get("authorization", "")
         if not header_key and authorization.lower().startswith("bearer "):
             header_key = authorization[7:].strip()
         query_key = request.query_params.get("key", "").strip()
-        if query_key and self.key_ring.kind_of(query_key) == "secret":
-            # Refused whatever else the request carries: the key is in URLs and logs now,
-            # and a silent success would leave nobody knowing it must be rotated.
-            self.log_limiter.log(logging.WARNING, "secret key in URL",
-                                 "collector: refused a secret key sent in a URL (?key=); "
-                                 "rotate that key")
-            raise RequestError(403, SECRET_KEY_IN_URL)
-        plain_key = header_key or query_key
-        if not plain_key:
-            raise RequestError(401, "missing key: send it in the X-Tailor-Key header (or as "
-                                    "?key= for a public key from sendBeacon)")
-        kind = self.key_ring.kind_of(plain_key)
-        if kind is None:
-            raise RequestError(403, "unknown key: create one with `tailor keys create public`")
-        return kind
+        try:
+            grant = self.guard.authorize(header_key or None, scopes, query_key or None)
+        except KeyRefusal as refusal:
+            if refusal.message == SECRET_KEY_IN_URL:
+                # Refused whatever else the request carries: the key is in URLs and logs
+                # now, and a silent success would leave nobody knowing it must be rotated.
+                self.log_limiter.log(logging.WARNING, "secret key in URL",
+                                     "collector: refused a secret key sent in a URL (?key=); "
+                                     "rotate that key")
+            raise RequestError(refusal.status, refusal.message, refusal.headers) from None
+        request.state.key_grant = grant
+        return grant
 
     def origin_allowed(self, request: Request) -> bool:
         """Whether the request's Origin may use a public key (and see CORS headers)."""
@@ -97,9 +110,10 @@ class CollectorContext:
             return False
         if "*" in self.allowed_origins or origin in self.allowed_origins:
             return True
-        # The demo shop is served by the collector itself, at the origins it is bound to
-        # (never the request's Host header, which the sender chooses).
-        return self.demo_shop_key is not None and origin in self.shop_origins
+        # A demo shop is served by this server itself, at the origins it is bound to
+        # (never the request's Host header, which the sender chooses); without one the
+        # set is empty.
+        return origin in self.shop_origins
 
     def check_origin(self, request: Request, kind: str) -> None:
         """Refuse (403) a public key used from a page whose origin is not configured."""
@@ -112,3 +126,41 @@ class CollectorContext:
 def cors_headers(origin: str) -> dict[str, str]:
     """Headers that let a browser page at `origin` read the collector's answer."""
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def require_scope(request: Request, *scopes: str) -> KeyGrant:
+    """Check the request's key for one of `scopes` on a collector route (any of them will do)
+    and count it against the key's rate limit.
+
+    Returns:
+        The key's grant (`key_id`, `kind`, `scopes`); also kept as `request.state.key_grant`.
+
+    Raises:
+        RequestError: 401, 403 or 429 (with `headers` to send: Retry-After, WWW-Authenticate).
+    """
+    context: CollectorContext = request.app.state.collector
+    return context.authenticate(request, *scopes)
+
+
+def error_response(error: RequestError) -> JSONResponse:
+    """The JSON answer to a refused request: `{"error": message}`, its status and headers."""
+    return JSONResponse({"error": error.message}, status_code=error.status,
+                        headers=error.headers)
+
+
+def scoped(*scopes: str) -> Callable[[Endpoint], Endpoint]:
+    """Decorate a collector endpoint so it runs only for a key holding one of `scopes`;
+    other requests get the JSON refusal of `require_scope` (401/403/429)."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> Response:
+            try:
+                require_scope(request, *scopes)
+            except RequestError as error:
+                return error_response(error)
+            return await endpoint(request)
+
+        return guarded
+
+    return decorate

@@ -7,15 +7,25 @@ the writer thread) valid events and dead-letter rows to the event store at
 
 Routes: `POST /v1/events` (and its CORS preflight), `GET /healthz` and `/readyz` (503 with
 the reason while the store cannot be opened or its last write failed), `GET /livez`,
-`GET /metrics` (Prometheus text, secret key), `GET /tailor.js`, and `GET /shop/…` when the
-demo shop is on. Every answer carries the security headers (`tailor.web.security_headers`);
-events sent with a public key pass the signed-identity rule (`tailor.events.identity`) first.
-A batch is answered only after its events are committed.
+`GET /metrics` (Prometheus text, a `recommendations:read` or `admin` key), `GET /openapi.json`
+(the routes' OpenAPI description, open), `GET /tailor.js`, `DELETE /v1/customers/{id}`
+(admin: `tailor forget` in the background, `tailor.events.collector.forget_route`; events of
+tombstoned ids are dropped before the opt-out filter and anything is stored), the campaign mails'
+tracking routes `GET /t/o/<token>.gif` and `GET /t/c/<token>`
+(`tailor.events.collector.tracking`, which also reads `campaign_sends`), the opt-out routes
+`POST /v1/customers/{id}/opt-out|opt-in` (admin) and `POST /v1/opt-out|opt-in` (the tracker's
+own ids; `tailor.events.collector.opt_outs`, which also drops opted-out ids' events before
+they are stored), Segment's HTTP Tracking API (`POST /v1/batch`, `/v1/track`, ...:
+`tailor.events.collector.segment_routes`), and `GET /shop/…` when the demo shop is on.
+Every answer carries the security headers
+(`tailor.web.security_headers`); events sent with a public key pass the signed-identity rule
+(`tailor.events.identity`) first. A batch is answered only after its events are committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -38,6 +48,7 @@ from tailor.events.collector.access import (
     CollectorContext,
     bound_origins,
     cors_headers,
+    error_response,
     parse_origins,
 )
 from tailor.events.collector.batches import BatchResult, Submission
@@ -46,17 +57,29 @@ from tailor.events.collector.enrichment import (
     device_type_from_user_agent,
     region_from_headers,
 )
+from tailor.events.collector.forget_route import CUSTOMERS_PATH, forget_customer
 from tailor.events.collector.metrics import CollectorMetrics
+from tailor.events.collector.openapi import collector_openapi
+from tailor.events.collector.opt_outs import (
+    OptOutRegistry,
+    admin_opt_change,
+    browser_opt_change,
+    drop_opted_out,
+)
 from tailor.events.collector.requests import (
     RequestError,
     check_content_type,
     parse_batch,
     read_capped_body,
 )
+from tailor.events.collector.segment_routes import segment_routes
 from tailor.events.collector.tracker import render_tracker_script
+from tailor.events.collector.tracking import TrackedMails, tracking_routes
 from tailor.events.collector.writer import NO_COMMIT_HOOK, BatchWriter, CommitHook
 from tailor.events.identity import IdentityCheck
-from tailor.events.keys import generate_key, load_key_ring
+from tailor.events.key_ring import key_guard
+from tailor.events.keys import ADMIN, EVENTS_WRITE, RECOMMENDATIONS_READ, generate_key
+from tailor.events.tombstones import TombstoneSet
 from tailor.throttled_log import error_key
 from tailor.urls import redact_url
 from tailor.web.header_limits import header_limited_protocol
@@ -68,8 +91,10 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 SHOP_DIR = STATIC_DIR / "shop"
 EVENTS_PATH = "/v1/events"
+OPT_OUT_PATHS = ("/v1/opt-out", "/v1/opt-in")
 CORS_ALLOWED_HEADERS = "Content-Type, X-Tailor-Key"
 CORS_MAX_AGE_SECONDS = 600
+METRICS_SCOPES = (RECOMMENDATIONS_READ, ADMIN)  # what reads /metrics (a public key never)
 
 
 async def post_events(request: Request) -> Response:
@@ -78,13 +103,13 @@ async def post_events(request: Request) -> Response:
     started = time.perf_counter()
     browser_origin = request.headers.get("origin") if context.origin_allowed(request) else None
     try:
-        kind = context.authenticate(request)
+        kind = context.authenticate(request, EVENTS_WRITE).kind
         context.check_origin(request, kind)
         if kind == "secret":
             browser_origin = None  # secret keys are for servers: no CORS
         response = await _store_batch(request, context, kind)
     except RequestError as error:
-        response = JSONResponse({"error": error.message}, status_code=error.status)
+        response = error_response(error)
     except Exception as error:  # the store failed: nothing acknowledged, the client retries
         context.log_limiter.log(logging.WARNING, "503 " + error_key(error),
                                 "collector: answering 503 after a store error: %s",
@@ -108,8 +133,15 @@ async def _store_batch(request: Request, context: CollectorContext, kind: str) -
     sent_at, events = parse_batch(body, settings.collector_max_batch_events)
     if context.identity is not None:
         events = context.identity.bind(events, kind)
+    events, forgotten = _without_forgotten(request.app.state.tombstones, events)
+    registry: OptOutRegistry | None = request.app.state.opt_outs
+    opted_out = 0
+    if registry is not None:  # after the identity rule: a rewritten id is checked as stored
+        events, opted_out = drop_opted_out(events, registry.blocked_ids())
+        context.metrics.opted_out.inc(opted_out)
     if not events:
-        return JSONResponse(BatchResult().to_dict())
+        return JSONResponse(_with_opted_out(BatchResult(forgotten=forgotten).to_dict(),
+                                            opted_out))
     submission = Submission(
         events=events, received_at=received_at,
         skew_seconds=clock_skew_seconds(sent_at, received_at),
@@ -118,7 +150,38 @@ async def _store_batch(request: Request, context: CollectorContext, kind: str) -
                      if kind == "public" else None),
         region=region_from_headers(request.headers))
     result = await asyncio.wrap_future(context.writer.submit(submission))
-    return JSONResponse(result.to_dict())
+    result.forgotten = forgotten
+    return JSONResponse(_with_opted_out(result.to_dict(), opted_out))
+
+
+def _with_opted_out(answer: dict[str, Any], opted_out: int) -> dict[str, Any]:
+    """The batch's answer, saying how many events were dropped unstored for an opt-out
+    (the key is there only when some were)."""
+    return {**answer, "opted_out": opted_out} if opted_out else answer
+
+
+def _without_forgotten(tombstones: TombstoneSet, events: list[Any]) -> tuple[list[Any], int]:
+    """The batch without the events of forgotten customers (`tailor forget` tombstoned their
+    customer id or the browser's anonymous id, as the opt-out filter checks both): they are
+    dropped before anything is stored, dead letters included, and counted."""
+    if not tombstones.current():
+        return events, 0
+    pairs = [_ids_of(event) for event in events]
+    by_customer = tombstones.forgotten_mask(customer for customer, _ in pairs)
+    by_browser = tombstones.forgotten_mask(anonymous for _, anonymous in pairs)
+    kept = [event for event, one, other in zip(events, by_customer, by_browser)
+            if not (one or other)]
+    return kept, len(events) - len(kept)
+
+
+def _ids_of(event: Any) -> tuple[Any, Any]:
+    """An event's customer id and `properties.anonymous_id` (None where missing or the event
+    is malformed: the validation rejects it later)."""
+    if not isinstance(event, dict):
+        return None, None
+    properties = event.get("properties")
+    return event.get("customer_id"), (properties.get("anonymous_id")
+                                      if isinstance(properties, dict) else None)
 
 
 async def preflight_events(request: Request) -> Response:
@@ -151,18 +214,23 @@ async def livez(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """`GET /metrics`: this app's counters in the Prometheus text format; a secret key is
-    needed unless `collector.metrics_without_key` is on."""
+    """`GET /metrics`: this app's counters in the Prometheus text format; a key with
+    `recommendations:read` or `admin` is needed unless `collector.metrics_without_key` is on."""
     context: CollectorContext = request.app.state.collector
     if not context.settings.collector_metrics_without_key:
         try:
-            if context.authenticate(request) != "secret":
-                raise RequestError(403, "metrics need a secret key (a public key only sends "
-                                        "events); create one with `tailor keys create secret`")
+            context.authenticate(request, *METRICS_SCOPES)
         except RequestError as error:
-            return JSONResponse({"error": error.message}, status_code=error.status)
+            return error_response(error)
     registry = context.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi_spec(request: Request) -> Response:
+    """`GET /openapi.json`: the collector's OpenAPI description (open, like /docs.json of
+    the server)."""
+    settings = request.app.state.collector.settings
+    return JSONResponse(collector_openapi(settings.collector_max_batch_events))
 
 
 async def tracker_script(request: Request) -> Response:
@@ -190,11 +258,21 @@ def _routes(demo_shop: bool) -> list[Any]:
     routes: list[Any] = [
         Route(EVENTS_PATH, post_events, methods=["POST"]),
         Route(EVENTS_PATH, preflight_events, methods=["OPTIONS"]),
+        # Segment's HTTP Tracking API (/v1/batch, /v1/track, ...): early in the list, as each
+        # request is matched against the routes in order.
+        *segment_routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", healthz, methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_spec, methods=["GET"]),
+        Route(CUSTOMERS_PATH, forget_customer, methods=["DELETE"]),
         Route("/tailor.js", tracker_script, methods=["GET"]),
+        *(Route("/v1/customers/{customer_id:path}/" + action, admin_opt_change, methods=["POST"])
+          for action in ("opt-out", "opt-in")),
+        *(Route(path, handler, methods=[method]) for path in OPT_OUT_PATHS
+          for handler, method in ((browser_opt_change, "POST"), (preflight_events, "OPTIONS"))),
+        *tracking_routes(),
     ]
     if demo_shop:
         routes += [
@@ -207,7 +285,9 @@ def _routes(demo_shop: bool) -> list[Any]:
 
 def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
                          shop_origins: frozenset[str] | None = None,
-                         commit_hook: CommitHook = NO_COMMIT_HOOK) -> Starlette:
+                         commit_hook: CommitHook = NO_COMMIT_HOOK,
+                         opt_outs: OptOutRegistry | None = None,
+                         freeze_heap: bool = False) -> Starlette:
     """The collector as an ASGI app (also mounted inside the BentoML service).
 
     Args:
@@ -215,11 +295,21 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
             `ingest.max_future_seconds` are used.
         demo_shop: serve the demo shop under /shop/ with a throw-away public key that
             lives in this process only; None follows `collector.demo_shop`.
-        shop_origins: the origins the demo shop's pages are served from, which may use its
-            key without being in `collector.allowed_origins` (default: the loopback origins
-            of `serving.host`/`serving.port`, where the BentoML service mounts it).
+        shop_origins: the origins a demo shop's pages are served from, which may use a
+            public key without being in `collector.allowed_origins`. Default: with
+            `demo_shop`, the loopback origins of `serving.host`/`serving.port`; without,
+            none. The BentoML service passes its own origins when it serves the showcase
+            shop (`serving.demo_shop`, `tailor.shop.app`).
         commit_hook: told of every group of committed events (the session-feature pusher
             of `tailor.features.collector_hook`); by default nobody is.
+        opt_outs: the opt-out list (`tailor.privacy.opt_out_list.OptOutList`): events of
+            its ids are dropped, and the opt-out routes change it. Without it nothing is
+            dropped and those routes answer 503 (tests of other parts leave it out; `tailor
+            collect` and the BentoML service always pass it).
+        freeze_heap: once started, exempt everything loaded so far from Python's cyclic
+            garbage collector (`gc.freeze`), as `tailor collect` does: each full pass over
+            the start-up heap costs about 50 ms. Off where the app shares a process
+            (tests; the BentoML service freezes its own heap).
 
     Returns:
         A Starlette app. Its writer thread starts with the app's lifespan, or on the first
@@ -231,7 +321,9 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
     demo_shop = settings.collector_demo_shop if demo_shop is None else demo_shop
     metrics_ = CollectorMetrics()
     context = CollectorContext(
-        settings=settings, key_ring=load_key_ring(settings),
+        settings=settings,
+        guard=key_guard(settings, settings.collector_rate_limit_per_second,
+                        settings.collector_rate_limit_burst),
         allowed_origins=parse_origins(settings.collector_allowed_origins),
         metrics=metrics_, writer=BatchWriter(settings, metrics_, commit_hook),
         identity=IdentityCheck.from_settings(settings))
@@ -240,6 +332,8 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
         context.key_ring.add(context.demo_shop_key, "public")
         context.shop_origins = shop_origins if shop_origins is not None else bound_origins(
             settings.serving_host, settings.serving_port)
+    elif shop_origins is not None:
+        context.shop_origins = shop_origins
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -251,30 +345,43 @@ def create_collector_app(settings: Settings, *, demo_shop: bool | None = None,
         if context.key_ring.count() == 0:
             log.warning("collector: no keys yet; every batch gets 401/403 until one is made "
                         "with `tailor keys create public` (or secret)")
+        if freeze_heap:
+            # The start-up heap (pandas, the store, the feature code) lives as long as the
+            # process: leave it out of the cyclic collector's full passes, which the
+            # batches' short-lived objects would otherwise trigger over and over.
+            gc.freeze()
         yield
         await run_in_threadpool(context.writer.stop)
+        await run_in_threadpool(app.state.tracked_mails.close)
 
     app = Starlette(routes=_routes(demo_shop), lifespan=lifespan,
-                    middleware=[Middleware(SecurityHeadersMiddleware, page_prefixes=("/shop",))])
+                    middleware=[Middleware(SecurityHeadersMiddleware, page_prefixes=("/shop",),
+                                           hsts_max_age=settings.collector_hsts_max_age_seconds)])
     app.state.collector = context
+    app.state.opt_outs = opt_outs
+    app.state.tracked_mails = TrackedMails(settings.event_store_url)
+    app.state.tombstones = TombstoneSet(settings.home_path)  # forgotten customers
     return app
 
 
-def serve_collector(settings: Settings, *, host: str, port: int,
+def serve_collector(settings: Settings, *, host: str, port: int, opt_outs: OptOutRegistry,
                     demo_shop: bool | None = None,
                     commit_hook: CommitHook = NO_COMMIT_HOOK) -> None:
     """Run the collector with uvicorn until interrupted (access log off: it would hold IPs;
     request heads capped at `collector.max_header_bytes` and `collector.max_header_count`).
-    `commit_hook` is passed on to `create_collector_app`."""
+    `opt_outs` and `commit_hook` are passed on to `create_collector_app`."""
     import uvicorn
 
     app = create_collector_app(settings, demo_shop=demo_shop,
-                               shop_origins=bound_origins(host, port), commit_hook=commit_hook)
+                               shop_origins=bound_origins(host, port), commit_hook=commit_hook,
+                               opt_outs=opt_outs, freeze_heap=True)
     log.info("collector on http://%s:%d%s -> %s", host, port, EVENTS_PATH,
              redact_url(settings.event_store_url))
     if app.state.collector.demo_shop_key:
-        log.info("demo shop: http://%s:%d/shop/", host, port)
+        log.info("the tracker's test shop: http://%s:%d/shop/ (the showcase shop with live "
+                 "recommendations on a trained home: tailor serve --demo-shop)", host, port)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 server_header=False,
                 http=header_limited_protocol(settings.collector_max_header_bytes,
-                                             settings.collector_max_header_count))
+                                             settings.collector_max_header_count,
+                                             settings.collector_read_timeout_seconds))

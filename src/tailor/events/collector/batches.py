@@ -34,11 +34,15 @@ class BatchResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    forgotten: int = 0  # events of forgotten (tombstoned) customers, dropped unstored
 
     def to_dict(self) -> dict[str, Any]:
-        """The response body of `POST /v1/events`."""
-        return {"accepted": self.accepted, "duplicates": self.duplicates,
-                "rejected": self.rejected}
+        """The response body of `POST /v1/events` (`forgotten` only when some were)."""
+        body: dict[str, Any] = {"accepted": self.accepted, "duplicates": self.duplicates,
+                                "rejected": self.rejected}
+        if self.forgotten:
+            body["forgotten"] = self.forgotten
+        return body
 
 
 @dataclass

@@ -45,6 +45,18 @@ class CollectorMetrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.pending = Gauge("tailor_collector_pending_batches",
                             "Batches received and not yet committed.", registry=self.registry)
+        self.tracking = Counter("tailor_collector_tracking_requests",
+                                "Campaign tracking requests (kind open or click) by outcome: "
+                                "recorded, not_recorded (the store did not take the event) "
+                                "or unknown (404).", ["kind", "outcome"],
+                                registry=self.registry)
+        self.opted_out = Counter("tailor_collector_events_opted_out",
+                                 "Events dropped unstored: their customer or browser opted out "
+                                 "(or was deleted).", registry=self.registry)
+        self.opt_out_requests = Counter("tailor_collector_opt_out_requests",
+                                        "Opt-out and opt-in calls (action opt-out or opt-in) "
+                                        "by HTTP status.", ["action", "status"],
+                                        registry=self.registry)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)  # export zeros so dashboards see every reason
 

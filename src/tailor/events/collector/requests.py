@@ -12,7 +12,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from tailor.web.body_limits import BodyLimitError, CappedBody, check_declared_length
 
@@ -22,22 +22,34 @@ ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")  # sendBeacon sends 
 class RequestError(Exception):
     """A request the collector refuses: the HTTP status and a message naming the problem."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}  # e.g. Retry-After on 429, WWW-Authenticate on 401
 
 
 def check_content_type(request: Request) -> None:
     """Accept JSON or plain text bodies (sendBeacon's text/plain), uncompressed; else 415."""
+    body_encoding(request, ACCEPTED_CONTENT_TYPES, ("", "identity"),
+                  "send application/json (or text/plain from sendBeacon)",
+                  "send the body uncompressed")
+
+
+def body_encoding(request: Request, media_types: tuple[str, ...], encodings: tuple[str, ...],
+                  send_type: str, send_encoding: str) -> str:
+    """The request's content encoding (lower case, "" when absent) once its media type is one
+    of `media_types` and its encoding one of `encodings`; else 415 saying what to send."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in ACCEPTED_CONTENT_TYPES:
+    if media_type not in media_types:
         raise RequestError(415, f"Content-Type {media_type or '(none)'!r} is not accepted; "
-                                "send application/json (or text/plain from sendBeacon)")
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise RequestError(415, f"Content-Encoding {encoding!r} is not supported; send the body "
-                                "uncompressed")
+                                f"{send_type}")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in encodings:
+        raise RequestError(415, f"Content-Encoding {encoding!r} is not supported; "
+                                f"{send_encoding}")
+    return encoding
 
 
 async def read_capped_body(request: Request, max_bytes: int) -> bytes:
@@ -51,6 +63,9 @@ async def read_capped_body(request: Request, max_bytes: int) -> bytes:
         check_declared_length(request.headers.get("content-length"), max_bytes)
         async for chunk in request.stream():
             body.add(chunk)
+    except ClientDisconnect:  # gone, or timed out half-sent (tailor.web.header_limits)
+        raise RequestError(400, "the client disconnected before the body was complete; "
+                                "nothing was stored") from None
     except BodyLimitError as error:
         if error.declared is not None:
             raise RequestError(400, f"Content-Length {error.declared[:20]!r} is not a number") \

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -21,6 +22,7 @@ from tailor.events.pii import open_pii_store, pii_columns
 from tailor.events.retry import RetryPolicy, with_retries
 from tailor.events.schema import CUSTOMER_COLUMNS, NUL, PRODUCT_COLUMNS
 from tailor.events.store import EventStore
+from tailor.events.tombstones import TombstoneSet
 from tailor.events.value_limits import is_storable_text
 
 
@@ -67,7 +69,8 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
     require_columns(path, columns, ("customer_id",))
     private = pii_columns(columns)
     pii_store = open_pii_store(settings) if private else None
-    skipped = 0
+    tombstones = TombstoneSet(settings.home_path)
+    skipped = forgotten = 0
     with_nul: dict[str, int] = {}
     not_unicode: dict[str, int] = {}
     try:
@@ -77,6 +80,9 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
             # PII columns too: the PII store encrypts UTF-8 bytes, which such text has none of.
             frame = frame[~(_nul_rows(frame, CUSTOMER_COLUMNS, with_nul)
                             | _not_unicode_rows(frame, not_unicode))]
+            gone = np.asarray(tombstones.forgotten_mask(frame["customer_id"].tolist()), bool)
+            forgotten += int(gone.sum())
+            frame = frame[~gone] if len(frame) else frame  # nor their PII
             if pii_store is not None:
                 pii_store.upsert(frame[["customer_id", *private]])
             rows = frame.drop(columns=private)
@@ -88,6 +94,9 @@ def load_customers(store: EventStore, source: InputFile, settings: Any, chunk_ro
     if skipped:  # counts only: these lines may hold PII, so they are neither logged nor kept
         warn(report, f"{path}: skipped {skipped:,} customer row(s) without a customer_id "
                       "or with the wrong number of fields")
+    if forgotten:  # counts only, as above
+        warn(report, f"{path}: skipped {forgotten:,} customer row(s) of forgotten customers "
+                      "(tombstoned by `tailor forget`)")
     _warn_nul(report, path, "customer", with_nul)
     _warn_not_unicode(report, path, "customer", not_unicode)
 

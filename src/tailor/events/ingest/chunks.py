@@ -22,6 +22,7 @@ from tailor.events.pii import pii_columns
 from tailor.events.retry import RetryPolicy, insert_events_exactly, insert_rejected_once
 from tailor.events.schema import MALFORMED_ROW, TimestampRules, rows_as_json, validate_events
 from tailor.events.store import EventStore
+from tailor.events.tombstones import TombstoneSet
 
 log = logging.getLogger(__package__)  # one logger for the whole import, as before the split
 
@@ -145,13 +146,37 @@ def line_break_frame(rows: pd.DataFrame, row_numbers: np.ndarray,
     })
 
 
+def drop_forgotten(tombstones: TombstoneSet, valid: pd.DataFrame, rejected: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The chunk without the rows of forgotten customers (valid rows and dead letters alike:
+    a dead letter would keep the id); returns (valid, rejected, rows dropped)."""
+    if not tombstones.current():
+        return valid, rejected, 0
+    keep_valid = ~np.asarray(tombstones.forgotten_mask(valid["customer_id"].tolist()), bool) \
+        if not valid.empty else np.ones(0, bool)
+    keep_rejected = np.ones(len(rejected), bool)
+    if not rejected.empty:
+        from tailor.events.frames import rejected_column_lists
+
+        keep_rejected = ~np.asarray(
+            tombstones.forgotten_mask(rejected_column_lists(rejected)[5]), bool)
+    dropped = int((~keep_valid).sum() + (~keep_rejected).sum())
+    return valid[keep_valid], rejected[keep_rejected], dropped
+
+
 def write_chunk(store: EventStore, report: IngestReport, source: str, valid: pd.DataFrame,
-                rejected: pd.DataFrame, policy: RetryPolicy = RetryPolicy()) -> None:
+                rejected: pd.DataFrame, policy: RetryPolicy = RetryPolicy(),
+                tombstones: TombstoneSet | None = None) -> None:
     """Store one chunk's valid rows and dead letters, then add them to the report.
 
     Counts reach the report only once their rows are committed. A dropped store connection
-    is retried as `policy` says, exactly once per row (`tailor.events.retry`).
+    is retried as `policy` says, exactly once per row (`tailor.events.retry`). Rows of a
+    customer in `tombstones` are dropped first, counted as `forgotten`, never stored.
     """
+    if tombstones is not None:
+        valid, rejected, dropped = drop_forgotten(tombstones, valid, rejected)
+        report.received += dropped
+        report.forgotten += dropped
     what = f"rows from {report.received + 1:,} of {source}"
     inserted = insert_events_exactly(store, valid, report.batch_id, what, policy)
     insert_rejected_once(store, rejected, report.batch_id, source,

@@ -21,28 +21,10 @@ import pyarrow.compute as pc
 from tailor.errors import InputError
 from tailor.events.arrow_text import text_array
 from tailor.events.schema import EVENT_TYPES
+# Segment's e-commerce, e-mail and page specs as the contract's types: the one table the
+# collector's Segment API uses too (RudderStack's e-commerce spec uses the same names).
+from tailor.events.segment_mapping import SEGMENT_EVENT_TYPES  # noqa: F401 (re-exported)
 
-# Segment's e-commerce, e-mail and page specs (segment.com/docs/connections/spec), as the
-# contract's types. RudderStack's e-commerce spec uses the same names.
-SEGMENT_EVENT_TYPES: dict[str, str] = {
-    "Products Searched": "search",
-    "Product List Viewed": "page_view",
-    "Product List Filtered": "page_view",
-    "Cart Viewed": "page_view",
-    "Page Viewed": "page_view",
-    "Loaded a Page": "page_view",
-    "page": "page_view",  # a page call (`type: page`)
-    "screen": "page_view",  # a mobile app's page call
-    "Product Clicked": "click",
-    "Promotion Clicked": "click",
-    "Product Viewed": "product_view",
-    "Product Added": "add_to_cart",
-    "Product Removed": "remove_from_cart",
-    "Checkout Started": "checkout_start",
-    "Order Completed": "purchase",
-    "Email Opened": "email_open",
-    "Email Link Clicked": "email_click",
-}
 # Segment and RudderStack calls that are about a person or an account, not an event.
 NOT_EVENT_CALLS: tuple[str, ...] = ("identify", "group", "alias")
 _SEPARATORS = re.compile(r"[\s_\-]+")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,8 @@ def check_input_file(location: "str | Path", label: str, *, forced_format: str =
 
     Raises:
         FileNotFoundError, IsADirectoryError: the location is not a file.
-        InputError: unknown format, empty file, text not in the encoding, a JSON array.
+        InputError: unknown format, empty file, text not in the encoding, a JSON array, a
+            gzip file that is not gzip or is cut short.
     """
     location = location if is_url(location) else Path(location)
     size = check_exists(location, label)
@@ -88,7 +91,11 @@ def check_input_file(location: "str | Path", label: str, *, forced_format: str =
         raise InputError(f"{shown(location)}: empty file (0 bytes); nothing to import")
     if kind == PARQUET:
         return InputFile(location, kind, _parquet_rows(location))
-    lines, problem = scan_text_lines(location, encoding)
+    try:
+        lines, problem = scan_text_lines(location, encoding)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise InputError(f"{shown(location)}: not a readable gzip file ({error}); the file was "
+                         "rejected as a whole and nothing from it was imported") from None
     if problem:
         hint = ("re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8`, or name its "
                 "encoding with --encoding, and import again") if encoding == UTF8 \

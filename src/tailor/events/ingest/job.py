@@ -49,6 +49,7 @@ from tailor.events.store import (
     StoreUnavailable,
     open_event_store,
 )
+from tailor.events.tombstones import TombstoneSet
 from tailor.urls import redact_url
 
 log = logging.getLogger(__package__)  # one logger for the whole import, as before the split
@@ -202,13 +203,14 @@ def _load_events(store: EventStore, source: InputFile, settings: Any, now: pd.Ti
     run_started = pd.Timestamp.now(tz="UTC")
     # Started before the progress bar's thread: a forked child copies no running thread.
     reader = ReaderProcess(plan) if source.rows_estimate > plan.chunk_rows else None
+    tombstones = TombstoneSet(settings.home_path)  # forgotten customers are never stored again
     status, reason = RUN_ABORTED, "interrupted"
     try:
         with _progress_bar(progress) as bar:
             task = bar.add_task(f"ingest {base_name(source.path)}",
                                 total=max(source.rows_estimate, 1))
             for valid, rejected, warnings, notes in (reader or validated_chunks(plan)):
-                write_chunk(store, report, path, valid, rejected, policy)
+                write_chunk(store, report, path, valid, rejected, policy, tombstones)
                 report.add_notes(notes)
                 for message in warnings:
                     if message not in report.warnings:

@@ -294,7 +294,7 @@ def _typed(values: list[Any]) -> pd.Series:
         pass
     try:
         inferred = pa.array(values)
-    except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError):
+    except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError, UnicodeEncodeError):
         return pd.Series(values, dtype=object)
     if pa.types.is_floating(inferred.type) or (
             pa.types.is_integer(inferred.type)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ ValidatedChunk = tuple[pd.DataFrame, pd.DataFrame, list[str], ChunkNotes]
 
 # With a reader process, the first chunk goes out in growing pieces: the writer starts on
 # an eighth of a chunk instead of waiting for a whole one to be read and validated.
+CLOSE_SECONDS = 5.0  # how long a terminated reader gets before it is killed
 FIRST_CHUNK_SHARES = (0.125, 0.125, 0.25, 0.5)
 
 
@@ -133,9 +135,13 @@ class ReaderProcess:
                    message[4])
 
     def close(self) -> None:
-        """Stop the reader (if it still runs) and release the pipe."""
+        """Stop the reader (if it still runs) and release the pipe. A reader blocked on a full
+        pipe (the import stopped early) is terminated, and killed if it outlives that."""
         if self._process.is_alive():
             self._process.terminate()
+            self._process.join(timeout=CLOSE_SECONDS)
+            if self._process.is_alive():
+                self._process.kill()
         self._process.join()
         self._receive.close()
 
@@ -147,6 +153,9 @@ def _send_validated_chunks(plan: ReadPlan, send: Any, receive: Any) -> None:
     at once, so that the importing process's death breaks the pipe instead of blocking it.
     """
     receive.close()
+    # A forked child inherits the parent's handlers (a scheduler's SIGTERM handler, say):
+    # the reader must stop when `close` terminates it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         for valid, rejected, warnings, found in validated_chunks(plan, quick_start=True):
             send.send(("chunk", frame_to_arrow(valid), frame_to_arrow(rejected), warnings,

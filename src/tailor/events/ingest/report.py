@@ -60,6 +60,7 @@ class IngestReport:
     mapping: dict[str, str] = field(default_factory=dict)  # contract column: its source
     event_types_renamed: dict[str, tuple[str, int]] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)  # calls that are not events
+    forgotten: int = 0  # rows of tombstoned (forgotten) customers, dropped unstored
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +82,8 @@ class IngestReport:
         }
         if self.skipped:
             payload["skipped"] = dict(sorted(self.skipped.items()))
+        if self.forgotten:
+            payload["forgotten"] = self.forgotten
         if self.warnings:
             payload["warnings"] = list(self.warnings)
         return payload

@@ -27,6 +27,14 @@
  *   or the browser accepts the beacon; the queue is bounded (oldest dropped first).
  * - Nothing is recorded or sent after optOut() (persisted) or, when the shop sets
  *   consentRequired, before consent(true).
+ * - optOut() and optIn() also tell the collector (POST <endpoint's folder>/opt-out or
+ *   /opt-in with the public key), for this browser's anonymous id and, once identify() was
+ *   called, the customer id with its signature: the platform then stops personalising,
+ *   tracking and mailing that customer everywhere, not only in this browser. The call is
+ *   kept in localStorage ("tailor:choice") and sent again on later pages until the
+ *   collector answers it; after optIn() no event is sent before the opt-in is taken (the
+ *   collector would drop them). flush() sends what waits, that choice first (in an
+ *   opted-out browser only the choice), so a page can await it before asking for lists.
  */
 (function (global) {
   "use strict";
@@ -39,6 +47,8 @@
   const CONTRACT_FIELDS = ["product_id", "price", "quantity", "order_id", "query", "device_type"];
   const RETRYABLE = [0, 401, 403, 408, 425, 429, 500, 502, 503, 504];
   const ORPHAN_AFTER_MS = 60000; // a held page_view not refreshed this long lost its page
+  const CHOICE_RETRY = [0, 401, 408, 425, 429]; // answers after which an opt-out/in is sent again
+  const CHOICE_FIELDS = ["anonymous_id", "customer_id", "identity_signature"];
 
   const DEFAULTS = {
     endpoint: "/v1/events",
@@ -66,6 +76,7 @@
     retryDelayMs: 0,
     retryTimer: null,
     dropped: 0,
+    choiceSend: null, // the opt-out or opt-in call under way (a promise)
   };
 
   // -- storage ---------------------------------------------------------------------------
@@ -145,6 +156,55 @@
   function allowed() {
     if (optedOut()) return false;
     return !state.config.consentRequired || read("consent") === "granted";
+  }
+
+  // -- the shopper's choice at the collector ------------------------------------------------
+
+  /** The collector's opt-out / opt-in URL: beside the events endpoint (or choiceEndpoint). */
+  function choiceUrl(action) {
+    const base = state.config.choiceEndpoint || state.config.endpoint.replace(/events\/?(\?.*)?$/, "");
+    return base + (base.endsWith("/") ? "" : "/") + action;
+  }
+
+  /** Send the pending opt-out or opt-in (or join the send under way); it stays pending
+   *  until the collector answers it. */
+  function sendChoice() {
+    if (!state.choiceSend) {
+      state.choiceSend = postChoice().finally(() => {
+        state.choiceSend = null;
+      });
+    }
+    return state.choiceSend;
+  }
+
+  async function postChoice() {
+    const action = read("choice");
+    if (!action || !state.started || !global.fetch) return;
+    const body = {};
+    CHOICE_FIELDS.forEach((name) => {
+      const value = read(name);
+      if (value) body[name] = value;
+    });
+    if (!body.anonymous_id && !body.customer_id) {
+      write("choice", null); // never tracked: nothing the collector could know of
+      return;
+    }
+    let status = 0;
+    try {
+      const response = await global.fetch(choiceUrl(action), {
+        method: "POST",
+        keepalive: true,
+        headers: { "Content-Type": "application/json", "X-Tailor-Key": state.config.key },
+        body: JSON.stringify(body),
+      });
+      status = response.status;
+    } catch (error) {
+      status = 0; // offline: sent again on the next tick or page
+    }
+    if (CHOICE_RETRY.indexOf(status) < 0 && status < 500 && read("choice") === action) {
+      write("choice", null);
+      if (status !== 200 && global.console) global.console.warn("tailor: " + action + " refused, HTTP " + status);
+    }
   }
 
   // -- the queue ------------------------------------------------------------------------------
@@ -323,7 +383,15 @@
 
   /** Send the oldest waiting batch by fetch; on success go on with the next one. */
   async function flush() {
-    if (!allowed() || state.sending || state.retryTimer) return;
+    if (!allowed()) {
+      if (read("choice")) await sendChoice(); // an opt-out still on its way goes out anyway
+      return;
+    }
+    if (state.sending || state.retryTimer) return;
+    if (read("choice")) {
+      await sendChoice(); // an opt-in first: events sent before it would be dropped
+      if (read("choice")) return;
+    }
     const batch = batches(sendable(), Infinity)[0];
     if (!batch) return;
     state.sending = true;
@@ -386,7 +454,8 @@
     global.addEventListener("online", () => flush());
     global.setInterval(() => {
       tendHeldPageViews();
-      flush();
+      if (allowed()) flush();
+      else sendChoice();
     }, state.config.flushIntervalMs);
   }
 
@@ -406,7 +475,8 @@
       tendHeldPageViews();
       listen();
       if (state.config.autoPageView) pageView();
-      flush();
+      if (allowed()) flush();
+      else sendChoice();
     },
     track: track,
     pageView: pageView,
@@ -427,11 +497,23 @@
      * Join this browser's anonymous history to a known customer (call at login). Where the
      * collector requires signed identities, pass {signature}: the hex HMAC-SHA256 of the
      * customer id with the shop's identity secret, computed on the shop's server; it goes
-     * with every event of this customer.
+     * with every event of this customer. In a browser that opted out nothing is sent but
+     * the opt-out, now for this customer too.
      */
     identify(knownCustomerId, options) {
       const id = String(knownCustomerId || "").trim();
       const signature = options && options.signature ? String(options.signature) : null;
+      if (id && optedOut()) {
+        // The shopper opted out in this browser: their account is opted out too (nothing
+        // is tracked; the id is kept here only to tell the collector).
+        if (id !== read("customer_id") || signature !== read("identity_signature")) {
+          write("customer_id", id);
+          write("identity_signature", signature);
+          write("choice", "opt-out");
+          sendChoice();
+        }
+        return null;
+      }
       if (!allowed() || !id) return null;
       if (id === read("customer_id") && signature === read("identity_signature")) return null;
       const known = id === read("customer_id");
@@ -446,14 +528,22 @@
       write("anonymous_id", null);
       write("session", null);
     },
-    /** Stop tracking in this browser, persistently; drops everything not yet sent. */
+    /**
+     * Stop tracking in this browser, persistently; drops everything not yet sent, and tells
+     * the collector, which stops personalising, tracking and mailing this shopper.
+     */
     optOut() {
       write("opt_out", "1");
+      write("choice", "opt-out");
       saveQueue([]);
       state.pageViewId = null;
+      sendChoice();
     },
+    /** Undo optOut(), here and at the collector (a known customer needs identify's signature). */
     optIn() {
       write("opt_out", null);
+      write("choice", "opt-in");
+      sendChoice();
     },
     /** Record the shopper's consent choice (needed first when consentRequired is set). */
     consent(granted) {

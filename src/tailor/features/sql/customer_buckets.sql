@@ -4,7 +4,6 @@
 -- table), sessions in the period of their first event, active days in the period of
 -- the day's first event, carts per session and period.
 -- category_counts adds one interaction count per catalogue category.
-CREATE OR REPLACE TEMP TABLE customer_buckets AS
 WITH recent AS (
     SELECT * FROM keyed_events WHERE bucket < {horizon_bucket}
 ),
@@ -42,7 +41,7 @@ event_counts AS (
 order_counts AS (
     SELECT
         customer_id,
-        CAST(FLOOR(EPOCH(order_time) / {bucket_seconds}) AS BIGINT) AS bucket,
+        CAST(FLOOR({sql.epoch_seconds:order_time} / {bucket_seconds}) AS BIGINT) AS bucket,
         COUNT(*) AS orders
     FROM orders
     WHERE customer_id IS NOT NULL

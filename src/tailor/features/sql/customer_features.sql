@@ -10,14 +10,13 @@
 -- Windows are counted in periods: w30 = 30 days, w60 = 60 days, w90 = 90 days.
 -- category_windows sums each category count over the 90-day window (cat_<i>_90d),
 -- category_columns turns them into shares, top_category picks the largest.
-CREATE OR REPLACE TEMP TABLE customer_features AS
 WITH snapshots AS (
     -- The profile row: from signup (rounded up to a period boundary), but not before the
     -- first snapshot, so region and signup time are known before the first event.
     SELECT
         customer_id,
         GREATEST({first_bucket},
-                 COALESCE(CAST(CEIL(EPOCH(signup_date) / {bucket_seconds}) AS BIGINT),
+                 COALESCE(CAST(CEIL({sql.epoch_seconds:signup_date} / {bucket_seconds}) AS BIGINT),
                           {first_bucket})) AS bucket
     FROM customers
     WHERE customer_id IS NOT NULL
@@ -35,7 +34,7 @@ grid AS (
         COALESCE(a.customer_id, s.customer_id) AS customer_id,
         COALESCE(a.bucket, s.bucket) AS bucket,
         s.bucket IS NOT NULL AS is_snapshot,
-        a.* EXCLUDE (customer_id, bucket)
+        {bucket_values}
     FROM customer_buckets AS a
     FULL OUTER JOIN (SELECT * FROM snapshots WHERE bucket <= {horizon_bucket}) AS s
         ON s.customer_id = a.customer_id AND s.bucket = a.bucket
@@ -74,7 +73,7 @@ windowed AS (
         MIN(first_event_at) OVER lifetime AS first_seen_at,
         MAX(last_event_at) OVER lifetime AS last_seen_at,
         MAX(last_purchase_at) OVER lifetime AS last_purchase_at,
-        LAST_VALUE(last_device_type IGNORE NULLS) OVER lifetime
+        {sql.last_non_null:last_device_type} OVER lifetime
             AS last_device_type{category_windows}
     FROM grid
     WINDOW
@@ -92,7 +91,7 @@ snapshot_rows AS (
 )
 SELECT
     w.customer_id,
-    TO_TIMESTAMP(w.bucket * {bucket_seconds}) AS event_timestamp,
+    {sql.timestamp_from_seconds:w.bucket * {bucket_seconds}} AS event_timestamp,
     CAST(w.orders_lifetime AS BIGINT) AS orders_lifetime,
     CAST(w.orders_30d AS BIGINT) AS orders_30d,
     CAST(w.orders_90d AS BIGINT) AS orders_90d,
@@ -101,25 +100,25 @@ SELECT
     CAST(w.revenue_90d AS DOUBLE) AS revenue_90d,
     CASE WHEN w.orders_lifetime > 0 THEN w.revenue_lifetime / w.orders_lifetime ELSE 0.0 END
         AS avg_order_value,
-    (w.orders_30d + 1.0) / (w.orders_prior_30d + 1.0) AS purchase_frequency_trend,
+    CAST(w.orders_30d + 1 AS DOUBLE) / (w.orders_prior_30d + 1) AS purchase_frequency_trend,
     CAST(w.sessions_30d AS BIGINT) AS sessions_30d,
     CAST(w.active_days_30d AS BIGINT) AS active_days_30d,
     CAST(w.product_page_views_30d AS BIGINT) AS product_page_views_30d,
     CAST(w.searches_30d AS BIGINT) AS searches_30d,
     CAST(w.cart_adds_30d AS BIGINT) AS cart_adds_30d,
     CAST(w.carts_90d AS BIGINT) AS carts_90d,
-    CASE WHEN w.carts_90d > 0 THEN w.abandoned_carts_90d * 1.0 / w.carts_90d ELSE 0.0 END
+    CASE WHEN w.carts_90d > 0 THEN CAST(w.abandoned_carts_90d AS DOUBLE) / w.carts_90d ELSE 0.0 END
         AS cart_abandonment_rate_90d,
     CAST(w.email_opens_90d AS BIGINT) AS email_opens_90d,
     CAST(w.email_clicks_90d AS BIGINT) AS email_clicks_90d,
-    LEAST(1.0, w.email_opens_90d / 13.0) AS email_open_rate_90d,
-    CASE WHEN w.email_opens_90d > 0 THEN w.email_clicks_90d * 1.0 / w.email_opens_90d ELSE 0.0 END
+    LEAST(CAST(1 AS DOUBLE), CAST(w.email_opens_90d AS DOUBLE) / 13) AS email_open_rate_90d,
+    CASE WHEN w.email_opens_90d > 0 THEN CAST(w.email_clicks_90d AS DOUBLE) / w.email_opens_90d ELSE 0.0 END
         AS email_click_rate_90d,
     CAST(w.email_opens_30d - w.email_opens_prior_30d AS BIGINT) AS email_open_trend,
     CASE
         WHEN COALESCE(w.bought_tier_count, 0) > 0 AND COALESCE(w.viewed_tier_count, 0) > 0
-        THEN w.bought_tier_sum * 1.0 / w.bought_tier_count
-             - w.viewed_tier_sum * 1.0 / w.viewed_tier_count
+        THEN CAST(w.bought_tier_sum AS DOUBLE) / w.bought_tier_count
+             - CAST(w.viewed_tier_sum AS DOUBLE) / w.viewed_tier_count
         ELSE 0.0
     END AS price_sensitivity,
     CASE WHEN COALESCE(w.viewed_price_count_90d, 0) > 0

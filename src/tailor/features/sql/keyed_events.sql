@@ -3,15 +3,14 @@
 -- Site events without a session_id are sessionized per customer like the warehouse's
 -- sessions table (a new session after events.session_gap_minutes without an event); e-mail events
 -- belong to no session (session_key NULL).
-CREATE OR REPLACE TEMP TABLE keyed_events AS
 WITH typed AS (
     SELECT
         e.seq,
         e.customer_id,
         e.event_type,
         e.product_id,
-        e."timestamp" AS event_time,
-        CAST(FLOOR(EPOCH(e."timestamp") / {bucket_seconds}) AS BIGINT) AS bucket,
+        e.timestamp AS event_time,
+        CAST(FLOOR({sql.epoch_seconds:e.timestamp} / {bucket_seconds}) AS BIGINT) AS bucket,
         e.session_id,
         e.price,
         COALESCE(e.quantity, 1) AS quantity,
@@ -21,14 +20,14 @@ WITH typed AS (
         e.event_type IN ('email_open', 'email_click') AS is_email
     FROM events AS e
     LEFT JOIN product_tiers AS p ON p.product_id = e.product_id
-    WHERE e.customer_id IS NOT NULL AND e."timestamp" IS NOT NULL
+    WHERE e.customer_id IS NOT NULL AND e.timestamp IS NOT NULL
 ),
 unsessioned AS (
     SELECT
         seq,
         CASE
             WHEN LAG(event_time) OVER by_customer IS NULL
-              OR event_time > LAG(event_time) OVER by_customer + INTERVAL '{session_gap_minutes} minutes'
+              OR event_time > LAG(event_time) OVER by_customer + INTERVAL {session_gap_minutes} MINUTES
             THEN 1 ELSE 0
         END AS starts_session
     FROM typed
@@ -50,7 +49,7 @@ SELECT
     CASE
         WHEN t.is_email THEN NULL
         WHEN t.session_id IS NOT NULL THEN t.session_id
-        ELSE 'derived:' || t.customer_id || ':' || CAST(d.session_number AS VARCHAR)
+        ELSE 'derived:' || t.customer_id || ':' || CAST(d.session_number AS STRING)
     END AS session_key
 FROM typed AS t
 LEFT JOIN derived AS d ON d.seq = t.seq;

@@ -2,10 +2,9 @@
 -- is no history to be point-in-time about: each product gets the same row twice, at
 -- the first snapshot (first_bucket, so training rows find it) and at the newest
 -- (horizon_bucket, so every run materializes the current catalogue).
-CREATE OR REPLACE TEMP TABLE product_catalogue AS
 SELECT
     p.product_id,
-    TO_TIMESTAMP(stamp.bucket * {bucket_seconds}) AS event_timestamp,
+    {sql.timestamp_from_seconds:stamp.bucket * {bucket_seconds}} AS event_timestamp,
     p.category AS product_category,
     COALESCE(p.price, 0.0) AS product_price,
     CASE p.price_tier_index WHEN 0 THEN 'low' WHEN 1 THEN 'medium' WHEN 2 THEN 'high'
@@ -16,5 +15,4 @@ SELECT
     p.seasonal AS product_is_seasonal,
     COALESCE(p.season, 'none') AS product_season
 FROM product_tiers AS p
-CROSS JOIN (SELECT DISTINCT bucket FROM (VALUES ({first_bucket}), ({horizon_bucket})) AS v(bucket))
-    AS stamp;
+CROSS JOIN (SELECT {first_bucket} AS bucket UNION SELECT {horizon_bucket}) AS stamp

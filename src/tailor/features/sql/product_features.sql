@@ -2,7 +2,6 @@
 -- stamped at the start of period D sums only periods before D. Rows exist where a value
 -- can change: after a period with activity and where that activity leaves the 1-, 7-
 -- and 30-day windows (w1, w7, w30 periods).
-CREATE OR REPLACE TEMP TABLE product_features AS
 WITH activity AS (
     SELECT
         product_id,
@@ -63,7 +62,7 @@ windowed AS (
 )
 SELECT
     product_id,
-    TO_TIMESTAMP(bucket * {bucket_seconds}) AS event_timestamp,
+    {sql.timestamp_from_seconds:bucket * {bucket_seconds}} AS event_timestamp,
     CAST(views_1d AS BIGINT) AS product_views_1d,
     CAST(views_7d AS BIGINT) AS product_views_7d,
     CAST(views_30d AS BIGINT) AS product_views_30d,
@@ -73,10 +72,10 @@ SELECT
     CAST(purchases_7d AS BIGINT) AS product_purchases_7d,
     CAST(purchases_30d AS BIGINT) AS product_purchases_30d,
     CAST(revenue_30d AS DOUBLE) AS product_revenue_30d,
-    (views_1d + 1.0) / (views_7d / 7.0 + 1.0) AS product_trending_ratio,
-    CASE WHEN views_30d > 0 THEN purchases_30d * 1.0 / views_30d ELSE 0.0 END
+    CAST(views_1d + 1 AS DOUBLE) / (CAST(views_7d AS DOUBLE) / 7 + 1) AS product_trending_ratio,
+    CASE WHEN views_30d > 0 THEN CAST(purchases_30d AS DOUBLE) / views_30d ELSE 0.0 END
         AS product_conversion_rate_30d,
-    CASE WHEN views_30d > 0 THEN cart_adds_30d * 1.0 / views_30d ELSE 0.0 END
+    CASE WHEN views_30d > 0 THEN CAST(cart_adds_30d AS DOUBLE) / views_30d ELSE 0.0 END
         AS product_cart_rate_30d
 FROM windowed
 WHERE is_snapshot;

@@ -2,7 +2,6 @@
 -- Tiers are price terciles per category (NTILE(3) over price, ties broken by id):
 -- 0 low, 1 medium, 2 high; products without a price have no tier.
 -- season_expression reads the season from the catalogue's extra JSON when it has one.
-CREATE OR REPLACE TEMP TABLE product_tiers AS
 WITH catalogue AS (
     SELECT
         product_id,

@@ -3,7 +3,6 @@
 -- session. When events of a session share a timestamp, one row holds them all. The
 -- real-time update (tailor.features.realtime) applies the same rules to arriving events
 -- and pushes the result through the session push source.
-CREATE OR REPLACE TEMP TABLE session_features AS
 WITH first_events AS (
     SELECT customer_id, MIN(event_time) AS customer_first_event_at
     FROM keyed_events
@@ -19,12 +18,18 @@ site AS (
 -- build the sorted list at those few events, then carry it forward.
 first_views AS (
     SELECT session_key, category, event_time, seq
-    FROM site
-    WHERE event_type = 'product_view' AND category IS NOT NULL
-    QUALIFY ROW_NUMBER() OVER (PARTITION BY session_key, category ORDER BY event_time, seq) = 1
+    FROM (
+        SELECT
+            session_key, category, event_time, seq,
+            ROW_NUMBER() OVER (PARTITION BY session_key, category ORDER BY event_time, seq)
+                AS view_number
+        FROM site
+        WHERE event_type = 'product_view' AND category IS NOT NULL
+    ) AS views
+    WHERE view_number = 1
 ),
 viewed_lists AS (
-    SELECT later.seq, LIST_SORT(LIST(earlier.category)) AS viewed
+    SELECT later.seq, {sql.sorted_list:earlier.category} AS viewed
     FROM first_views AS later
     JOIN first_views AS earlier
       ON earlier.session_key = later.session_key
@@ -52,31 +57,33 @@ running AS (
                  WHEN event_type = 'remove_from_cart' THEN -COALESCE(price, 0) * quantity
                  ELSE 0 END)
             OVER in_session AS session_cart_value,
-        LAST_VALUE(v.viewed IGNORE NULLS) OVER in_session AS viewed,
+        {sql.last_non_null:v.viewed} OVER in_session AS viewed,
         BOOL_OR(event_type = 'checkout_start') OVER in_session AS session_checkout_started,
-        FIRST_VALUE(device_type IGNORE NULLS) OVER in_session AS session_device_type,
-        LEAD(event_time) OVER in_session AS next_event_time,
+        {sql.first_non_null:device_type} OVER in_session AS session_device_type,
+        LEAD(event_time) OVER session_order AS next_event_time,
         customer_first_event_at
     FROM site
     LEFT JOIN viewed_lists AS v USING (seq)
-    WINDOW in_session AS (PARTITION BY session_key ORDER BY event_time, seq
-                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW
+        in_session AS (PARTITION BY session_key ORDER BY event_time, seq
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+        session_order AS (PARTITION BY session_key ORDER BY event_time, seq)
 )
 SELECT
     customer_id,
-    event_time + INTERVAL '1 microsecond' AS event_timestamp,
+    event_time + INTERVAL 1 MICROSECOND AS event_timestamp,
     session_id,
     DATE_TRUNC('second', session_started_at) AS session_started_at,  -- as Feast stores it
-    DATE_DIFF('microsecond', DATE_TRUNC('second', session_started_at), event_time) / 1e6
-        AS session_length_seconds,
+    ({sql.epoch_micros:event_time} - {sql.epoch_micros:DATE_TRUNC('second', session_started_at)})
+        / 1e6 AS session_length_seconds,
     CAST(session_events AS BIGINT) AS session_events,
     CAST(session_page_views AS BIGINT) AS session_page_views,
     CAST(session_product_views AS BIGINT) AS session_product_views,
     CAST(session_searches AS BIGINT) AS session_searches,
     CAST(session_cart_items AS DOUBLE) AS session_cart_items,
     CAST(session_cart_value AS DOUBLE) AS session_cart_value,
-    CAST(COALESCE(LEN(viewed), 0) AS BIGINT) AS session_categories_viewed,
-    COALESCE(viewed, []) AS session_viewed_categories,
+    CAST(COALESCE({sql.list_length:viewed}, 0) AS BIGINT) AS session_categories_viewed,
+    COALESCE(viewed, {sql.empty_string_list}) AS session_viewed_categories,
     session_checkout_started,
     COALESCE(session_device_type, 'unknown') AS session_device_type,
     customer_first_event_at < session_started_at AS session_is_returning_visitor

@@ -21,6 +21,8 @@ SELECT
     CAST(NULL AS VARCHAR) AS anchor_product_id,
     CAST(NULL AS VARCHAR) AS experiment,
     CAST(NULL AS VARCHAR) AS experiment_variant,
+    CAST(NULL AS DOUBLE) AS latency_ms,
+    CAST(NULL AS VARCHAR) AS fallback_kind,
     CAST(NULL AS DATE) AS served_date,
     CAST(NULL AS INTEGER) AS served_hour
 WHERE false;

@@ -2,6 +2,8 @@
  * The demo shop's page logic: a five-product catalogue, a cart in localStorage
  * ("shop:cart"), and the tailor.js calls a real shop would make. Reads config.js
  * (the collector's endpoint and the demo's public key), served by `tailor collect --demo-shop`.
+ * The browser tests of tailor.js drive it; the showcase shop on a trained home's own catalogue
+ * is `tailor/shop/` (`tailor serve --demo-shop`).
  */
 (function () {
   "use strict";

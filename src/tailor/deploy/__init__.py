@@ -1,0 +1,1 @@
+"""Deployment: the Kubernetes manifests and the serving sizing they are derived from."""

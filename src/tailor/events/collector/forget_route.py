@@ -1,0 +1,96 @@
+"""`DELETE /v1/customers/{customer_id}`: the right to be forgotten over HTTP (admin keys only).
+
+Reads the request's key (the `admin` scope, `tailor.events.collector.access.scoped`) and the
+customer id in the path. Writes the customer's tombstone (`tailor.events.tombstones`) before
+answering, so from then on serving treats the id as excluded, and the collector and file
+import store nothing of it; then starts `tailor forget - --resume --json` in a process of
+its own (the id on its standard input, never on a command line that `ps` shows), which
+cleans every store, and answers 202 with the tombstone. The job's output goes to
+`<home>/privacy/forget-jobs/<tombstone>.log`; `tailor forget ID --resume` finishes a job
+that stopped. The event layer imports no privacy module: the job is the CLI's.
+Running the job in another process keeps the server's workers answering while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tailor.config import SETTINGS, Settings
+from tailor.events.collector.access import scoped
+from tailor.events.keys import ADMIN
+from tailor.events.tombstones import add_tombstone, load_tombstone_key, tombstone_of
+
+CUSTOMERS_PATH = "/v1/customers/{customer_id:path}"  # an id may hold a slash, as for opt-out
+MAX_ID_CHARACTERS = 512  # as `tailor forget`'s check
+JOBS_DIR = "privacy/forget-jobs"
+
+
+def _problem(customer_id: str) -> str | None:
+    """Why an id cannot be forgotten (None when it can)."""
+    if not customer_id.strip():
+        return "customer_id: empty"
+    if len(customer_id) > MAX_ID_CHARACTERS:
+        return f"customer_id: longer than {MAX_ID_CHARACTERS} characters"
+    if any(ord(character) < 32 for character in customer_id):
+        return "customer_id: holds a control character"
+    return None
+
+
+def job_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment plus every resolved setting as its TAILOR_* variable, so
+    the job sees the stores this server uses."""
+    values = dict(settings.values, home=str(settings.home_path.resolve()))
+    env = dict(os.environ)
+    for setting in SETTINGS:
+        value = values[setting.name]
+        env[setting.env] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def start_forget_job(settings: Settings, customer_id: str, tombstone: str, actor: str
+                     ) -> subprocess.Popen:
+    """`tailor forget - --resume --json` in a new session, the id written to its stdin."""
+    folder = settings.home_path / JOBS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{tombstone}.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tailor.cli", "forget", "-", "--resume", "--json",
+             "--actor", actor],
+            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            env=job_environment(settings), start_new_session=True)
+    assert process.stdin is not None
+    process.stdin.write(customer_id.encode("utf-8"))
+    process.stdin.close()
+    # Reaped when it ends (no zombie left in a long-running server worker).
+    threading.Thread(target=process.wait, name="forget-job", daemon=True).start()
+    return process
+
+
+def _tombstone_and_start(settings: Settings, customer_id: str, actor: str) -> dict[str, Any]:
+    tombstone = tombstone_of(load_tombstone_key(settings.home_path), customer_id)
+    added = add_tombstone(settings.home_path, tombstone)
+    start_forget_job(settings, customer_id, tombstone, actor)
+    return {"status": "accepted", "tombstone": tombstone, "tombstone_added": added,
+            "job": f"{JOBS_DIR}/{tombstone}.log"}
+
+
+@scoped(ADMIN)
+async def forget_customer(request: Request) -> Response:
+    """Tombstone the customer at once and start the job that removes them everywhere: 202."""
+    customer_id = request.path_params["customer_id"]
+    problem = _problem(customer_id)
+    if problem:
+        return JSONResponse({"error": problem}, status_code=400)
+    settings = request.app.state.collector.settings
+    grant = request.state.key_grant
+    body = await run_in_threadpool(_tombstone_and_start, settings, customer_id.strip(),
+                                   f"key {grant.key_id}")
+    return JSONResponse(body, status_code=202)
