@@ -18,8 +18,9 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -187,39 +188,99 @@ class Definition(_Strict):
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class _RuleInputs:
+    """What the rules across fields read, as plain values (from a checked `Definition`, or
+    from the raw mapping of a file whose fields failed; None or empty: not judged)."""
+
+    names: Sequence[str | None]
+    weights: Sequence[float]
+    surface: str | None
+    change_keys: Sequence[Sequence[str]]  # per variant, the changes it sets
+    control: str
+    metrics: Sequence[tuple[str, str]]  # (field path, metric)
+
+
 def _cross_field_problems(definition: Definition) -> list[str]:
     """Rules across fields, each as `path: problem`."""
+    return _rule_problems(_RuleInputs(
+        names=[variant.name for variant in definition.variants],
+        weights=[variant.weight for variant in definition.variants],
+        surface=definition.surface,
+        change_keys=[list(variant.changes.set()) for variant in definition.variants],
+        control=definition.control,
+        metrics=_metric_names(definition.metrics.primary, definition.metrics.secondary,
+                              [guardrail.metric for guardrail in definition.guardrails])))
+
+
+def _rule_problems(rules: _RuleInputs) -> list[str]:
+    """Duplicate variant names, weights that do not sum to 1, changes the surface does not
+    take, a control that is no variant, `email_ctr` outside a campaign: `path: problem`."""
     problems = []
-    names = [variant.name for variant in definition.variants]
+    names = list(rules.names)
     for index, name in enumerate(names):
-        if name in names[:index]:
+        if name is not None and name in names[:index]:
             problems.append(f"variants.{index}.name: duplicate variant {name!r} (variant "
                             f"{names.index(name)} has that name)")
-    total = math.fsum(variant.weight for variant in definition.variants)
-    if abs(total - 1.0) > WEIGHT_TOLERANCE:
+    total = math.fsum(rules.weights)
+    if rules.weights and abs(total - 1.0) > WEIGHT_TOLERANCE:
         problems.append(f"variants: the weights sum to {total:.6g}, they must sum to 1 "
-                        f"({' + '.join(f'{v.weight:g}' for v in definition.variants)})")
-    allowed = SURFACE_CHANGES[definition.surface]
-    for index, variant in enumerate(definition.variants):
-        for key in variant.changes.set():
+                        f"({' + '.join(f'{weight:g}' for weight in rules.weights)})")
+    allowed = SURFACE_CHANGES.get(rules.surface or "", ())
+    for index, keys in enumerate(rules.change_keys if allowed else ()):
+        for key in keys:
             if key not in allowed:
                 problems.append(f"variants.{index}.changes.{key}: not a change of surface "
-                                f"{definition.surface} (it may change: {', '.join(allowed)})")
-    if definition.control and definition.control not in names:
-        problems.append(f"control: {definition.control!r} is not one of the variants "
-                        f"({', '.join(names)})")
-    for name, metric in _metric_names(definition):
-        if metric == "email_ctr" and definition.surface != "campaign":
-            problems.append(f"{name}: email_ctr is a campaign metric, not one of surface "
-                            f"{definition.surface}")
+                                f"{rules.surface} (it may change: {', '.join(allowed)})")
+    known = [name for name in names if name is not None]
+    if rules.control and known and rules.control not in known:
+        problems.append(f"control: {rules.control!r} is not one of the variants "
+                        f"({', '.join(known)})")
+    for path, metric in rules.metrics if rules.surface else ():
+        if metric == "email_ctr" and rules.surface != "campaign":
+            problems.append(f"{path}: email_ctr is a campaign metric, not one of surface "
+                            f"{rules.surface}")
     return problems
 
 
-def _metric_names(definition: Definition) -> list[tuple[str, str]]:
-    found = [("metrics.primary", definition.metrics.primary)]
-    found += [(f"metrics.secondary.{i}", m) for i, m in enumerate(definition.metrics.secondary)]
-    return found + [(f"guardrails.{i}.metric", g.metric)
-                    for i, g in enumerate(definition.guardrails)]
+def _metric_names(primary: Any, secondary: Any, guardrails: Sequence[Any]
+                  ) -> list[tuple[str, str]]:
+    """(field path, metric) of every metric named; values that are not text are left out."""
+    found = [("metrics.primary", primary)]
+    found += [(f"metrics.secondary.{i}", m) for i, m in enumerate(secondary)]
+    found += [(f"guardrails.{i}.metric", m) for i, m in enumerate(guardrails)]
+    return [(path, metric) for path, metric in found if isinstance(metric, str)]
+
+
+def _raw_rule_inputs(data: dict[str, Any]) -> _RuleInputs:
+    """The rules' inputs read from a raw mapping, taking only well-typed values: a file whose
+    fields failed never reaches the model's cross-field check, yet its variants' weights and
+    changes are still judged beside the field errors (all of a file's problems at once)."""
+    raw = data.get("variants")
+    items = raw if isinstance(raw, list) and all(isinstance(i, dict) for i in raw) else []
+    names = [i["name"].strip() if isinstance(i.get("name"), str) else None for i in items]
+    weights = [i.get("weight") for i in items]
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+               for w in weights):
+        weights = []
+    change_keys = [[key for key, value in changes.items()
+                    if key in Changes.model_fields and value is not None]
+                   if isinstance(changes := i.get("changes"), dict) else [] for i in items]
+    surface = data["surface"].strip() if isinstance(data.get("surface"), str) else None
+    control = data.get("control")
+    found = data.get("metrics")
+    metrics: dict[str, Any] = found if isinstance(found, dict) else {}
+    secondary = metrics.get("secondary")
+    guardrails = data.get("guardrails")
+    return _RuleInputs(
+        names=names, weights=[float(w) for w in weights],
+        surface=surface if surface in SURFACES else None,
+        change_keys=change_keys,
+        control=control.strip() if isinstance(control, str) else "",
+        metrics=_metric_names(
+            metrics.get("primary"), secondary if isinstance(secondary, list) else [],
+            [g.get("metric") if isinstance(g, dict) else None for g in guardrails]
+            if isinstance(guardrails, list) else []))
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -241,9 +302,12 @@ def parse_definition(data: Any, source: str) -> Definition:
     try:
         return Definition.model_validate(data)
     except ValidationError as error:
-        lines = [f"{source}: {line}" for problem in error.errors()
-                 for line in _describe(problem, data)]
-        raise InputError("\n".join(lines)) from None
+        problems = error.errors()
+        lines = [line for problem in problems for line in _describe(problem, data)]
+        if all(problem["loc"] for problem in problems):  # the cross-field rules did not run
+            lines += [line for line in _rule_problems(_raw_rule_inputs(data))
+                      if line not in lines]
+        raise InputError("\n".join(f"{source}: {line}" for line in lines)) from None
 
 
 def _describe(problem: Any, data: dict[str, Any]) -> list[str]:

@@ -105,6 +105,45 @@ def test_every_problem_of_a_file_is_reported_at_once() -> None:
     lines = message.splitlines()
     assert any(line.startswith("defs/layout-test.yaml: owner:") for line in lines)
     assert any("variants.1.changes.size: unknown change" in line for line in lines)
+    # The rules across variants are reported beside the field errors, not after their fix.
+    assert "defs/layout-test.yaml: variants: the weights sum to 1.1, they must sum to 1 " \
+           "(0.5 + 0.6)" in lines
+
+
+def test_the_rules_across_fields_are_reported_beside_field_errors_once_each() -> None:
+    """A file with a field error never reaches the model's rules across fields: they are
+    judged on the raw values, so its author sees everything in one go."""
+    message = error_of(ownr="x", control="nobody", metrics={"primary": "email_ctr"},
+                       variants=variants(("a", 0.5, {"layout": "slider"}),
+                                         ("a", 0.3, {"discount_delay_days": 2})))
+    lines = [line.removeprefix("defs/layout-test.yaml: ") for line in message.splitlines()]
+    assert lines[0] == "variants.0.changes.layout: 'slider' is not one of 'grid', " \
+                       "'carousel' or 'hero_grid'"
+    assert lines[1] == "ownr: unknown key (a misspelling?)"
+    assert lines[2:] == [
+        "variants.1.name: duplicate variant 'a' (variant 0 has that name)",
+        "variants: the weights sum to 0.8, they must sum to 1 (0.5 + 0.3)",
+        "variants.1.changes.discount_delay_days: not a change of surface homepage (it may "
+        "change: model, layout, diversity, personalization_min_purchases)",
+        "control: 'nobody' is not one of the variants (a, a)",
+        "metrics.primary: email_ctr is a campaign metric, not one of surface homepage"]
+    # The same rules on a file with no field error are each said once, as before.
+    valid_fields = error_of(variants=variants(("a", 0.5, {}), ("a", 0.3, {})))
+    assert valid_fields.splitlines() == [
+        "defs/layout-test.yaml: variants.1.name: duplicate variant 'a' (variant 0 has that "
+        "name)",
+        "defs/layout-test.yaml: variants: the weights sum to 0.8, they must sum to 1 "
+        "(0.5 + 0.3)"]
+
+
+def test_values_of_the_wrong_type_are_left_to_their_field_errors() -> None:
+    """No sum is made up from a weight that is no number, no surface rule from an unknown
+    surface."""
+    odd = error_of(owner="", surface="search",
+                   variants=variants(("a", "half", {}), ("b", 0.6, {"size": 1}))).splitlines()
+    assert any(line.startswith("defs/layout-test.yaml: variants.0.weight:") for line in odd)
+    assert any(line.startswith("defs/layout-test.yaml: surface:") for line in odd)
+    assert not any("weights sum" in line or "not a change of surface" in line for line in odd)
 
 
 @pytest.mark.parametrize("overrides, field", [
