@@ -787,7 +787,6 @@ register_privacy_commands(app)  # tailor forget, opt-out, opt-in, data-retention
 mail_app = typer.Typer(help="The team's mail ([mail] settings) and its outbox under the home.",
                        no_args_is_help=True)
 app.add_typer(mail_app, name="mail")
-app.add_typer(experiment_app, name="experiment")
 
 
 def _service_failed(message: str) -> typer.Exit:

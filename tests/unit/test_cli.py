@@ -25,6 +25,14 @@ def test_importing_the_cli_imports_no_heavy_library() -> None:
     assert output.stdout.strip() == "[]"
 
 
+def test_every_command_group_is_registered_once() -> None:
+    """A group added twice (a merge leftover) is shadowed silently by Click: one of the two
+    registrations is dead code that a later edit may make diverge."""
+    names = [group.name for group in app.registered_groups]
+    assert sorted(names) == sorted(set(names))
+    assert "experiment" in names
+
+
 def test_every_command_takes_home() -> None:
     runner = CliRunner()
     for command in app.registered_commands:
