@@ -138,10 +138,7 @@ def run_demo(settings: Settings, *, customers: int, products: int, days: int, se
         from tailor.monitoring.table import round_table
 
         console.print(round_table(state["monitoring"]))  # type: ignore[arg-type]
-    if state.get("experiment"):
-        from tailor.experiments.analysis_commands import lift_table
-
-        console.print(lift_table("experiment", state["experiment"]))  # type: ignore[arg-type]
+    _print_experiment(console, state)
     console.print(f"every step's log, the libraries' lines included: {log_file}", highlight=False)
     _print_shop_invitation(console, settings)
     return all(bool(state.get(flag)) for flag in ("gate_passed", "trained", "served"))
@@ -320,6 +317,15 @@ def _serve_and_ask(settings: Settings, state: dict[str, object]) -> str:
     state["served"] = all(answer.status == 200 for answer in answers)
     return (f"{len(answers)} answers from {server.url} (bentoml serve bentos.service:Tailor), "
             f"statuses {sorted({answer.status for answer in answers})}; log: {log_path}")
+
+
+def _print_experiment(console: Console, state: dict[str, object]) -> None:
+    """The experiment step's analysis: each arm's conversion, AOV and revenue per visitor with
+    the lift, its interval and the decision p-value (nothing when the step did not run)."""
+    if state.get("experiment"):
+        from tailor.experiments.analysis_commands import lift_table
+
+        console.print(lift_table("experiment", state["experiment"]))  # type: ignore[arg-type]
 
 
 def _print_answers(console: Console, state: dict[str, object]) -> None:
