@@ -141,7 +141,8 @@ def _finished_job(settings, tombstone: str, timeout: float = 240.0) -> dict:
     deadline = time.monotonic() + timeout
     log = settings.home_path / "privacy" / "forget-jobs" / f"{tombstone}.log"
     while time.monotonic() < deadline:
-        entries = [entry for entry in read_audit(settings) if entry["tombstone"] == tombstone]
+        entries = [entry for entry in read_audit(settings) if entry["tombstone"] == tombstone
+                   and entry["action"] == "forget"]
         if entries:
             return entries[-1]
         time.sleep(0.5)

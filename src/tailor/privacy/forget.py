@@ -8,10 +8,10 @@ letters, the customer row, the prediction log's ids), the campaign mails, the la
 then the other files under the home (MLflow artifacts, the BentoML model store, Evidently's
 workspace, reports and retention lists, logs, anything else), the PII store, the exclusion
 list's rows (under the list's writers' lock), and last the audit entry
-(`tailor.privacy.forget_audit`). Before the event store step it waits until
-running servers and collectors have seen the tombstone and flushed what they answered
-before it (their 2 s recheck plus the prediction log's flush interval), so no row of the
-customer is written after the step that deletes them.
+(`tailor.privacy.forget_audit`; a run that stops on an error is audited too). Before the
+event store step it waits until running servers and collectors have seen the tombstone and
+flushed what they answered before it (their 2 s recheck plus the prediction log's flush
+interval), so no row of the customer is written after the step that deletes them.
 
 The job's progress lives in `<home>/privacy/forget-jobs/<tombstone>.json`: each finished
 step with its counts, written after the step. A run that stops (a crash, a service down)
@@ -43,7 +43,7 @@ from tailor.events.tombstones import (
     tombstone_of,
 )
 from tailor.file_lock import exclusive_lock
-from tailor.privacy.forget_audit import record_forget
+from tailor.privacy.forget_audit import record_forget, record_stopped
 from tailor.privacy.forget_sweep import FILE_AREAS, sweep_area
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,12 @@ def forget_customer(settings: Settings, customer_id: str, *, resume: bool = Fals
                     continue
                 show(name, context)
                 step_started = time.perf_counter()
-                counts = step(context)
+                try:
+                    counts = step(context)
+                except BaseException as error:  # audited, then raised (SIGKILL leaves the job file)
+                    record_stopped(settings, tombstone, actor=actor, step=name,
+                                   steps_done=list(done), error=error)
+                    raise
                 result.step_seconds[name] = round(time.perf_counter() - step_started, 3)
                 result.removed[name] = done[name] = counts
                 _write_job(path, job)
