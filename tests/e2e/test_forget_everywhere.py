@@ -11,7 +11,8 @@ job in a process of its own) while the server keeps answering, and every file un
 DuckDB through SQL and as bytes, archives unpacked), every table of the PostgreSQL schema
 and every key and value of the home's Redis project is searched for the id, the e-mail and
 the name: nothing is left (the tombstone is a keyed hash, not the id). Re-import and the
-collector then store nothing of the id, and a second forget finds nothing.
+collector then store nothing of the id, and a second forget finds nothing. Last, no plain key
+the run used is in any file under the home (logs included).
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def _finished_job(settings, tombstone: str, timeout: float = 240.0) -> dict:
     deadline = time.monotonic() + timeout
     log = settings.home_path / "privacy" / "forget-jobs" / f"{tombstone}.log"
     while time.monotonic() < deadline:
-        entries = [entry for entry in read_audit(settings) if entry["tombstone"] == tombstone]
+        entries = [entry for entry in read_audit(settings) if entry["tombstone"] == tombstone
+                   and entry["action"] == "forget"]
         if entries:
             return entries[-1]
         time.sleep(0.5)
@@ -242,3 +244,8 @@ def test_forget_leaves_nothing_anywhere(forget_settings, tmp_path: Path, postgre
     assert traces == []
     tombstones = (settings.home_path / "privacy" / "tombstones.csv").read_text()
     assert entry["tombstone"] in tombstones and customer not in tombstones
+    # No plain key the run used is in any file under the home either: the keys file holds
+    # hashes, and neither the server's log nor the forget job's log ever prints a key.
+    assert (settings.home_path / "server.log").stat().st_size > 0
+    keys = [key, admin_key, key[len("tlr_sk_"):], admin_key[len("tlr_sk_"):]]
+    assert scan_files([settings.home_path], keys) == []

@@ -1,9 +1,9 @@
 """SQL-injection strings in every id and text field, through every store: file import and the
 collector into the event store (SQLite and PostgreSQL) and the PII store, the lake export
-and the DuckDB warehouse reads, and deleting a customer. Each string is stored literally
-(it reads back the same everywhere) or refused as a malformed row; none is ever executed:
-the tables are intact, the canary tables the strings try to create do not exist, and the
-file a `COPY ... TO PROGRAM` would make is not there."""
+and the DuckDB warehouse reads, deleting a customer, and `tailor forget` of one. Each string
+is stored literally (it reads back the same everywhere) or refused as a malformed row; none
+is ever executed: the tables are intact, the canary tables the strings try to create do not
+exist, and the file a `COPY ... TO PROGRAM` would make is not there."""
 
 from __future__ import annotations
 
@@ -164,5 +164,29 @@ def test_injection_strings_are_stored_literally_everywhere(settings: Settings,
         pii.close()
     finally:
         store.close()
+    _tables_intact(settings)
+    assert not marker.exists(), "an injected COPY ... TO PROGRAM ran"
+
+    # `tailor forget` of another injection-named customer (every store: event store, lake,
+    # warehouse copy, PII, files) removes that customer only, and runs none of the strings.
+    from tailor.privacy.forget import forget_customer
+
+    victim, deleted = texts[1], texts[4]  # "'; DROP TABLE events; CREATE TABLE pwned_canary…"
+    result = forget_customer(settings, victim)
+    assert result.complete and result.removed["event_store"]["events"] == 2, result.removed
+    assert result.removed["lake"]["events"] == 2 and result.removed["pii_store"] == {"records": 1}
+    store = open_event_store(settings.event_store_url)
+    pii = PiiStore(settings.pii_store_url, load_pii_key(settings.home_path))
+    try:
+        assert store.count_events() == 2 * len(texts) - 4
+        assert set(store.customers()["customer_id"]) == set(texts) - {victim, deleted}
+        assert pii.get(victim) is None and pii.get(texts[0])["email"] == "0@x.example"
+    finally:
+        store.close()
+        pii.close()
+    for text in texts:  # the lake still holds the customer only deleted from the store
+        found = query_warehouse(settings, "SELECT count(*) AS n FROM events "
+                                          "WHERE customer_id = ?", [text])
+        assert int(found["n"].iloc[0]) == (0 if text == victim else 2), text
     _tables_intact(settings)
     assert not marker.exists(), "an injected COPY ... TO PROGRAM ran"

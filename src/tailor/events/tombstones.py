@@ -34,6 +34,7 @@ TOMBSTONES_FILE = "privacy/tombstones.csv"  # under the home
 TOMBSTONE_COLUMNS: tuple[str, ...] = ("tombstone", "recorded_at")
 MIN_KEY_CHARACTERS = 32
 RECHECK_SECONDS = 2.0  # how often a long-running reader looks at the file
+MAX_ID_CHARACTERS = 512  # the contract's longest id (tailor.events.schema.MAX_STRING_LENGTH)
 
 
 def tombstones_path(home: Path) -> Path:
@@ -76,6 +77,28 @@ def _checked_key(text: str, source: str) -> bytes:
                          "characters (e.g. `python -c 'import secrets; "
                          "print(secrets.token_hex(32))'`)")
     return text.encode("utf-8")
+
+
+def forget_id_problem(customer_id: str) -> str | None:
+    """Why an id cannot be forgotten (None: it can), naming `customer_id`.
+
+    Only what no store can hold is refused (blank, longer than the contract allows, a NUL,
+    text that is not Unicode): every id the event contract stores, control characters such
+    as a tab or an escape included, must be forgettable. `tailor forget` and
+    `DELETE /v1/customers/{id}` both apply this rule to the id stripped of surrounding spaces.
+    """
+    text = customer_id.strip()
+    if not text:
+        return "customer_id: empty; name the customer to forget"
+    if len(text) > MAX_ID_CHARACTERS:
+        return f"customer_id: longer than {MAX_ID_CHARACTERS} characters"
+    if "\x00" in text:
+        return "customer_id: holds a NUL character (no store can hold one)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "customer_id: is not valid Unicode (a lone surrogate)"
+    return None
 
 
 def tombstone_of(key: bytes, customer_id: str) -> str:

@@ -8,10 +8,10 @@ letters, the customer row, the prediction log's ids), the campaign mails, the la
 then the other files under the home (MLflow artifacts, the BentoML model store, Evidently's
 workspace, reports and retention lists, logs, anything else), the PII store, the exclusion
 list's rows (under the list's writers' lock), and last the audit entry
-(`tailor.privacy.forget_audit`). Before the event store step it waits until
-running servers and collectors have seen the tombstone and flushed what they answered
-before it (their 2 s recheck plus the prediction log's flush interval), so no row of the
-customer is written after the step that deletes them.
+(`tailor.privacy.forget_audit`; a run that stops on an error is audited too). Before the
+event store step it waits until running servers and collectors have seen the tombstone and
+flushed what they answered before it (their 2 s recheck plus the prediction log's flush
+interval), so no row of the customer is written after the step that deletes them.
 
 The job's progress lives in `<home>/privacy/forget-jobs/<tombstone>.json`: each finished
 step with its counts, written after the step. A run that stops (a crash, a service down)
@@ -36,16 +36,20 @@ from typing import Any, Callable, Iterator
 from tailor.config import Settings
 from tailor.errors import InputError
 from tailor.events.tombstones import RECHECK_SECONDS as TOMBSTONE_RECHECK_SECONDS
-from tailor.events.tombstones import add_tombstone, load_tombstone_key, tombstone_of
+from tailor.events.tombstones import (
+    add_tombstone,
+    forget_id_problem,
+    load_tombstone_key,
+    tombstone_of,
+)
 from tailor.file_lock import exclusive_lock
-from tailor.privacy.forget_audit import record_forget
+from tailor.privacy.forget_audit import record_forget, record_stopped
 from tailor.privacy.forget_sweep import FILE_AREAS, sweep_area
 
 log = logging.getLogger(__name__)
 
 JOBS_DIR = "privacy/forget-jobs"
 LOCK_FILE = "privacy/forget.lock"
-MAX_ID_CHARACTERS = 512
 LAKE_LOCK_WAIT_SECONDS = 300.0  # an hourly export holds the lake's lock for its run
 SETTLE_MARGIN_SECONDS = 1.0
 
@@ -191,16 +195,12 @@ STEP_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
 
 
 def checked_customer_id(customer_id: str) -> str:
-    """The id, stripped; raises InputError naming `customer_id` when it is empty, too long or
-    holds a control character."""
-    text = (customer_id or "").strip()
-    if not text:
-        raise InputError("customer_id: empty; name the customer to forget")
-    if len(text) > MAX_ID_CHARACTERS:
-        raise InputError(f"customer_id: longer than {MAX_ID_CHARACTERS} characters")
-    if any(ord(character) < 32 for character in text):
-        raise InputError("customer_id: holds a control character")
-    return text
+    """The id, stripped; raises InputError naming `customer_id` when no store could hold it
+    (`tailor.events.tombstones.forget_id_problem`: empty, too long, a NUL, not Unicode)."""
+    problem = forget_id_problem(customer_id or "")
+    if problem:
+        raise InputError(problem)
+    return customer_id.strip()
 
 
 def job_path(settings: Settings, tombstone: str) -> Path:
@@ -252,7 +252,7 @@ def forget_customer(settings: Settings, customer_id: str, *, resume: bool = Fals
         The counts per store; `left` lists files that still hold the id or its PII.
 
     Raises:
-        InputError: the id is empty, too long or holds a control character.
+        InputError: the id is empty, too long, holds a NUL or is not Unicode.
     """
     customer_id = checked_customer_id(customer_id)
     started = time.perf_counter()
@@ -275,7 +275,12 @@ def forget_customer(settings: Settings, customer_id: str, *, resume: bool = Fals
                     continue
                 show(name, context)
                 step_started = time.perf_counter()
-                counts = step(context)
+                try:
+                    counts = step(context)
+                except BaseException as error:  # audited, then raised (SIGKILL leaves the job file)
+                    record_stopped(settings, tombstone, actor=actor, step=name,
+                                   steps_done=list(done), error=error)
+                    raise
                 result.step_seconds[name] = round(time.perf_counter() - step_started, 3)
                 result.removed[name] = done[name] = counts
                 _write_job(path, job)

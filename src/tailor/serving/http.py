@@ -9,7 +9,9 @@ re-read when the file changes). Writes nothing; a refused request gets a JSON bo
   needs (`SCOPE_RULES`, first matching prefix wins; else `recommendations:read`): 401
   without one, 403 for an unknown, revoked or expired key or one without the scope (a
   public key never has more than `events:write`), 429 with `Retry-After` over the key's
-  rate (`serving.rate_limit_per_second`, `serving.rate_limit_burst`). The key's grant is
+  rate (`serving.rate_limit_per_second`, `serving.rate_limit_burst`). A secret key sent in
+  the URL (`?key=`) is refused with 403 "rotate this key" whatever the headers hold, and
+  logged without the key (once a minute), as the collector does. The key's grant is
   left in `scope["state"]["key_grant"]` for the app.
 - `JsonOnlyMiddleware`: 415 for a body sent as anything but JSON (`text/plain`, a form,
   XML, multipart): the model endpoints read JSON only, and BentoML would otherwise parse
@@ -26,9 +28,12 @@ untouched: the collector checks its own keys (public keys are valid there) and i
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Awaitable, Callable, MutableMapping, Sequence
+from urllib.parse import parse_qsl
 
 from tailor.config import Settings
+from tailor.throttled_log import ThrottledLog
 from tailor.web.body_limits import BodyLimitError, CappedBody, check_declared_length
 
 Scope = MutableMapping[str, Any]
@@ -50,6 +55,8 @@ SCOPE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/dashboard", ("recommendations:read", "admin")),
 )
 DEFAULT_SCOPES: tuple[str, ...] = ("recommendations:read",)
+
+log = logging.getLogger(__name__)
 
 
 async def send_json_error(send: Send, status: int, message: str,
@@ -83,6 +90,16 @@ def presented_key(scope: Scope) -> str | None:
     return key or None
 
 
+def url_key(scope: Scope) -> str | None:
+    """The `key` query parameter, else None (serving takes keys from headers only; a key in
+    the URL is looked at so that a secret one is refused with the advice to rotate it)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    if "key=" not in query:
+        return None
+    key = next((value for name, value in parse_qsl(query) if name == "key"), "").strip()
+    return key or None
+
+
 class ApiKeyMiddleware:
     """Refuse requests without a key holding the path's scope (see the module docstring).
 
@@ -112,6 +129,7 @@ class ApiKeyMiddleware:
         self.guard = key_guard(settings, settings.serving_rate_limit_per_second,
                                settings.serving_rate_limit_burst)
         self.keys = self.guard.ring
+        self.log_limiter = ThrottledLog(log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -121,11 +139,16 @@ class ApiKeyMiddleware:
         if path in self.open_paths or _under(path, self.passthrough_prefixes):
             await self.app(scope, receive, send)
             return
-        from tailor.events.key_ring import KeyRefusal
+        from tailor.events.key_ring import SECRET_KEY_IN_URL, KeyRefusal
 
         try:
-            grant = self.guard.authorize(presented_key(scope), self.scopes_for(path))
+            grant = self.guard.authorize(presented_key(scope), self.scopes_for(path),
+                                         url_key(scope))
         except KeyRefusal as refusal:
+            if refusal.message == SECRET_KEY_IN_URL:
+                self.log_limiter.log(logging.WARNING, "secret key in URL",
+                                     "serving: refused a secret key sent in a URL (?key=); "
+                                     "rotate that key")
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return

@@ -248,6 +248,26 @@ def test_a_bad_browser_call_is_refused_and_changes_nothing(app_client: TestClien
     assert exclusion_reasons(settings) == {}
 
 
+@pytest.mark.parametrize("body, content_type, status, says", [
+    (b"[" * 2000 + b"]" * 2000, "application/json", 400, "malformed JSON"),  # under the 4 KB cap
+    (b"[" * 4000, "application/json", 400, "malformed JSON"),
+    (b'{"anonymous_id": "' + b"x" * 5000 + b'"}', "application/json", 413,
+     "an opt-out call's fixed limit"),
+    (b'{"anonymous_id": "anon-1"}', "application/xml", 415, "Content-Type"),
+], ids=["nested", "nested-unclosed", "oversized", "xml"])
+@pytest.mark.parametrize("who", ["public", "admin"])
+def test_nested_oversized_and_mistyped_bodies_are_4xx_and_change_nothing(
+        app_client: TestClient, settings: Settings, public_key: str, admin_key: str,
+        body: bytes, content_type: str, status: int, says: str, who: str) -> None:
+    key = public_key if who == "public" else admin_key
+    response = app_client.post("/v1/opt-out", content=body,
+                               headers={"X-Tailor-Key": key, "Content-Type": content_type,
+                                        "Origin": SHOP})
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]
+    assert exclusion_reasons(settings) == {}
+
+
 def test_a_page_from_an_unknown_origin_cannot_call_it(app_client: TestClient, settings: Settings,
                                                       public_key: str) -> None:
     response = app_client.post("/v1/opt-out", json={"anonymous_id": ANON},

@@ -10,8 +10,8 @@ import pytest
 
 from tailor.errors import InputError
 from tailor.events.tombstones import (
-    KEY_ENV, TombstoneSet, add_tombstone, load_tombstone_key, read_tombstones, tombstone_of,
-    tombstones_path,
+    KEY_ENV, MAX_ID_CHARACTERS, TombstoneSet, add_tombstone, forget_id_problem,
+    load_tombstone_key, read_tombstones, tombstone_of, tombstones_path,
 )
 
 KEY = b"k" * 40
@@ -58,3 +58,19 @@ def test_a_reader_never_makes_a_key_that_would_not_match_the_tombstones(tmp_path
     with pytest.raises(InputError, match="no tombstone key"):
         TombstoneSet(tmp_path, recheck_seconds=0).contains("c1")
     assert not (tmp_path / "tombstone.key").exists()
+
+
+def test_every_id_the_contract_stores_can_be_forgotten_and_only_unstorable_ones_are_refused(
+        ) -> None:
+    from tailor.events.schema import MAX_STRING_LENGTH
+
+    assert MAX_ID_CHARACTERS == MAX_STRING_LENGTH
+    # Control characters other than NUL pass the event contract, so they must pass here.
+    for storable in ("c1", " c1 ", "c\x01odd\tid\x1b[31m", "x" * MAX_STRING_LENGTH,
+                     "'; DROP TABLE events; --", "a/b", "\x7f"):
+        assert forget_id_problem(storable) is None, repr(storable)
+    for unstorable, problem in (("", "empty"), (" \t ", "empty"),
+                                ("x" * (MAX_STRING_LENGTH + 1), "longer than 512"),
+                                ("a\x00b", "NUL"), ("a\ud800", "not valid Unicode")):
+        found = forget_id_problem(unstorable)
+        assert found is not None and found.startswith("customer_id: ") and problem in found

@@ -67,8 +67,14 @@ def test_a_run_stopped_midway_resumes_after_its_last_finished_step(shop_home, mo
 
     monkeypatch.setattr(forget_files, "forget_in_lake", broken)
     with pytest.raises(ConnectionError):
-        forget_customer(settings, customer)
+        forget_customer(settings, customer, actor="dpo")
     monkeypatch.undo()
+    stopped = read_audit(settings)  # the stop is audited, without the id or the error's text
+    assert [(entry["action"], entry["step"], entry["steps_done"], entry["error"], entry["actor"])
+            for entry in stopped] == [("forget_stopped", "lake",
+                                       ["tombstone", "event_store", "campaign_mails"],
+                                       "ConnectionError", "dpo")]
+    assert customer not in json.dumps(stopped) and "storage" not in json.dumps(stopped)
     state = json.loads(next((settings.home_path / "privacy" / "forget-jobs").glob("*.json"))
                        .read_text())
     assert list(state["steps"]) == ["tombstone", "event_store", "campaign_mails"]
@@ -77,6 +83,7 @@ def test_a_run_stopped_midway_resumes_after_its_last_finished_step(shop_home, mo
     assert events_before > 0
 
     result = forget_customer(settings, customer, resume=True)
+    assert [entry["action"] for entry in read_audit(settings)] == ["forget_stopped", "forget"]
     assert result.resumed_steps == ["tombstone", "event_store", "campaign_mails"]
     assert result.removed["event_store"]["events"] == events_before  # carried over
     assert result.removed["lake"]["events"] == events_before  # done by the resumed run

@@ -73,6 +73,23 @@ def test_a_secret_key_passes_in_either_header(client: TestClient, keys: dict[str
     assert client.get("/metrics").status_code == 401  # metrics are not open
 
 
+
+def test_a_secret_key_in_the_url_is_refused_with_rotate_advice_and_logged_without_it(
+        client: TestClient, keys: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    secret = keys["secret"]
+    with caplog.at_level("WARNING", logger="tailor.serving.http"):
+        alone = client.post(f"/homepage?key={secret}")
+        # Refused even beside a valid header key: the key is in URLs (and logs) now.
+        beside = client.post(f"/homepage?other=1&key={secret}", headers={"X-Tailor-Key": secret})
+    for answer in (alone, beside):
+        assert answer.status_code == 403 and "rotate this key" in answer.json()["error"]
+        assert secret not in answer.text
+    assert "refused a secret key sent in a URL" in caplog.text and secret not in caplog.text
+    # A public or unknown key in the URL opens nothing either; a header key still works.
+    assert client.post(f"/homepage?key={keys['public']}").status_code == 403
+    assert client.post("/homepage?key=tlr_sk_nothing").status_code == 403
+    assert client.post("/homepage?keys=1", headers={"X-Tailor-Key": secret}).status_code == 200
+
 def test_open_paths_and_the_collector_need_no_key(client: TestClient) -> None:
     for path in ("/", "/healthz", "/readyz"):
         assert client.get(path).status_code == 200, path

@@ -26,22 +26,15 @@ from starlette.responses import JSONResponse, Response
 from tailor.config import SETTINGS, Settings
 from tailor.events.collector.access import scoped
 from tailor.events.keys import ADMIN
-from tailor.events.tombstones import add_tombstone, load_tombstone_key, tombstone_of
+from tailor.events.tombstones import (
+    add_tombstone,
+    forget_id_problem,
+    load_tombstone_key,
+    tombstone_of,
+)
 
 CUSTOMERS_PATH = "/v1/customers/{customer_id:path}"  # an id may hold a slash, as for opt-out
-MAX_ID_CHARACTERS = 512  # as `tailor forget`'s check
 JOBS_DIR = "privacy/forget-jobs"
-
-
-def _problem(customer_id: str) -> str | None:
-    """Why an id cannot be forgotten (None when it can)."""
-    if not customer_id.strip():
-        return "customer_id: empty"
-    if len(customer_id) > MAX_ID_CHARACTERS:
-        return f"customer_id: longer than {MAX_ID_CHARACTERS} characters"
-    if any(ord(character) < 32 for character in customer_id):
-        return "customer_id: holds a control character"
-    return None
 
 
 def job_environment(settings: Settings) -> dict[str, str]:
@@ -86,7 +79,7 @@ def _tombstone_and_start(settings: Settings, customer_id: str, actor: str) -> di
 async def forget_customer(request: Request) -> Response:
     """Tombstone the customer at once and start the job that removes them everywhere: 202."""
     customer_id = request.path_params["customer_id"]
-    problem = _problem(customer_id)
+    problem = forget_id_problem(customer_id)  # the rule `tailor forget` applies
     if problem:
         return JSONResponse({"error": problem}, status_code=400)
     settings = request.app.state.collector.settings

@@ -140,12 +140,14 @@ def _browser_problem(field: str, value: str, signature: Any, action: str, truste
 
 
 async def read_json_body(request: Request) -> Any:
-    """The small JSON body of an opt-out call (400 when it is not JSON, 413 when too long)."""
+    """The small JSON body of an opt-out call (400 when it is not JSON or nested too deeply,
+    413 when too long)."""
     check_content_type(request)
-    body = await read_capped_body(request, OPT_OUT_BODY_BYTES)
+    body = await read_capped_body(request, OPT_OUT_BODY_BYTES,
+                                  "an opt-out call's fixed limit")
     try:
         return json.loads(body.decode("utf-8")) if body.strip() else {}
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # 4 KB of `[` passes the cap
         raise RequestError(400, "malformed JSON: send {\"anonymous_id\": ..., \"customer_id\": "
                                 "...}") from None
 

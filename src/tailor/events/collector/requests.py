@@ -52,11 +52,13 @@ def body_encoding(request: Request, media_types: tuple[str, ...], encodings: tup
     return encoding
 
 
-async def read_capped_body(request: Request, max_bytes: int) -> bytes:
+async def read_capped_body(request: Request, max_bytes: int,
+                           limit_name: str = "collector.max_batch_bytes") -> bytes:
     """The request body, refusing (413) as soon as it exceeds `max_bytes`.
 
     The declared Content-Length is checked first, but the count of bytes actually
     received is what holds: a missing or lying header cannot make the collector read more.
+    `limit_name` says in the 413's message which limit it was (a setting, or a fixed one).
     """
     body = CappedBody(max_bytes)
     try:
@@ -72,9 +74,9 @@ async def read_capped_body(request: Request, max_bytes: int) -> bytes:
                 from None
         if error.declared_bytes is not None:
             raise RequestError(413, f"body of {error.declared_bytes:,} bytes is over the limit "
-                                    f"of {max_bytes:,} bytes (collector.max_batch_bytes)") from None
+                                    f"of {max_bytes:,} bytes ({limit_name})") from None
         raise RequestError(413, f"body is over the limit of {max_bytes:,} bytes "
-                                "(collector.max_batch_bytes)") from None
+                                f"({limit_name})") from None
     return body.bytes()
 
 
