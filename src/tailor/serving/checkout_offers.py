@@ -128,19 +128,34 @@ class CheckoutScorer:
     def __init__(self, model: Any) -> None:
         from tailor.models.checkout import INCENTIVES, incentive_gains
 
+        from tailor.models.tree_walk import TreeWalker
+
         self.model = model
         self.feature_names: list[str] = list(model.classifier.feature_names)
         self.incentives: tuple[str, ...] = INCENTIVES
         self._gains = incentive_gains
+        booster = model.classifier.booster
+        # None (XGBoost scores every row) for a constant model or trees it cannot reproduce
+        self.walker = TreeWalker.build(booster, len(self.feature_names)) \
+            if booster is not None else None
 
     def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """Rows as the classifier's float matrix (columns in its feature order)."""
         return np.array([[row.get(name, math.nan) for name in self.feature_names]
                          for row in rows], dtype=np.float32)
 
+    def probabilities(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Calibrated P(abandon) per row: the trees walked in Python when the walker could
+        be built (the same margins, a tenth of the CPU for one row), else XGBoost's."""
+        values = self.matrix(rows)
+        classifier = self.model.classifier
+        if self.walker is None or not len(values):
+            return classifier.predict_proba_values(values)
+        return classifier.calibrated(self.walker.margins(values))
+
     def decide(self, rows: Sequence[Mapping[str, float]]) -> list[Decision]:
         """One decision per row (each cart on its own: a batch shares no budget)."""
-        probability = self.model.classifier.predict_proba_values(self.matrix(rows))
+        probability = self.probabilities(rows)
         values = np.array([row["session_cart_value"] for row in rows], dtype=float)
         gains, costs = self._gains(values, probability, self.model.policy)
         return [self._decision(float(p), float(value), gains[index], costs[index])
