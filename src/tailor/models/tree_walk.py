@@ -112,7 +112,7 @@ class TreeWalker:
     def margin(self, row: Sequence[float]) -> np.float32:
         """The margin of one row (`features` values, NaN = missing), as XGBoost computes it."""
         nodes = self._nodes
-        leaves = [self.base_margin]
+        leaves: list[float] = [float(self.base_margin)]  # exact: float32 in a float
         for root in self._roots:
             feature, threshold, below, above, missing = nodes[root]
             while feature >= 0:
