@@ -125,7 +125,15 @@ class TreeWalker:
         return np.add.accumulate(np.array(leaves, dtype=np.float32))[-1]
 
     def margins(self, values: np.ndarray) -> np.ndarray:
-        """The margin of each row of a float32 matrix."""
+        """The margin of each row of a float32 matrix.
+
+        Raises:
+            ValueError: the rows have another number of columns than the trees read (as
+                XGBoost refuses them).
+        """
+        if values.ndim != 2 or values.shape[1] != self.features:
+            raise ValueError(f"rows of shape {values.shape}: the trees read {self.features} "
+                             "columns")
         return np.array([self.margin(row.tolist()) for row in values], dtype=np.float32)
 
     def check(self, booster: Any, rows: int = PROBE_ROWS) -> None:

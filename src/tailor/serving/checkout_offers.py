@@ -22,6 +22,11 @@ differently: carts_before <- carts_90d (training counts every earlier cart),
 cart_abandonment_rate <- cart_abandonment_rate_90d, days_since_first_seen <-
 days_since_signup (the nearest served feature).
 
+P(abandon) is the model's calibrated probability of its trees' margin; for the checkout
+model's single rows the trees are walked in Python (`tailor.models.tree_walk`: the same
+margins as XGBoost's `inplace_predict`, to the bit, at a fraction of its CPU per call), and
+XGBoost predicts when the walk cannot reproduce the trees.
+
 The incentive follows the model's policy (`tailor.models.checkout`), cart by cart: the
 incentive with the best positive expected gain when P(abandon) is above the threshold and
 its expected cost fits the policy's budget. The policy's budget caps one call, i.e. one

@@ -44,6 +44,8 @@ def test_the_walked_margins_are_xgboosts_to_the_bit() -> None:
     assert np.array_equal(walked.view(np.uint32), expected.view(np.uint32))
     # Not a constant: the rows take different paths through the trees.
     assert len(np.unique(walked)) > 500
+    with pytest.raises(ValueError, match="the trees read 9 columns"):
+        walker.margins(values[:, :-1])  # a row a column short, as XGBoost refuses it
 
 
 def test_a_margin_that_differs_fails_the_check() -> None:
