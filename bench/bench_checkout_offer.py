@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="rounds per path, alternating")
     parser.add_argument("--carts", type=int, default=300, help="distinct carts (customers)")
     args = parser.parse_args()
+    if not (args.home / "warehouse.duckdb").exists():
+        print(f"skipped: no prepared home at {args.home} (run `make demo`, or pass --home)")
+        return
 
     os.environ.setdefault("TAILOR_MONITORING_PREDICTION_LOG", "false")
     from tailor.config import load_settings
