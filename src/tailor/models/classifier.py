@@ -92,7 +92,11 @@ class CalibratedClassifier:
         (NaN = missing); serving builds that matrix directly, which skips pandas."""
         if self.booster is None or len(values) == 0:
             return np.full(len(values), self.base_rate)
-        margin = self.booster.inplace_predict(values, predict_type="margin")
+        return self.calibrated(self.booster.inplace_predict(values, predict_type="margin"))
+
+    def calibrated(self, margin: np.ndarray) -> np.ndarray:
+        """The calibrated probabilities of the booster's margins (float32, as XGBoost gives
+        them; `tailor.models.tree_walk` computes the same margins for single rows)."""
         return _sigmoid(self.platt_slope * np.asarray(margin) + self.platt_intercept)
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:

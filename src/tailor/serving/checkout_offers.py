@@ -22,6 +22,11 @@ differently: carts_before <- carts_90d (training counts every earlier cart),
 cart_abandonment_rate <- cart_abandonment_rate_90d, days_since_first_seen <-
 days_since_signup (the nearest served feature).
 
+P(abandon) is the model's calibrated probability of its trees' margin; for the checkout
+model's single rows the trees are walked in Python (`tailor.models.tree_walk`: the same
+margins as XGBoost's `inplace_predict`, to the bit, at a fraction of its CPU per call), and
+XGBoost predicts when the walk cannot reproduce the trees.
+
 The incentive follows the model's policy (`tailor.models.checkout`), cart by cart: the
 incentive with the best positive expected gain when P(abandon) is above the threshold and
 its expected cost fits the policy's budget. The policy's budget caps one call, i.e. one
@@ -128,19 +133,34 @@ class CheckoutScorer:
     def __init__(self, model: Any) -> None:
         from tailor.models.checkout import INCENTIVES, incentive_gains
 
+        from tailor.models.tree_walk import TreeWalker
+
         self.model = model
         self.feature_names: list[str] = list(model.classifier.feature_names)
         self.incentives: tuple[str, ...] = INCENTIVES
         self._gains = incentive_gains
+        booster = model.classifier.booster
+        # None (XGBoost scores every row) for a constant model or trees it cannot reproduce
+        self.walker = TreeWalker.build(booster, len(self.feature_names)) \
+            if booster is not None else None
 
     def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """Rows as the classifier's float matrix (columns in its feature order)."""
         return np.array([[row.get(name, math.nan) for name in self.feature_names]
                          for row in rows], dtype=np.float32)
 
+    def probabilities(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Calibrated P(abandon) per row: the trees walked in Python when the walker could
+        be built (the same margins, a tenth of the CPU for one row), else XGBoost's."""
+        values = self.matrix(rows)
+        classifier = self.model.classifier
+        if self.walker is None or not len(values):
+            return classifier.predict_proba_values(values)
+        return classifier.calibrated(self.walker.margins(values))
+
     def decide(self, rows: Sequence[Mapping[str, float]]) -> list[Decision]:
         """One decision per row (each cart on its own: a batch shares no budget)."""
-        probability = self.model.classifier.predict_proba_values(self.matrix(rows))
+        probability = self.probabilities(rows)
         values = np.array([row["session_cart_value"] for row in rows], dtype=float)
         gains, costs = self._gains(values, probability, self.model.policy)
         return [self._decision(float(p), float(value), gains[index], costs[index])

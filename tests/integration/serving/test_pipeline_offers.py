@@ -151,6 +151,40 @@ def test_scorer_decisions_equal_the_models_policy_cart_by_cart(pipeline) -> None
         assert f"P(abandon) {decision.p_abandon:.0%}" in decision.reason
 
 
+def test_the_walked_trees_answer_as_xgboost_does_for_many_carts(served_home, pipeline,
+                                                               tmp_path) -> None:
+    """The checkout trees walked in Python (`tailor.models.tree_walk`) against XGBoost's
+    `inplace_predict`, on the same pipeline: offer, P(abandon) and reason of every cart."""
+    from tailor.serving.budget import SQLiteLedger
+
+    scorer = pipeline.slots["checkout"].current.prepared
+    walker = scorer.walker
+    assert walker is not None, "the demo's checkout trees should be walked"
+    products = priced(served_home, 40)
+    customers = [str(customer) for customer in
+                 pipeline.slots["homepage"].current.model.customers.ids[:150]]
+    requests = [CheckoutOfferRequest(customer_id=customer, session_id=f"s-{number}", cart=[
+        CartLine(product_id=products[(number * line) % len(products)][0],
+                 quantity=1 + (number + line) % 3) for line in range(1 + number % 4)])
+        for number, customer in enumerate(customers)]
+    ledger = pipeline.ledger
+    answers: dict[bool, list] = {}
+    try:
+        for walked in (True, False):
+            scorer.walker = walker if walked else None
+            pipeline.ledger = SQLiteLedger(tmp_path / f"walked-{walked}.db", 1e12)
+            answers[walked] = [pipeline.checkout_offer(request) for request in requests]
+    finally:
+        scorer.walker, pipeline.ledger = walker, ledger
+    assert not any(answer.fallback for answer in answers[True])
+    assert [(a.offer, a.reason) for a in answers[True]] == \
+        [(a.offer, a.reason) for a in answers[False]]
+    assert [a.p_abandon for a in answers[True]] == \
+        pytest.approx([a.p_abandon for a in answers[False]], rel=0, abs=1e-9)
+    assert len({answer.offer for answer in answers[True]}) >= 2
+    assert len({answer.p_abandon for answer in answers[True]}) > 20
+
+
 def test_every_model_feature_is_read_from_the_store(pipeline) -> None:
     """A name the online service does not have would come through as NaN."""
     scorer = pipeline.slots["checkout"].current.prepared
