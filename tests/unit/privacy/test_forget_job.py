@@ -165,7 +165,8 @@ def test_the_embedded_online_store_loses_the_customer_rows(shop_home) -> None:
     settings, _shop, customer, email, name = shop_home
     run_features(settings, show_progress=False)
     result = forget_customer(settings, customer)
-    assert result.removed["online_store"]["sqlite_rows"] > 0 and result.complete
+    assert result.removed["online_store"]["sqlite_rows"] > 0
+    assert result.complete, f"files still holding the customer: {result.left}"
     with sqlite3.connect(online_store_path(settings)) as db:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master "
                                                "WHERE type = 'table'")]
