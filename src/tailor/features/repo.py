@@ -49,7 +49,7 @@ from tailor.config import Settings
 from tailor.errors import InputError
 from tailor.features.definitions import HOME_MARKER
 from tailor.features.feast_internals import online_store_redis_client
-from tailor.features.offline_store import offline_engine, offline_store_config
+from tailor.features.offline_store import DUCKDB, offline_engine, offline_store_config
 from tailor.logs import library_output
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,9 @@ def repo_config_dict(settings: Settings, serving: bool = False) -> dict[str, Any
         "registry": {"registry_type": "file", "path": REGISTRY_FILE,
                      "cache_ttl_seconds": 60},
         "online_store": online_store_config(settings, serving),
-        "offline_store": offline_store_config(settings),
+        # Serving reads only the online store: its config names no Spark store, so a serving
+        # image needs no pyspark when the batch jobs run on Spark (SparkSource needs none).
+        "offline_store": {"type": DUCKDB} if serving else offline_store_config(settings),
         "entity_key_serialization_version": 3,
         "materialization": {"online_write_batch_size": ONLINE_WRITE_BATCH_SIZE},
     }

@@ -114,4 +114,7 @@ def test_the_online_store_materialized_through_spark_equals_duckdbs(homes, servi
     on_duck = OnlineFeatureReader(duck, service).read_many(ids, request_time=NOW)
     on_spark = OnlineFeatureReader(spark, service).read_many(ids, request_time=NOW)
     assert on_spark == on_duck
-    assert sum(not vector.missing and not vector.stale for vector in on_spark) >= 20
+    # Fresh batch rows (the shop's sessions ended days ago: session views are stale).
+    fresh = [vector for vector in on_spark
+             if not vector.missing and set(vector.stale_views) <= {"session_context"}]
+    assert len(fresh) >= 20 and on_spark[-1].missing

@@ -13,7 +13,7 @@ from tailor.batch.spark_session import spark_configuration
 from tailor.config import load_settings
 from tailor.features.definitions import repo_offline_store
 from tailor.features.offline_store import offline_store_config
-from tailor.features.repo import load_definitions, render_feature_repo
+from tailor.features.repo import load_definitions, render_feature_repo, repo_config_dict
 
 PARQUET_SOURCES = {"customer_features_source", "product_features_source",
                    "product_catalogue_source", "session_features_source"}
@@ -47,6 +47,8 @@ def test_the_spark_engine_renders_feasts_spark_store_with_tailors_session(
     assert section == {"type": "spark", "spark_conf": spark_configuration(settings)}
     assert section["spark_conf"]["spark.master"] == "spark://cluster:7077"
     assert section["spark_conf"]["spark.driver.memory"] == "3g"
+    # Serving reads only the online store: no pyspark needed there.
+    assert repo_config_dict(settings, serving=True)["offline_store"] == {"type": "duckdb"}
     sources = {source.name: source for source in
                load_definitions(repo, settings.features_project).data_sources}
     for name in PARQUET_SOURCES:
