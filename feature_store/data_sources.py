@@ -2,19 +2,22 @@
 the request data of on-demand features.
 
 Paths point into the Tailor home (see tailor.features.definitions for how it is found).
+The four Parquet sources are `FileSource`s for the DuckDB offline store and `SparkSource`s
+over the same files when the repo's feature_store.yaml names the Spark offline store
+(features.engine = spark): `context.parquet_source` picks the kind.
 No source has a PII column: the warehouse never holds e-mail addresses or names.
 """
 
-from feast import Field, FileSource, PushSource, RequestSource
+from feast import Field, PushSource, RequestSource
 from feast.types import UnixTimestamp
 
 from tailor.features.definitions import OWNER, definition_context, tags
 
 context = definition_context(__file__)
 
-customer_features_source = FileSource(
+customer_features_source = context.parquet_source(
+    "customer_features",
     name="customer_features_source",
-    path=context.source_path("customer_features"),
     timestamp_field="event_timestamp",
     description="Customer feature snapshots from the warehouse; a row stamped t holds only "
                 "events before t (customer_features.sql).",
@@ -22,27 +25,27 @@ customer_features_source = FileSource(
     tags=tags(layer="batch", sql="customer_features.sql"),
 )
 
-product_features_source = FileSource(
+product_features_source = context.parquet_source(
+    "product_features",
     name="product_features_source",
-    path=context.source_path("product_features"),
     timestamp_field="event_timestamp",
     description="Product activity snapshots (views, carts, purchases over 1/7/30 days).",
     owner=OWNER,
     tags=tags(layer="batch", sql="product_features.sql"),
 )
 
-product_catalogue_source = FileSource(
+product_catalogue_source = context.parquet_source(
+    "product_catalogue",
     name="product_catalogue_source",
-    path=context.source_path("product_catalogue"),
     timestamp_field="event_timestamp",
     description="Catalogue attributes with the price tier inside each category.",
     owner=OWNER,
     tags=tags(layer="batch", sql="product_catalogue.sql"),
 )
 
-session_features_source = FileSource(
+session_features_source = context.parquet_source(
+    "session_features",
     name="session_features_source",
-    path=context.source_path("session_features"),
     timestamp_field="event_timestamp",
     description="Session state after every historical site event (backfill of session_push).",
     owner=OWNER,

@@ -316,9 +316,9 @@ class Settings(BaseModel):
         gt=0)
     features_engine: Literal["duckdb", "spark"] = _setting(
         "features", "duckdb",
-        "Batch engine of the features, the quality gate's aggregates and the weekly churn scoring: "
-        "duckdb (the warehouse, one machine) or spark (the same lake; needs tailor[spark] and "
-        "Java 17+).",
+        "Batch engine of the features, the training sets (Feast's offline store), the quality "
+        "gate's aggregates and the weekly churn scoring: duckdb (the warehouse, one machine) or "
+        "spark (the same lake; needs tailor[spark] and Java 17+).",
         rule="duckdb or spark")
     features_spark_master: str = _setting(
         "features", "local[*]",

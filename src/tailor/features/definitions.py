@@ -7,6 +7,10 @@ fields. Reads `<home>/features/manifest.json` and, in a rendered repo,
 `tailor_home.json`; creates `<home>/feature_repo/data/` when missing (Feast writes its
 registry there but creates only the last folder of the path).
 
+The offline sources follow the repo's `feature_store.yaml`: its `offline_store.type` (duckdb
+or spark, `tailor.features.offline_store`) makes `DefinitionContext.parquet_source` a Feast
+`FileSource` or a `SparkSource` over the same Parquet file.
+
 Home resolution: a repo rendered by `tailor features` (`<home>/feature_repo/`) carries
 `tailor_home.json` naming its home (relative to the repo: ".."); the repo in git
 (`feature_store/`) uses the `TAILOR_HOME` environment variable (an absolute path: Feast
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,8 +30,10 @@ from typing import Any, Mapping, Sequence
 from tailor.config import SETTINGS
 from tailor.features import specs as catalogue
 from tailor.features.compute import FEATURES_DIR, read_manifest
+from tailor.features.offline_store import DUCKDB, SPARK
 
 HOME_MARKER = "tailor_home.json"
+REPO_CONFIG = "feature_store.yaml"
 REPO_DATA_DIR = "feature_repo/data"  # registry and SQLite online store, inside the home
 OWNER = "ml-platform@tailor.local"
 # Tags every object carries; the PII test also reads `contains_pii`.
@@ -36,17 +43,43 @@ _DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 
 @dataclass(frozen=True)
 class DefinitionContext:
-    """The home, the shop's categories and the TTLs the definitions are built with."""
+    """The home, the shop's categories, the TTLs and the offline store the definitions are
+    built with."""
 
     home: Path
     categories: tuple[str, ...] = ()
     batch_ttl: timedelta = timedelta(days=_DEFAULTS["features_batch_ttl_days"])
     session_ttl: timedelta = timedelta(minutes=_DEFAULTS["features_session_ttl_minutes"])
     manifest: dict[str, Any] = field(default_factory=dict)
+    offline_store: str = DUCKDB
 
     def source_path(self, table: str) -> str:
         """Absolute path of an offline feature file, e.g. customer_features."""
         return str(self.home / FEATURES_DIR / f"{table}.parquet")
+
+    def parquet_source(self, table: str, **fields: Any) -> Any:
+        """The Feast data source of an offline feature file, for the repo's offline store.
+
+        Args:
+            table: the file's stem (customer_features, ...).
+            fields: the source's name, timestamp_field, description, owner and tags.
+
+        Returns:
+            A `FileSource` (DuckDB offline store) or a `SparkSource` reading the same file
+            as Parquet (Spark offline store).
+        """
+        if self.offline_store != SPARK:
+            from feast import FileSource
+
+            return FileSource(path=self.source_path(table), **fields)
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
+
+        with warnings.catch_warnings():  # "experimental": known, docs/features.md
+            warnings.filterwarnings("ignore", message="The spark data source API is an "
+                                    "experimental", category=RuntimeWarning)
+            return SparkSource(path=self.source_path(table), file_format="parquet", **fields)
 
 
 def repo_home(repo_dir: Path, env: Mapping[str, str] | None = None) -> Path:
@@ -67,13 +100,33 @@ def repo_home(repo_dir: Path, env: Mapping[str, str] | None = None) -> Path:
     return Path(variables["TAILOR_HOME"]).expanduser().resolve()
 
 
+def repo_offline_store(repo_dir: Path) -> str:
+    """The offline store type the repo's feature_store.yaml names (duckdb without one).
+
+    Raises:
+        RuntimeError: a store other than duckdb or spark.
+    """
+    import yaml
+
+    config_file = repo_dir / REPO_CONFIG
+    if not config_file.is_file():
+        return DUCKDB
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    kind = str((config.get("offline_store") or {}).get("type", DUCKDB))
+    if kind not in (DUCKDB, SPARK):
+        raise RuntimeError(f"{config_file}: offline_store.type {kind!r}: Tailor's definitions "
+                           f"read their files with {DUCKDB} or {SPARK}")
+    return kind
+
+
 def definition_context(module_file: str | Path) -> DefinitionContext:
     """The context for the definition module at `module_file` (pass `__file__`).
 
     Before the first `tailor features` run there is no manifest: no category columns and
     the default TTLs, so the definitions still apply on a clean home.
     """
-    home = repo_home(Path(module_file).resolve().parent)
+    repo_dir = Path(module_file).resolve().parent
+    home = repo_home(repo_dir)
     # Feast creates only the last folder of the registry path; on a clean home the
     # definitions (which Feast imports first) make the rest.
     (home / REPO_DATA_DIR).mkdir(parents=True, exist_ok=True)
@@ -86,6 +139,7 @@ def definition_context(module_file: str | Path) -> DefinitionContext:
         session_ttl=timedelta(
             minutes=ttl.get("session_minutes", _DEFAULTS["features_session_ttl_minutes"])),
         manifest=manifest,
+        offline_store=repo_offline_store(repo_dir),
     )
 
 

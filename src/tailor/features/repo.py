@@ -3,9 +3,10 @@
 Reads: the definition modules (`feature_store/*.py` of the source tree, or
 `features.definitions_dir`) and the settings. Writes `<home>/feature_repo/`:
 
-    feature_store.yaml   Feast configuration from the settings (SQLite or Redis online store);
-                         registry and SQLite paths relative to the repo, so a copied home's
-                         repo names its own files
+    feature_store.yaml   Feast configuration from the settings (SQLite or Redis online store;
+                         DuckDB or, under features.engine = spark, Spark offline store:
+                         tailor.features.offline_store); registry and SQLite paths relative
+                         to the repo, so a copied home's repo names its own files
     *.py                 copies of the definition modules
     tailor_home.json     the home the definitions read their files and manifest from ("..",
                          relative to the repo)
@@ -48,6 +49,7 @@ from tailor.config import Settings
 from tailor.errors import InputError
 from tailor.features.definitions import HOME_MARKER
 from tailor.features.feast_internals import online_store_redis_client
+from tailor.features.offline_store import DUCKDB, offline_engine, offline_store_config
 from tailor.logs import library_output
 
 log = logging.getLogger(__name__)
@@ -187,9 +189,9 @@ def repo_config_dict(settings: Settings, serving: bool = False) -> dict[str, Any
         "registry": {"registry_type": "file", "path": REGISTRY_FILE,
                      "cache_ttl_seconds": 60},
         "online_store": online_store_config(settings, serving),
-        # DuckDB (through ibis) joins point in time in SQL; the file store's dask join
-        # pickles every object column at each step (docs/features.md, "Offline store").
-        "offline_store": {"type": "duckdb"},
+        # Serving reads only the online store: its config names no Spark store, so a serving
+        # image needs no pyspark when the batch jobs run on Spark (SparkSource needs none).
+        "offline_store": {"type": DUCKDB} if serving else offline_store_config(settings),
         "entity_key_serialization_version": 3,
         "materialization": {"online_write_batch_size": ONLINE_WRITE_BATCH_SIZE},
     }
@@ -334,7 +336,8 @@ def apply_definitions(settings: Settings, store: Any | None = None) -> ApplySumm
     store = store or open_feature_store(settings)
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         settings.features_project, store.registry, contents)
-    with library_output("feast.output"), warnings.catch_warnings():
+    # Feast reads each source's columns (on Spark: through the session) as it applies.
+    with library_output("feast.output"), warnings.catch_warnings(), offline_engine(settings):
         # Feast prints its plan (to the log, not the terminal: Tailor sums it up), and warns on every apply that on-demand views
         # are experimental (known: docs/features.md).
         warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
@@ -538,7 +541,8 @@ def materialize(settings: Settings, end: datetime | None = None, store: Any | No
     for window in windows:
         if window.view not in done:
             groups.setdefault((window.mode, window.start), []).append(window.view)
-    with library_output("feast.output"):  # Feast's progress lines go to the log
+    # Feast's progress lines go to the log; it reads the newest rows with the offline store.
+    with library_output("feast.output"), offline_engine(settings):
         for (mode, start), names in groups.items():
             if mode == "incremental":
                 store.materialize_incremental(end_date=end, feature_views=sorted(names))

@@ -2,7 +2,7 @@
 
 Reads the offline Parquet sources through Feast's `get_historical_features` (an as-of
 join: for each row, the newest feature row stamped at or before its time and within
-the view's TTL) and runs the on-demand views with the row's time as the request time.
+the view's TTL; on DuckDB, or on Spark under `features.engine = spark`) and runs the on-demand views with the row's time as the request time.
 Writes nothing.
 
 Missing values get the catalogue defaults, exactly as the online reader
@@ -20,6 +20,7 @@ import pandas as pd
 from tailor.config import Settings
 from tailor.features import specs as catalogue
 from tailor.features.compute import read_manifest
+from tailor.features.offline_store import offline_engine
 
 ROW_ID = "__tailor_row"
 TIMESTAMP = "event_timestamp"
@@ -63,9 +64,9 @@ def training_frame(settings: Settings, entity_df: pd.DataFrame, service: str,
                    store: Any | None = None) -> pd.DataFrame:
     """A feature service's values for each row of `entity_df`, point in time.
 
-    One Feast `get_historical_features` call on the service: the offline store (DuckDB)
-    joins each batch view as of the row's time, and the on-demand views run with the
-    row's time as the request time.
+    One Feast `get_historical_features` call on the service: the offline store (DuckDB,
+    or Spark under `features.engine = spark`) joins each batch view as of the row's time,
+    and the on-demand views run with the row's time as the request time.
 
     Args:
         settings: the Tailor settings (home, project).
@@ -94,7 +95,9 @@ def training_frame(settings: Settings, entity_df: pd.DataFrame, service: str,
         raise ValueError(f"entity_df: the {service} service needs column(s) {', '.join(missing)}")
     # Feast joins each distinct (key, time) once; rows asking twice get the same answer.
     unique = frame[keys + [TIMESTAMP, "request_time"]].drop_duplicates(keys + [TIMESTAMP])
-    joined = store.get_historical_features(entity_df=unique, features=feature_service).to_df()
+    with offline_engine(settings):
+        joined = store.get_historical_features(entity_df=unique,
+                                               features=feature_service).to_df()
     joined[TIMESTAMP] = pd.to_datetime(joined[TIMESTAMP], utc=True)
     # Feast also returns the inputs of on-demand views (raw timestamps); keep the service's.
     names = [feature.name for projection in feature_service.feature_view_projections

@@ -13,7 +13,6 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,13 +33,8 @@ from tailor.features.repo import apply_definitions, open_feature_store
 from tailor.features.training import training_frame
 from waiting import wait_until
 
-from reference import (
-    churn_features,
-    load_shop,
-    request_features,
-    sample_times,
-    session_features,
-)
+from leakage import check_checkout, check_churn, churn_entity_rows
+from reference import churn_features, load_shop
 from shop_homes import build_shop_home, feature_mismatches, load_events
 
 REPO = Path(__file__).resolve().parents[3]
@@ -83,71 +77,22 @@ def test_cli_prints_what_it_computed_applied_and_materialized(store_home) -> Non
 
 def test_training_features_use_only_events_before_their_time(store_home, shop) -> None:
     """Leakage: for sampled (customer, t), every churn feature equals the reference value
-    recomputed by hand from the raw events strictly before t's snapshot."""
-    settings = store_home[0]
-    rng = np.random.default_rng(5)
-    active = sorted(shop.events["customer_id"].unique())
-    silent = sorted(set(shop.profiles.index) - set(active))[:2]
-    customers = list(rng.choice(active, size=25, replace=False)) + silent
-    pairs = sample_times(shop, customers, rng)
-    entity_df = pd.DataFrame({"customer_id": [c for c, _ in pairs],
-                              "event_timestamp": [t for _, t in pairs]})
-    frame = training_frame(settings, entity_df, "churn")
-    assert len(frame) == len(pairs)
-    mismatches = []
-    for index, (customer, moment) in enumerate(pairs):
-        expected = churn_features(shop, customer, moment)
-        for name, value in expected.items():
-            actual = frame.at[index, name]
-            same = (actual == value if isinstance(value, (str, bool, np.bool_))
-                    else actual == pytest.approx(value, rel=1e-9, abs=1e-9))
-            if not same:
-                mismatches.append((customer, str(moment), name, actual, value))
-    assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:5]}"
-    checked = set(churn_features(shop, customers[0], pd.Timestamp(NOW)))
-    assert set(frame.columns) - {"customer_id", "event_timestamp"} == checked  # every feature
+    recomputed by hand from the raw events strictly before t's snapshot (leakage.py; the
+    Spark offline store is held to the same check in test_feature_store_spark.py)."""
+    checked = check_churn(store_home[0], shop, churn_entity_rows(shop))
+    assert not checked.mismatches, \
+        f"{len(checked.mismatches)} mismatches, e.g. {checked.mismatches[:5]}"
+    every = set(churn_features(shop, checked.frame.at[0, "customer_id"], pd.Timestamp(NOW)))
+    assert set(checked.frame.columns) - {"customer_id", "event_timestamp"} == every
 
 
 def test_checkout_training_set_uses_only_events_up_to_the_cart(store_home, shop) -> None:
     """Leakage, checkout: the checkout model's training rows come from the Feast `checkout`
     service, and every value equals the reference recomputed from the raw events up to the
     cart's last change (session), before its snapshot (customer) and at its time (request)."""
-    from tailor.models.checkout import checkout_frame
-    from tailor.models.data import load_shop_data
-    from tailor.models.feature_frames import feature_source
-
-    data = load_shop_data(store_home[0])
-    assert feature_source(data, "checkout") == "feast:checkout"
-    frame = checkout_frame(data)
-    store = open_feature_store(store_home[0])
-    service = {field.name for projection in store.get_feature_service("checkout")
-               .feature_view_projections for field in projection.features}
-    assert service <= set(frame.columns)
-    rng = np.random.default_rng(11)
-    # Carts that went on to checkout: later events of the session must not show.
-    checked_out = set(data.events.loc[data.events["event_type"] == "checkout_start",
-                                      "session_key"])
-    later = frame.index[frame["session_key"].isin(checked_out)]
-    rows = sorted(set(rng.choice(frame.index, size=30, replace=False)) | set(later[:15]))
-    mismatches = []
-    for index in rows:
-        row = frame.loc[index]
-        cart_time = row["event_timestamp"]
-        expected = {**churn_features(shop, row["customer_id"], cart_time),
-                    **session_features(shop, row["customer_id"], cart_time),
-                    **request_features(cart_time)}
-        for name in service:
-            value, actual = expected[name], row[name]
-            if isinstance(value, list):
-                same = list(actual) == value
-            elif isinstance(value, (str, bool, np.bool_)):
-                same = actual == value
-            else:
-                same = actual == pytest.approx(value, rel=1e-9, abs=1e-9)
-            if not same:
-                mismatches.append((row["session_key"], name, actual, value))
-    assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:5]}"
-    assert len(later) >= 5 and not frame.loc[later, "session_checkout_started"].any()
+    checked = check_checkout(store_home[0], shop)
+    assert not checked.mismatches, \
+        f"{len(checked.mismatches)} mismatches, e.g. {checked.mismatches[:5]}"
 
 
 def test_models_do_not_train_on_a_store_older_than_the_history(store_home) -> None:
