@@ -51,7 +51,8 @@ def own_serving(trained_home: TrainedHome, private_redis: RedisServer,
                              private_redis, COPY_REDIS_DATABASE)
     with serve_home(copy, private_redis, reload_seconds=RELOAD_SECONDS, workers=1,
                     collector_require_signed_identity="true", serving_demo_shop="true",
-                    serving_timeout_ms="3000") as serving:
+                    serving_timeout_ms="3000",  # as the shared server's: no timeout fallbacks
+                    serving_precomputed_customers="0") as serving:  # no background ranking
         yield serving
 
 
