@@ -149,8 +149,8 @@ def copy_trained_home(home: TrainedHome, target: Path, redis: RedisServer,
     from tailor.warehouse import refresh_warehouse
 
     source = home.settings.home_path
-    shutil.copytree(source, target, symlinks=True,
-                    ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm", "*.db-journal"))
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(
+        "*.db-wal", "*.db-shm", "*.db-journal", "server.log"))
     for database_file in source.rglob("*.db"):
         with database_file.open("rb") as handle:
             if handle.read(16) != SQLITE_HEADER:  # e.g. Feast's registry: a protobuf file

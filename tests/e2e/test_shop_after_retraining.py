@@ -97,7 +97,7 @@ def test_a_new_customer_who_bought_is_told_why_after_retraining(
     assert not any(item["reason"].startswith(BOUGHT) for item in before["answer"]["items"])
     screenshot(driver, "retrain-1-new-customer")
 
-    # Three products of the largest category; the first into the cart and bought.
+    # Three products of the largest category; the last one viewed into the cart, and bought.
     category = products["category"].value_counts().index[0]
     viewed = list(products[products["category"] == category].index[:3])
     for product_id in viewed:
