@@ -11,8 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from collector_process import free_port
-from serving_home import (RedisServer, Serving, TrainedHome, build_trained_home,
+from serving_home import (RedisServer, Serving, TrainedHome, build_trained_home, serve_home,
                           start_private_redis)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -48,30 +47,8 @@ def trained_home(private_redis: RedisServer,
 @pytest.fixture(scope="session")
 def serving(trained_home: TrainedHome, private_redis: RedisServer) -> Iterator[Serving]:
     """`bentoml serve bentos.service:Tailor` on a free port, ready."""
-    from tailor.events.identity import create_identity_secret, identity_secret_path
-    from tailor.events.keys import create_key, keys_file_path
-    from tailor.server import start_server
-
-    settings = trained_home.settings.replace(serving_reload_seconds=str(RELOAD_SECONDS),
-                                             serving_workers=str(WORKERS),
-                                             serving_timeout_ms=str(TIMEOUT_MS),
-                                             collector_require_signed_identity="true",
-                                             serving_demo_shop="true",
-                                             serving_read_timeout_seconds=str(READ_TIMEOUT))
-    keys_file = keys_file_path(settings)
-    secret_key = create_key("secret", keys_file, label="serving tests")
-    public_key = create_key("public", keys_file, label="serving tests")
-    identity_secret = create_identity_secret(identity_secret_path(settings))
-    log_path = settings.home_path / "server.log"
-    with log_path.open("ab") as log:
-        server = start_server(settings, host="127.0.0.1", port=free_port(), log=log)
-    serving = Serving(url=server.url, home=trained_home, redis=private_redis,
-                      secret_key=secret_key, public_key=public_key, log_path=log_path,
-                      reload_seconds=RELOAD_SECONDS, identity_secret=identity_secret,
-                      workers=WORKERS)
-    try:
-        if not server.wait_ready(timeout=240):
-            raise RuntimeError(f"the server did not become ready:\n{serving.log_tail()}")
+    with serve_home(trained_home, private_redis, reload_seconds=RELOAD_SECONDS, workers=WORKERS,
+                    serving_timeout_ms=str(TIMEOUT_MS),
+                    collector_require_signed_identity="true", serving_demo_shop="true",
+                    serving_read_timeout_seconds=str(READ_TIMEOUT)) as serving:
         yield serving
-    finally:
-        server.stop()

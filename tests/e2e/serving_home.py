@@ -3,21 +3,26 @@
 Writes a simulated shop, the event store, lake, warehouse, Feast features (online in a
 `redis-server` this module starts on a free port, without persistence, so a test can kill
 it and start it again), and the homepage, cross-sell and checkout models in the home's
-MLflow store, each with a `champion` alias. Reads nothing else. `Serving` is a running
-server with its home and keys; `metric_total` reads one metric out of Prometheus text, and
-`logged_rows` the prediction log's rows of some answers once the server has written them.
+MLflow store, each with a `champion` alias. Reads nothing else. `copy_trained_home` copies
+such a home (its files, and its Redis keys into another database of the same server) for a
+test that must change it; `serve_home` runs `tailor serve`'s server on a home. `Serving` is a
+running server with its home and keys; `metric_total` reads one metric out of Prometheus
+text, and `logged_rows` the prediction log's rows of some answers once the server has
+written them.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
-from dataclasses import dataclass
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 import pandas as pd
@@ -27,6 +32,7 @@ from shop_homes import build_shop_home, redis_settings
 from tailor.config import Settings
 
 SERVED_MODELS = ("homepage", "cross_sell", "checkout")
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @dataclass
@@ -127,6 +133,43 @@ def _with_customers(settings: Settings, shop: Path) -> TrainedHome:
                        product_bought=str(bought), cart_products=cart)
 
 
+def copy_trained_home(home: TrainedHome, target: Path, redis: RedisServer,
+                      database: int) -> TrainedHome:
+    """A copy of `home` at `target` (a new folder) that changing leaves the original alone.
+
+    Files are copied as they are, but each SQLite database through SQLite's backup (a
+    consistent snapshot while a server writes the original); the online store's keys go
+    into `database` of the same Redis (the copy's own, emptied first); the warehouse is
+    refreshed, so its views read the copy's lake. The copy's MLflow store points itself at
+    its own artifacts when first opened (`tailor.registry.relocation`). The simulated
+    shop's folder stays shared: nothing writes it.
+    """
+    import redis as redis_client
+
+    from tailor.warehouse import refresh_warehouse
+
+    source = home.settings.home_path
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(
+        "*.db-wal", "*.db-shm", "*.db-journal", "server.log"))
+    for database_file in source.rglob("*.db"):
+        with database_file.open("rb") as handle:
+            if handle.read(16) != SQLITE_HEADER:  # e.g. Feast's registry: a protobuf file
+                continue
+        copy = target / database_file.relative_to(source)
+        copy.unlink()
+        with closing(sqlite3.connect(database_file)) as original, \
+                closing(sqlite3.connect(copy)) as copied:
+            original.backup(copied)
+    client = redis_client.Redis.from_url(redis.url)
+    redis_client.Redis.from_url(f"redis://127.0.0.1:{redis.port}/{database}").flushdb()
+    for key in client.scan_iter(count=1000):
+        client.copy(key, key, destination_db=database, replace=True)
+    settings = home.settings.replace(
+        home=str(target), redis_url=f"redis://127.0.0.1:{redis.port}/{database}")
+    refresh_warehouse(settings)
+    return replace(home, settings=settings)
+
+
 @dataclass
 class Serving:
     """A running Tailor server (its worker processes and model reload interval), the home
@@ -163,6 +206,45 @@ class Serving:
         uri = self.home.settings.tracking_uri
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return str(client.get_model_version_by_alias(f"tailor-{model}", "champion").version)
+
+
+@contextmanager
+def serve_home(home: TrainedHome, redis: RedisServer, *, reload_seconds: float,
+               workers: int, **settings: str) -> Iterator[Serving]:
+    """`bentoml serve bentos.service:Tailor` on a free port over `home`, ready, with a secret
+    and a public key made for it and the home's identity secret (made when it has none);
+    stopped after.
+
+    Args:
+        home: the home to serve; `settings` are set on it (`serving_demo_shop="true"`, ...).
+        redis: the Redis its online store is in.
+        reload_seconds: `serving.reload_seconds` (how soon an alias move is served).
+        workers: `serving.workers`.
+    """
+    from tailor.events.identity import create_identity_secret, identity_secret_path
+    from tailor.events.keys import create_key, keys_file_path
+    from tailor.server import start_server
+
+    served = home.settings.replace(serving_reload_seconds=str(reload_seconds),
+                                   serving_workers=str(workers), **settings)
+    keys_file = keys_file_path(served)
+    secret_key = create_key("secret", keys_file, label="serving tests")
+    public_key = create_key("public", keys_file, label="serving tests")
+    secret_file = identity_secret_path(served)  # a copied home has its original's
+    identity_secret = secret_file.read_text(encoding="utf-8").strip() if secret_file.is_file() \
+        else create_identity_secret(secret_file)
+    log_path = served.home_path / "server.log"
+    with log_path.open("ab") as log:
+        server = start_server(served, host="127.0.0.1", port=free_port(), log=log)
+    serving = Serving(url=server.url, home=home, redis=redis, secret_key=secret_key,
+                      public_key=public_key, log_path=log_path, reload_seconds=reload_seconds,
+                      identity_secret=identity_secret, workers=workers)
+    try:
+        if not server.wait_ready(timeout=240):
+            raise RuntimeError(f"the server did not become ready:\n{serving.log_tail()}")
+        yield serving
+    finally:
+        server.stop()
 
 
 def metric_total(text: str, name: str, **labels: str) -> float:
