@@ -11,6 +11,7 @@ constants.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 import pytest
@@ -40,6 +41,16 @@ def a_b(shop: Path, tmp_path_factory: pytest.TempPathFactory):
     return run, state
 
 
+def run_fresh(shop: Path, tmp_path_factory: pytest.TempPathFactory, name: str,
+              policies: Callable[[Any], dict[str, Any]]) -> Any:
+    """The analysis of experiment `name` between `policies(state)` (control first), run in a
+    home of its own from the shop's starting day, with the A/B run's randomness."""
+    state = load_shop_state(shop)
+    settings = load_settings(home=tmp_path_factory.mktemp(f"{name}-home"), env={})
+    return run_simulated_experiment(settings, shop, name, policies(state), days=DAYS, seed=3,
+                                    state=state).analysis
+
+
 def test_the_attribution_sees_every_purchase_the_shoppers_made(a_b) -> None:
     run, state = a_b
     truth = pd.concat(state.session_log[-DAYS:], ignore_index=True)   # the experiment's days
@@ -57,13 +68,8 @@ def test_the_attribution_sees_every_purchase_the_shoppers_made(a_b) -> None:
 def test_the_analysis_finds_an_effect_that_is_there(shop: Path, tmp_path_factory) -> None:
     """The simulator's hidden tastes (`TrueAffinityPolicy`) against the bestsellers: an effect
     known to be there, on clicks, found with an interval that excludes no difference."""
-    state = load_shop_state(shop)
-    settings = load_settings(home=tmp_path_factory.mktemp("oracle-home"), env={})
-    run = run_simulated_experiment(
-        settings, shop, "oracle-homepage", {"bestsellers": PopularityPolicy(state),
-                                            "oracle": TrueAffinityPolicy(state)},
-        days=DAYS, seed=3, state=state)
-    analysis = run.analysis
+    analysis = run_fresh(shop, tmp_path_factory, "oracle-homepage", lambda state: {
+        "bestsellers": PopularityPolicy(state), "oracle": TrueAffinityPolicy(state)})
     assert not analysis.srm["mismatch"]
     clicks = analysis.metric("click_through")
     row = clicks.analysis.variants[1]
@@ -91,13 +97,8 @@ def test_cuped_reads_the_history_before_the_experiment_and_narrows_the_interval(
 
 
 def test_an_a_a_run_finds_no_difference(shop: Path, tmp_path_factory) -> None:
-    state = load_shop_state(shop)
-    settings = load_settings(home=tmp_path_factory.mktemp("aa-home"), env={})
-    run = run_simulated_experiment(
-        settings, shop, "a-a", {"bestsellers-a": PopularityPolicy(state),
-                                "bestsellers-b": PopularityPolicy(state)},
-        days=DAYS, seed=3, state=state)
-    analysis = run.analysis
+    analysis = run_fresh(shop, tmp_path_factory, "a-a", lambda state: {
+        "bestsellers-a": PopularityPolicy(state), "bestsellers-b": PopularityPolicy(state)})
     assert analysis.verdict.decision != WINNER and not analysis.srm["mismatch"]
     alpha = 0.05
     for result in analysis.metrics:
