@@ -17,6 +17,7 @@ the run used is in any file under the home (logs included).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -134,19 +135,28 @@ class Poller:
         self.thread.join(timeout=60)
 
 
-def _finished_job(settings, tombstone: str, timeout: float = 240.0) -> dict:
-    """The audit entry of the forget job the DELETE started, once it has finished."""
+def _finished_job(settings, url: str, admin_key: str, tombstone: str,
+                  timeout: float = 240.0) -> dict:
+    """The forget job the DELETE started, followed through `GET /v1/forget-jobs/{tombstone}`
+    until it is done; its audit entry then."""
     from tailor.privacy.forget_audit import read_audit
 
     deadline = time.monotonic() + timeout
     log = settings.home_path / "privacy" / "forget-jobs" / f"{tombstone}.log"
+    seen = []
     while time.monotonic() < deadline:
-        entries = [entry for entry in read_audit(settings) if entry["tombstone"] == tombstone
-                   and entry["action"] == "forget"]
-        if entries:
+        status = httpx.get(f"{url}/collect/v1/forget-jobs/{tombstone}",
+                           headers={"X-Tailor-Key": admin_key}, timeout=10.0)
+        assert status.status_code == 200, status.text
+        seen.append(status.json()["status"])
+        assert seen[-1] != "stopped", (status.json(), log.read_text()[-3000:])
+        if seen[-1] == "done":
+            assert status.json()["files_left"] == 0
+            entries = [entry for entry in read_audit(settings)
+                       if entry["tombstone"] == tombstone and entry["action"] == "forget"]
             return entries[-1]
         time.sleep(0.5)
-    raise AssertionError(f"the forget job did not finish: {log.read_text()[-3000:]}")
+    raise AssertionError(f"the forget job did not finish ({seen[-3:]}): {log.read_text()[-3000:]}")
 
 
 @pytest.fixture
@@ -162,6 +172,20 @@ def forget_settings(tmp_path: Path, postgres_url: str, redis_url: str):
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=f"*{settings.features_project}", count=1000):
         client.delete(key)
+
+
+def _forgotten_rows_metric(url: str, key: str) -> float:
+    """The server's `tailor_forgotten_rows_total` for the homepage model (waited for a few
+    seconds: the server's sweeper looks at the tombstones every 0.2 s)."""
+    pattern = re.compile(r'^tailor_forgotten_rows_total\{model="homepage"\} (\S+)$', re.M)
+    found = None
+    for _ in range(50):
+        found = pattern.search(httpx.get(f"{url}/metrics", headers={"X-Tailor-Key": key},
+                                         timeout=10.0).text)
+        if found:
+            break
+        time.sleep(0.2)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_forget_leaves_nothing_anywhere(forget_settings, tmp_path: Path, postgres_url: str,
@@ -196,7 +220,7 @@ def test_forget_leaves_nothing_anywhere(forget_settings, tmp_path: Path, postgre
             answer = httpx.delete(f"{server.url}/collect/v1/customers/{customer}",
                                   headers={"X-Tailor-Key": admin_key}, timeout=30.0)
             assert answer.status_code == 202, answer.text
-            entry = _finished_job(settings, answer.json()["tombstone"])
+            entry = _finished_job(settings, server.url, admin_key, answer.json()["tombstone"])
             time.sleep(2.5)  # answers after the job, for the poller
         assert entry["files_left"] == 0, entry
         removed = entry["removed"]
@@ -213,6 +237,8 @@ def test_forget_leaves_nothing_anywhere(forget_settings, tmp_path: Path, postgre
         assert [personal for who, _, personal in poller.answers if who == customer][-1] is False
         assert _ask(server.url, key, customer).json()["personalised"] is False
         assert _ask(server.url, key, other).status_code == 200
+        # The server took the customer's rows out of the homepage version in its memory.
+        assert _forgotten_rows_metric(server.url, key) == 1.0
         # The collector stores nothing of a forgotten id.
         assert _send_event(server.url, key, customer, "p00002") == {
             "accepted": 0, "duplicates": 0, "rejected": [], "forgotten": 1}

@@ -101,6 +101,21 @@ def forget_id_problem(customer_id: str) -> str | None:
     return None
 
 
+def checked_customer_id(customer_id: object, field: str = "customer_id") -> str:
+    """The id, stripped, when every store can hold it (`forget_id_problem`); the one rule of
+    `tailor forget`, `tailor opt-out` / `opt-in` and their HTTP routes.
+
+    Raises:
+        InputError: naming `field` and what is wrong.
+    """
+    if not isinstance(customer_id, str):
+        raise InputError(f"{field}: expected a string, got {type(customer_id).__name__}")
+    problem = forget_id_problem(customer_id)
+    if problem:
+        raise InputError(problem.replace("customer_id", field, 1))
+    return customer_id.strip()
+
+
 def tombstone_of(key: bytes, customer_id: str) -> str:
     """The tombstone of one customer id: HMAC-SHA256 under `key`, hex."""
     return hmac.new(key, str(customer_id).encode("utf-8"), hashlib.sha256).hexdigest()

@@ -12,7 +12,7 @@ per-customer state (cross-sell rules, the churn and checkout classifiers) are le
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -40,30 +40,54 @@ def forget_customer_rows(model: Any, customer_id: str) -> bool:
     Returns:
         True when the model held the customer (and no longer does).
     """
-    if not holds_customer(model, customer_id):
-        return False
+    return bool(forget_rows(model, [customer_id]))
+
+
+def forget_rows(model: Any, customer_ids: Iterable[str], *, shared: bool = False) -> list[int]:
+    """Take some customers out of a fitted model.
+
+    Args:
+        model: a fitted model from `tailor.models` (or anything else: then nothing happens).
+        customer_ids: the ids to forget (ids the model does not hold are skipped).
+        shared: other threads read the model meanwhile (a server's loaded version): a sparse
+            matrix is replaced by an edited copy (one attribute swap) instead of being
+            compacted under a reader's feet; dense rows are zeroed in place either way (no
+            other customer's row moves).
+
+    Returns:
+        The rows that were taken out.
+    """
+    if getattr(model, "customers", None) is None:
+        return []
     index = model.customers
-    row = index.positions.pop(customer_id)
-    index.ids[row] = FORGOTTEN_ID
-    for name in CUSTOMER_ROW_FIELDS:
-        values = getattr(model, name, None)
-        if values is not None:
-            setattr(model, name, _zeroed_row(values, row))
-    return True
+    rows = []
+    for customer_id in customer_ids:
+        if holds_customer(model, customer_id):
+            row = index.positions.pop(customer_id)  # from here on the id is a stranger
+            index.ids[row] = FORGOTTEN_ID
+            rows.append(row)
+    if rows:
+        for name in CUSTOMER_ROW_FIELDS:
+            values = getattr(model, name, None)
+            if values is not None:
+                setattr(model, name, _zeroed_rows(values, rows, shared))
+    return rows
 
 
-def _zeroed_row(values: Any, row: int) -> Any:
-    """`values` with its row `row` set to zero (a dense array or a SciPy sparse matrix), in
+def _zeroed_rows(values: Any, rows: list[int], shared: bool) -> Any:
+    """`values` with the rows `rows` set to zero (a dense array or a SciPy sparse matrix), in
     place where it can be (a model just unpickled owns its arrays; no copy of 100s of MB)."""
-    if hasattr(values, "tocsr"):  # sparse: drop the row's stored entries
-        matrix = values if values.format == "csr" else values.tocsr()
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        if end > start:
-            matrix.data[start:end] = 0
-            matrix.eliminate_zeros()
+    if hasattr(values, "tocsr"):  # sparse: drop the rows' stored entries
+        matrix = values.tocsr()
+        if shared and matrix is values:
+            matrix = matrix.copy()
+        for row in rows:
+            matrix.data[matrix.indptr[row]:matrix.indptr[row + 1]] = 0
+        matrix.eliminate_zeros()
         return matrix
     array = values if isinstance(values, np.ndarray) and values.flags.writeable \
         else np.array(values, copy=True)
-    if array.ndim >= 1 and row < array.shape[0]:
-        array[row] = 0
+    inside = [row for row in rows if array.ndim >= 1 and row < array.shape[0]]
+    if inside:
+        array[inside] = 0
     return array

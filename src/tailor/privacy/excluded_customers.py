@@ -103,18 +103,27 @@ def writers_lock(path: Path) -> Iterator[None]:
         yield
 
 
+def csv_lines(rows: list[list[str]]) -> str:
+    """Rows as the list's CSV lines ("\\n" ends a line). A row with a carriage return in a
+    field (an id may hold one) is quoted whole: the minimal quoting of `csv` quotes only the
+    line terminator's characters, and readers (newline="") would end the line at the "\\r"."""
+    buffer = io.StringIO()
+    plain = csv.writer(buffer, lineterminator="\n")
+    quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in rows:
+        (quoted if any("\r" in field for field in row) else plain).writerow(row)
+    return buffer.getvalue()
+
+
 def rewrite_rows(path: Path, rows: list[list[str]]) -> None:
     """Replace the list with `rows` (header first) atomically, its modification time moved
     past the old one's so a watcher that looked within the same clock tick still sees it.
     Call it holding `writers_lock`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(EXCLUSION_COLUMNS)
-    writer.writerows(rows)
+    text = csv_lines([list(EXCLUSION_COLUMNS), *rows])
     previous = path.stat().st_mtime_ns if path.exists() else 0
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with temporary.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(buffer.getvalue())
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     stamp = max(time.time_ns(), previous + 1_000_000)

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tailor.config import Settings
-from tailor.errors import InputError
+from tailor.events.forget_jobs import job_state_path
 from tailor.events.tombstones import RECHECK_SECONDS as TOMBSTONE_RECHECK_SECONDS
 from tailor.events.tombstones import (
     add_tombstone,
-    forget_id_problem,
+    checked_customer_id,
     load_tombstone_key,
     tombstone_of,
 )
@@ -48,7 +48,6 @@ from tailor.privacy.forget_sweep import FILE_AREAS, sweep_area
 
 log = logging.getLogger(__name__)
 
-JOBS_DIR = "privacy/forget-jobs"
 LOCK_FILE = "privacy/forget.lock"
 LAKE_LOCK_WAIT_SECONDS = 300.0  # an hourly export holds the lake's lock for its run
 SETTLE_MARGIN_SECONDS = 1.0
@@ -194,18 +193,9 @@ STEPS: tuple[tuple[str, Callable[[ForgetContext], dict[str, int]]], ...] = (
 STEP_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
 
 
-def checked_customer_id(customer_id: str) -> str:
-    """The id, stripped; raises InputError naming `customer_id` when no store could hold it
-    (`tailor.events.tombstones.forget_id_problem`: empty, too long, a NUL, not Unicode)."""
-    problem = forget_id_problem(customer_id or "")
-    if problem:
-        raise InputError(problem)
-    return customer_id.strip()
-
-
 def job_path(settings: Settings, tombstone: str) -> Path:
     """The state file of the forget job of one tombstone."""
-    return settings.home_path / JOBS_DIR / f"{tombstone}.json"
+    return job_state_path(settings.home_path, tombstone)
 
 
 def _read_job(path: Path) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tailor.config import Settings
+from tailor.events.forget_jobs import AUDIT_FILE
 
-AUDIT_FILE = "privacy/audit.jsonl"
 
 
 def audit_path(settings: Settings) -> Path:

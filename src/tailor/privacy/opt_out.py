@@ -20,7 +20,6 @@ forward, so every process watching it (serving's `ExclusionList`, the collector'
 from __future__ import annotations
 
 import csv
-import io
 import os
 import time
 from contextlib import contextmanager
@@ -31,10 +30,10 @@ from typing import Any, Iterator
 
 from tailor.config import Settings
 from tailor.errors import InputError
-from tailor.events.schema import MAX_STRING_LENGTH
-from tailor.events.tombstones import TombstoneSet
+from tailor.events.tombstones import TombstoneSet, checked_customer_id
 from tailor.privacy.excluded_customers import (
     LOCK_FILE,
+    csv_lines,
     ensure_exclusions_file,
     exclusions_path,
     rewrite_rows,
@@ -62,25 +61,6 @@ class OptOutChange:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def checked_customer_id(customer_id: object, field: str = "customer_id") -> str:
-    """A customer id fit for the list: text, not blank, no control characters, at most
-    `MAX_STRING_LENGTH` characters (surrounding spaces dropped, as the import drops them).
-
-    Raises:
-        InputError: naming `field` and what is wrong.
-    """
-    if not isinstance(customer_id, str):
-        raise InputError(f"{field}: expected a string, got {type(customer_id).__name__}")
-    text = customer_id.strip()
-    if not text:
-        raise InputError(f"{field}: empty")
-    if len(text) > MAX_STRING_LENGTH:
-        raise InputError(f"{field}: longer than {MAX_STRING_LENGTH} characters")
-    if any(ord(character) < 32 or ord(character) == 127 for character in text):
-        raise InputError(f"{field}: contains a control character")
-    return text
 
 
 def opt_out(settings: Settings, customer_id: str, source: str = "cli") -> OptOutChange:
@@ -168,11 +148,9 @@ def _append_row(path: Path, row: list[str]) -> None:
     One `write` of one short line: a reader sees the list before or after it, never half a
     row (an append of a few hundred bytes to a local file is not split).
     """
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(row)
     previous = path.stat().st_mtime_ns
     with path.open("a", encoding="utf-8", newline="") as handle:
-        handle.write(buffer.getvalue())
+        handle.write(csv_lines([row]))
         handle.flush()
         os.fsync(handle.fileno())
     stamp = max(time.time_ns(), previous + 1_000_000)

@@ -19,6 +19,8 @@ reads nothing. Names:
     tailor_predictions_dropped_total{reason}       answers the prediction log lost:
                                                    queue_full (not waited for) or
                                                    write_failed (the store refused them)
+    tailor_forgotten_rows_total{model}             forgotten customers taken out of a
+                                                   loaded version in memory
 
 The metric objects are created once per registry and shared, so building two pipelines in
 one process (tests, a reload) does not fail on duplicate registration.
@@ -58,6 +60,7 @@ class _Collectors:
     stale: Any
     predictions_logged: Any
     predictions_dropped: Any
+    forgotten_rows: Any
     versions: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,7 +102,10 @@ def _create(registry: Any) -> _Collectors:
         predictions_dropped=Counter("tailor_predictions_dropped",
                                     "Answers the prediction log did not record: queue_full "
                                     "(the request was not held up) or write_failed.",
-                                    ["reason"], registry=registry))
+                                    ["reason"], registry=registry),
+        forgotten_rows=Counter("tailor_forgotten_rows",
+                               "Forgotten customers' rows taken out of a loaded model version "
+                               "in memory, by model.", ["model"], registry=registry))
 
 
 def _collectors(registry: Any) -> _Collectors:
@@ -175,6 +181,10 @@ class ServingMetrics:
     def predictions_dropped(self, reason: str, count: int = 1) -> None:
         """`count` answers not recorded: `queue_full` or `write_failed`."""
         self._metrics.predictions_dropped.labels(reason=reason).inc(count)
+
+    def forgotten_rows(self, model: str, count: int) -> None:
+        """`count` forgotten customers taken out of a loaded version of `model`."""
+        self._metrics.forgotten_rows.labels(model=model).inc(count)
 
     def value(self, name: str, labels: dict[str, str]) -> float:
         """The current value of one sample (0 when it was never recorded), e.g.

@@ -58,6 +58,7 @@ from tailor.serving.checkout_offers import (
 from tailor.serving.deadlines import RequestDeadlines
 from tailor.serving.diversity import CANDIDATE_FACTOR, diversified, short_of
 from tailor.serving.exclusions import ExclusionList
+from tailor.serving.forgotten_rows import ForgottenRowSweeper
 from tailor.serving.experiment_watcher import ExperimentWatcher
 from tailor.serving.fallback import FallbackLists, popular_from_model, popular_from_warehouse
 from tailor.serving.homepage import HomepageRanker
@@ -182,6 +183,8 @@ class ServingPipeline:
         self.watcher = ModelWatcher(self.slots, settings.serving_reload_seconds,
                                     on_switch=self._on_switch)
         self.experiments = ExperimentWatcher(settings, self.slots, self._variant_slot)
+        self.forgotten_rows = ForgottenRowSweeper(self.exclusions.tombstones, self._loaded_models,
+                                                  on_removed=self.metrics.forgotten_rows)
         self._assignment_errors = ThrottledLog(log)
         self._freeze_heap = freeze_heap
         self.predictions = self._prediction_recorder(record_predictions)
@@ -193,6 +196,7 @@ class ServingPipeline:
         if start_watcher:
             self.watcher.start()
             self.experiments.start()
+            self.forgotten_rows.start()
         log.info("serving pipeline ready in %.1f s: %s", time.perf_counter() - started,
                  {name: slot.current.version if slot.current else None
                   for name, slot in self.slots.items()})
@@ -206,6 +210,11 @@ class ServingPipeline:
         return {name: ModelSlot(self.settings, name, self._reference(name), metrics=self.metrics,
                                 prepare=prepare)
                 for name, prepare in self._preparers().items()}
+
+    def _loaded_models(self) -> list[Any]:
+        """Every version served now: the default slots' and the running variants'."""
+        slots = [*self.slots.values(), *self.experiments.variant_slots.values()]
+        return [slot.current for slot in slots if slot.current is not None]
 
     def _variant_slot(self, model: str, reference: str) -> ModelSlot:
         """A slot for an experiment variant's model version (its metrics stay the default
@@ -294,6 +303,7 @@ class ServingPipeline:
             "catalogue": {"products": len(self.catalogue), "error": self.catalogue.error},
             "precomputed_lists": self._precomputed_status(),
             "excluded_customers": len(self.exclusions),
+            "forgotten_rows": self.forgotten_rows.status(),
             "incentive_budget": budget_status(self.ledger),
             "prediction_log": self.predictions.status() if self.predictions else None,
             "experiments": self.experiments.status(),
@@ -312,6 +322,7 @@ class ServingPipeline:
         self._closed = True
         self.watcher.stop()
         self.experiments.stop()
+        self.forgotten_rows.stop()
         for slot in self.slots.values():
             close = getattr(slot.current.prepared, "close", None) if slot.current else None
             if callable(close):

@@ -60,6 +60,8 @@ class PrecomputedLists:
         self._reason_ids: dict[str, int] = {}
         self._product_ids: list[str] = [str(product) for product in model.products.ids]
         self._product_index = {product: index for index, product in enumerate(self._product_ids)}
+        self._forgotten: set[int] = set()  # rows a forget took out: never published again
+        self._publish = threading.Lock()  # between the filling thread and `forget`
         self._stop = threading.Event()
         self.done = threading.Event()
         self.seconds: float | None = None
@@ -108,7 +110,29 @@ class PrecomputedLists:
         self._scores[position, :length] = [item.score for item in items]
         self._reasons[position, :length] = [self._reason_id(item.reason) for item in items]
         self._lengths[position] = length
-        self._slot[row] = position
+        with self._publish:
+            if row not in self._forgotten:
+                self._slot[row] = position
+
+    def forget(self, rows: list[int]) -> int:
+        """Drop the lists of some customer rows (forgotten customers), now and for good: the
+        filling thread does not publish them later. Returns how many lists were dropped."""
+        dropped = 0
+        with self._publish:
+            for row in rows:
+                if not 0 <= row < len(self._slot):
+                    continue
+                self._forgotten.add(row)
+                position = int(self._slot[row])
+                if position == NOT_PRECOMPUTED:
+                    continue
+                self._slot[row] = NOT_PRECOMPUTED
+                self._products[position] = 0
+                self._scores[position] = 0.0
+                self._reasons[position] = 0
+                self._lengths[position] = 0
+                dropped += 1
+        return dropped
 
     def _reason_id(self, reason: str) -> int:
         found = self._reason_ids.get(reason)

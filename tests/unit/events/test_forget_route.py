@@ -67,6 +67,51 @@ def test_an_admin_key_tombstones_the_customer_and_starts_the_job(collector) -> N
     assert stored.json() == {"accepted": 0, "duplicates": 0, "rejected": [], "forgotten": 1}
 
 
+def test_the_jobs_status_says_running_stopped_and_done(collector, monkeypatch) -> None:
+    from tailor.privacy import forget
+
+    client, settings, started, admin, secret = collector
+    stone = client.delete("/v1/customers/c000042",
+                          headers={"X-Tailor-Key": admin}).json()["tombstone"]
+    path = f"/v1/forget-jobs/{stone}"
+    running = client.get(path, headers={"X-Tailor-Key": admin})
+    assert running.status_code == 200, running.text
+    assert running.json() == {"tombstone": stone, "status": "running", "started_at": None,
+                              "steps_done": []}
+
+    def broken(_context):
+        raise OSError("the disk is gone")
+
+    steps = tuple((name, broken if name == "lake" else step) for name, step in forget.STEPS)
+    monkeypatch.setattr(forget, "STEPS", steps)
+    with pytest.raises(OSError):
+        forget.forget_customer(settings, "c000042", resume=True)
+    stopped = client.get(path, headers={"X-Tailor-Key": admin}).json()
+    assert stopped["status"] == "stopped" and stopped["step"] == "lake"
+    assert stopped["error"] == "OSError" and "disk" not in str(stopped)
+    assert stopped["steps_done"] == ["tombstone", "event_store", "campaign_mails"]
+
+    monkeypatch.undo()
+    forget.forget_customer(settings, "c000042", resume=True)
+    done = client.get(path, headers={"X-Tailor-Key": admin}).json()
+    assert done["status"] == "done" and done["files_left"] == 0
+    assert set(done["removed"]) == set(forget.STEP_NAMES) and "c000042" not in str(done)
+
+
+def test_the_jobs_status_needs_an_admin_key_and_a_known_tombstone(collector) -> None:
+    client, settings, started, admin, secret = collector
+    stone = client.delete("/v1/customers/c7", headers={"X-Tailor-Key": admin}).json()["tombstone"]
+    assert client.get(f"/v1/forget-jobs/{stone}").status_code == 401
+    assert client.get(f"/v1/forget-jobs/{stone}",
+                      headers={"X-Tailor-Key": secret}).status_code == 403
+    for unknown in ("0" * 64, stone.upper(), stone[:-1], "c7", ".." + stone[2:]):
+        answer = client.get(f"/v1/forget-jobs/{unknown}", headers={"X-Tailor-Key": admin})
+        assert answer.status_code == 404, (unknown, answer.text)
+        assert answer.json()["error"].startswith("tombstone: ")
+    traversal = client.get("/v1/forget-jobs/..%2F..%2Fkeys.json", headers={"X-Tailor-Key": admin})
+    assert traversal.status_code == 404 and traversal.json()["error"].startswith("tombstone: ")
+
+
 def test_other_keys_and_bad_ids_change_nothing(collector) -> None:
     client, settings, started, admin, secret = collector
     assert client.delete("/v1/customers/c1").status_code == 401

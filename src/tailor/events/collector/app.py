@@ -57,7 +57,12 @@ from tailor.events.collector.enrichment import (
     device_type_from_user_agent,
     region_from_headers,
 )
-from tailor.events.collector.forget_route import CUSTOMERS_PATH, forget_customer
+from tailor.events.collector.forget_route import (
+    CUSTOMERS_PATH,
+    JOB_PATH,
+    forget_customer,
+    forget_job,
+)
 from tailor.events.collector.metrics import CollectorMetrics
 from tailor.events.collector.openapi import collector_openapi
 from tailor.events.collector.opt_outs import (
@@ -267,6 +272,7 @@ def _routes(demo_shop: bool) -> list[Any]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_spec, methods=["GET"]),
         Route(CUSTOMERS_PATH, forget_customer, methods=["DELETE"]),
+        Route(JOB_PATH, forget_job, methods=["GET"]),
         Route("/tailor.js", tracker_script, methods=["GET"]),
         *(Route("/v1/customers/{customer_id:path}/" + action, admin_opt_change, methods=["POST"])
           for action in ("opt-out", "opt-in")),

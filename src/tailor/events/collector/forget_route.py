@@ -6,9 +6,10 @@ answering, so from then on serving treats the id as excluded, and the collector 
 import store nothing of it; then starts `tailor forget - --resume --json` in a process of
 its own (the id on its standard input, never on a command line that `ps` shows), which
 cleans every store, and answers 202 with the tombstone. The job's output goes to
-`<home>/privacy/forget-jobs/<tombstone>.log`; `tailor forget ID --resume` finishes a job
-that stopped. The event layer imports no privacy module: the job is the CLI's.
-Running the job in another process keeps the server's workers answering while it runs.
+`<home>/privacy/forget-jobs/<tombstone>.log`; `GET /v1/forget-jobs/{tombstone}` says whether
+it is running, stopped or done (`tailor.events.forget_jobs`); the DELETE again, or
+`tailor forget ID --resume`, finishes a job that stopped. The event layer imports no privacy
+module: the job is the CLI's. Running the job in another process keeps the server's workers answering while it runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 
 from tailor.config import SETTINGS, Settings
 from tailor.events.collector.access import scoped
+from tailor.events.forget_jobs import JOBS_DIR, forget_job_status
 from tailor.events.keys import ADMIN
 from tailor.events.tombstones import (
     add_tombstone,
@@ -34,7 +36,7 @@ from tailor.events.tombstones import (
 )
 
 CUSTOMERS_PATH = "/v1/customers/{customer_id:path}"  # an id may hold a slash, as for opt-out
-JOBS_DIR = "privacy/forget-jobs"
+JOB_PATH = "/v1/forget-jobs/{tombstone:path}"  # any text reaches the key check
 
 
 def job_environment(settings: Settings) -> dict[str, str]:
@@ -87,3 +89,17 @@ async def forget_customer(request: Request) -> Response:
     body = await run_in_threadpool(_tombstone_and_start, settings, customer_id.strip(),
                                    f"key {grant.key_id}")
     return JSONResponse(body, status_code=202)
+
+
+@scoped(ADMIN)
+async def forget_job(request: Request) -> Response:
+    """What became of a forget (the tombstone a DELETE answered): 200 with `status` `running`
+    (and the steps done), `stopped` (the step and the error's type: send the DELETE again, it
+    resumes) or `done` (the counts per store); 404 for a tombstone no forget wrote."""
+    tombstone = request.path_params["tombstone"]
+    settings = request.app.state.collector.settings
+    status = await run_in_threadpool(forget_job_status, settings.home_path, tombstone)
+    if status is None:
+        return JSONResponse({"error": "tombstone: no forget of this tombstone (a 64-character "
+                                      "hex string a DELETE answered)"}, status_code=404)
+    return JSONResponse(status)

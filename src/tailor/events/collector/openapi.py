@@ -136,6 +136,21 @@ def collector_openapi(max_batch_events: int) -> dict[str, Any]:
                                           "properties": {"status": {"type": "string"},
                                                          "tombstone": {"type": "string"}}}}}},
                               "400": _ERROR, **_KEY_REFUSALS}}},
+            "/v1/forget-jobs/{tombstone}": {"get": {
+                "summary": "What became of a forget (admin): running, stopped or done.",
+                "security": [{"key": []}],
+                "parameters": key_header + [{"name": "tombstone", "in": "path",
+                                             "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the job's status",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object", "required": ["status", "tombstone"],
+                                          "properties": {
+                                              "status": {"type": "string", "enum": [
+                                                  "running", "stopped", "done"]},
+                                              "tombstone": {"type": "string"},
+                                              "steps_done": {"type": "array",
+                                                             "items": {"type": "string"}}}}}}},
+                              "404": _ERROR, **_KEY_REFUSALS}}},
             "/t/o/{token}.gif": {"get": {"summary": "A campaign mail's open pixel.",
                                          "parameters": token,
                                          "responses": {**plain, "404": _ERROR}}},
