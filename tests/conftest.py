@@ -69,11 +69,11 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def spark_session():
+def spark_session(tmp_path_factory: pytest.TempPathFactory):
     """One local Spark session for the whole test session (local[2], no web UI, two shuffle
-    partitions, 1 GB driver): every Spark test shares it. Skipped without pyspark or Java on
-    a newcomer's machine (pyspark comes with the dev extra; a Java 17 runtime); CI installs
-    both (.ci/run)."""
+    partitions, 1 GB driver; the JVM's notices in a home of its own): every Spark test shares
+    it. Skipped without pyspark or Java on a newcomer's machine (pyspark comes with the dev
+    extra; a Java 17 runtime); CI installs both (.ci/run)."""
     from tailor.batch.spark_session import require_spark, spark_session
     from tailor.config import load_settings
 
@@ -81,7 +81,7 @@ def spark_session():
         require_spark()
     except RuntimeError as error:
         _service_missing("Spark", str(error))
-    settings = load_settings(env={}).replace(
+    settings = load_settings(home=tmp_path_factory.mktemp("spark-home"), env={}).replace(
         features_spark_master="local[2]", features_spark_shuffle_partitions=2,
         features_spark_driver_memory="1g")
     session = spark_session(settings)

@@ -4,7 +4,9 @@ Reads the settings; starts (or reuses) the JVM and its `SparkSession`. pyspark i
 optional extra (`pip install 'tailor[spark]'`) and needs a Java runtime (17 or newer, e.g.
 Debian's `default-jre-headless`); both are checked here, with a message naming what to
 install. One session per process: a second call returns the running one (its master and
-memory stay those it was started with).
+memory stay those it was started with). The JVM writes its notices (start-up banners, log4j
+warnings) to `<home>/logs/spark.log`, not between Tailor's own output: it is started with
+this process's standard error pointing there (`_jvm_output_to`), and keeps it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import os
 import shutil
 import sys
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from tailor.config import Settings
 
@@ -79,8 +83,34 @@ def spark_session(settings: Settings) -> SparkSession:
     builder = SparkSession.builder
     for key, value in spark_configuration(settings).items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    jvm_log = settings.home_path / "logs" / "spark.log"
+    with _jvm_output_to(jvm_log):
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
-    log.info("spark: session on %s (driver memory %s)", settings.features_spark_master,
-             settings.features_spark_driver_memory)
+    log.info("spark: session on %s (driver memory %s), the JVM's own output in %s",
+             settings.features_spark_master, settings.features_spark_driver_memory, jvm_log)
     return session
+
+
+@contextmanager
+def _jvm_output_to(path: Path) -> Iterator[None]:
+    """While the block runs, this process's standard error (file descriptor 2) is `path`
+    (appended), so the JVM pyspark starts inherits it; restored afterwards. Where `path`
+    cannot be written the JVM writes to the terminal as before."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("ab")
+    except OSError as error:
+        log.warning("spark: the JVM's output stays on the terminal (%s: %s)", path, error)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with handle:
+            os.dup2(handle.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -61,3 +61,25 @@ def test_lake_urls_as_spark_reads_them() -> None:
     assert spark_path("hdfs://namenode/lake") == "hdfs://namenode/lake"
     with pytest.raises(RuntimeError, match="memory://"):
         spark_path("memory://lake")
+
+
+@pytest.mark.usefixtures("spark_session")  # its skip without Java, and the Spark worker
+def test_the_jvms_notices_go_to_the_homes_log_not_the_terminal(tmp_path: Path) -> None:
+    """A job that starts Spark (a process of its own: one JVM per process) prints only its
+    own output; the JVM's banners and warnings land in `<home>/logs/spark.log`."""
+    import subprocess
+    import sys
+
+    script = ("from tailor.config import load_settings\n"
+              "from tailor.batch.spark_session import spark_session\n"
+              f"settings = load_settings(home={str(tmp_path / 'home')!r}, env={{}}).replace(\n"
+              "    features_spark_master='local[1]', features_spark_driver_memory='512m')\n"
+              "session = spark_session(settings)\n"
+              "print('rows', session.range(3).count(), flush=True)\n"
+              "session.stop()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "rows 3"
+    assert "log4j" not in done.stderr and "WARN" not in done.stderr, done.stderr[-3000:]
+    assert "log4j" in (tmp_path / "home" / "logs" / "spark.log").read_text(errors="replace")
