@@ -274,6 +274,9 @@ def hey_load(url: str, bodies: list[dict], key: str, rate: int, seconds: int,
     p50 28 ms that way, 2 ms one request at a time). A sender whose answer takes longer
     than 100 ms skips a tick, which shows as an achieved rate below the target.
     """
+    if shutil.which("hey") is None:
+        raise SystemExit("the load generator `hey` is not installed: apt-get install hey "
+                         "(Debian's package; or `go install github.com/rakyll/hey@latest`)")
     senders = max(1, math.ceil(rate / PER_SENDER_QPS))
     qps = rate / senders
     processes = []
