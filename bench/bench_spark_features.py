@@ -55,6 +55,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--driver-memory", default="2g", help="driver memory of the first run")
     parser.add_argument("--small-driver-memory", default="512m",
                         help="driver memory of the small-memory run")
+    parser.add_argument("--small-shuffle-partitions", type=int, default=64,
+                        help="shuffle partitions of the small-memory run: each cached "
+                             "partition must fit the driver's heap (8 at 10M events and "
+                             "512m ran out of memory)")
     parser.add_argument("--only-small-memory", action="store_true",
                         help="run only the small-memory Spark run")
     parser.add_argument("--workdir", type=Path, default=None, help="folder for the Tailor home")
@@ -149,10 +153,13 @@ def main() -> None:
         if results:
             assert results["spark"][2] == results["duckdb"][2], "feature row counts differ"
         small = args.small_driver_memory
-        seconds, peak, rows = measure(settings.replace(features_spark_driver_memory=small),
-                                      "spark")
+        partitions = args.small_shuffle_partitions
+        seconds, peak, rows = measure(settings.replace(
+            features_spark_driver_memory=small, features_spark_shuffle_partitions=partitions),
+            "spark")
         larger = in_memory > parse_size(small)
-        print(f" spark with driver memory {small} ({'smaller' if larger else 'NOT smaller'} than "
+        print(f" spark with driver memory {small}, {partitions} shuffle partitions "
+              f"({'smaller' if larger else 'NOT smaller'} than "
               f"the lake's {in_memory / mb:.0f} MB in memory): {seconds:.1f} s, peak memory "
               f"{peak / mb:.0f} MB; feature rows {rows}")
         print(json.dumps({"events": events, "lake_mb_on_disk": round(on_disk / mb),
