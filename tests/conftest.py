@@ -167,10 +167,38 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     item.add_marker(pytest.mark.xdist_group(group))
 
 
+# Heavy work first. xdist hands the groups to the workers in the order of the collection.
+# Its own reordering (switched off below) puts the groups with the most tests first, often
+# files of quick parametrized unit tests, so a group that builds a trained home and runs for
+# minutes could start last and leave the other worker idle at the end. The groups that build
+# a shared trained home or a Spark session go first, then the end-to-end, integration and
+# model tests, then the rest.
+_FIRST_TIERS = ("tests/e2e/", "tests/integration/", "tests/model/")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist is installed
+        config.option.loadscopereorder = False
+
+
+def _tier(item: pytest.Item) -> int:
+    marker = item.get_closest_marker("xdist_group")
+    group = marker.args[0] if marker and marker.args else ""
+    if group in set(_SHARED_HOMES.values()):
+        return 0
+    path = item.nodeid.split("::")[0]
+    return next((number + 1 for number, prefix in enumerate(_FIRST_TIERS)
+                 if path.startswith(prefix)), len(_FIRST_TIERS) + 1)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fail loudly when xdist no longer puts the groups into the node ids (pytest 9 with
+    """Under xdist: the heavy tiers first (see `_FIRST_TIERS`; the order within a tier kept),
+    and a loud failure when xdist no longer puts the groups into the node ids (pytest 9 with
     xdist 3.8 did that silently): each group's homes would be built on every worker."""
+    if hasattr(config, "workerinput"):
+        order = {id(item): number for number, item in enumerate(items)}
+        items.sort(key=lambda item: (_tier(item), order[id(item)]))
     if hasattr(config, "workerinput") and config.getvalue("dist") == "loadgroup" and items \
             and "@" not in items[0].nodeid:
         raise pytest.UsageError("pytest-xdist did not group the tests (no @group in the node "

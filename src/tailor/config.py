@@ -330,7 +330,9 @@ class Settings(BaseModel):
         pattern=r"^[0-9]+[kmgt]?$", rule="a JVM size such as 512m or 2g")
     features_spark_shuffle_partitions: int = _setting(
         "features", 8,
-        "Spark SQL shuffle partitions: a few per core of the cluster.",
+        "Spark SQL shuffle partitions: a few per core of the cluster, and enough that one "
+        "partition (the lake's size in memory / partitions) stays well under a quarter of the "
+        "driver's or an executor's memory (10M events on a 512m driver: 64).",
         gt=0)
     features_definitions_dir: str = _setting(
         "features", "",
