@@ -54,28 +54,34 @@ def _audit_entries(home: Path, tombstone: str) -> list[dict[str, Any]]:
 def forget_job_status(home: Path, tombstone: str) -> dict[str, Any] | None:
     """What became of the forget of one tombstone; None when no forget wrote it.
 
-    `status` is `done` (the last run finished: the counts per store, files left, seconds),
-    `stopped` (the last run stopped on an error in `step`: run the forget again, it resumes)
-    or `running` (tombstoned, not finished and not stopped: running or waiting for the home's
-    lock; a job killed outright also looks like this until it is run again). `steps_done`
-    lists the steps finished so far.
+    `status` is `running` (a run started and has not ended: the steps it finished in
+    `steps_done`; also a job waiting for the home's lock, and one killed outright, until it
+    is run again), `stopped` (its last run stopped on an error in `step`: run the forget
+    again, it resumes) or `done` (the last run finished: the counts per store, files left,
+    seconds; from the audit trail).
     """
     if not TOMBSTONE_PATTERN.match(tombstone) or \
             tombstone not in read_tombstones(tombstones_path(Path(home))):
         return None
+    base: dict[str, Any] = {"tombstone": tombstone}
     state_path = job_state_path(home, tombstone)
-    state = _read_json(state_path) if state_path.exists() else None
+    if state_path.exists():
+        state = _read_json(state_path)
+        steps = list(state.get("steps", {}))
+        stopped = state.get("stopped")
+        if isinstance(stopped, dict):
+            return {**base, "status": "stopped", "step": stopped.get("step"),
+                    "error": stopped.get("error"), "at": stopped.get("at"), "steps_done": steps}
+        return {**base, "status": "running", "started_at": state.get("started_at"),
+                "steps_done": steps}
     entries = _audit_entries(home, tombstone)
     last = entries[-1] if entries else None
-    base: dict[str, Any] = {"tombstone": tombstone}
-    if last is not None and last.get("action") == "forget_stopped" and \
-            (state is None or str(last.get("at", "")) >= str(state.get("started_at", ""))):
-        return {**base, "status": "stopped", "step": last.get("step"),
-                "error": last.get("error"), "at": last.get("at"),
-                "steps_done": list((state or {}).get("steps", {})) or last.get("steps_done", [])}
-    if state is None and last is not None and last.get("action") == "forget":
+    if last is not None and last.get("action") == "forget":
         return {**base, "status": "done", "at": last.get("at"), "removed": last.get("removed"),
                 "total": last.get("total"), "files_left": last.get("files_left"),
                 "seconds": last.get("seconds")}
-    return {**base, "status": "running", "started_at": (state or {}).get("started_at"),
-            "steps_done": list((state or {}).get("steps", {}))}
+    if last is not None and last.get("action") == "forget_stopped":
+        return {**base, "status": "stopped", "step": last.get("step"),
+                "error": last.get("error"), "at": last.get("at"),
+                "steps_done": last.get("steps_done", [])}
+    return {**base, "status": "running", "started_at": None, "steps_done": []}

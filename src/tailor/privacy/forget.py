@@ -13,9 +13,11 @@ event store step it waits until running servers and collectors have seen the tom
 flushed what they answered before it (their 2 s recheck plus the prediction log's flush
 interval), so no row of the customer is written after the step that deletes them.
 
-The job's progress lives in `<home>/privacy/forget-jobs/<tombstone>.json`: each finished
-step with its counts, written after the step. A run that stops (a crash, a service down)
-leaves the file; `resume=True` skips the steps it lists, and the answer adds their counts.
+The job's progress lives in `<home>/privacy/forget-jobs/<tombstone>.json`: written when a
+run starts, then each finished step with its counts after the step, and the step and error
+type of a run that stops (`stopped`, dropped when a run resumes). A run that stops (a
+crash, a service down) leaves the file; `resume=True` skips the steps it lists, and the
+answer adds their counts.
 Every step is idempotent, so a full run again is also safe. The file is removed when the job
 ends; nothing in it names the customer (the tombstone is a keyed hash). One job runs per
 home at a time (`<home>/privacy/forget.lock`).
@@ -256,6 +258,7 @@ def forget_customer(settings: Settings, customer_id: str, *, resume: bool = Fals
                               left=list(job.get("left", [])))
         job = {"tombstone": tombstone, "started_at": job.get("started_at") or _now(),
                "steps": done, "left": result.left}  # files an earlier run could not clean
+        _write_job(path, job)  # a run in progress: `tailor.events.forget_jobs` says running
         context = ForgetContext(settings, customer_id, tombstone, _values(settings, customer_id),
                                 left=result.left)
         with _progress(progress) as show:
@@ -270,6 +273,8 @@ def forget_customer(settings: Settings, customer_id: str, *, resume: bool = Fals
                 except BaseException as error:  # audited, then raised (SIGKILL leaves the job file)
                     record_stopped(settings, tombstone, actor=actor, step=name,
                                    steps_done=list(done), error=error)
+                    _write_job(path, {**job, "stopped": {"step": name, "at": _now(),
+                                                         "error": type(error).__name__}})
                     raise
                 result.step_seconds[name] = round(time.perf_counter() - step_started, 3)
                 result.removed[name] = done[name] = counts

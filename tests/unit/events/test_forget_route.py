@@ -82,7 +82,8 @@ def test_the_jobs_status_says_running_stopped_and_done(collector, monkeypatch) -
     def broken(_context):
         raise OSError("the disk is gone")
 
-    steps = tuple((name, broken if name == "lake" else step) for name, step in forget.STEPS)
+    steps_before = forget.STEPS
+    steps = tuple((name, broken if name == "lake" else step) for name, step in steps_before)
     monkeypatch.setattr(forget, "STEPS", steps)
     with pytest.raises(OSError):
         forget.forget_customer(settings, "c000042", resume=True)
@@ -91,8 +92,19 @@ def test_the_jobs_status_says_running_stopped_and_done(collector, monkeypatch) -
     assert stopped["error"] == "OSError" and "disk" not in str(stopped)
     assert stopped["steps_done"] == ["tombstone", "event_store", "campaign_mails"]
 
-    monkeypatch.undo()
+    # While the resumed run works, it is running again, with the steps done so far.
+    seen_during = []
+    lake = dict(steps_before)["lake"]
+
+    def watched_lake(context):
+        seen_during.append(client.get(path, headers={"X-Tailor-Key": admin}).json())
+        return lake(context)
+
+    monkeypatch.setattr(forget, "STEPS", tuple(
+        (name, watched_lake if name == "lake" else step) for name, step in steps_before))
     forget.forget_customer(settings, "c000042", resume=True)
+    assert [(seen["status"], seen["steps_done"]) for seen in seen_during] == [
+        ("running", ["tombstone", "event_store", "campaign_mails"])]
     done = client.get(path, headers={"X-Tailor-Key": admin}).json()
     assert done["status"] == "done" and done["files_left"] == 0
     assert set(done["removed"]) == set(forget.STEP_NAMES) and "c000042" not in str(done)

@@ -9,7 +9,8 @@ cleans every store, and answers 202 with the tombstone. The job's output goes to
 `<home>/privacy/forget-jobs/<tombstone>.log`; `GET /v1/forget-jobs/{tombstone}` says whether
 it is running, stopped or done (`tailor.events.forget_jobs`); the DELETE again, or
 `tailor forget ID --resume`, finishes a job that stopped. The event layer imports no privacy
-module: the job is the CLI's. Running the job in another process keeps the server's workers answering while it runs.
+module: the job is the CLI's. Running the job in another process keeps the server's workers
+answering while it runs.
 """
 
 from __future__ import annotations
