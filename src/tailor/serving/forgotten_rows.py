@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from tailor.events.tombstones import TombstoneSet
+from tailor.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ INTERVAL_SECONDS = 0.2
 SLICE = 20_000  # ids hashed between two yields of the interpreter lock
 
 
-class ForgottenRowSweeper:
-    """Keeps forgotten customers out of the loaded models.
+class ForgottenRowSweeper(PeriodicThread):
+    """Keeps forgotten customers out of the loaded models (`start`: every `interval_seconds`
+    on a daemon thread).
 
     Args:
         tombstones: the home's tombstones, kept current.
@@ -43,9 +45,12 @@ class ForgottenRowSweeper:
             rows taken out of one of its versions (the pipeline counts them in Prometheus).
     """
 
+    thread_name = "tailor-forgotten-rows"
+
     def __init__(self, tombstones: TombstoneSet, loaded: Callable[[], Iterable[Any]],
                  interval_seconds: float = INTERVAL_SECONDS,
                  on_removed: Callable[[str, int], None] | None = None) -> None:
+        super().__init__()
         self.tombstones = tombstones
         self.loaded = loaded
         self.on_removed = on_removed
@@ -56,28 +61,13 @@ class ForgottenRowSweeper:
         # so its id cannot be reused by a newer object while the entry lives.
         self._swept: dict[int, tuple[Any, frozenset[str]]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> "ForgottenRowSweeper":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="tailor-forgotten-rows",
-                                            daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            try:
-                self.sweep()
-            except Exception as error:  # keep sweeping later; requests are unaffected
-                self.last_error = f"{type(error).__name__}: {error}"
-                log.exception("serving: taking forgotten customers out of the models failed")
+    def tick(self) -> None:
+        try:
+            self.sweep()
+        except Exception as error:  # keep sweeping later; requests are unaffected
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.exception("serving: taking forgotten customers out of the models failed")
 
     def sweep(self) -> int:
         """One look: take the forgotten customers out of every loaded version not yet swept

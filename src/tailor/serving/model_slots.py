@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from tailor.config import Settings
+from tailor.periodic import PeriodicThread
 from tailor.serving.metrics import ServingMetrics
 from tailor.serving.model_store import StoredVersion, TailorModelStore
 from tailor.throttled_log import ThrottledLog
@@ -246,8 +247,9 @@ class ModelSlot:
                 "last_error": self.last_error}
 
 
-class ModelWatcher:
-    """Refreshes slots every `interval_seconds` on a daemon thread.
+class ModelWatcher(PeriodicThread):
+    """Refreshes slots every `interval_seconds` on a daemon thread (a load in progress
+    finishes before `stop` returns, up to its timeout).
 
     Args:
         slots: the slots to refresh, by name.
@@ -255,27 +257,14 @@ class ModelWatcher:
         on_switch: called with a slot's name after it switched version (from the thread).
     """
 
+    thread_name = "tailor-model-watcher"
+
     def __init__(self, slots: Mapping[str, ModelSlot], interval_seconds: float,
                  on_switch: Callable[[str], None] | None = None) -> None:
+        super().__init__()
         self.slots = slots
         self.interval_seconds = interval_seconds
         self.on_switch = on_switch
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "ModelWatcher":
-        """Start the thread (once); returns self."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="tailor-model-watcher",
-                                            daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread; a load in progress finishes first (up to `timeout` seconds)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def refresh_all(self) -> list[str]:
         """One round: refresh every slot; returns the names that switched."""
@@ -290,6 +279,5 @@ class ModelWatcher:
                 log.exception("model watcher: refreshing %s failed", name)
         return switched
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            self.refresh_all()
+    def tick(self) -> None:
+        self.refresh_all()
