@@ -58,9 +58,9 @@ from tailor.serving.checkout_offers import (
 from tailor.serving.deadlines import RequestDeadlines
 from tailor.serving.diversity import CANDIDATE_FACTOR, diversified, short_of
 from tailor.serving.exclusions import ExclusionList
-from tailor.serving.forgotten_rows import ForgottenRowSweeper
 from tailor.serving.experiment_watcher import ExperimentWatcher
 from tailor.serving.fallback import FallbackLists, popular_from_model, popular_from_warehouse
+from tailor.serving.forgotten_rows import ForgottenRowSweeper
 from tailor.serving.homepage import HomepageRanker
 from tailor.serving.metrics import ServingMetrics
 from tailor.serving.model_slots import ModelSlot, ModelWatcher
