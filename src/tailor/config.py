@@ -629,11 +629,13 @@ class Settings(BaseModel):
         "tracing exporter is configured). Off, the server skips it: about a tenth of its "
         "CPU per answer; Tailor's own Prometheus metrics count every request either way.")
     serving_precomputed_customers: int = _setting(
-        "serving", 50_000,
-        "Homepage: when a model version is loaded, the lists of this many of its most active "
-        "customers are ranked ahead (each customer's best 50 products with their reasons), "
-        "so their requests without a browsed category or a diversity rule cost a lookup; "
-        "the same answers as ranking at request time. 0 ranks every request.",
+        "serving", 2_000_000,
+        "Homepage: when a model version is loaded, the best products of this many of its most "
+        "active customers are found ahead on a background thread (32 candidates each; about "
+        "0.3 ms of one core per customer on a 100k-product catalogue, 148 bytes per customer "
+        "in each worker), so their requests without a browsed category or a diversity rule "
+        "score those candidates instead of the whole catalogue; the same products, order and "
+        "reasons as ranking at request time. 0 ranks every request through the model.",
         ge=0)
     serving_threads: int = _setting(
         "serving", 8,

@@ -32,7 +32,9 @@ from tailor.models.params import LoggedParams
 from tailor.models.popularity import (
     consumable_categories, decayed_popularity, price_tiers, trending_scores,
 )
-from tailor.models.reranker import Reranker, candidate_features, fit_reranker
+from tailor.models.reranker import (
+    Reranker, candidate_features, described_candidates, fit_reranker,
+)
 from tailor.models.targets import homepage_targets
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,11 @@ DIVERSITY_MODES: tuple[str, ...] = ("none", "category_cap", "mmr")
 TIERS: tuple[str, ...] = ("cold_start", "content", "collaborative")
 MIN_PRODUCTS_FOR_ALS = 3
 UNKNOWN_CATEGORY = "the shop"
+# What float32 rounding of a blended score (values near 1) can reach, with room to spare.
+ROUNDING_SLACK = 2.0 ** -18
 # Per-model lookups computed on first use and kept beside the fields (never pickled).
-CACHED = frozenset({"_baseline_scores", "_out_of_stock_items", "_codes", "_unit_factors"})
+CACHED = frozenset({"_baseline_scores", "_out_of_stock_items", "_codes", "_unit_factors",
+                    "_widened", "_largest_factor"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,30 @@ class BlendParts:
         """The ALS part of row `position`'s score for `item` (0 outside tier 2)."""
         row = self.cf_position[position]
         return float(self.normalised[row, item]) if row >= 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Customers' best products by a fast approximate score (`HomepageModel.candidate_block`).
+
+    Attributes:
+        items: per customer, product indexes best first (-1 pads a short row).
+        low, high: per customer, the lowest and highest ALS score over the catalogue (0
+            outside the collaborative tier).
+        bound: per customer, a score no product left out of its row reaches, rounding
+            included (-inf: every eligible product is in the row).
+    """
+
+    items: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    bound: np.ndarray
+
+
+def _dot_error(terms: int) -> float:
+    """The relative error bound of a float32 dot product of `terms` terms (gamma_n)."""
+    unit = float(np.finfo(np.float32).eps) / 2
+    return terms * unit / (1 - terms * unit)
 
 
 @dataclass(frozen=True)
@@ -219,6 +248,13 @@ class HomepageModel:
         collaborative = (interactions > 0) & (purchases >= threshold)
         return np.where(collaborative, 2, tiers).astype(np.int8)
 
+    def customer_tier(self, row: int) -> int:
+        """`customer_tiers` of one known customer row, without arrays."""
+        if self.interaction_counts[row] <= 0:
+            return 0
+        threshold = max(self.params.collaborative_after_purchases, 0)
+        return 2 if self.purchase_counts[row] >= threshold else 1
+
     def score_matrix(self, rows: np.ndarray, tiers: np.ndarray) -> tuple[np.ndarray, BlendParts]:
         """Scores (customers x products, float64) and the parts they were blended from.
 
@@ -252,6 +288,121 @@ class HomepageModel:
                 scores[cf_rows] = blended
         return scores, BlendParts(weight, baseline, cf_position, normalised)
 
+    def candidate_block(self, rows: np.ndarray, length: int,
+                        work: np.ndarray | None = None) -> Candidates:
+        """Each customer's best `length` products, found for many customers at once.
+
+        The scores are `score_matrix`'s after the business filters, computed the fast way (a
+        float32 matrix product for the whole block, the blend folded into it), so they may
+        differ from a request's by rounding; `bound` says how far that can reach. Serving
+        keeps the candidates per model version (`tailor.serving.precomputed`) and scores them
+        at request time (`candidate_scores`).
+
+        Args:
+            rows: known customer rows.
+            length: products per customer.
+            work: a float32 array of at least len(rows) x products to compute in (a caller
+                filling many blocks passes the same one: fresh pages cost more than the sums).
+        """
+        size = (len(rows), len(self.products))
+        if work is None or work.shape[0] < size[0] or work.shape[1] != size[1]:
+            work = np.empty(size, dtype=np.float32)
+        tiers = self.customer_tiers(rows)
+        cf_rows = np.flatnonzero(tiers == 2) if self.user_factors is not None \
+            else np.zeros(0, dtype=np.int64)
+        # The block's rows in work: the collaborative ones first (one product writes them).
+        order = np.concatenate([cf_rows, np.setdiff1d(np.arange(len(rows)), cf_rows)])
+        scores = work[:len(rows)]
+        low = np.zeros(len(rows), dtype=np.float32)
+        high = np.zeros(len(rows), dtype=np.float32)
+        shift = np.zeros(len(rows))  # what a row's scores lack of the blend (a constant)
+        slack = np.full(len(rows), ROUNDING_SLACK)
+        cf = len(cf_rows)
+        scores[cf:] = self._baseline().astype(np.float32)
+        if cf:
+            users = self.user_factors[rows[cf_rows]]
+            raw = np.matmul(users, self.item_factors.T, out=scores[:cf])
+            low[cf_rows], high[cf_rows] = raw.min(axis=1), raw.max(axis=1)
+            span = np.where(high[cf_rows] > low[cf_rows], high[cf_rows] - low[cf_rows], 1.0)
+            counts = self.interaction_counts[rows[cf_rows]]
+            weight = counts / (counts + self.params.blend_shrink)
+            scale = weight / span
+            # w x (raw - low) / span + (1 - w) x baseline, less its constant w x low / span:
+            # one product of factors widened by the baseline, no pass over the block.
+            widened = np.hstack([users * scale[:, None], (1.0 - weight)[:, None]])
+            np.matmul(widened.astype(np.float32), self._widened_items().T, out=scores[:cf])
+            shift[cf_rows] = scale * low[cf_rows]
+            # A float32 sum of n products is off by at most gamma_n x the sum of their sizes,
+            # here and in a request's own product of the ALS factors.
+            slack[cf_rows] += _dot_error(widened.shape[1]) * (
+                3 * scale * np.linalg.norm(users, axis=1) * self._largest_item_factor() + 1.0)
+        content = np.flatnonzero(tiers[order] == 1)
+        if len(content):  # per product: the same values as a request's
+            scores[content] = self._content_scores(rows[order[content]])
+        self.apply_filters(scores, rows[order], exclude_interacted=False, business_filters=True)
+        items = np.full((len(rows), length), -1, dtype=np.int32)
+        bound = np.full(len(rows), -np.inf)
+        for position, row in enumerate(order.tolist()):
+            best = best_first(scores[position], length + 1)
+            items[row, :min(length, len(best))] = best[:length]
+            if len(best) > length:
+                bound[row] = float(scores[position, best[length]]) - shift[row] + slack[row]
+        return Candidates(items, low, high, bound)
+
+    def candidate_scores(self, row: int, items: np.ndarray, low: float, high: float
+                         ) -> tuple[int, np.ndarray, BlendParts]:
+        """One customer's tier, its scores of a few products as `score_matrix` gives them in
+        the whole catalogue's row, and the parts they were blended from (for `reasons`).
+
+        Args:
+            row: a known customer row.
+            items: product indexes.
+            low, high: the customer's lowest and highest ALS score over the catalogue (from
+                `candidate_block`; unused outside the collaborative tier).
+        """
+        rows = np.asarray([row], dtype=np.int64)
+        tier = self.customer_tier(row)
+        baseline = self._baseline()
+        weight = np.zeros(1)
+        cf_position = np.full(1, -1, dtype=np.int64)
+        normalised = np.zeros((1, len(self.products)), dtype=np.float32)  # read at `items`
+        if tier == 2 and self.user_factors is not None:
+            raw = self.user_factors[rows] @ self.item_factors[items].T
+            extremes = np.asarray([[low, high]], dtype=np.float32)
+            low_, high_ = extremes[:, :1], extremes[:, 1:]
+            part = (raw - low_) / np.where(high_ > low_, high_ - low_, 1.0)
+            counts = self.interaction_counts[rows]
+            weight[:] = counts / (counts + self.params.blend_shrink)
+            scores = part.astype(np.float64)
+            scores *= weight[:, None]
+            scores += (1.0 - weight[:, None]) * baseline[None, items]
+            normalised[0, items] = part[0]
+            cf_position[0] = 0
+        elif tier == 1:
+            scores = self._content_scores(rows, items)
+        else:
+            scores = baseline[None, items].copy()
+        return tier, scores[0], BlendParts(weight, baseline, cf_position, normalised)
+
+    def _widened_items(self) -> np.ndarray:
+        """The item factors with the baseline as one more column (float32; see
+        `candidate_block`); computed once (see `category_codes`)."""
+        widened = self.__dict__.get("_widened")
+        if widened is None:
+            widened = np.hstack([self.item_factors, self._baseline()[:, None]]
+                                ).astype(np.float32)
+            self.__dict__["_widened"] = widened
+        return widened
+
+    def _largest_item_factor(self) -> float:
+        """The largest length of an item's factor vector; computed once (see
+        `category_codes`)."""
+        largest = self.__dict__.get("_largest_factor")
+        if largest is None:
+            largest = float(np.linalg.norm(self.item_factors, axis=1).max())
+            self.__dict__["_largest_factor"] = largest
+        return largest
+
     def _baseline(self) -> np.ndarray:
         """Popularity blended with trending, per product; computed once (see `category_codes`)."""
         baseline = self.__dict__.get("_baseline_scores")
@@ -269,13 +420,16 @@ class HomepageModel:
             self.__dict__["_out_of_stock_items"] = items
         return items
 
-    def _content_scores(self, rows: np.ndarray) -> np.ndarray:
-        """Category affinity x price-tier match, tie-broken by popularity."""
-        affinity = self.category_affinity[rows][:, self.category_codes()]
-        tier_gap = np.abs(self.preferred_tier[rows][:, None] - self.tiers[None, :])
+    def _content_scores(self, rows: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Category affinity x price-tier match, tie-broken by popularity (per product, so a
+        few `items` score exactly as they do in the whole catalogue's row)."""
+        columns = slice(None) if items is None else items
+        popularity = self.popularity[columns]
+        affinity = self.category_affinity[rows][:, self.category_codes()[columns]]
+        tier_gap = np.abs(self.preferred_tier[rows][:, None] - self.tiers[columns][None, :])
         tier_match = 1.0 - 0.25 * tier_gap
-        return affinity * tier_match * (0.5 + 0.5 * self.popularity[None, :]) + \
-            0.05 * self.popularity[None, :]
+        return affinity * tier_match * (0.5 + 0.5 * popularity[None, :]) + \
+            0.05 * popularity[None, :]
 
     def category_codes(self) -> np.ndarray:
         """Each product's column in `category_affinity`; computed once (serving calls it per
@@ -326,6 +480,46 @@ class HomepageModel:
                         self.params.mmr_lambda)
         return ranked(k)
 
+    def select_ranked(self, order: np.ndarray, k: int, complete: bool) -> np.ndarray | None:
+        """`_select` over products already in best-first order, or None when the diversity
+        rule might need a product ranked below them.
+
+        Args:
+            order: product indexes, best first (the top of a customer's eligible products).
+            k: how many.
+            complete: `order` holds every eligible product (nothing ranks below it).
+        """
+        if self.params.diversity == "category_cap":
+            cap = self.params.category_cap
+            if complete or _fills_under_cap(order, self.categories, k, cap):
+                return _category_capped(order, self.categories, k, cap)
+            return None
+        if self.params.diversity == "mmr" and self.item_factors is not None:
+            return None
+        return order[:k] if complete or len(order) >= k else None
+
+    def reranked(self, row: int, order: np.ndarray, blend: np.ndarray, complete: bool
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+        """`_rerank` for one customer whose best products are known in order: the re-ranker's
+        candidates in its order with its scores, or None when `order` holds fewer than its
+        candidates and is not `complete` (see `select_ranked`).
+
+        Args:
+            row: a known customer row.
+            order: product indexes, best first by the model's score.
+            blend: their model scores (same order).
+        """
+        width = min(self.reranker.candidates, len(self.products))
+        if len(order) < width and not complete:
+            return None
+        top, top_blend = order[:width], blend[:width]
+        features = described_candidates(self, np.asarray([row]), top[None, :],
+                                        top_blend[None, :])
+        rescored = np.asarray(self.reranker.rescore(features), dtype=np.float64)
+        in_product_order = np.argsort(top, kind="stable")  # ties: product order, as `_select`
+        ranked = in_product_order[best_first(rescored[in_product_order], len(top))]
+        return top[ranked], rescored[ranked]
+
     def _capped(self, ranked: Callable[[int], np.ndarray], scores: np.ndarray, k: int,
                 among: np.ndarray | None) -> np.ndarray:
         """`_category_capped` over the best-first order, read only as far down as the cap
@@ -358,18 +552,23 @@ class HomepageModel:
                 position: int) -> list[str]:
         """`reason` for several products shown to one customer: the products whose score is
         mostly collaborative are explained by one similarity product against the history."""
-        collaborative = [item for item in items
-                         if self._mostly_collaborative(tier, item, parts, position)]
+        mostly = self._mostly_collaborative(tier, items, parts, position)
+        collaborative = [item for item, flag in zip(items, mostly) if flag]
         because = self._because(row, collaborative) if collaborative else {}
         return [because[item] if item in because else self._popularity_reason(tier, item)
                 for item in items]
 
-    def _mostly_collaborative(self, tier: int, item: int, parts: BlendParts,
-                              position: int) -> bool:
-        if tier != 2 or self.user_factors is None:
-            return False
-        weight = parts.weight[position]
-        return weight * parts.collaborative(position, item) >= (1.0 - weight) * parts.baseline[item]
+    def _mostly_collaborative(self, tier: int, items: Sequence[int], parts: BlendParts,
+                              position: int) -> list[bool]:
+        """Per item, whether the ALS part of its blended score outweighs the popularity part."""
+        if tier != 2 or self.user_factors is None or not len(items):
+            return [False] * len(items)
+        wanted = np.asarray(items, dtype=np.int64)
+        weight = float(parts.weight[position])
+        row = parts.cf_position[position]
+        share = parts.normalised[row, wanted].astype(np.float64) if row >= 0 \
+            else np.zeros(len(wanted))
+        return (weight * share >= (1.0 - weight) * parts.baseline[wanted]).tolist()
 
     def _popularity_reason(self, tier: int, item: int) -> str:
         category = self.categories[item] or UNKNOWN_CATEGORY
@@ -387,16 +586,18 @@ class HomepageModel:
         if len(history) == 0:
             history, verb = row_indices(self.seen, row), "viewed"
         wanted = np.asarray(items, dtype=np.int64)
-        similarity = normalise_rows(self.item_factors[history]) @ \
-            normalise_rows(self.item_factors[wanted]).T
+        explained = {item: f"popular in {self.categories[item] or UNKNOWN_CATEGORY}"
+                     for item in wanted.tolist()}
+        if not len(history):
+            return explained
+        unit = self._unit_item_factors()  # per row: the same values as scaling these rows
+        similarity = unit[history] @ unit[wanted].T
         similarity[history[:, None] == wanted[None, :]] = -np.inf
-        explained = {}
-        for column, item in enumerate(wanted.tolist()):
-            if len(history) and np.isfinite(similarity[:, column].max()):
-                similar = history[int(np.argmax(similarity[:, column]))]
+        best = np.argmax(similarity, axis=0)
+        found = np.isfinite(similarity[best, np.arange(len(wanted))])
+        for item, similar, ok in zip(wanted.tolist(), history[best].tolist(), found.tolist()):
+            if ok:
                 explained[item] = f"because you {verb} {self.names[similar]}"
-            else:
-                explained[item] = f"popular in {self.categories[item] or UNKNOWN_CATEGORY}"
         return explained
 
     # -- serving glue ----------------------------------------------------------------------------

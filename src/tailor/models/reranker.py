@@ -96,6 +96,20 @@ def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndar
     for position, row_scores in enumerate(scores):
         best = best_first(row_scores, width)
         order[position, :len(best)] = best
+    blend = np.take_along_axis(scores, np.maximum(order, 0), axis=1)
+    return order, described_candidates(model, rows, order, blend)
+
+
+def described_candidates(model: "HomepageModel", rows: np.ndarray, order: np.ndarray,
+                         blend: np.ndarray) -> np.ndarray:
+    """The features of candidates already chosen (`candidate_features`' second part).
+
+    Args:
+        model, rows: as in `candidate_features`.
+        order: product indexes per row, best first (-1 where fewer were available).
+        blend: the model's filtered score of each of them (same shape).
+    """
+    width = order.shape[1]
     available = order >= 0
     order = np.maximum(order, 0)
     known = np.maximum(rows, 0)
@@ -108,7 +122,7 @@ def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndar
     is_known = rows[:, None] >= 0
     per_row = np.nonzero(available)[0]
     columns = {
-        "blend": np.take_along_axis(scores, order, axis=1)[available],
+        "blend": blend[available],
         "collaborative": collaborative[available],
         "position": np.broadcast_to(np.arange(width), order.shape)[available],
         "popularity": model.popularity[order][available],
@@ -119,10 +133,9 @@ def candidate_features(model: "HomepageModel", rows: np.ndarray, scores: np.ndar
         "history": np.log1p(np.where(rows >= 0, model.interaction_counts[known], 0))[per_row],
         "purchases": np.log1p(np.where(rows >= 0, model.purchase_counts[known], 0))[per_row],
     }
-    features = np.column_stack([np.asarray(columns[name], dtype=np.float64)
-                                for name in RERANK_FEATURES]) if len(per_row) else \
+    return np.column_stack([np.asarray(columns[name], dtype=np.float64)
+                            for name in RERANK_FEATURES]) if len(per_row) else \
         np.zeros((0, len(RERANK_FEATURES)))
-    return np.where(available, order, -1), features
 
 
 def fit_reranker(model: "HomepageModel", truth: pd.DataFrame, candidates: int

@@ -21,10 +21,11 @@ category) or of every category (mixed).
 It may also ask that customers with fewer purchases than a threshold get a list that is
 not personalised (`known=False` for them: the stranger's list, re-ranked by the session).
 
-The most active customers' lists are ranked ahead once per version
-(`tailor.serving.precomputed`, `serving.precomputed_customers`): a request of theirs
-without a browsed category or a diversity rule takes the first k of that list, the same
-answer the model call would give.
+Every active customer's best products are found ahead once per version, many customers per
+matrix product (`tailor.serving.precomputed`, `serving.precomputed_customers`): a request of
+theirs without a browsed category or a diversity rule scores those candidates alone, in the
+model's order and with its reasons, and goes through the model only when its list would
+reach below them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from tailor.serving.diversity import SINGLE_CATEGORY, diversified, short_of
-from tailor.serving.precomputed import PrecomputedLists
+from tailor.serving.precomputed import CANDIDATES, PrecomputedLists
 from tailor.serving.schemas import RecommendedItem
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 CANDIDATE_FACTOR = 3
 MIN_EXTRA_CANDIDATES = 20
 UNKNOWN_ROW = -1
+# Candidates kept beyond a re-ranker's own: its whole candidate list must rank above the row's
+# bound (products within rounding of the last one would send the request to the model).
+RERANKER_SPARE = 8
 
 
 def browsing_reason(category: str) -> str:
@@ -89,9 +93,9 @@ class HomepageRanker:
         max_k: the largest list requests may ask for (the non-personalised list is cached
             at this length).
         session_share: see the module docstring (0 = no session re-ranking).
-        precomputed: how many of the most active customers' lists to rank ahead (0: none;
-            not with the model's `mmr` diversity, whose list depends on its length).
-        background: rank them on a daemon thread (False: before the constructor returns).
+        precomputed: how many of the most active customers' candidates to find ahead (0:
+            none; not with the model's `mmr` diversity, whose list depends on its length).
+        background: find them on a daemon thread (False: before the constructor returns).
     """
 
     def __init__(self, model: Any, max_k: int, session_share: float, precomputed: int = 0,
@@ -112,13 +116,11 @@ class HomepageRanker:
         self._stranger = self._strangers[None]
         self.precomputed: PrecomputedLists | None = None
         if precomputed > 0 and getattr(model.params, "diversity", "none") != "mmr":
-            lists = PrecomputedLists(model, precomputed, self._rank_one)
+            reranker = getattr(model, "reranker", None)  # it re-orders its own candidates
+            length = CANDIDATES if reranker is None else \
+                max(CANDIDATES, reranker.candidates + RERANKER_SPARE)
+            lists = PrecomputedLists(model, precomputed, length)
             self.precomputed = lists.start() if background else lists.fill()
-
-    def _rank_one(self, row: int, k: int) -> list[RecommendedItem]:
-        """One customer row's list of k through the model, as a request ranks it."""
-        return self._rank_rows(np.asarray([row], dtype=np.int64), [k], [frozenset()],
-                               [None])[0]
 
     @staticmethod
     def _category_members(model: Any) -> dict[str, np.ndarray]:
@@ -183,12 +185,35 @@ class HomepageRanker:
 
     def _ranked_ahead(self, row: int, k: int, categories: frozenset[str], mode: str | None
                       ) -> list[RecommendedItem] | None:
-        """The customer's precomputed list when the request asks for nothing it lacks (a
-        browsed category to boost, a diversity rule), else None."""
+        """The customer's list from its candidates ranked ahead, when the request asks for
+        nothing they lack (a browsed category to boost, a diversity rule, products ranked
+        below them), else None."""
         lists = getattr(self, "precomputed", None)
         if lists is None or mode is not None or (categories and self.session_share > 0):
             return None
-        return lists.items(int(row), k)
+        found = lists.candidates(int(row))
+        if found is None:
+            return None
+        items, low, high, bound = found
+        tier, scores, parts = self.model.candidate_scores(int(row), items, low, high)
+        order = np.lexsort((items, -scores))  # best first, ties in product order
+        trusted = order[scores[order] > bound]  # no product left out reaches these
+        ordered, ordered_scores, complete = items[trusted], scores[trusted], bound == -np.inf
+        if getattr(self.model, "reranker", None) is not None:
+            found_reranked = self.model.reranked(int(row), ordered, ordered_scores, complete)
+            if found_reranked is None:
+                return None
+            (ordered, ordered_scores), complete = found_reranked, True
+        chosen = self.model.select_ranked(ordered, k, complete=complete)
+        if chosen is None:
+            return None
+        chosen_list = chosen.tolist()
+        score_of = dict(zip(ordered.tolist(), ordered_scores.tolist()))
+        reasons = self.model.reasons(int(row), tier, chosen_list, parts, 0)
+        product_ids = self.product_ids
+        return [RecommendedItem(product_id=str(product_ids[item]), score=score_of[item],
+                                reason=reason)
+                for item, reason in zip(chosen_list, reasons)]
 
     def close(self) -> None:
         """Stop ranking lists ahead (the version was replaced)."""

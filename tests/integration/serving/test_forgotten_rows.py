@@ -48,7 +48,7 @@ def test_a_forgotten_customers_rows_leave_the_loaded_model(pipeline_and_stones) 
     target, *others = _most_active(model, 6)
     row = model.customers.positions[target]
     assert np.any(model.user_factors[row]) and model.seen[row].nnz > 0
-    assert ranker.precomputed.items(row, 10) is not None
+    assert ranker.precomputed.candidates(row) is not None
     before = {customer: _listed(ranker.rank([customer], [10], [frozenset()])[0])
               for customer in others}
     stranger = _listed(ranker.non_personalised(10))
@@ -62,7 +62,7 @@ def test_a_forgotten_customers_rows_leave_the_loaded_model(pipeline_and_stones) 
     assert not np.any(model.user_factors[row]) and model.seen[row].nnz == 0
     assert model.bought[row].nnz == 0 and model.purchase_counts[row] == 0
     assert not np.any(model.category_affinity[row])
-    assert ranker.precomputed.items(row, 10) is None
+    assert ranker.precomputed.candidates(row) is None
     assert _listed(ranker.rank([target], [10], [frozenset()])[0]) == stranger
     after = {customer: _listed(ranker.rank([customer], [10], [frozenset()])[0])
              for customer in others}
@@ -90,15 +90,15 @@ def test_the_servers_own_thread_sweeps_within_moments(pipeline_and_stones) -> No
 def test_a_list_being_ranked_ahead_is_not_published_for_a_forgotten_row(pipeline) -> None:
     from tailor.serving.homepage import HomepageRanker
 
-    # A copy of the served model: this test's ranker fills its lists in the calling thread.
+    # A copy of the served model: this test's ranker fills its rows in the calling thread.
     model = pickle.loads(pickle.dumps(pipeline.slots["homepage"].current.model))
     ranker = HomepageRanker(model, 50, 0.3, precomputed=len(model.customers), background=False)
     lists = ranker.precomputed
     row = int(lists.rows[0])
-    assert lists.items(row, 5) is not None
-    assert lists.forget([row]) == 1 and lists.items(row, 5) is None
-    # The filling thread ranks the row again (a fill still running when the forget came):
-    # its list is not published.
-    lists._store(0, row, ranker._rank_one(row, 5))
-    assert lists.items(row, 5) is None
+    assert lists.candidates(row) is not None
+    assert lists.forget([row]) == 1 and lists.candidates(row) is None
+    # The filling thread finds the row's candidates again (a fill still running when the
+    # forget came): they are not published.
+    lists._store(0, lists.rows[:1], model.candidate_block(lists.rows[:1], lists.length))
+    assert lists.candidates(row) is None
     assert lists.forget([row]) == 0
