@@ -31,7 +31,7 @@ reach below them.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -96,10 +96,12 @@ class HomepageRanker:
         precomputed: how many of the most active customers' candidates to find ahead (0:
             none; not with the model's `mmr` diversity, whose list depends on its length).
         background: find them on a daemon thread (False: before the constructor returns).
+        progress: see `PrecomputedLists` (the server's pending-candidates gauge).
     """
 
     def __init__(self, model: Any, max_k: int, session_share: float, precomputed: int = 0,
-                 background: bool = True) -> None:
+                 background: bool = True, progress: Callable[[int], None] | None = None
+                 ) -> None:
         self.model = model
         self.session_share = session_share
         self.positions: dict[str, int] = model.customers.positions
@@ -119,7 +121,7 @@ class HomepageRanker:
             reranker = getattr(model, "reranker", None)  # it re-orders its own candidates
             length = CANDIDATES if reranker is None else \
                 max(CANDIDATES, reranker.candidates + RERANKER_SPARE)
-            lists = PrecomputedLists(model, precomputed, length)
+            lists = PrecomputedLists(model, precomputed, length, progress)
             self.precomputed = lists.start() if background else lists.fill()
 
     @staticmethod

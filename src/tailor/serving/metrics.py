@@ -21,6 +21,9 @@ reads nothing. Names:
                                                    write_failed (the store refused them)
     tailor_forgotten_rows_total{model}             forgotten customers taken out of a
                                                    loaded version in memory
+    tailor_homepage_candidates_pending             customers whose homepage candidates are
+                                                   still being found (0: every loaded
+                                                   version's are ready), summed over workers
 
 The metric objects are created once per registry and shared, so building two pipelines in
 one process (tests, a reload) does not fail on duplicate registration.
@@ -61,6 +64,7 @@ class _Collectors:
     predictions_logged: Any
     predictions_dropped: Any
     forgotten_rows: Any
+    candidates_pending: Any
     versions: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -105,7 +109,11 @@ def _create(registry: Any) -> _Collectors:
                                     ["reason"], registry=registry),
         forgotten_rows=Counter("tailor_forgotten_rows",
                                "Forgotten customers' rows taken out of a loaded model version "
-                               "in memory, by model.", ["model"], registry=registry))
+                               "in memory, by model.", ["model"], registry=registry),
+        candidates_pending=Gauge("tailor_homepage_candidates_pending",
+                                 "Customers whose homepage candidates are still being found "
+                                 "for a loaded version (tailor.serving.precomputed).",
+                                 registry=registry, multiprocess_mode="livesum"))
 
 
 def _collectors(registry: Any) -> _Collectors:
@@ -163,6 +171,10 @@ class ServingMetrics:
                 metrics.model_info.remove(model, previous)
             metrics.model_info.labels(model=model, version=version).set(1)
             metrics.versions[model] = version
+
+    def candidates_pending(self, change: int) -> None:
+        """Customers added to (positive) or done with (negative) a homepage candidate fill."""
+        self._metrics.candidates_pending.inc(change)
 
     def load_failure(self, model: str) -> None:
         """A version of `model` failed to load."""

@@ -248,7 +248,8 @@ class ServingPipeline:
     def _homepage_ranker(self, model: Any) -> HomepageRanker:
         return HomepageRanker(model, self.settings.serving_max_k,
                               self.settings.serving_session_share,
-                              precomputed=self.settings.serving_precomputed_customers)
+                              precomputed=self.settings.serving_precomputed_customers,
+                              progress=self.metrics.candidates_pending)
 
     def _on_switch(self, name: str) -> None:
         """A new homepage version brings its own popularity (and maybe a newer catalogue);

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,14 +49,18 @@ class PrecomputedLists:
         count: how many customers (the most active first; customers without any
             interaction are never chosen: theirs is the stranger's list).
         length: candidates per customer.
+        progress: told how many customers were added to the fill (positive, when it starts)
+            and how many are done with (negative, per block and for the rest when it ends).
     """
 
-    def __init__(self, model: Any, count: int, length: int = CANDIDATES) -> None:
+    def __init__(self, model: Any, count: int, length: int = CANDIDATES,
+                 progress: Callable[[int], None] | None = None) -> None:
         counts = np.asarray(model.interaction_counts)
         active = np.flatnonzero(counts > 0)
         self.rows = active[np.argsort(-counts[active], kind="stable")][:count]
         self.length = length
         self._model = model
+        self._progress = progress or (lambda change: None)
         self._slot = np.full(len(counts), NOT_PRECOMPUTED, dtype=np.int32)
         self._items = np.full((len(self.rows), length), -1, dtype=np.int32)
         self._low = np.zeros(len(self.rows), dtype=np.float32)
@@ -92,18 +96,24 @@ class PrecomputedLists:
 
     def _fill(self) -> None:
         started = time.perf_counter()
-        work = np.empty((min(BLOCK, len(self.rows)), len(self._model.products)),
-                        dtype=np.float32)
+        self._progress(len(self.rows))
+        done = 0
         try:
+            work = np.empty((min(BLOCK, len(self.rows)), len(self._model.products)),
+                            dtype=np.float32)
             for start in range(0, len(self.rows), BLOCK):
                 if self._stop.is_set():
                     break
                 rows = self.rows[start:start + BLOCK]
                 self._store(start, rows, self._model.candidate_block(rows, self.length, work))
+                done += len(rows)
+                self._progress(-len(rows))
                 time.sleep(0)  # let request threads take the interpreter between blocks
         except Exception as error:  # the request path stays: every answer is still right
             self.error = f"{type(error).__name__}: {error}"
             log.exception("homepage candidates stopped after %d customers", len(self))
+        finally:
+            self._progress(done - len(self.rows))  # the rest: stopped, failed or none
         self.seconds = time.perf_counter() - started
         self.done.set()
         log.info("homepage candidates: %d customers in %.1f s", len(self), self.seconds)

@@ -161,17 +161,32 @@ def test_the_pipeline_serves_the_candidates_and_reports_them(pipeline) -> None:
     customer = str(loaded.model.customers.ids[lists.rows[0]])
     answer = pipeline.homepage(HomepageRequest(customer_id=customer, k=10))
     assert not answer.fallback and answer.personalised
+    assert pipeline.metrics.value("tailor_homepage_candidates_pending", {}) == 0
     from_candidates = loaded.prepared._ranked_ahead(int(lists.rows[0]), 10, frozenset(), None)
     assert from_candidates is not None
     assert [(i.product_id, i.score, i.reason) for i in answer.items] == \
         [(i.product_id, i.score, i.reason) for i in from_candidates]
 
 
+def test_a_fill_reports_its_progress(rankers) -> None:
+    """What the server's pending-candidates gauge adds up: the customers when a fill starts,
+    minus each block as it is done."""
+    model, ahead, _ = rankers
+    changes: list[int] = []
+    HomepageRanker(model, MAX_K, 0.3, precomputed=len(model.customers), background=False,
+                   progress=changes.append)
+    assert changes[0] == len(ahead.precomputed.rows) and len(changes) > 2
+    assert all(change <= 0 for change in changes[1:]) and sum(changes) == 0
+
+
 def test_a_stopped_fill_keeps_what_it_found(rankers) -> None:
     model, _, at_request = rankers
-    stopped = HomepageRanker(model, MAX_K, 0.3, precomputed=len(model.customers))
+    changes: list[int] = []
+    stopped = HomepageRanker(model, MAX_K, 0.3, precomputed=len(model.customers),
+                             progress=changes.append)
     stopped.close()  # a newer version took over: the thread ends early
     assert stopped.precomputed.done.wait(60)
+    assert sum(changes) == 0  # what it did not do is no longer pending either
     assert len(stopped.precomputed) <= len(stopped.precomputed.rows)
     customer = str(model.customers.ids[stopped.precomputed.rows[0]])
     assert _shown(stopped.rank([customer], [10], [frozenset()])[0]) == \
