@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,6 +91,28 @@ def load(server: Server, path: str, requests: list[dict], key: str, rate: int, s
     result = hey_load(f"{server.url}{path}", requests, key, rate, seconds, label)
     result.server_cpu_seconds = server.cpu_seconds() - before
     return result
+
+
+def candidates_pending(server: Server, key: str) -> float:
+    """The server's `tailor_homepage_candidates_pending` (summed over its workers)."""
+    text = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {key}"},
+                     timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("tailor_homepage_candidates_pending"))
+
+
+def wait_for_candidates(servers: dict[str, Server], keys: dict[str, str]) -> None:
+    """Measure once every Tailor server has found its customers' homepage candidates (a
+    version's load work, in the background: minutes for a million customers)."""
+    started = time.monotonic()
+    for name, server in servers.items():
+        if not name.startswith("tailor"):
+            continue
+        while (pending := candidates_pending(server, keys[name])) > 0 or \
+                time.monotonic() - started < 5:  # every worker has loaded by then
+            time.sleep(2)
+        print(f"{name}: homepage candidates ready after {time.monotonic() - started:.0f} s "
+              f"(pending {pending:.0f})")
 
 
 def machine_load() -> str:
@@ -155,6 +178,7 @@ def main() -> None:
     keys = {name: (redis_key if name == "tailor on redis" else key) for name in servers}
     print(f"servers up ({args.workers} workers each); {machine_load()}")
     try:
+        wait_for_candidates(servers, keys)
         for server in servers.values():  # warm up every path
             for path, sample in requests.items():
                 hey_load(f"{server.url}{path}", sample, keys[next(

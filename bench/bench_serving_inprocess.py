@@ -7,7 +7,7 @@ Targets (issue 16, docs/benchmarks.md "Serving capacity"):
 
 Baselines measured in the same run: the online feature read alone (the store the home is set
 up with, fast path and Feast SDK), the ranking alone, and the full-row ranking of every request
-(`HomepageRanker` without lists ranked ahead, as every request was ranked before them).
+(`HomepageRanker` without candidates found ahead: every request over the whole catalogue).
 
 Reads a prepared home (`tailor demo --home DIR`, or bench_serving.py's `--keep DIR`), read-only
 but for the BentoML model store it imports the models into. Writes nothing else.
@@ -96,7 +96,7 @@ def main() -> None:
                          "ensure_champions or train first")
     model, ranker = loaded.model, loaded.prepared
     print(f"shop: {len(model.customers):,} customers x {len(model.products):,} products; "
-          f"lists ranked ahead for up to {settings.serving_precomputed_customers:,} customers")
+          f"candidates found ahead for up to {settings.serving_precomputed_customers:,} customers")
     groups = shoppers(args.home, model, args.customers, seed=7)
     full_row = HomepageRanker(model, settings.serving_max_k, settings.serving_session_share)
     if ranker.precomputed is not None:

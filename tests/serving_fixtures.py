@@ -43,7 +43,7 @@ def pipeline_factory():
 
 
 def _lists_ranked(pipeline) -> None:
-    """Wait for the homepage lists ranked ahead (`tailor.serving.precomputed`): a test that
+    """Wait for the homepage candidates found ahead (`tailor.serving.precomputed`): a test that
     watches the model's calls must not see the background thread's."""
     loaded = pipeline.slots["homepage"].current
     lists = getattr(loaded.prepared, "precomputed", None) if loaded is not None else None

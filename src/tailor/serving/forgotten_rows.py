@@ -4,7 +4,7 @@ Reads the home's tombstones (`tailor.events.tombstones.TombstoneSet`, the keyed 
 `tailor forget` writes first); writes nothing on disk. `tailor forget` rewrites every stored
 copy of a model (MLflow artifacts, the BentoML store), but a running server loaded its
 versions before: their per-customer rows (ALS user factors, what the customer saw and
-bought, the list ranked ahead for them) would stay in its memory until the next version.
+bought, the candidates found ahead for them) would stay in its memory until the next version.
 This sweeper looks at the tombstones every `interval_seconds` (a stat of the file) and, when
 they changed or a model version was loaded since its last look, hashes the customer ids of
 each loaded version that holds customers and takes the forgotten ones out

@@ -187,7 +187,7 @@ class HomepageRanker:
 
     def _ranked_ahead(self, row: int, k: int, categories: frozenset[str], mode: str | None
                       ) -> list[RecommendedItem] | None:
-        """The customer's list from its candidates ranked ahead, when the request asks for
+        """The customer's list from its candidates found ahead, when the request asks for
         nothing they lack (a browsed category to boost, a diversity rule, products ranked
         below them), else None."""
         lists = getattr(self, "precomputed", None)
@@ -218,7 +218,7 @@ class HomepageRanker:
                 for item, reason in zip(chosen_list, reasons)]
 
     def close(self) -> None:
-        """Stop ranking lists ahead (the version was replaced)."""
+        """Stop finding candidates ahead (the version was replaced)."""
         if self.precomputed is not None:
             self.precomputed.stop()
 

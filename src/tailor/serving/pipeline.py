@@ -312,7 +312,7 @@ class ServingPipeline:
         }
 
     def _precomputed_status(self) -> dict[str, Any] | None:
-        """The homepage champion's lists ranked ahead (`tailor.serving.precomputed`)."""
+        """The homepage champion's candidates found ahead (`tailor.serving.precomputed`)."""
         loaded = self.slots["homepage"].current
         lists = getattr(loaded.prepared, "precomputed", None) if loaded is not None else None
         return lists.status() if lists is not None else None

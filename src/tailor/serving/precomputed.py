@@ -1,4 +1,4 @@
-"""Homepage candidates ranked ahead, per model version: each active customer's best products.
+"""Homepage candidates found ahead, per model version: each active customer's best products.
 
 Reads and writes nothing (built in memory from a `HomepageModel`, in a background thread
 when a version is loaded). Gorse-style: every active customer's best `CANDIDATES` products
@@ -80,6 +80,7 @@ class PrecomputedLists:
 
     def start(self) -> PrecomputedLists:
         """Fill the rows on a daemon thread (requests are answered meanwhile)."""
+        self._progress(len(self.rows))  # pending from now, before the thread runs
         self._thread = threading.Thread(target=self._fill, name="tailor-precomputed-lists",
                                         daemon=True)
         self._thread.start()
@@ -87,6 +88,7 @@ class PrecomputedLists:
 
     def fill(self) -> PrecomputedLists:
         """Fill the rows in the calling thread."""
+        self._progress(len(self.rows))
         self._fill()
         return self
 
@@ -96,7 +98,6 @@ class PrecomputedLists:
 
     def _fill(self) -> None:
         started = time.perf_counter()
-        self._progress(len(self.rows))
         done = 0
         try:
             work = np.empty((min(BLOCK, len(self.rows)), len(self._model.products)),

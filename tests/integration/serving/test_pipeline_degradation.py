@@ -122,7 +122,7 @@ def test_the_async_path_answers_like_the_sync_one_within_budget(pipeline) -> Non
 
 def test_a_failing_model_gives_a_fallback_and_counts_an_error(served_home,
                                                               pipeline_factory) -> None:
-    # Every request through the model (no lists ranked ahead from the intact model).
+    # Every request through the model (no candidates found ahead from the intact model).
     broken = pipeline_factory(served_home.settings.replace(serving_precomputed_customers=0))
     customer = a_customer(broken)
     homepage = broken.slots["homepage"].current

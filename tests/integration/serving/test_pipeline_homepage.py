@@ -156,7 +156,7 @@ def test_the_sessions_viewed_categories_in_the_online_store_steer_the_list(serve
 
 
 def test_a_batch_is_one_model_call_with_the_same_answers(served_home, pipeline_factory) -> None:
-    # Every request through the model (lists ranked ahead would answer without a call).
+    # Every request through the model (candidates found ahead would answer without a call).
     batch_pipeline = pipeline_factory(served_home.settings.replace(serving_precomputed_customers=0))
     model = homepage_model(batch_pipeline)
     collaborative, content = customers_of_tier(model, 2), customers_of_tier(model, 1)
