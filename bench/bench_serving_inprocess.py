@@ -101,7 +101,7 @@ def main() -> None:
     full_row = HomepageRanker(model, settings.serving_max_k, settings.serving_session_share)
     if ranker.precomputed is not None:
         ranker.precomputed.done.wait()
-        print(f"precomputed lists: {ranker.precomputed.status()}")
+        print(f"candidates: {ranker.precomputed.status()}")
 
     if args.profile:
         spy = str(Path(sys.executable).with_name("py-spy"))

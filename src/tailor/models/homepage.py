@@ -45,9 +45,12 @@ MIN_PRODUCTS_FOR_ALS = 3
 UNKNOWN_CATEGORY = "the shop"
 # What float32 rounding of a blended score (values near 1) can reach, with room to spare.
 ROUNDING_SLACK = 2.0 ** -18
+# Products a content-tier customer's bought ones may take out of a popularity head before its
+# candidates are found over the whole catalogue instead (`HomepageModel._content_candidates`).
+HEAD_SPARE = 16
 # Per-model lookups computed on first use and kept beside the fields (never pickled).
 CACHED = frozenset({"_baseline_scores", "_out_of_stock_items", "_codes", "_unit_factors",
-                    "_widened", "_largest_factor"})
+                    "_widened", "_largest_factor", "_heads"})
 
 
 @dataclass(frozen=True)
@@ -292,11 +295,10 @@ class HomepageModel:
                         work: np.ndarray | None = None) -> Candidates:
         """Each customer's best `length` products, found for many customers at once.
 
-        The scores are `score_matrix`'s after the business filters, computed the fast way (a
-        float32 matrix product for the whole block, the blend folded into it), so they may
-        differ from a request's by rounding; `bound` says how far that can reach. Serving
-        keeps the candidates per model version (`tailor.serving.precomputed`) and scores them
-        at request time (`candidate_scores`).
+        The scores are `score_matrix`'s after the business filters, computed the fast way,
+        so they may differ from a request's by rounding; `bound` says how far that can reach.
+        Serving keeps the candidates per model version (`tailor.serving.precomputed`) and
+        scores them at request time (`candidate_scores`).
 
         Args:
             rows: known customer rows.
@@ -304,6 +306,86 @@ class HomepageModel:
             work: a float32 array of at least len(rows) x products to compute in (a caller
                 filling many blocks passes the same one: fresh pages cost more than the sums).
         """
+        content = self.customer_tiers(rows) == 1
+        found = Candidates(np.full((len(rows), length), -1, dtype=np.int32),
+                           np.zeros(len(rows), dtype=np.float32),
+                           np.zeros(len(rows), dtype=np.float32), np.full(len(rows), -np.inf))
+        dense = ~content
+        if content.any():
+            positions = np.flatnonzero(content)
+            done = self._content_candidates(rows[positions], length, found, positions)
+            dense[positions[~done]] = True
+        if dense.any():
+            positions = np.flatnonzero(dense)
+            part = self._dense_candidates(rows[positions], length, work)
+            found.items[positions], found.bound[positions] = part.items, part.bound
+            found.low[positions], found.high[positions] = part.low, part.high
+        return found
+
+    def _content_candidates(self, rows: np.ndarray, length: int, found: Candidates,
+                            positions: np.ndarray) -> np.ndarray:
+        """`candidate_block` for content-tier customers, without scoring the catalogue.
+
+        Their score of a product is affinity(category) x match(price tier) x (0.5 + 0.5 x
+        popularity) + 0.05 x popularity, which within one (category, price tier) group only
+        grows with popularity: a group's first products by popularity (ties in product
+        order) outrank the rest of it. So the best `length` + 1 of the pool of every group's
+        head are the best of the catalogue, as long as each group keeps `length` + 1 eligible
+        products in its head (or all it has). Scores are the model's own (float64, per
+        product). Writes into `found` at `positions`; returns, per row, whether it was done
+        (False: a head short of eligible products, or too many groups for a pool to pay).
+        """
+        done = np.zeros(len(rows), dtype=bool)
+        heads = self._popular_heads(length + 1 + HEAD_SPARE)
+        if heads is None:
+            return done
+        pool, group, head_full = heads
+        scores = self._content_scores(rows, pool)
+        for index, row in enumerate(rows.tolist()):
+            bought = row_indices(self.bought, row)
+            bought = bought[~self.consumable[bought]]
+            excluded = np.isin(pool, bought)
+            if excluded.any():
+                short = np.bincount(group[excluded], minlength=len(head_full))
+                if np.any(head_full & (short > HEAD_SPARE)):
+                    continue  # a head short of eligible products: the dense path
+                scores[index, excluded] = -np.inf
+            best = best_first(scores[index], length + 1)
+            position = positions[index]
+            found.items[position, :min(length, len(best))] = pool[best[:length]]
+            if len(best) > length:
+                found.bound[position] = float(scores[index, best[length]]) + ROUNDING_SLACK
+            done[index] = True
+        return done
+
+    def _popular_heads(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The first `size` in-stock products by popularity (ties in product order) of every
+        (category, price tier) group: (the pool of them in product order, each one's group,
+        per group whether its head is cut short of the group); None when the pool would be
+        a quarter of the catalogue or more. Computed once per size (see `category_codes`)."""
+        cached = self.__dict__.setdefault("_heads", {})
+        if size not in cached:
+            in_stock = np.flatnonzero(np.asarray(self.in_stock, dtype=bool))
+            tiers = np.asarray(self.tiers, dtype=np.int64)[in_stock]
+            keys = self.category_codes()[in_stock].astype(np.int64) * (int(tiers.max(initial=0))
+                                                                        + 1) + tiers
+            groups, group = np.unique(keys, return_inverse=True)
+            order = np.lexsort((in_stock, -np.asarray(self.popularity)[in_stock], group))
+            starts = np.searchsorted(group[order], np.arange(len(groups)))
+            rank = np.arange(len(order)) - starts[group[order]]
+            chosen = order[rank < size]
+            sizes = np.bincount(group, minlength=len(groups))
+            pool_order = np.argsort(in_stock[chosen], kind="stable")
+            pool = in_stock[chosen][pool_order]
+            cached[size] = None if len(pool) * 4 >= len(self.products) else \
+                (pool, group[chosen][pool_order], sizes > size)
+        return cached[size]
+
+    def _dense_candidates(self, rows: np.ndarray, length: int,
+                          work: np.ndarray | None) -> Candidates:
+        """`candidate_block` over the whole catalogue: `score_matrix`'s scores after the
+        business filters, computed the fast way (a float32 matrix product for the whole
+        block, the blend folded into it)."""
         size = (len(rows), len(self.products))
         if work is None or work.shape[0] < size[0] or work.shape[1] != size[1]:
             work = np.empty(size, dtype=np.float32)
