@@ -115,6 +115,21 @@ def wait_for_candidates(servers: dict[str, Server], keys: dict[str, str]) -> Non
               f"(pending {pending:.0f})")
 
 
+def settle(servers: dict[str, Server], idle_share: float = 0.05, longest: float = 90.0) -> None:
+    """Wait until no server spends more than `idle_share` of a core while idle (start-up work
+    such as model loading, the first sweep of the tombstones or a worker's candidates would
+    otherwise be billed to the first requests measured); prints each one's idle CPU."""
+    deadline = time.monotonic() + longest
+    for name, server in servers.items():
+        while True:
+            before = server.cpu_seconds()
+            time.sleep(2.0)
+            share = (server.cpu_seconds() - before) / 2.0
+            if share <= idle_share or time.monotonic() > deadline:
+                break
+        print(f"{name}: idle CPU {share * 1000:.0f} ms/s")
+
+
 def machine_load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} / {five:.1f} on {os.cpu_count()} cores"
@@ -183,6 +198,7 @@ def main() -> None:
             for path, sample in requests.items():
                 hey_load(f"{server.url}{path}", sample, keys[next(
                     name for name, s in servers.items() if s is server)], 50, 2, "warm-up")
+        settle(servers)
         cpu = {}
         for path in args.paths.split(","):
             sample = requests[path]

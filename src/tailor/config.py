@@ -632,10 +632,17 @@ class Settings(BaseModel):
         "serving", 2_000_000,
         "Homepage: when a model version is loaded, the best products of this many of its most "
         "active customers are found ahead on a background thread (32 candidates each; about "
-        "0.3 ms of one core per customer on a 100k-product catalogue, 148 bytes per customer "
-        "in each worker), so their requests without a browsed category or a diversity rule "
-        "score those candidates instead of the whole catalogue; the same products, order and "
-        "reasons as ranking at request time. 0 ranks every request through the model.",
+        "0.1-0.4 ms of one core per customer on a 100k-product catalogue, 148 bytes per "
+        "customer in each worker), so their requests without a browsed category or a "
+        "diversity rule score those candidates instead of the whole catalogue; the same "
+        "products, order and reasons as ranking at request time. 0 ranks every request "
+        "through the model.",
+        ge=0)
+    serving_precomputed_lists: int = _setting(
+        "serving", 100_000,
+        "Homepage: the most active of those customers (this many) also keep their finished "
+        "list of 20 (products, scores, reasons: 320 bytes per customer in each worker, about "
+        "0.1 ms each to make), so a request of theirs asking for up to 20 costs a lookup.",
         ge=0)
     serving_threads: int = _setting(
         "serving", 8,

@@ -97,11 +97,12 @@ class HomepageRanker:
             none; not with the model's `mmr` diversity, whose list depends on its length).
         background: find them on a daemon thread (False: before the constructor returns).
         progress: see `PrecomputedLists` (the server's pending-candidates gauge).
+        listed: how many of the most active of them also keep their finished list.
     """
 
     def __init__(self, model: Any, max_k: int, session_share: float, precomputed: int = 0,
-                 background: bool = True, progress: Callable[[int], None] | None = None
-                 ) -> None:
+                 background: bool = True, progress: Callable[[int], None] | None = None,
+                 listed: int = 0) -> None:
         self.model = model
         self.session_share = session_share
         self.positions: dict[str, int] = model.customers.positions
@@ -121,8 +122,12 @@ class HomepageRanker:
             reranker = getattr(model, "reranker", None)  # it re-orders its own candidates
             length = CANDIDATES if reranker is None else \
                 max(CANDIDATES, reranker.candidates + RERANKER_SPARE)
-            lists = PrecomputedLists(model, precomputed, length, progress)
-            self.precomputed = lists.start() if background else lists.fill()
+            self.precomputed = PrecomputedLists(model, precomputed, length, progress,
+                                                finish=self._from_candidates, listed=listed)
+            if background:  # published first: the fill's own lists read its candidates
+                self.precomputed.start()
+            else:
+                self.precomputed.fill()
 
     @staticmethod
     def _category_members(model: Any) -> dict[str, np.ndarray]:
@@ -193,7 +198,14 @@ class HomepageRanker:
         lists = getattr(self, "precomputed", None)
         if lists is None or mode is not None or (categories and self.session_share > 0):
             return None
-        found = lists.candidates(int(row))
+        finished = lists.listed_items(int(row), k)
+        return finished if finished is not None else self._from_candidates(int(row), k)
+
+    def _from_candidates(self, row: int, k: int) -> list[RecommendedItem] | None:
+        """The customer's list of k from its candidates (scored, ordered, re-ranked and cut
+        by the model's rule here), or None when it has none or the list would reach below
+        them."""
+        found = self.precomputed.candidates(row)
         if found is None:
             return None
         items, low, high, bound = found

@@ -249,6 +249,7 @@ class ServingPipeline:
         return HomepageRanker(model, self.settings.serving_max_k,
                               self.settings.serving_session_share,
                               precomputed=self.settings.serving_precomputed_customers,
+                              listed=self.settings.serving_precomputed_lists,
                               progress=self.metrics.candidates_pending)
 
     def _on_switch(self, name: str) -> None:

@@ -49,6 +49,7 @@ def test_a_forgotten_customers_rows_leave_the_loaded_model(pipeline_and_stones) 
     row = model.customers.positions[target]
     assert np.any(model.user_factors[row]) and model.seen[row].nnz > 0
     assert ranker.precomputed.candidates(row) is not None
+    assert ranker.precomputed.listed_items(row, 10) is not None
     before = {customer: _listed(ranker.rank([customer], [10], [frozenset()])[0])
               for customer in others}
     stranger = _listed(ranker.non_personalised(10))
@@ -63,6 +64,7 @@ def test_a_forgotten_customers_rows_leave_the_loaded_model(pipeline_and_stones) 
     assert model.bought[row].nnz == 0 and model.purchase_counts[row] == 0
     assert not np.any(model.category_affinity[row])
     assert ranker.precomputed.candidates(row) is None
+    assert ranker.precomputed.listed_items(row, 10) is None
     assert _listed(ranker.rank([target], [10], [frozenset()])[0]) == stranger
     after = {customer: _listed(ranker.rank([customer], [10], [frozenset()])[0])
              for customer in others}
@@ -92,13 +94,15 @@ def test_a_list_being_ranked_ahead_is_not_published_for_a_forgotten_row(pipeline
 
     # A copy of the served model: this test's ranker fills its rows in the calling thread.
     model = pickle.loads(pickle.dumps(pipeline.slots["homepage"].current.model))
-    ranker = HomepageRanker(model, 50, 0.3, precomputed=len(model.customers), background=False)
+    ranker = HomepageRanker(model, 50, 0.3, precomputed=len(model.customers), background=False,
+                            listed=10)
     lists = ranker.precomputed
     row = int(lists.rows[0])
-    assert lists.candidates(row) is not None
-    assert lists.forget([row]) == 1 and lists.candidates(row) is None
-    # The filling thread finds the row's candidates again (a fill still running when the
-    # forget came): they are not published.
+    assert lists.candidates(row) is not None and lists.listed_items(row, 5) is not None
+    assert lists.forget([row]) == 1
+    assert lists.candidates(row) is None and lists.listed_items(row, 5) is None
+    # The filling thread finds the row's candidates and list again (a fill still running
+    # when the forget came): they are not published.
     lists._store(0, lists.rows[:1], model.candidate_block(lists.rows[:1], lists.length))
-    assert lists.candidates(row) is None
+    assert lists.candidates(row) is None and lists.listed_items(row, 5) is None
     assert lists.forget([row]) == 0

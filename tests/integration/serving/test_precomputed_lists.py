@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tailor.serving.homepage import HomepageRanker
-from tailor.serving.precomputed import CANDIDATES
+from tailor.serving.precomputed import CANDIDATES, LIST_LENGTH
 from tailor.serving.schemas import HomepageRequest
 
 MAX_K = 100
@@ -78,6 +78,32 @@ def test_every_customers_list_is_the_models_own(rankers, monkeypatch, k: int) ->
         assert through_model == len(set(customers) - active)
     else:
         assert through_model <= len(set(customers) - active) + len(active) // 4
+
+
+def test_finished_lists_are_the_candidates_own_answers(rankers, monkeypatch) -> None:
+    """The most active customers' finished lists: for every k they cover, the answer the
+    candidates give, without scoring anything at request time."""
+    model, _, at_request = rankers
+    listed = 200
+    ranker = HomepageRanker(model, MAX_K, 0.3, precomputed=len(model.customers),
+                            background=False, listed=listed)
+    lists = ranker.precomputed
+    assert lists.status()["lists"] == listed
+    monkeypatch.setattr(model, "candidate_scores", None)  # a lookup must not score
+    for row in lists.rows[:listed].tolist():
+        customer = str(model.customers.ids[row])
+        for k in (1, 10, LIST_LENGTH):
+            found = ranker.rank([customer], [k], [frozenset()])[0]
+            expected = at_request.rank([customer], [k], [frozenset()])[0]
+            assert _shown(found) == _shown(expected)
+            assert np.allclose(_scores(found), _scores(expected), rtol=0, atol=ROUNDING)
+    monkeypatch.undo()
+    row = int(lists.rows[0])
+    assert lists.listed_items(row, LIST_LENGTH + 1) is None  # longer: from the candidates
+    assert [(i.product_id, i.score, i.reason) for i in lists.listed_items(row, 10)] == \
+        [(i.product_id, i.score, i.reason) for i in ranker._from_candidates(row, 10)]
+    unlisted = int(lists.rows[listed])
+    assert lists.listed_items(unlisted, 10) is None
 
 
 def test_content_customers_scores_are_exact(rankers) -> None:
@@ -162,10 +188,14 @@ def test_the_pipeline_serves_the_candidates_and_reports_them(pipeline) -> None:
     answer = pipeline.homepage(HomepageRequest(customer_id=customer, k=10))
     assert not answer.fallback and answer.personalised
     assert pipeline.metrics.value("tailor_homepage_candidates_pending", {}) == 0
+    assert status["lists"] == min(len(lists.rows),
+                                  pipeline.settings.serving_precomputed_lists) > 0
     from_candidates = loaded.prepared._ranked_ahead(int(lists.rows[0]), 10, frozenset(), None)
     assert from_candidates is not None
     assert [(i.product_id, i.score, i.reason) for i in answer.items] == \
-        [(i.product_id, i.score, i.reason) for i in from_candidates]
+        [(i.product_id, i.score, i.reason) for i in from_candidates] == \
+        [(i.product_id, i.score, i.reason)
+         for i in loaded.prepared._from_candidates(int(lists.rows[0]), 10)]
 
 
 def test_a_fill_reports_its_progress(rankers) -> None:
