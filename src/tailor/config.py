@@ -680,6 +680,12 @@ class Settings(BaseModel):
         "every worker and server (a ledger in Redis when redis_url is set, else SQLite "
         "under the home); once spent the offer is none. 0 = no incentives.",
         ge=0)
+    serving_incentive_lease: float = _setting(
+        "serving", 0.01,
+        "Share of the daily incentive budget each worker reserves in the ledger at a time and "
+        "grants offers from in memory (one ledger write per slice, not per offer; a killed "
+        "worker's unused slice stays counted for the day). 0 = every offer to the ledger.",
+        ge=0, le=0.1)
 
     # -- experiments (tailor experiment, the server's assignment) -------------------------
     experiments_holdout_share: float = _setting(

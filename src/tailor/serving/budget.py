@@ -12,12 +12,22 @@ offers never commit more than the budget. `release(cost)` gives back a reservati
 offer was never shown (its request ran out of time). A ledger that cannot be reached raises
 `LedgerUnavailable`: the caller offers nothing (fail closed). The checkout decisions reach
 the ledger through `tailor.serving.offer_budget`.
+
+A server does not go to the shared ledger for every offer: `LeasedLedger` (what `open_ledger`
+gives when `serving.incentive_lease` > 0) reserves a slice of the day's budget at a time and
+grants offers from it in memory, so a worker commits one ledger transaction per slice rather
+than one (with an fsync on SQLite) per offer. The day's total then counts the slices: it never
+exceeds the budget; a slice a worker holds is spent only by that worker's offers; a worker that
+stops gives its unused slice back (one that is killed leaves it counted, offering less that
+day, never more).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -25,11 +35,14 @@ from typing import Any, Callable, Protocol
 
 from tailor.config import Settings
 
+log = logging.getLogger(__name__)
+
 REDIS_PREFIX = "tailor:incentive_budget:"
 KEEP_SECONDS = 2 * 86_400  # a day's key outlives the day it counts
 SQLITE_FILE = "incentive_budget.db"
 SQLITE_TIMEOUT_SECONDS = 1.0
 EPSILON = 1e-9  # float sums: a cost that fits exactly is not refused by rounding
+RECHECK_SECONDS = 1.0  # a refused slice is asked for again after this long (a release elsewhere)
 
 # KEYS[1] the day's key; ARGV cost, budget, seconds to keep. Returns {granted, spent}.
 RESERVE_SCRIPT = """
@@ -255,10 +268,112 @@ class SQLiteLedger:
         return float(row[0]) if row else 0.0
 
 
+class LeasedLedger:
+    """A shared ledger reached once per slice of the day's budget, not once per offer.
+
+    `reserve(cost)` takes the cost from the slice this process holds; when the slice cannot
+    cover it, reserves another slice of `lease` (or `cost`, if larger) in the shared ledger,
+    and when the ledger cannot spare that, whatever it has left that covers `cost`. A refusal
+    is remembered for `RECHECK_SECONDS` for costs at least as large (the ledger is asked again
+    after that, for a reservation given back elsewhere). `release(cost)` returns the cost to
+    the slice. A new UTC day starts with no slice; the last day's remainder is left counted
+    in that day's total. `close()` gives the unused slice back to the shared ledger.
+
+    `Reservation.spent` is the shared total as last seen (slices of every worker counted).
+
+    Args:
+        inner: the shared ledger (`RedisLedger` or `SQLiteLedger`).
+        lease: the slice reserved at a time, in currency.
+        clock: seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(self, inner: Ledger, lease: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.budget = inner.budget
+        self.lease = float(lease)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._day = ""
+        self._left = 0.0  # of this process's slice, for self._day
+        self._seen = 0.0  # the shared total as last seen, for self._day
+        self._refused_from = float("inf")  # costs >= this are refused ...
+        self._refused_until = 0.0  # ... until this clock time
+
+    @property
+    def unused(self) -> float:
+        """What is left of this process's slice today."""
+        with self._lock:
+            return self._left if self._day == _today(None) else 0.0
+
+    def reserve(self, cost: float, day: date | None = None) -> Reservation:
+        key = _today(day)
+        with self._lock:
+            self._start(key)
+            if cost <= self._left + EPSILON:
+                self._left = max(self._left - cost, 0.0)
+                return Reservation(True, self._seen, self.budget)
+            if cost >= self._refused_from and self._clock() < self._refused_until:
+                return Reservation(False, self._seen, self.budget)
+            size = max(self.lease, cost)
+            taken = self.inner.reserve(size, day)
+            rest = self.budget - taken.spent
+            if not taken.granted and rest + EPSILON >= cost:  # the ledger's last bit
+                size = min(size, rest)
+                taken = self.inner.reserve(size, day)
+            self._seen = taken.spent
+            if not taken.granted:
+                now = self._clock()
+                self._refused_from = min(self._refused_from, cost) \
+                    if now < self._refused_until else cost
+                self._refused_until = now + RECHECK_SECONDS
+                return Reservation(False, taken.spent, self.budget)
+            self._left = max(self._left + size - cost, 0.0)
+            return Reservation(True, taken.spent, self.budget)
+
+    def _start(self, key: str) -> None:
+        """Forget the slice of an earlier day (under the lock)."""
+        if key != self._day:
+            self._day, self._left, self._seen = key, 0.0, 0.0
+            self._refused_from, self._refused_until = float("inf"), 0.0
+
+    def release(self, cost: float, day: date | None = None) -> float:
+        """Give back a reserved cost to this process's slice; returns the shared total as last
+        seen. A cost of another day goes back to the shared ledger."""
+        key = _today(day)
+        with self._lock:
+            if key == self._day:
+                self._left += cost
+                return self._seen
+        return self.inner.release(cost, day)
+
+    def spent(self, day: date | None = None) -> float:
+        """The shared total: offers granted and every worker's unused slice."""
+        return self.inner.spent(day)
+
+    def close(self) -> None:
+        """Give this process's unused slice back to the shared ledger (logged if it fails)."""
+        with self._lock:
+            left, day, self._left = self._left, self._day, 0.0
+        if left > EPSILON and day == _today(None):
+            try:
+                self.inner.release(left)
+            except LedgerUnavailable as error:
+                log.warning("an unused incentive slice of %.2f could not be given back: %s",
+                            left, error)
+
+
 def open_ledger(settings: Settings) -> Ledger:
-    """The ledger the settings name: Redis when `redis_url` is set, else SQLite in the home."""
+    """The ledger the settings name: Redis when `redis_url` is set, else SQLite in the home;
+    reached a slice (`serving.incentive_lease` of the budget) at a time when that is above 0."""
     budget = settings.serving_daily_incentive_budget
+    shared: Ledger
     if settings.redis_url:
-        return RedisLedger(settings.redis_url, budget,
-                           timeout_seconds=settings.features_online_timeout_ms / 1000)
-    return SQLiteLedger(settings.home_path / SQLITE_FILE, budget)
+        shared = RedisLedger(settings.redis_url, budget,
+                             timeout_seconds=settings.features_online_timeout_ms / 1000)
+    else:
+        shared = SQLiteLedger(settings.home_path / SQLITE_FILE, budget)
+    if settings.serving_incentive_lease > 0 and budget > 0:
+        return LeasedLedger(shared, budget * settings.serving_incentive_lease)
+    return shared

@@ -80,10 +80,12 @@ def release(cost: float, ledger: Ledger, metrics: ServingMetrics) -> None:
 
 
 def budget_status(ledger: Ledger) -> dict[str, Any]:
-    """The ledger's backend, daily budget, today's spend and its last error (for /status)."""
+    """The ledger's backend, daily budget, today's spend (every worker's unused slice
+    included), this worker's unused slice and the last error (for /status)."""
     try:
         spent, error = ledger.spent(), None
     except LedgerUnavailable as problem:
         spent, error = None, str(problem)
     return {"backend": ledger.backend, "daily": ledger.budget,
-            "spent_today": spent, "last_error": error}
+            "spent_today": spent, "unused_slice": getattr(ledger, "unused", None),
+            "last_error": error}

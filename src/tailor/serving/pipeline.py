@@ -330,6 +330,9 @@ class ServingPipeline:
             if callable(close):
                 close()
         self.deadlines.close()
+        give_back = getattr(self.ledger, "close", None)  # a leased slice's unused part
+        if callable(give_back):
+            give_back()
         if self.predictions is not None:
             self.predictions.close()
 

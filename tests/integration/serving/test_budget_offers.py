@@ -24,9 +24,10 @@ def closed_port() -> int:
 def test_the_settings_choose_the_backend(served_home, redis_url: str) -> None:
     sqlite_ledger = open_ledger(served_home.settings.replace(serving_daily_incentive_budget=7))
     assert (sqlite_ledger.backend, sqlite_ledger.budget) == ("sqlite", 7.0)
-    assert sqlite_ledger.path == served_home.settings.home_path / "incentive_budget.db"
+    assert sqlite_ledger.inner.path == served_home.settings.home_path / "incentive_budget.db"
     redis_ledger = open_ledger(served_home.settings.replace(redis_url=redis_url))
-    assert (redis_ledger.backend, redis_ledger.prefix) == ("redis", "tailor:incentive_budget:")
+    assert (redis_ledger.backend, redis_ledger.inner.prefix) == ("redis",
+                                                                 "tailor:incentive_budget:")
 
 
 # -- in the checkout answers -----------------------------------------------------------------

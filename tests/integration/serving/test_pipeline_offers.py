@@ -151,6 +151,24 @@ def test_scorer_decisions_equal_the_models_policy_cart_by_cart(pipeline) -> None
         assert f"P(abandon) {decision.p_abandon:.0%}" in decision.reason
 
 
+def test_one_cart_in_python_floats_decides_as_the_arrays_do_to_the_bit(pipeline) -> None:
+    """`CheckoutScorer.decide` for one cart (Python floats) against its array path (the same
+    cart twice): probability, gain, cost, offer and reason identical, missing values, a
+    free cart and a value beyond float32 included."""
+    scorer = pipeline.slots["checkout"].current.prepared
+    rng = np.random.default_rng(23)
+    rows = []
+    for number in range(300):
+        row = {name: float(rng.choice([rng.integers(0, 8), rng.uniform(0, 50), np.nan]))
+               for name in scorer.feature_names}
+        row["session_cart_value"] = [0.0, 1e39, float(rng.uniform(1, 900))][min(number, 2)]
+        rows.append(row)
+    single = [scorer.decide([row])[0] for row in rows]
+    arrays = [scorer.decide([row, row])[0] for row in rows]
+    assert single == arrays  # dataclass equality: every float to the bit, reasons alike
+    assert len({decision.offer for decision in single}) >= 2
+
+
 def test_the_walked_trees_answer_as_xgboost_does_for_many_carts(served_home, pipeline,
                                                                tmp_path) -> None:
     """The checkout trees walked in Python (`tailor.models.tree_walk`) against XGBoost's

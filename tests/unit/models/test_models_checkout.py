@@ -7,7 +7,7 @@ import pytest
 from model_shops import shop
 from tailor.models.checkout import (
     CheckoutParams, IncentivePolicy, choose_incentives, estimate_uplift, fit_checkout,
-    fit_checkout_frame, incentive_gains,
+    INCENTIVES, fit_checkout_frame, incentive_gain, incentive_gains,
 )
 from tailor.models.feature_frames import add_device_columns, cart_snapshots, checkout_features
 
@@ -54,6 +54,19 @@ def test_expected_gains_follow_the_formula() -> None:
     assert costs[0, 0] == pytest.approx(4.0)
     # free shipping: 0.8 -> 0.72; gain 0.08 x 30 - 0.28 x 5.99
     assert gains[0, 1] == pytest.approx(0.08 * 30 - 0.28 * 5.99)
+
+
+def test_one_carts_gain_in_floats_is_the_arrays_to_the_bit() -> None:
+    policy = IncentivePolicy(uplift={"10_off": 0.17, "free_shipping": 0.06})
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.uniform(0, 900, 200), [0.0, np.nan, np.inf, -np.inf, 1e308]])
+    probabilities = rng.uniform(0, 1, len(values)).astype(np.float32).astype(float)
+    gains, costs = incentive_gains(values, probabilities, policy)
+    for row, (value, probability) in enumerate(zip(values, probabilities)):
+        for column, incentive in enumerate(INCENTIVES):
+            gain, cost = incentive_gain(float(value), float(probability), policy, incentive)
+            assert (gain, cost) == (gains[row, column], costs[row, column]) or \
+                (np.isnan([gain, gains[row, column]]).all() and cost == costs[row, column])
 
 
 def test_offers_need_risk_a_positive_gain_and_budget() -> None:
