@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
+from tailor.deploy.sizing import REQUESTS_PER_WORKER
 from tailor.errors import InputError
 from tailor.events.key_commands import keys_app
 from tailor.experiments.campaign_commands import campaign_app
@@ -622,9 +623,9 @@ PEAK_OPTION = typer.Option(3.0, "--peak-to-mean", min=1.0,
                            help="Busiest hour of a normal day over the day's mean (assumed 3).")
 SURGE_OPTION = typer.Option(10.0, "--surge", min=1.0,
                             help="Surge over the normal peak to absorb (the brief: 10x).")
-CAPACITY_OPTION = typer.Option(150.0, "--requests-per-worker", min=1.0,
-                               help="Measured /homepage requests/s per worker at p99 <= 100 ms "
-                                    "(docs/benchmarks.md).")
+CAPACITY_OPTION = typer.Option(REQUESTS_PER_WORKER, "--requests-per-worker", min=1.0,
+                               help="/homepage requests/s one worker on one core answers flat "
+                                    "out (measured: docs/benchmarks.md, Serving capacity).")
 WORKERS_OPTION = typer.Option(2, "--workers", min=1,
                               help="Server workers (and CPU cores) per pod.")
 MANIFESTS_FOLDER = typer.Argument(Path("deploy") / "kubernetes",

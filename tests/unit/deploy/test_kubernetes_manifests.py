@@ -149,4 +149,4 @@ def test_a_different_traffic_gives_other_bounds(tmp_path: Path, tailor_home: Pat
     hpa = yaml.safe_load((tmp_path / "tailor-serving-hpa.yaml").read_text())["spec"]
     smaller = size_serving(SizingInputs(events_per_day=1_000_000, surge=20))
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (smaller.min_replicas,
-                                                        smaller.max_replicas) == (2, 6)
+                                                        smaller.max_replicas) == (2, 3)
