@@ -12,6 +12,11 @@ order. So its margins are XGBoost's to the bit; `TreeWalker.build` checks that o
 and returns None (callers keep `inplace_predict`) for any booster it cannot reproduce:
 categorical splits, several targets or classes, boosters other than gbtree, or a probe
 whose margin differs.
+
+The walk itself is the trees compiled into one Python expression of nested comparisons
+(`_compiled`: 66 us instead of 302 us for the 1M-customer shop's 400 trees, 6 instead of 14
+for the demo's), or, for trees too deep to compile, a loop over the node list; the check above
+covers whichever is used.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 PROBE_ROWS = 512
 PROBE_SEED = 20261203
 MISSING_SHARE = 0.2  # of the probe values, NaN (every default direction is taken)
+COMPILED_DEPTH = 40  # deeper trees are walked node by node (Python's nesting limits)
 
 
 class UnsupportedBooster(ValueError):
@@ -75,6 +81,7 @@ class TreeWalker:
                 self._nodes.append((tree.feature[node], tree.threshold[node], start + left,
                                     start + right,
                                     start + (left if tree.default_left[node] else right)))
+        self._leaves = _compiled(self.trees, float(self.base_margin), features)
 
     @classmethod
     def build(cls, booster: Any, features: int) -> TreeWalker | None:
@@ -111,6 +118,12 @@ class TreeWalker:
 
     def margin(self, row: Sequence[float]) -> np.float32:
         """The margin of one row (`features` values, NaN = missing), as XGBoost computes it."""
+        if self._leaves is not None:
+            return np.add.accumulate(np.array(self._leaves(row), dtype=np.float32))[-1]
+        return self.walked_margin(row)
+
+    def walked_margin(self, row: Sequence[float]) -> np.float32:
+        """`margin` by walking the node list (the way for trees too deep to compile)."""
         nodes = self._nodes
         leaves: list[float] = [float(self.base_margin)]  # exact: float32 in a float
         for root in self._roots:
@@ -172,6 +185,46 @@ class TreeWalker:
             probes[:, column] = np.where(random.random(rows) < 0.5, picked, nudged)
         probes[random.random(probes.shape) < MISSING_SHARE] = np.nan
         return probes
+
+
+def _compiled(trees: Sequence[_Tree], base_margin: float, features: int
+              ) -> Callable[[Sequence[float]], tuple[float, ...]] | None:
+    """The trees as one Python expression: a row's base margin and the leaf each tree gives
+    it, in tree order; None when a tree is deeper than `COMPILED_DEPTH` or has a value that is
+    not a finite number (the node list is walked instead).
+
+    Each split is one comparison of the row's value with the float32 threshold, written so
+    that a missing value (NaN, false in every comparison) takes the node's default way:
+    `value < threshold` picks left when the default is right, `value >= threshold` picks
+    right when the default is left. Interpreted jumps instead of a loop over node tuples:
+    about a sixth of the walk's CPU on the 1M-customer shop's 400 trees. The source holds
+    only the model's integers and float literals (`repr`, which reads back exactly).
+    """
+    def source(tree: _Tree, node: int, depth: int) -> str:
+        if depth > COMPILED_DEPTH:
+            raise UnsupportedBooster(f"a tree deeper than {COMPILED_DEPTH}")
+        value = tree.threshold[node]
+        if not math.isfinite(value):
+            raise UnsupportedBooster(f"the value {value!r}")
+        if tree.left[node] < 0:
+            return repr(value)
+        feature = tree.feature[node]
+        if not 0 <= feature < features:
+            raise UnsupportedBooster(f"a split on column {feature}")
+        left = source(tree, tree.left[node], depth + 1)
+        right = source(tree, tree.right[node], depth + 1)
+        if tree.default_left[node]:
+            return f"({right} if x[{feature}] >= {value!r} else {left})"
+        return f"({left} if x[{feature}] < {value!r} else {right})"
+
+    try:
+        leaves = ", ".join(source(tree, 0, 0) for tree in trees)
+        function = eval(compile(f"lambda x: ({base_margin!r}, {leaves})", "<tree walk>",
+                                "eval"), {"__builtins__": {}})
+    except (UnsupportedBooster, RecursionError, MemoryError, SyntaxError) as reason:
+        log.info("trees walked node by node: %s", reason)
+        return None
+    return cast(Callable[[Sequence[float]], tuple[float, ...]], function)
 
 
 def _tree(tree: dict[str, Any], features: int) -> _Tree:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from tailor.models.tree_walk import TreeWalker, UnsupportedBooster
+from tailor.models import tree_walk
+from tailor.models.tree_walk import TreeWalker, UnsupportedBooster, _compiled
 
 FEATURES = 9
 
@@ -52,12 +53,30 @@ def test_a_margin_that_differs_fails_the_check() -> None:
     booster = boosted()
     walker = TreeWalker.from_booster(booster, FEATURES)
     walker.check(booster)
-    root = walker._nodes[walker._roots[0]]
-    walker._nodes[walker._roots[0]] = (root[0], float(np.nextafter(np.float32(root[1]),
-                                                                   np.float32(np.inf))),
-                                       *root[2:])
+    assert walker._leaves is not None  # compiled
+    nudged = float(np.nextafter(np.float32(walker.trees[0].threshold[0]), np.float32(np.inf)))
+    walker.trees[0].threshold[0] = nudged  # the first root split a hair off
+    walker._leaves = _compiled(walker.trees, float(walker.base_margin), FEATURES)
     with pytest.raises(UnsupportedBooster, match="probe row"):
         walker.check(booster)
+    walker._leaves = None  # the node list, with the same split off
+    root = walker._nodes[walker._roots[0]]
+    walker._nodes[walker._roots[0]] = (root[0], nudged, *root[2:])
+    with pytest.raises(UnsupportedBooster, match="probe row"):
+        walker.check(booster)
+
+
+def test_deep_trees_compiled_or_walked_node_by_node_give_the_same_bits(monkeypatch) -> None:
+    booster = boosted(rounds=40, max_depth=12)
+    values, _ = frame(3000, seed=3)
+    expected = booster.inplace_predict(values, predict_type="margin").view(np.uint32)
+    compiled = TreeWalker.build(booster, FEATURES)
+    assert compiled is not None and compiled._leaves is not None
+    assert np.array_equal(compiled.margins(values).view(np.uint32), expected)
+    monkeypatch.setattr(tree_walk, "COMPILED_DEPTH", 6)  # shallower than these trees
+    walked = TreeWalker.build(booster, FEATURES)
+    assert walked is not None and walked._leaves is None
+    assert np.array_equal(walked.margins(values).view(np.uint32), expected)
 
 
 def test_trees_it_cannot_reproduce_are_left_to_xgboost() -> None:
