@@ -117,7 +117,14 @@ class TreeWalker:
         return cls(trees, _base_margin(learner["learner_model_param"]["base_score"]), features)
 
     def margin(self, row: Sequence[float]) -> np.float32:
-        """The margin of one row (`features` values, NaN = missing), as XGBoost computes it."""
+        """The margin of one row (`features` values, NaN = missing), as XGBoost computes it.
+
+        Raises:
+            ValueError: the row has another number of values than the trees read.
+        """
+        if len(row) != self.features:
+            raise ValueError(f"a row of {len(row)} values: the trees read {self.features} "
+                             "columns")
         if self._leaves is not None:
             return np.add.accumulate(np.array(self._leaves(row), dtype=np.float32))[-1]
         return self.walked_margin(row)

@@ -47,6 +47,8 @@ def test_the_walked_margins_are_xgboosts_to_the_bit() -> None:
     assert len(np.unique(walked)) > 500
     with pytest.raises(ValueError, match="the trees read 9 columns"):
         walker.margins(values[:, :-1])  # a row a column short, as XGBoost refuses it
+    with pytest.raises(ValueError, match="a row of 8 values: the trees read 9 columns"):
+        walker.margin(values[0, :-1].tolist())
 
 
 def test_a_margin_that_differs_fails_the_check() -> None:
