@@ -68,6 +68,19 @@ def test_concurrent_threads_never_commit_more_than_the_budget(ledger_factory) ->
     assert ledger.spent(TODAY) == pytest.approx(50.0)
 
 
+def granted_in_processes(script: str, count: int) -> list[int]:
+    """Run `script` in `count` Python processes at once; the number each one printed (the
+    reservations it was granted)."""
+    workers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    granted = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err[-2000:]
+        granted.append(int(out.strip()))
+    return granted
+
+
 def test_concurrent_processes_never_commit_more_than_the_budget(ledger_factory) -> None:
     ledger = ledger_factory(40.0)
     script = textwrap.dedent(f"""
@@ -76,13 +89,7 @@ def test_concurrent_processes_never_commit_more_than_the_budget(ledger_factory) 
         ledger = {ledger.spec}
         print(sum(ledger.reserve(1.0, date(2026, 5, 1)).granted for _ in range(25)))
     """)
-    workers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    granted = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err[-2000:]
-        granted.append(int(out.strip()))
+    granted = granted_in_processes(script, 4)
     assert sum(granted) == 40
     assert ledger.spent(TODAY) == pytest.approx(40.0)
 
@@ -214,13 +221,7 @@ def test_concurrent_leased_processes_never_commit_more_than_the_budget(ledger_fa
         print(sum(worker.reserve(1.0).granted for _ in range(25)))
         worker.close()
     """)
-    workers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    granted = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err[-2000:]
-        granted.append(int(out.strip()))
+    granted = granted_in_processes(script, 4)
     assert 40 - 3 * 3 <= sum(granted) <= 40
     assert ledger.spent() == pytest.approx(sum(granted))  # the unused slices given back
 
